@@ -1,0 +1,483 @@
+// Package bus is the durable message bus between the stages: NATS JetStream,
+// embedded in the sluice process (file store in the data dir) or an external
+// NATS server or cluster (`bus.url: nats://…`).
+//
+// Promises:
+//   - Publish returns only after the message is stored. The embedded server
+//     fsyncs every write before it acknowledges (SyncAlways); an external
+//     server must be configured with `jetstream { sync_interval: always }` for
+//     the same guarantee (docs/operations.md).
+//   - Consume delivers a stream in order through a durable consumer with
+//     explicit acks; a batch whose handler fails is redelivered. Delivery is
+//     at-least-once, so stages make their output idempotent (message ids, file
+//     names by sequence range).
+//   - Read follows a stream from a sequence the caller keeps itself.
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// StreamConfig is the retention of one stream.
+type StreamConfig struct {
+	Retention time.Duration
+	MaxBytes  int64
+}
+
+// Options say which bus to open.
+type Options struct {
+	// URL is "embedded" (or empty) for the in-process server, else a NATS URL.
+	URL string
+	// Dir is where the embedded server keeps its file store.
+	Dir string
+	// Streams to create or update, by name.
+	Streams map[string]StreamConfig
+	// MaxPayload is the largest message the embedded server accepts.
+	MaxPayload int32
+	Logger     *slog.Logger
+}
+
+// DefaultMaxPayload is the embedded server's message size limit. Collector
+// frames are cut well below it.
+const DefaultMaxPayload = 8 << 20
+
+// duplicateWindow is how long JetStream remembers message ids, so a stage that
+// republishes after a crash does not store the same output twice.
+const duplicateWindow = 5 * time.Minute
+
+// Bus is an open connection to the bus (and the embedded server, if any).
+type Bus struct {
+	srv *server.Server
+	nc  *nats.Conn
+	js  jetstream.JetStream
+	log *slog.Logger
+	kv  jetstream.KeyValue
+}
+
+// Open starts the embedded server (or connects to an external one) and
+// creates the streams.
+func Open(ctx context.Context, o Options) (*Bus, error) {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	b := &Bus{log: o.Logger}
+	var err error
+	if o.URL == "" || o.URL == "embedded" {
+		if err := b.startEmbedded(o); err != nil {
+			return nil, err
+		}
+		b.nc, err = nats.Connect("", nats.InProcessServer(b.srv), nats.Name("sluice"), nats.MaxReconnects(-1))
+	} else {
+		if _, perr := url.Parse(o.URL); perr != nil {
+			return nil, fmt.Errorf("bus url %q: %w", o.URL, perr)
+		}
+		b.nc, err = nats.Connect(o.URL, nats.Name("sluice"), nats.MaxReconnects(-1), nats.RetryOnFailedConnect(false))
+	}
+	if err != nil {
+		b.Close()
+		return nil, fmt.Errorf("connect to bus %s: %w", displayURL(o.URL), err)
+	}
+	b.js, err = jetstream.New(b.nc, jetstream.WithPublishAsyncMaxPending(4096))
+	if err != nil {
+		b.Close()
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	for name, sc := range o.Streams {
+		if err := b.ensureStream(ctx, name, sc); err != nil {
+			b.Close()
+			return nil, err
+		}
+	}
+	b.kv, err = b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      "sluice_state",
+		Description: "sluice: table schemas and other small shared state",
+		History:     1,
+		Storage:     jetstream.FileStorage,
+	})
+	if err != nil {
+		b.Close()
+		return nil, fmt.Errorf("state bucket: %w", err)
+	}
+	return b, nil
+}
+
+func displayURL(u string) string {
+	if u == "" {
+		return "embedded"
+	}
+	return u
+}
+
+func (b *Bus) startEmbedded(o Options) error {
+	if o.Dir == "" {
+		return errors.New("bus: embedded server needs a data directory")
+	}
+	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
+		return fmt.Errorf("bus store: %w", err)
+	}
+	maxPayload := o.MaxPayload
+	if maxPayload == 0 {
+		maxPayload = DefaultMaxPayload
+	}
+	opts := &server.Options{
+		ServerName: "sluice",
+		DontListen: true,
+		JetStream:  true,
+		StoreDir:   filepath.Clean(o.Dir),
+		// Fsync every write before acknowledging it: the default lazy
+		// fsync loses acknowledged messages on power loss.
+		SyncAlways: true,
+		MaxPayload: maxPayload,
+		NoSigs:     true,
+		NoLog:      true,
+	}
+	srv, err := server.NewServer(opts)
+	if err != nil {
+		return fmt.Errorf("embedded bus: %w", err)
+	}
+	srv.Start()
+	if !srv.ReadyForConnections(30 * time.Second) {
+		srv.Shutdown()
+		return errors.New("embedded bus: server did not become ready in 30s (is another sluice using this data dir?)")
+	}
+	b.srv = srv
+	return nil
+}
+
+// subject is where a stream's messages are published.
+func subject(stream string) string { return "sluice." + stream }
+
+func (b *Bus) ensureStream(ctx context.Context, name string, sc StreamConfig) error {
+	cfg := jetstream.StreamConfig{
+		Name:        name,
+		Description: "sluice " + name,
+		Subjects:    []string{subject(name)},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		Discard:     jetstream.DiscardOld,
+		MaxAge:      sc.Retention,
+		MaxBytes:    sc.MaxBytes,
+		Duplicates:  duplicateWindow,
+	}
+	if cfg.MaxBytes == 0 {
+		cfg.MaxBytes = -1
+	}
+	if _, err := b.js.CreateOrUpdateStream(ctx, cfg); err != nil {
+		return fmt.Errorf("create stream %s: %w", name, err)
+	}
+	return nil
+}
+
+// MaxPayload is the largest message the bus accepts.
+func (b *Bus) MaxPayload() int64 { return b.nc.MaxPayload() }
+
+// Publish stores data on stream and returns its sequence once stored. A
+// non-empty msgID makes a repeated publish (within the duplicate window) a
+// no-op that returns the first copy's sequence.
+func (b *Bus) Publish(ctx context.Context, stream string, data []byte, msgID string) (uint64, error) {
+	var opts []jetstream.PublishOpt
+	if msgID != "" {
+		opts = append(opts, jetstream.WithMsgID(msgID))
+	}
+	ack, err := b.js.Publish(ctx, subject(stream), data, opts...)
+	if err != nil {
+		return 0, fmt.Errorf("publish to %s: %w", stream, err)
+	}
+	return ack.Sequence, nil
+}
+
+// Outgoing is one message for PublishAll.
+type Outgoing struct {
+	Stream string
+	Data   []byte
+	MsgID  string
+}
+
+// PublishAll stores every message, pipelined, and returns when all are
+// stored or the first failed.
+func (b *Bus) PublishAll(ctx context.Context, msgs []Outgoing) error {
+	futures := make([]jetstream.PubAckFuture, 0, len(msgs))
+	for _, m := range msgs {
+		nm := &nats.Msg{Subject: subject(m.Stream), Data: m.Data, Header: nats.Header{}}
+		if m.MsgID != "" {
+			nm.Header.Set(jetstream.MsgIDHeader, m.MsgID)
+		}
+		f, err := b.js.PublishMsgAsync(nm)
+		if err != nil {
+			return fmt.Errorf("publish to %s: %w", m.Stream, err)
+		}
+		futures = append(futures, f)
+	}
+	for i, f := range futures {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			return fmt.Errorf("publish to %s: %w", msgs[i].Stream, err)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// Msg is one message read from a stream.
+type Msg struct {
+	Seq  uint64
+	Time time.Time
+	Data []byte
+	raw  jetstream.Msg
+}
+
+// Handler processes a batch of messages in stream order. Returning nil
+// acknowledges them all; an error has them redelivered.
+type Handler func(ctx context.Context, batch []Msg) error
+
+// Consume reads stream through the durable consumer name until ctx is done,
+// handing batches of up to maxBatch messages to handle.
+func (b *Bus) Consume(ctx context.Context, stream, name string, maxBatch int, handle Handler) error {
+	cons, err := b.js.CreateOrUpdateConsumer(ctx, stream, jetstream.ConsumerConfig{
+		Durable:       name,
+		Description:   "sluice stage " + name,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       time.Minute,
+		MaxDeliver:    -1,
+		MaxAckPending: 16 * maxBatch,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	})
+	if err != nil {
+		return fmt.Errorf("consumer %s on %s: %w", name, stream, err)
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(4 * maxBatch))
+	if err != nil {
+		return fmt.Errorf("consume %s: %w", stream, err)
+	}
+	msgs := pump(ctx, it)
+	backoff := 100 * time.Millisecond
+	for {
+		batch, ok := nextBatch(ctx, msgs, maxBatch)
+		if !ok {
+			return ctx.Err()
+		}
+		if err := handle(ctx, batch); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			b.log.Error("stage failed; batch will be redelivered", "consumer", name, "stream", stream,
+				"first_seq", batch[0].Seq, "last_seq", batch[len(batch)-1].Seq, "err", err)
+			for _, m := range batch {
+				_ = m.raw.NakWithDelay(backoff)
+			}
+			sleep(ctx, backoff)
+			backoff = min(2*backoff, 30*time.Second)
+			continue
+		}
+		backoff = 100 * time.Millisecond
+		for _, m := range batch {
+			if err := m.raw.Ack(); err != nil {
+				b.log.Warn("ack failed; message will be redelivered", "stream", stream, "seq", m.Seq, "err", err)
+			}
+		}
+	}
+}
+
+// pump moves messages from a JetStream iterator onto a channel so callers can
+// select on it together with timers and ctx.
+func pump(ctx context.Context, it jetstream.MessagesContext) <-chan Msg {
+	ch := make(chan Msg, 256)
+	go func() {
+		<-ctx.Done()
+		it.Stop()
+	}()
+	go func() {
+		defer close(ch)
+		for {
+			m, err := it.Next()
+			if err != nil {
+				if errors.Is(err, jetstream.ErrMsgIteratorClosed) || ctx.Err() != nil {
+					return
+				}
+				continue
+			}
+			md, err := m.Metadata()
+			if err != nil {
+				continue
+			}
+			select {
+			case ch <- Msg{Seq: md.Sequence.Stream, Time: md.Timestamp, Data: m.Data(), raw: m}:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return ch
+}
+
+func nextBatch(ctx context.Context, ch <-chan Msg, max int) ([]Msg, bool) {
+	var batch []Msg
+	select {
+	case m, ok := <-ch:
+		if !ok {
+			return nil, false
+		}
+		batch = append(batch, m)
+	case <-ctx.Done():
+		return nil, false
+	}
+	for len(batch) < max {
+		select {
+		case m, ok := <-ch:
+			if !ok {
+				return batch, true
+			}
+			batch = append(batch, m)
+		default:
+			return batch, true
+		}
+	}
+	return batch, true
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+// Reader follows a stream from a given sequence, without acks: the caller
+// keeps its own position (the archiver keeps it in the lake).
+type Reader struct {
+	ch     <-chan Msg
+	cancel context.CancelFunc
+}
+
+// ReadFrom opens a Reader at sequence from (1 = the beginning).
+func (b *Bus) ReadFrom(ctx context.Context, stream string, from uint64) (*Reader, error) {
+	cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy}
+	if from > 1 {
+		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+		cfg.OptStartSeq = from
+	}
+	return b.read(ctx, stream, cfg)
+}
+
+// ReadSince opens a Reader at the first message stored at or after t.
+func (b *Bus) ReadSince(ctx context.Context, stream string, t time.Time) (*Reader, error) {
+	return b.read(ctx, stream, jetstream.OrderedConsumerConfig{
+		DeliverPolicy: jetstream.DeliverByStartTimePolicy,
+		OptStartTime:  &t,
+	})
+}
+
+func (b *Bus) read(ctx context.Context, stream string, cfg jetstream.OrderedConsumerConfig) (*Reader, error) {
+	cons, err := b.js.OrderedConsumer(ctx, stream, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", stream, err)
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(512))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", stream, err)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	return &Reader{ch: pump(ctx, it), cancel: cancel}, nil
+}
+
+// C delivers the messages in order; it is closed when the reader stops.
+func (r *Reader) C() <-chan Msg { return r.ch }
+
+// Close stops the reader.
+func (r *Reader) Close() { r.cancel() }
+
+// StreamInfo is the state of one stream.
+type StreamInfo struct {
+	FirstSeq, LastSeq uint64
+	Msgs, Bytes       uint64
+}
+
+// Info reports the state of stream.
+func (b *Bus) Info(ctx context.Context, stream string) (StreamInfo, error) {
+	s, err := b.js.Stream(ctx, stream)
+	if err != nil {
+		return StreamInfo{}, fmt.Errorf("stream %s: %w", stream, err)
+	}
+	st := s.CachedInfo().State
+	return StreamInfo{FirstSeq: st.FirstSeq, LastSeq: st.LastSeq, Msgs: st.Msgs, Bytes: st.Bytes}, nil
+}
+
+// Pending is how many messages of stream consumer name has not yet acknowledged.
+func (b *Bus) Pending(ctx context.Context, stream, name string) (uint64, error) {
+	c, err := b.js.Consumer(ctx, stream, name)
+	if err != nil {
+		return 0, err
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return info.NumPending + uint64(info.NumAckPending), nil
+}
+
+// ErrConflict reports a state update that lost a race with another writer.
+var ErrConflict = errors.New("state changed concurrently")
+
+// GetState reads a small shared record (nil, 0 when absent) and its revision.
+func (b *Bus) GetState(ctx context.Context, key string) ([]byte, uint64, error) {
+	e, err := b.kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, 0, nil
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("state %s: %w", key, err)
+	}
+	return e.Value(), e.Revision(), nil
+}
+
+// PutState writes a record if its revision is still rev (0 = must not exist).
+func (b *Bus) PutState(ctx context.Context, key string, value []byte, rev uint64) (uint64, error) {
+	var (
+		n   uint64
+		err error
+	)
+	if rev == 0 {
+		n, err = b.kv.Create(ctx, key, value)
+	} else {
+		n, err = b.kv.Update(ctx, key, value, rev)
+	}
+	if err != nil {
+		if errors.Is(err, jetstream.ErrKeyExists) || strings.Contains(err.Error(), "wrong last sequence") {
+			return 0, fmt.Errorf("state %s: %w", key, ErrConflict)
+		}
+		return 0, fmt.Errorf("state %s: %w", key, err)
+	}
+	return n, nil
+}
+
+// Close drains the connection and stops the embedded server.
+func (b *Bus) Close() error {
+	if b.nc != nil {
+		_ = b.nc.Drain()
+		for i := 0; i < 50 && !b.nc.IsClosed(); i++ {
+			time.Sleep(20 * time.Millisecond)
+		}
+		b.nc.Close()
+	}
+	if b.srv != nil {
+		b.srv.Shutdown()
+		b.srv.WaitForShutdown()
+	}
+	return nil
+}

@@ -1,0 +1,628 @@
+// Package enrich turns what collectors stored on `raw` into canonical events
+// on `events`, and everything it cannot turn into an event into typed rows on
+// `bad`. Nothing is dropped silently: each input value ends up as an event, a
+// bad row, or a duplicate of an event already published.
+//
+// Promises:
+//   - Output is idempotent per raw message: outputs carry message ids derived
+//     from the raw sequence, event ids that enrich assigns are derived from the
+//     raw position, and duplicate event ids within the dedupe window are
+//     dropped (the window is rebuilt from `events` on start, so a crash does not
+//     forget it). A raw message is acknowledged only after its output is stored.
+//   - A column's type never changes silently: the first value of a field fixes
+//     its type in the table schema; BIGINT may widen to DOUBLE; any other
+//     conflict sends the event to `bad` as a schema_violation.
+package enrich
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+	"github.com/sluice-data/sluice"
+	"github.com/sluice-data/sluice/bus"
+	"github.com/sluice-data/sluice/internal/jsonseq"
+)
+
+// Options configure an Enricher.
+type Options struct {
+	Bus          *bus.Bus
+	DedupeWindow time.Duration // default 10m
+	Logger       *slog.Logger
+}
+
+// Enricher is the raw -> events/bad stage.
+type Enricher struct {
+	bus    *bus.Bus
+	log    *slog.Logger
+	seen   *dedupe
+	schema sluice.Schema
+	rev    uint64
+	now    func() time.Time
+}
+
+// consumerName is the durable consumer enrich reads raw through.
+const consumerName = "enrich"
+
+// New returns an Enricher; Run starts it.
+func New(o Options) *Enricher {
+	if o.DedupeWindow <= 0 {
+		o.DedupeWindow = 10 * time.Minute
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return &Enricher{bus: o.Bus, log: o.Logger, seen: newDedupe(o.DedupeWindow), now: time.Now}
+}
+
+// Run rebuilds the dedupe window from `events`, then enriches raw messages
+// until ctx is done.
+func (e *Enricher) Run(ctx context.Context) error {
+	var err error
+	if e.schema, e.rev, err = e.bus.Schema(ctx, sluice.StreamEvents); err != nil {
+		return err
+	}
+	if err := e.rebuild(ctx); err != nil {
+		return fmt.Errorf("enrich: rebuild dedupe window: %w", err)
+	}
+	err = e.bus.Consume(ctx, sluice.StreamRaw, consumerName, 64, e.handle)
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+// Lag is how many raw messages are not yet enriched.
+func (e *Enricher) Lag(ctx context.Context) (uint64, error) {
+	return e.bus.Pending(ctx, sluice.StreamRaw, consumerName)
+}
+
+// rebuild reads the events published within the dedupe window back into it.
+func (e *Enricher) rebuild(ctx context.Context) error {
+	info, err := e.bus.Info(ctx, sluice.StreamEvents)
+	if err != nil {
+		return err
+	}
+	if info.Msgs == 0 {
+		return nil
+	}
+	r, err := e.bus.ReadSince(ctx, sluice.StreamEvents, e.now().Add(-e.seen.window))
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	timeout := time.NewTimer(2 * time.Second)
+	defer timeout.Stop()
+	n := 0
+	for {
+		select {
+		case m, ok := <-r.C():
+			if !ok {
+				return ctx.Err()
+			}
+			for line := range bytes.Lines(m.Data) {
+				if id, ok := leadingEventID(line); ok {
+					e.seen.add(id, m.Time)
+					n++
+				}
+			}
+			if m.Seq >= info.LastSeq {
+				e.log.Info("enrich: dedupe window rebuilt", "event_ids", n)
+				return nil
+			}
+			timeout.Reset(2 * time.Second)
+		case <-timeout.C:
+			// Nothing at or after the window start: it is empty.
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// handle enriches a batch of raw messages and stores the output.
+func (e *Enricher) handle(ctx context.Context, batch []bus.Msg) error {
+	var out []bus.Outgoing
+	schemaChanged := false
+	var stats counts
+	maxMsg := int(e.bus.MaxPayload() / 2)
+	ids := make(map[string]struct{})
+	for _, m := range batch {
+		res := e.enrichMessage(m, ids)
+		stats.add(res.counts)
+		schemaChanged = schemaChanged || res.schemaChanged
+		out = appendChunks(out, sluice.StreamEvents, fmt.Sprintf("e-%d", m.Seq), res.events, maxMsg)
+		out = appendChunks(out, sluice.StreamBad, fmt.Sprintf("b-%d", m.Seq), res.bad, maxMsg)
+	}
+	if schemaChanged {
+		rev, err := e.bus.SaveSchema(ctx, e.schema, e.rev)
+		if err != nil {
+			// Another node changed the schema: start over with its version.
+			e.schema, e.rev, _ = e.bus.Schema(ctx, sluice.StreamEvents)
+			return fmt.Errorf("save schema: %w", err)
+		}
+		e.rev = rev
+	}
+	if err := e.bus.PublishAll(ctx, out); err != nil {
+		return err
+	}
+	// Only now are the ids published: a failed batch is redelivered and must
+	// not find its own events already "seen".
+	now := e.now()
+	for id := range ids {
+		e.seen.add(id, now)
+	}
+	stats.publish()
+	return nil
+}
+
+// appendChunks cuts NDJSON lines into messages below max bytes.
+func appendChunks(out []bus.Outgoing, stream, id string, lines [][]byte, max int) []bus.Outgoing {
+	var buf []byte
+	k := 0
+	emit := func() {
+		out = append(out, bus.Outgoing{Stream: stream, Data: buf, MsgID: id + "-" + strconv.Itoa(k)})
+		k++
+		buf = nil
+	}
+	for _, l := range lines {
+		if len(buf) > 0 && len(buf)+len(l) > max {
+			emit()
+		}
+		buf = append(buf, l...)
+	}
+	if len(buf) > 0 {
+		emit()
+	}
+	return out
+}
+
+// result is what one raw message became.
+type result struct {
+	events, bad   [][]byte
+	schemaChanged bool
+	counts
+}
+
+// enrichMessage enriches one raw message; ids collects the event ids of the
+// batch so far.
+func (e *Enricher) enrichMessage(m bus.Msg, ids map[string]struct{}) result {
+	var res result
+	payloads, err := sluice.DecodeFrame(m.Data)
+	if err != nil {
+		res.bad = append(res.bad, e.badLine(sluice.BadRow{
+			Type: sluice.BadCollectorPayloadFormat, Message: err.Error(), RawSeq: m.Seq,
+			ReceivedAt: m.Time, Payload: string(m.Data),
+		}))
+		res.failed++
+		return res
+	}
+	for pi := range payloads {
+		e.enrichPayload(&res, m.Seq, pi, &payloads[pi], ids)
+	}
+	return res
+}
+
+func (e *Enricher) enrichPayload(res *result, seq uint64, pi int, p *sluice.Payload, ids map[string]struct{}) {
+	bad := func(typ, msg, payload, eventID string) {
+		res.bad = append(res.bad, e.badLine(sluice.BadRow{
+			Type: typ, Message: msg, ReceivedAt: p.ReceivedAt, Collector: p.Collector,
+			Path: p.Path, IP: p.IP, RawSeq: seq, EventID: eventID, Payload: payload,
+		}))
+		res.failed++
+	}
+	vals, err := jsonseq.Split(p.Body)
+	if err != nil {
+		bad(sluice.BadCollectorPayloadFormat, "body is not JSON: "+err.Error(), string(p.Body), "")
+		return
+	}
+	for vi, v := range vals {
+		ev, ferr := e.toEvent(v, p, seq, pi, vi)
+		if ferr != nil {
+			bad(ferr.typ, ferr.msg, string(v), ferr.eventID)
+			continue
+		}
+		if _, dup := ids[ev.id]; dup || e.seen.contains(ev.id, e.now()) {
+			res.duplicates++
+			continue
+		}
+		ids[ev.id] = struct{}{}
+		if ev.schemaChanged {
+			res.schemaChanged = true
+		}
+		res.events = append(res.events, ev.line)
+		res.enriched++
+	}
+}
+
+// failure is why a value could not become an event.
+type failure struct {
+	typ, msg, eventID string
+}
+
+// built is one enriched event, encoded.
+type built struct {
+	id            string
+	line          []byte
+	schemaChanged bool
+}
+
+// reservedFields are the lake's partition columns; an event field of that name
+// would clash with them in every engine that reads hive partitions.
+var reservedFields = map[string]bool{"dt": true, "hr": true}
+
+// canonicalIndex maps a lower-cased name to its canonical column position.
+var canonicalIndex = func() map[string]int {
+	m := make(map[string]int, len(sluice.EventColumns))
+	for i, c := range sluice.EventColumns {
+		m[c.Name] = i
+	}
+	return m
+}()
+
+// Positions of the canonical columns that are not plain strings from the event.
+var (
+	colEventID    = canonicalIndex["event_id"]
+	colEventTime  = canonicalIndex["event_time"]
+	colReceivedAt = canonicalIndex["received_at"]
+	colCollector  = canonicalIndex["collector"]
+	colEvent      = canonicalIndex["event"]
+	colIP         = canonicalIndex["ip"]
+	colUserAgent  = canonicalIndex["useragent"]
+)
+
+var idNamespace = uuid.MustParse("6f1c2a52-5b7e-4e39-9c55-6a0f3e0d5b11")
+
+func (e *Enricher) toEvent(v []byte, p *sluice.Payload, seq uint64, pi, vi int) (*built, *failure) {
+	if len(v) == 0 || v[0] != '{' {
+		return nil, &failure{typ: sluice.BadCollectorPayloadFormat, msg: fmt.Sprintf("expected a JSON object for an event, got a %s", jsonKind(v))}
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(v, &fields); err != nil {
+		return nil, &failure{typ: sluice.BadCollectorPayloadFormat, msg: "event is not a JSON object: " + err.Error()}
+	}
+	canon := make([]string, len(sluice.EventColumns))
+	var own []ownField
+	folded := make(map[string]string, len(fields))
+	var eventTime time.Time
+	var f *failure
+	for name, raw := range fields {
+		lower := strings.ToLower(name)
+		if prev, dup := folded[lower]; dup {
+			f = &failure{typ: sluice.BadSchemaViolation, msg: fmt.Sprintf("fields %q and %q differ only in case; SQL column names are case-insensitive", prev, name)}
+			break
+		}
+		folded[lower] = name
+		if i, ok := canonicalIndex[lower]; ok {
+			switch i {
+			case colEventTime:
+				eventTime, f = parseEventTime(raw)
+			case colReceivedAt, colCollector:
+				// Set by sluice, never by the client.
+			default:
+				canon[i], f = canonicalString(name, raw)
+			}
+			if f != nil {
+				break
+			}
+			continue
+		}
+		if reservedFields[lower] {
+			f = &failure{typ: sluice.BadSchemaViolation, msg: fmt.Sprintf("field %q is reserved for the lake's partitions; rename it", name)}
+			break
+		}
+		if !utf8.ValidString(name) || name == "" || len(name) > 128 || strings.ContainsFunc(name, func(r rune) bool { return r < 0x20 }) {
+			f = &failure{typ: sluice.BadSchemaViolation, msg: fmt.Sprintf("field name %q is not usable as a column: use 1-128 printable characters", name)}
+			break
+		}
+		typ, ok := valueType(raw)
+		if !ok {
+			continue // null: no column, the value is NULL
+		}
+		own = append(own, ownField{name: name, typ: typ, raw: raw})
+	}
+	if f != nil {
+		f.eventID = canon[colEventID]
+		return nil, f
+	}
+	if canon[colEvent] == "" {
+		return nil, &failure{typ: sluice.BadTrackerProtocol, msg: `event has no name: set "event" to a non-empty string such as "page_view"`, eventID: canon[colEventID]}
+	}
+	if canon[colEventID] == "" {
+		canon[colEventID] = uuid.NewSHA1(idNamespace, fmt.Appendf(nil, "%d/%d/%d", seq, pi, vi)).String()
+	}
+	if eventTime.IsZero() {
+		eventTime = p.ReceivedAt
+	}
+	if canon[colIP] == "" {
+		canon[colIP] = p.IP
+	}
+	if canon[colUserAgent] == "" {
+		canon[colUserAgent] = p.UserAgent
+	}
+	canon[colCollector] = p.Collector
+	changed, f := e.checkSchema(own)
+	if f != nil {
+		f.eventID = canon[colEventID]
+		return nil, f
+	}
+	return &built{id: canon[colEventID], line: encodeEvent(canon, eventTime, p.ReceivedAt, own), schemaChanged: changed}, nil
+}
+
+// ownField is one of the event's own top-level fields.
+type ownField struct {
+	name string
+	typ  sluice.ColumnType
+	raw  json.RawMessage
+}
+
+// checkSchema fits the event's own fields into the table schema, adding new
+// columns and widening BIGINT to DOUBLE. Field names take the spelling the
+// schema already has (SQL names are case-insensitive).
+func (e *Enricher) checkSchema(own []ownField) (bool, *failure) {
+	changed := false
+	type change struct {
+		i   int
+		typ sluice.ColumnType
+	}
+	var widen []change
+	var add []sluice.Column
+	for k := range own {
+		f := &own[k]
+		i := e.columnIndex(f.name)
+		if i < 0 {
+			add = append(add, sluice.Column{Name: f.name, Type: f.typ, Added: e.now().UTC()})
+			continue
+		}
+		col := e.schema.Columns[i]
+		f.name = col.Name
+		switch {
+		case col.Type == f.typ:
+		case col.Type == sluice.TypeDouble && f.typ == sluice.TypeBigint:
+			f.typ = sluice.TypeDouble
+		case col.Type == sluice.TypeBigint && f.typ == sluice.TypeDouble:
+			widen = append(widen, change{i, sluice.TypeDouble})
+		default:
+			return false, &failure{typ: sluice.BadSchemaViolation, msg: fmt.Sprintf(
+				"field %q is %s in table events, but this event has %s %s; send a %s or use a new field name",
+				col.Name, col.Type, article(f.typ), describe(f.raw), col.Type)}
+		}
+	}
+	seenNew := map[string]bool{}
+	for _, c := range add {
+		if seenNew[strings.ToLower(c.Name)] {
+			continue
+		}
+		seenNew[strings.ToLower(c.Name)] = true
+		e.schema.Columns = append(e.schema.Columns, c)
+		changed = true
+	}
+	for _, w := range widen {
+		e.schema.Columns[w.i].Type = w.typ
+		changed = true
+	}
+	return changed, nil
+}
+
+func (e *Enricher) columnIndex(name string) int {
+	for i, c := range e.schema.Columns {
+		if strings.EqualFold(c.Name, name) {
+			return i
+		}
+	}
+	return -1
+}
+
+func article(t sluice.ColumnType) string {
+	switch t {
+	case sluice.TypeBigint:
+		return "an integer"
+	case sluice.TypeDouble:
+		return "a number"
+	case sluice.TypeBoolean:
+		return "a boolean"
+	case sluice.TypeJSON:
+		return "an object/array"
+	default:
+		return "a string"
+	}
+}
+
+func describe(raw []byte) string {
+	if len(raw) > 40 {
+		return string(raw[:40]) + "…"
+	}
+	return string(raw)
+}
+
+// valueType infers the column type of a JSON value; ok is false for null.
+func valueType(raw []byte) (sluice.ColumnType, bool) {
+	switch raw[0] {
+	case 'n':
+		return "", false
+	case '"':
+		return sluice.TypeVarchar, true
+	case 't', 'f':
+		return sluice.TypeBoolean, true
+	case '{', '[':
+		return sluice.TypeJSON, true
+	}
+	if bytes.ContainsAny(raw, ".eE") {
+		return sluice.TypeDouble, true
+	}
+	if _, err := strconv.ParseInt(string(raw), 10, 64); err != nil {
+		return sluice.TypeDouble, true // beyond int64
+	}
+	return sluice.TypeBigint, true
+}
+
+func jsonKind(v []byte) string {
+	if len(v) == 0 {
+		return "nothing"
+	}
+	switch v[0] {
+	case '"':
+		return "string"
+	case 't', 'f':
+		return "boolean"
+	case 'n':
+		return "null"
+	case '[':
+		return "array"
+	default:
+		return "number"
+	}
+}
+
+// canonicalString reads a canonical string column: numbers and booleans are
+// kept as their text, objects and arrays are refused.
+func canonicalString(name string, raw json.RawMessage) (string, *failure) {
+	switch raw[0] {
+	case 'n':
+		return "", nil
+	case '"':
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return "", &failure{typ: sluice.BadSchemaViolation, msg: fmt.Sprintf("field %q: %v", name, err)}
+		}
+		return s, nil
+	case '{', '[':
+		return "", &failure{typ: sluice.BadSchemaViolation, msg: fmt.Sprintf("field %q must be a string, got %s", name, jsonKind(raw))}
+	default:
+		return string(raw), nil
+	}
+}
+
+// parseEventTime reads event_time: RFC 3339 or epoch milliseconds (a number
+// or a string of digits). null means "not given".
+func parseEventTime(raw json.RawMessage) (time.Time, *failure) {
+	bad := func() (time.Time, *failure) {
+		return time.Time{}, &failure{typ: sluice.BadTrackerProtocol, msg: fmt.Sprintf(
+			"event_time %s is neither RFC 3339 (2006-01-02T15:04:05Z) nor epoch milliseconds", describe(raw))}
+	}
+	var t time.Time
+	switch raw[0] {
+	case 'n':
+		return time.Time{}, nil
+	case '"':
+		var s string
+		if json.Unmarshal(raw, &s) != nil {
+			return bad()
+		}
+		if ms, err := strconv.ParseInt(s, 10, 64); err == nil {
+			t = time.UnixMilli(ms)
+		} else if t, err = time.Parse(time.RFC3339Nano, s); err != nil {
+			return bad()
+		}
+	default:
+		ms, err := strconv.ParseFloat(string(raw), 64)
+		if err != nil || ms < 0 || ms > 253402300799999 {
+			return bad()
+		}
+		t = time.UnixMicro(int64(ms * 1000))
+	}
+	if t.Year() < 1970 || t.Year() > 9999 {
+		return bad()
+	}
+	return t.UTC(), nil
+}
+
+// TimeLayout is how timestamps are written on the events stream.
+const TimeLayout = "2006-01-02T15:04:05.000000Z"
+
+// encodeEvent writes one NDJSON line: event_id first (the dedupe rebuild
+// reads it without decoding the line), canonical columns, then own fields.
+func encodeEvent(canon []string, eventTime, receivedAt time.Time, own []ownField) []byte {
+	buf := make([]byte, 0, 512)
+	buf = append(buf, `{"event_id":`...)
+	buf = appendString(buf, canon[colEventID])
+	buf = append(buf, `,"event_time":"`...)
+	buf = eventTime.UTC().AppendFormat(buf, TimeLayout)
+	buf = append(buf, `","received_at":"`...)
+	buf = receivedAt.UTC().AppendFormat(buf, TimeLayout)
+	buf = append(buf, '"')
+	for i, c := range sluice.EventColumns {
+		if i == colEventID || i == colEventTime || i == colReceivedAt || canon[i] == "" {
+			continue
+		}
+		buf = append(buf, ',')
+		buf = appendString(buf, c.Name)
+		buf = append(buf, ':')
+		buf = appendString(buf, canon[i])
+	}
+	for _, f := range own {
+		buf = append(buf, ',')
+		buf = appendString(buf, f.name)
+		buf = append(buf, ':')
+		if f.typ == sluice.TypeDouble && !bytes.ContainsAny(f.raw, ".eE") {
+			buf = append(buf, f.raw...)
+			buf = append(buf, ".0"...)
+			continue
+		}
+		if f.typ == sluice.TypeJSON {
+			// A pretty-printed object would break the NDJSON line.
+			var cb bytes.Buffer
+			if json.Compact(&cb, f.raw) == nil {
+				buf = append(buf, cb.Bytes()...)
+				continue
+			}
+		}
+		buf = append(buf, f.raw...)
+	}
+	buf = append(buf, "}\n"...)
+	return buf
+}
+
+// appendString appends s as a JSON string; plain ASCII, the common case,
+// is copied as is.
+func appendString(buf []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' {
+			b, _ := json.Marshal(s)
+			return append(buf, b...)
+		}
+	}
+	buf = append(buf, '"')
+	buf = append(buf, s...)
+	return append(buf, '"')
+}
+
+// leadingEventID reads the event_id that encodeEvent writes first.
+func leadingEventID(line []byte) (string, bool) {
+	const prefix = `{"event_id":"`
+	if !bytes.HasPrefix(line, []byte(prefix)) {
+		return "", false
+	}
+	rest := line[len(prefix):]
+	end := bytes.IndexByte(rest, '"')
+	if end < 0 {
+		return "", false
+	}
+	if bytes.IndexByte(rest[:end], '\\') >= 0 {
+		var v struct {
+			EventID string `json:"event_id"`
+		}
+		if json.Unmarshal(line, &v) != nil {
+			return "", false
+		}
+		return v.EventID, true
+	}
+	return string(rest[:end]), true
+}
+
+func (e *Enricher) badLine(b sluice.BadRow) []byte {
+	b.FailedAt = e.now().UTC()
+	if b.ReceivedAt.IsZero() {
+		b.ReceivedAt = b.FailedAt
+	}
+	line, _ := json.Marshal(b)
+	return append(line, '\n')
+}

@@ -1,0 +1,401 @@
+package lake
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/sluice-data/sluice"
+	"github.com/sluice-data/sluice/bus"
+)
+
+// Table describes how a stream becomes a lake table.
+type Table struct {
+	Name   string // table name, also the top folder in the lake
+	Stream string // the bus stream it is archived from
+	// Fixed are the columns every file has; the table's other columns come
+	// from its schema record on the bus (Dynamic).
+	Fixed   []sluice.Column
+	Dynamic bool
+	// PartitionBy is the timestamp column whose hour places a row.
+	PartitionBy string
+}
+
+// EventsTable and BadTable are the built-in tables.
+var (
+	EventsTable = Table{Name: "events", Stream: sluice.StreamEvents, Fixed: sluice.EventColumns, Dynamic: true, PartitionBy: "event_time"}
+	BadTable    = Table{Name: "bad", Stream: sluice.StreamBad, Fixed: sluice.BadColumns, PartitionBy: "failed_at"}
+)
+
+// ArchiverOptions configure an Archiver.
+type ArchiverOptions struct {
+	Bus           *bus.Bus
+	Store         Store
+	Table         Table
+	FlushInterval time.Duration // longest a row waits for its file; default 5s
+	MaxRows       int           // rows that force a flush; default 200000
+	// OnCommit is called after each commit (the warehouse refreshes views).
+	OnCommit func(table string)
+	Logger   *slog.Logger
+}
+
+// Archiver copies one stream into one lake table, exactly once.
+type Archiver struct {
+	o         ArchiverOptions
+	log       *slog.Logger
+	committed atomic.Uint64
+
+	schema  sluice.Schema
+	parts   map[string]*partition
+	rows    int
+	first   uint64 // first sequence in the buffer
+	last    uint64 // last sequence in the buffer
+	replay  uint64 // while > 0: a crashed flush ended here; flush exactly at it
+	started time.Time
+}
+
+type partition struct {
+	dir   string
+	lines [][]byte
+}
+
+// commitRecord is the archiver's durable position, written after the files.
+type commitRecord struct {
+	Table       string    `json:"table"`
+	Stream      string    `json:"stream"`
+	LastSeq     uint64    `json:"last_seq"`
+	CommittedAt time.Time `json:"committed_at"`
+	Files       []string  `json:"files"`
+}
+
+// NewArchiver returns an archiver; Run starts it.
+func NewArchiver(o ArchiverOptions) *Archiver {
+	if o.FlushInterval <= 0 {
+		o.FlushInterval = 5 * time.Second
+	}
+	if o.MaxRows <= 0 {
+		o.MaxRows = 200000
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return &Archiver{o: o, log: o.Logger.With("table", o.Table.Name), parts: map[string]*partition{}}
+}
+
+// Committed is the last stream sequence durably in the lake.
+func (a *Archiver) Committed() uint64 { return a.committed.Load() }
+
+// Run archives until ctx is done, then flushes what it holds and returns.
+func (a *Archiver) Run(ctx context.Context) error {
+	pos, err := a.recover(ctx)
+	if err != nil {
+		return fmt.Errorf("archive %s: %w", a.o.Table.Name, err)
+	}
+	a.committed.Store(pos)
+	r, err := a.o.Bus.ReadFrom(ctx, a.o.Table.Stream, pos+1)
+	if err != nil {
+		return fmt.Errorf("archive %s: %w", a.o.Table.Name, err)
+	}
+	defer r.Close()
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	for {
+		select {
+		case m, ok := <-r.C():
+			if !ok {
+				return a.stop()
+			}
+			if m.Seq <= a.committed.Load() || (a.last != 0 && m.Seq <= a.last) {
+				continue
+			}
+			if a.first == 0 {
+				timer.Reset(a.o.FlushInterval)
+			}
+			if err := a.add(m); err != nil {
+				return fmt.Errorf("archive %s: seq %d: %w", a.o.Table.Name, m.Seq, err)
+			}
+			if a.flushDue() {
+				if err := a.flushRetrying(ctx); err != nil {
+					return a.stop()
+				}
+			}
+		case <-timer.C:
+			if a.replay == 0 && a.first != 0 {
+				if err := a.flushRetrying(ctx); err != nil {
+					return a.stop()
+				}
+			}
+		case <-ctx.Done():
+			return a.stop()
+		}
+	}
+}
+
+// stop flushes the buffer on shutdown, unless a crashed flush is still being
+// replayed (a partial range would not have its files' names).
+func (a *Archiver) stop() error {
+	if a.first == 0 || a.replay != 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := a.flush(ctx); err != nil {
+		return fmt.Errorf("archive %s: final flush: %w (the rows stay on the bus and are archived on the next start)", a.o.Table.Name, err)
+	}
+	return nil
+}
+
+func (a *Archiver) flushDue() bool {
+	if a.replay != 0 {
+		return a.last >= a.replay
+	}
+	return a.rows >= a.o.MaxRows
+}
+
+// flushRetrying flushes, retrying with backoff until it works or ctx ends.
+func (a *Archiver) flushRetrying(ctx context.Context) error {
+	backoff := time.Second
+	for {
+		err := a.flush(ctx)
+		if err == nil {
+			return nil
+		}
+		a.log.Error("archive flush failed; retrying", "first_seq", a.first, "last_seq", a.last, "err", err)
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		backoff = min(2*backoff, time.Minute)
+	}
+}
+
+// recover reads the committed position and deals with files a crashed flush
+// left behind: they are replayed into the same names.
+func (a *Archiver) recover(ctx context.Context) (uint64, error) {
+	var rec commitRecord
+	data, err := a.o.Store.Get(ctx, commitKey(a.o.Table.Name))
+	switch {
+	case errors.Is(err, ErrNotExist):
+	case err != nil:
+		return 0, err
+	default:
+		if err := json.Unmarshal(data, &rec); err != nil {
+			return 0, fmt.Errorf("commit record %s is corrupt: %w", commitKey(a.o.Table.Name), err)
+		}
+	}
+	files, err := Files(ctx, a.o.Store, a.o.Table.Name)
+	if err != nil {
+		return 0, err
+	}
+	var orphans []DataFile
+	for _, f := range files {
+		if f.Stream == a.o.Table.Stream && f.Last > rec.LastSeq {
+			orphans = append(orphans, f)
+			a.replay = max(a.replay, f.Last)
+		}
+	}
+	if len(orphans) == 0 {
+		return rec.LastSeq, nil
+	}
+	info, err := a.o.Bus.Info(ctx, a.o.Table.Stream)
+	if err != nil {
+		return 0, err
+	}
+	if info.LastSeq < a.replay || info.FirstSeq > rec.LastSeq+1 {
+		// The stream no longer holds that range: the orphans cannot be
+		// rewritten identically, so remove them and archive what is there.
+		a.log.Warn("removing files of an unfinished flush whose range left the stream", "files", len(orphans))
+		for _, f := range orphans {
+			if err := a.o.Store.Delete(ctx, f.Key); err != nil {
+				return 0, err
+			}
+		}
+		a.replay = 0
+		return rec.LastSeq, nil
+	}
+	a.log.Info("replaying an unfinished flush into the same files", "up_to_seq", a.replay, "files", len(orphans))
+	return rec.LastSeq, nil
+}
+
+// add buffers the rows of one message by partition.
+func (a *Archiver) add(m bus.Msg) error {
+	if a.first == 0 {
+		a.first = m.Seq
+		a.started = time.Now()
+	}
+	a.last = m.Seq
+	for line := range bytes.Lines(m.Data) {
+		if len(bytes.TrimSpace(line)) == 0 {
+			continue
+		}
+		t, err := partitionTime(line, a.o.Table.PartitionBy)
+		if err != nil {
+			return err
+		}
+		dir := PartitionDir(a.o.Table.Name, t)
+		p := a.parts[dir]
+		if p == nil {
+			p = &partition{dir: dir}
+			a.parts[dir] = p
+		}
+		p.lines = append(p.lines, line)
+		a.rows++
+	}
+	return nil
+}
+
+// partitionTime finds the partition column in a line without decoding it:
+// the stages write it near the front as "name":"<RFC 3339>".
+func partitionTime(line []byte, col string) (time.Time, error) {
+	key := `"` + col + `":"`
+	i := bytes.Index(line, []byte(key))
+	if i < 0 {
+		return time.Time{}, fmt.Errorf("row has no %s", col)
+	}
+	rest := line[i+len(key):]
+	end := bytes.IndexByte(rest, '"')
+	if end < 0 {
+		return time.Time{}, fmt.Errorf("row has a malformed %s", col)
+	}
+	return time.Parse(time.RFC3339Nano, string(rest[:end]))
+}
+
+// flush writes one file per partition, all named by the buffered sequence
+// range, then moves the committed position.
+func (a *Archiver) flush(ctx context.Context) error {
+	if a.first == 0 {
+		return nil
+	}
+	name := FileName(a.o.Table.Stream, a.first, a.last)
+	dirs := make([]string, 0, len(a.parts))
+	for d := range a.parts {
+		dirs = append(dirs, d)
+	}
+	sort.Strings(dirs)
+	var keys []string
+	for _, d := range dirs {
+		p := a.parts[d]
+		cols, err := a.columns(ctx, p.lines)
+		if err != nil {
+			return err
+		}
+		data, err := encodeParquet(a.o.Table.Name, cols, p.lines)
+		if err != nil {
+			return fmt.Errorf("encode %s/%s: %w", d, name, err)
+		}
+		key := d + "/" + name
+		if err := a.o.Store.Put(ctx, key, data); err != nil {
+			return err
+		}
+		keys = append(keys, key)
+		archiveBytes.WithLabelValues(a.o.Table.Name).Add(float64(len(data)))
+	}
+	rec, _ := json.Marshal(commitRecord{
+		Table: a.o.Table.Name, Stream: a.o.Table.Stream, LastSeq: a.last,
+		CommittedAt: time.Now().UTC(), Files: keys,
+	})
+	if err := a.o.Store.Put(ctx, commitKey(a.o.Table.Name), rec); err != nil {
+		return err
+	}
+	archiveRows.WithLabelValues(a.o.Table.Name).Add(float64(a.rows))
+	archiveFiles.WithLabelValues(a.o.Table.Name).Add(float64(len(keys)))
+	a.log.Debug("committed", "first_seq", a.first, "last_seq", a.last, "rows", a.rows, "files", len(keys), "took", time.Since(a.started))
+	a.committed.Store(a.last)
+	a.replay = 0
+	a.first, a.last, a.rows = 0, 0, 0
+	clear(a.parts)
+	if a.o.OnCommit != nil {
+		a.o.OnCommit(a.o.Table.Name)
+	}
+	return nil
+}
+
+// columns is the Parquet schema of a file: the fixed columns, then the
+// dynamic columns its rows use, typed by the table's schema record.
+func (a *Archiver) columns(ctx context.Context, lines [][]byte) ([]sluice.Column, error) {
+	cols := slices.Clone(a.o.Table.Fixed)
+	if !a.o.Table.Dynamic {
+		return cols, nil
+	}
+	fixed := make(map[string]bool, len(cols))
+	for _, c := range cols {
+		fixed[c.Name] = true
+	}
+	used := map[string]bool{}
+	var keys map[string]json.RawMessage
+	for _, l := range lines {
+		clear(keys)
+		if err := json.Unmarshal(l, &keys); err != nil {
+			return nil, err
+		}
+		for k := range keys {
+			if !fixed[k] {
+				used[k] = true
+			}
+		}
+	}
+	names := make([]string, 0, len(used))
+	for k := range used {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		c, ok := a.schema.Lookup(n)
+		if !ok {
+			// Enrich saves a column before it publishes a row with it.
+			var err error
+			if a.schema, _, err = a.o.Bus.Schema(ctx, a.o.Table.Name); err != nil {
+				return nil, err
+			}
+			if c, ok = a.schema.Lookup(n); !ok {
+				return nil, fmt.Errorf("column %q is not in the schema record of %s", n, a.o.Table.Name)
+			}
+		}
+		cols = append(cols, sluice.Column{Name: c.Name, Type: c.Type})
+	}
+	return cols, nil
+}
+
+// Lag is how many messages of the stream are not yet in the lake.
+func (a *Archiver) Lag(ctx context.Context) (uint64, error) {
+	info, err := a.o.Bus.Info(ctx, a.o.Table.Stream)
+	if err != nil {
+		return 0, err
+	}
+	c := a.committed.Load()
+	if info.LastSeq <= c {
+		return 0, nil
+	}
+	return info.LastSeq - c, nil
+}
+
+// Tables lists the tables that have files in the lake.
+func Tables(ctx context.Context, s Store) ([]string, error) {
+	keys, err := s.List(ctx, "")
+	if err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	var out []string
+	for _, k := range keys {
+		table, _, ok := strings.Cut(k, "/")
+		if !ok || strings.HasPrefix(table, "_") || seen[table] || !strings.HasSuffix(k, ".parquet") {
+			continue
+		}
+		seen[table] = true
+		out = append(out, table)
+	}
+	return out, nil
+}
+
+// Stream is the stream this archiver reads.
+func (a *Archiver) Stream() string { return a.o.Table.Stream }

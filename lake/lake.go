@@ -1,0 +1,80 @@
+// Package lake is where data is kept for years: hive-partitioned Parquet
+// files, readable by DuckDB, Spark, Trino, Athena and Hive.
+//
+//	<lake>/<table>/dt=YYYY-MM-DD/hr=HH/<stream>-<firstSeq>-<lastSeq>.parquet
+//	<lake>/_sluice/commits/<table>.json      the archiver's committed position
+//
+// The Archiver copies a stream into a table. Its promise is exactly-once
+// files: a file is named by the bus sequence range it holds and appears
+// atomically; the committed position moves only after every file of a flush
+// is durable; after a crash the archiver rewrites the same range into the same
+// names, so the lake never loses or doubles a row.
+package lake
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path"
+	"regexp"
+	"strconv"
+	"time"
+)
+
+// Store holds the lake's objects. Keys are slash-separated paths relative to
+// the lake root.
+type Store interface {
+	// Put stores data under key atomically and durably: readers see the
+	// whole object or none, and it survives a crash once Put returns.
+	Put(ctx context.Context, key string, data []byte) error
+	// Get returns the object; an error wrapping ErrNotExist when absent.
+	Get(ctx context.Context, key string) ([]byte, error)
+	// List returns the keys under prefix, in lexical order.
+	List(ctx context.Context, prefix string) ([]string, error)
+	// Delete removes the object; deleting what is absent is not an error.
+	Delete(ctx context.Context, key string) error
+}
+
+// ErrNotExist reports an object that is not in the store.
+var ErrNotExist = errors.New("object does not exist")
+
+// PartitionDir is the hive partition of table for event time t (UTC).
+func PartitionDir(table string, t time.Time) string {
+	t = t.UTC()
+	return fmt.Sprintf("%s/dt=%s/hr=%02d", table, t.Format("2006-01-02"), t.Hour())
+}
+
+// FileName names the file holding stream sequences first..last.
+func FileName(stream string, first, last uint64) string {
+	return fmt.Sprintf("%s-%d-%d.parquet", stream, first, last)
+}
+
+var fileRe = regexp.MustCompile(`^([A-Za-z0-9_]+)-(\d+)-(\d+)\.parquet$`)
+
+// DataFile is a Parquet file of a table, with the range it holds.
+type DataFile struct {
+	Key         string
+	Stream      string
+	First, Last uint64
+}
+
+// Files lists the data files of table.
+func Files(ctx context.Context, s Store, table string) ([]DataFile, error) {
+	keys, err := s.List(ctx, table+"/")
+	if err != nil {
+		return nil, err
+	}
+	var out []DataFile
+	for _, k := range keys {
+		m := fileRe.FindStringSubmatch(path.Base(k))
+		if m == nil {
+			continue
+		}
+		first, _ := strconv.ParseUint(m[2], 10, 64)
+		last, _ := strconv.ParseUint(m[3], 10, 64)
+		out = append(out, DataFile{Key: k, Stream: m[1], First: first, Last: last})
+	}
+	return out, nil
+}
+
+func commitKey(table string) string { return "_sluice/commits/" + table + ".json" }

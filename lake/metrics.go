@@ -1,0 +1,21 @@
+package lake
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
+
+var (
+	archiveRows = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "sluice_archive_rows_total",
+		Help: "Rows committed to the lake, by table.",
+	}, []string{"table"})
+	archiveFiles = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "sluice_archive_files_total",
+		Help: "Parquet files committed to the lake, by table.",
+	}, []string{"table"})
+	archiveBytes = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "sluice_archive_bytes_total",
+		Help: "Parquet bytes written to the lake, by table.",
+	}, []string{"table"})
+)

@@ -1,0 +1,152 @@
+package lake
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/parquet-go/parquet-go"
+	"github.com/parquet-go/parquet-go/compress/snappy"
+	"github.com/sluice-data/sluice"
+)
+
+// parquetNode is the Parquet type of a lake column. Every column is optional:
+// a row may not have a value for it.
+func parquetNode(t sluice.ColumnType) parquet.Node {
+	var n parquet.Node
+	switch t {
+	case sluice.TypeBigint:
+		n = parquet.Int(64)
+	case sluice.TypeDouble:
+		n = parquet.Leaf(parquet.DoubleType)
+	case sluice.TypeBoolean:
+		n = parquet.Leaf(parquet.BooleanType)
+	case sluice.TypeTimestamp:
+		// Not adjusted to UTC: engines read it as a plain TIMESTAMP whose
+		// values are UTC, the warehouse convention.
+		n = parquet.TimestampAdjusted(parquet.Microsecond, false)
+	case sluice.TypeJSON:
+		n = parquet.JSON()
+	default:
+		n = parquet.String()
+	}
+	return parquet.Optional(n)
+}
+
+// encodeParquet writes NDJSON rows as one Parquet file with the given
+// columns. A value that does not fit its column's type is an error: the
+// stage before the lake guarantees types, so a mismatch is a bug to surface,
+// not a row to bend.
+func encodeParquet(table string, cols []sluice.Column, lines [][]byte) ([]byte, error) {
+	group := parquet.Group{}
+	for _, c := range cols {
+		group[c.Name] = parquetNode(c.Type)
+	}
+	schema := parquet.NewSchema(table, group)
+	// parquet.Group orders columns by name; find each one's leaf index.
+	index := make([]int, len(cols))
+	for i, c := range cols {
+		leaf, ok := schema.Lookup(c.Name)
+		if !ok {
+			return nil, fmt.Errorf("parquet schema lost column %q", c.Name)
+		}
+		index[i] = leaf.ColumnIndex
+	}
+	byName := make(map[string]int, len(cols))
+	for i, c := range cols {
+		byName[c.Name] = i
+	}
+	var buf bytes.Buffer
+	w := parquet.NewWriter(&buf, schema, parquet.Compression(&snappy.Codec{}))
+	rows := make([]parquet.Row, 0, 1024)
+	var fields map[string]json.RawMessage
+	for n, line := range lines {
+		clear(fields)
+		if err := json.Unmarshal(line, &fields); err != nil {
+			return nil, fmt.Errorf("row %d: %w", n, err)
+		}
+		row := make(parquet.Row, len(cols))
+		for i := range cols {
+			row[index[i]] = parquet.NullValue().Level(0, 0, index[i])
+		}
+		for name, raw := range fields {
+			i, ok := byName[name]
+			if !ok {
+				return nil, fmt.Errorf("row %d: field %q has no column", n, name)
+			}
+			v, null, err := toValue(cols[i].Type, raw)
+			if err != nil {
+				return nil, fmt.Errorf("row %d: column %s: %w", n, name, err)
+			}
+			if !null {
+				row[index[i]] = v.Level(0, 1, index[i])
+			}
+		}
+		rows = append(rows, row)
+		if len(rows) == cap(rows) {
+			if _, err := w.WriteRows(rows); err != nil {
+				return nil, err
+			}
+			rows = rows[:0]
+		}
+	}
+	if _, err := w.WriteRows(rows); err != nil {
+		return nil, err
+	}
+	if err := w.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// toValue converts a JSON value to the Parquet value of a column type.
+func toValue(t sluice.ColumnType, raw json.RawMessage) (parquet.Value, bool, error) {
+	if len(raw) == 0 || raw[0] == 'n' {
+		return parquet.Value{}, true, nil
+	}
+	switch t {
+	case sluice.TypeBigint:
+		n, err := strconv.ParseInt(string(raw), 10, 64)
+		if err != nil {
+			return parquet.Value{}, false, fmt.Errorf("%s is not a BIGINT", raw)
+		}
+		return parquet.Int64Value(n), false, nil
+	case sluice.TypeDouble:
+		f, err := strconv.ParseFloat(string(raw), 64)
+		if err != nil {
+			return parquet.Value{}, false, fmt.Errorf("%s is not a DOUBLE", raw)
+		}
+		return parquet.DoubleValue(f), false, nil
+	case sluice.TypeBoolean:
+		switch string(raw) {
+		case "true":
+			return parquet.BooleanValue(true), false, nil
+		case "false":
+			return parquet.BooleanValue(false), false, nil
+		}
+		return parquet.Value{}, false, fmt.Errorf("%s is not a BOOLEAN", raw)
+	case sluice.TypeTimestamp:
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return parquet.Value{}, false, fmt.Errorf("%s is not a timestamp string", raw)
+		}
+		ts, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			return parquet.Value{}, false, err
+		}
+		return parquet.Int64Value(ts.UnixMicro()), false, nil
+	case sluice.TypeJSON:
+		return parquet.ByteArrayValue(bytes.Clone(raw)), false, nil
+	default:
+		if raw[0] != '"' {
+			return parquet.Value{}, false, fmt.Errorf("%s is not a string", raw)
+		}
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return parquet.Value{}, false, err
+		}
+		return parquet.ByteArrayValue([]byte(s)), false, nil
+	}
+}

@@ -1,0 +1,226 @@
+// Package node runs one sluice process: every configured role (collector,
+// enrich, archivers, warehouse, API) over one bus, started in flow order and
+// stopped in the reverse order so that nothing in flight is lost:
+//
+//  1. stop accepting collector requests and answer those in flight,
+//  2. let enrich finish its batch,
+//  3. let the archivers flush and commit what they hold,
+//  4. close the API, the warehouse and the bus.
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+	"github.com/sluice-data/sluice"
+	"github.com/sluice-data/sluice/bus"
+	"github.com/sluice-data/sluice/collect"
+	"github.com/sluice-data/sluice/config"
+	"github.com/sluice-data/sluice/enrich"
+	"github.com/sluice-data/sluice/lake"
+	"github.com/sluice-data/sluice/server"
+	"github.com/sluice-data/sluice/warehouse"
+)
+
+// Node is a running sluice process.
+type Node struct {
+	cfg    *config.Config
+	log    *slog.Logger
+	bus    *bus.Bus
+	wh     *warehouse.Warehouse
+	coll   *collect.Collector
+	collL  net.Listener
+	apiL   net.Listener
+	collS  *http.Server
+	apiS   *http.Server
+	enr    *enrich.Enricher
+	arch   []*lake.Archiver
+	cancel context.CancelFunc // stops enrich
+	acanc  context.CancelFunc // stops the archivers
+	wg     sync.WaitGroup     // enrich
+	awg    sync.WaitGroup     // archivers
+	errs   chan error
+}
+
+var consumerLag = promauto.NewGaugeVec(prometheus.GaugeOpts{
+	Name: "sluice_consumer_lag_messages",
+	Help: "Messages of a stream a stage has not yet processed.",
+}, []string{"stream", "stage"})
+
+// Start opens everything and starts serving. The caller must call Stop.
+func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Node, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	n := &Node{cfg: cfg, log: log, errs: make(chan error, 8)}
+	ok := false
+	defer func() {
+		if !ok {
+			n.closeResources()
+		}
+	}()
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	streams := map[string]bus.StreamConfig{}
+	for _, name := range sluice.Streams {
+		s := cfg.Streams[name]
+		streams[name] = bus.StreamConfig{Retention: s.Retention.D(), MaxBytes: int64(s.MaxBytes)}
+	}
+	var err error
+	n.bus, err = bus.Open(ctx, bus.Options{
+		URL: cfg.Bus.URL, Dir: filepath.Join(cfg.DataDir, "bus"), Streams: streams, Logger: log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	n.wh, err = warehouse.Open(ctx, filepath.Join(cfg.DataDir, "warehouse.duckdb"), cfg.LakeDir())
+	if err != nil {
+		return nil, err
+	}
+	store, err := lake.NewDir(cfg.LakeDir())
+	if err != nil {
+		return nil, err
+	}
+	if int64(cfg.HTTP.MaxBody) > n.bus.MaxPayload()/2 {
+		return nil, fmt.Errorf("http.max_body %d is more than half the bus's message limit %d: lower it or raise the NATS server's max_payload", cfg.HTTP.MaxBody, n.bus.MaxPayload())
+	}
+
+	// Listen before starting the stages so a taken port fails fast.
+	if n.collL, err = net.Listen("tcp", cfg.HTTP.Collector); err != nil {
+		return nil, fmt.Errorf("collector listener (http.collector / --collector-addr): %w", err)
+	}
+	if n.apiL, err = net.Listen("tcp", cfg.HTTP.API); err != nil {
+		return nil, fmt.Errorf("API listener (http.api / --api-addr): %w", err)
+	}
+
+	actx, acancel := context.WithCancel(context.Background())
+	n.acanc = acancel
+	for _, t := range []lake.Table{lake.EventsTable, lake.BadTable} {
+		a := lake.NewArchiver(lake.ArchiverOptions{
+			Bus: n.bus, Store: store, Table: t, Logger: log,
+			FlushInterval: cfg.Lake.FlushInterval.D(), MaxRows: cfg.Lake.MaxRows,
+			OnCommit: func(table string) {
+				if err := n.wh.Refresh(context.Background(), table); err != nil {
+					log.Error("warehouse refresh", "table", table, "err", err)
+				}
+			},
+		})
+		n.arch = append(n.arch, a)
+		n.awg.Add(1)
+		go func() {
+			defer n.awg.Done()
+			if err := a.Run(actx); err != nil {
+				n.errs <- err
+			}
+		}()
+	}
+
+	ectx, ecancel := context.WithCancel(context.Background())
+	n.cancel = ecancel
+	n.enr = enrich.New(enrich.Options{Bus: n.bus, DedupeWindow: cfg.Enrich.DedupeWindow.D(), Logger: log})
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if err := n.enr.Run(ectx); err != nil {
+			n.errs <- err
+		}
+	}()
+	go n.watchLag(actx)
+
+	n.coll = collect.New(collect.Options{
+		Store: n.bus, MaxBody: int64(cfg.HTTP.MaxBody), MaxEvents: cfg.HTTP.MaxEvents, Logger: log,
+	})
+	n.collS = &http.Server{Handler: n.coll.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute}
+	n.apiS = &http.Server{Handler: server.Handler(server.Options{Warehouse: n.wh, Token: cfg.Auth.Token}), ReadHeaderTimeout: 10 * time.Second}
+	go n.serve(n.collS, n.collL)
+	go n.serve(n.apiS, n.apiL)
+	if err := server.WriteAddress(cfg.DataDir, server.Address{
+		API: "http://" + n.apiL.Addr().String(), Collector: "http://" + n.collL.Addr().String(), PID: os.Getpid(),
+	}); err != nil {
+		return nil, fmt.Errorf("record server address: %w", err)
+	}
+	ok = true
+	return n, nil
+}
+
+func (n *Node) serve(s *http.Server, l net.Listener) {
+	if err := s.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		n.errs <- err
+	}
+}
+
+// CollectorURL is the base URL of the collector.
+func (n *Node) CollectorURL() string { return "http://" + n.collL.Addr().String() }
+
+// APIURL is the base URL of the API.
+func (n *Node) APIURL() string { return "http://" + n.apiL.Addr().String() }
+
+// Errors delivers fatal errors of the stages.
+func (n *Node) Errors() <-chan error { return n.errs }
+
+// watchLag publishes consumer lag for /metrics.
+func (n *Node) watchLag(ctx context.Context) {
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if lag, err := n.enr.Lag(ctx); err == nil {
+			consumerLag.WithLabelValues(sluice.StreamRaw, "enrich").Set(float64(lag))
+		}
+		for _, a := range n.arch {
+			if lag, err := a.Lag(ctx); err == nil {
+				consumerLag.WithLabelValues(a.Stream(), "archive").Set(float64(lag))
+			}
+		}
+	}
+}
+
+// Stop drains and stops every role in flow order.
+func (n *Node) Stop() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	server.RemoveAddress(n.cfg.DataDir)
+	var errs []error
+	if err := n.collS.Shutdown(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("collector: %w", err))
+	}
+	n.coll.Close()
+	n.cancel()
+	n.wg.Wait()
+	n.acanc()
+	n.awg.Wait()
+	if err := n.apiS.Shutdown(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("api: %w", err))
+	}
+	n.closeResources()
+	return errors.Join(errs...)
+}
+
+func (n *Node) closeResources() {
+	for _, l := range []net.Listener{n.collL, n.apiL} {
+		if l != nil {
+			l.Close()
+		}
+	}
+	if n.wh != nil {
+		n.wh.Close()
+	}
+	if n.bus != nil {
+		n.bus.Close()
+	}
+}

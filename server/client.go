@@ -1,0 +1,119 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/sluice-data/sluice/warehouse"
+)
+
+// Address is what a running server records in its data dir so that other
+// commands (sluice sql, jobs) find it.
+type Address struct {
+	API       string `json:"api"`       // base URL of the API
+	Collector string `json:"collector"` // base URL of the collector
+	PID       int    `json:"pid"`
+}
+
+// AddressFile is where, inside the data dir, the server records its Address.
+const AddressFile = "server.json"
+
+// WriteAddress records a in dataDir.
+func WriteAddress(dataDir string, a Address) error {
+	b, _ := json.MarshalIndent(a, "", "  ")
+	tmp := filepath.Join(dataDir, "."+AddressFile+".tmp")
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, filepath.Join(dataDir, AddressFile))
+}
+
+// RemoveAddress deletes the record on shutdown.
+func RemoveAddress(dataDir string) { os.Remove(filepath.Join(dataDir, AddressFile)) }
+
+// Discover returns the API URL of the server running on dataDir, or "" when
+// none answers (no record, or a stale one left by a crash).
+func Discover(ctx context.Context, dataDir string) string {
+	b, err := os.ReadFile(filepath.Join(dataDir, AddressFile))
+	if err != nil {
+		return ""
+	}
+	var a Address
+	if json.Unmarshal(b, &a) != nil || a.API == "" {
+		return ""
+	}
+	if !Healthy(ctx, a.API) {
+		return ""
+	}
+	return a.API
+}
+
+// Healthy reports whether base/healthz answers 200.
+func Healthy(ctx context.Context, base string) bool {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(base, "/")+"/healthz", nil)
+	if err != nil {
+		return false
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+// Client talks to a running server's API.
+type Client struct {
+	URL   string // e.g. http://127.0.0.1:8081
+	Token string
+	HTTP  *http.Client
+}
+
+// SQL runs a query on the server.
+func (c *Client) SQL(ctx context.Context, query string) (*warehouse.Result, error) {
+	body, _ := json.Marshal(SQLRequest{SQL: query})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(c.URL, "/")+"/api/v1/sql", bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
+	hc := c.HTTP
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("sluice server at %s: %w", c.URL, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		var e struct {
+			Error string `json:"error"`
+		}
+		_ = json.NewDecoder(resp.Body).Decode(&e)
+		if e.Error == "" {
+			e.Error = resp.Status
+		}
+		return nil, errors.New(e.Error)
+	}
+	var res warehouse.Result
+	dec := json.NewDecoder(resp.Body)
+	dec.UseNumber()
+	if err := dec.Decode(&res); err != nil {
+		return nil, fmt.Errorf("sluice server answer: %w", err)
+	}
+	return &res, nil
+}

@@ -1,0 +1,111 @@
+// Package server is Sluice's HTTP API (and, later, its web UI): SQL over the
+// warehouse, health and metrics. It listens apart from the collector so the
+// public side and the operator side can be exposed differently.
+//
+// Routes: GET /healthz, GET /metrics (Prometheus), POST /api/v1/sql. When a
+// token is configured every /api/ route requires `Authorization: Bearer
+// <token>`; /healthz and /metrics stay open for probes and scrapers.
+package server
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/sluice-data/sluice/warehouse"
+)
+
+// Options configure the API.
+type Options struct {
+	Warehouse    *warehouse.Warehouse
+	Token        string        // empty: no auth
+	MaxRows      int           // rows per SQL answer; default 10000
+	QueryTimeout time.Duration // default 60s
+}
+
+// maxSQLBody bounds a SQL request body.
+const maxSQLBody = 1 << 20
+
+// Handler returns the API's routes.
+func Handler(o Options) http.Handler {
+	if o.MaxRows <= 0 {
+		o.MaxRows = 10000
+	}
+	if o.QueryTimeout <= 0 {
+		o.QueryTimeout = time.Minute
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.Handle("GET /metrics", promhttp.Handler())
+	mux.Handle("POST /api/v1/sql", auth(o.Token, sqlHandler(o)))
+	return mux
+}
+
+// SQLRequest is the body of POST /api/v1/sql.
+type SQLRequest struct {
+	SQL string `json:"sql"`
+}
+
+func sqlHandler(o Options) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var req SQLRequest
+		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxSQLBody))
+		if err := dec.Decode(&req); err != nil {
+			fail(w, http.StatusBadRequest, `body must be JSON like {"sql": "SELECT 1"}: `+err.Error())
+			return
+		}
+		if strings.TrimSpace(req.SQL) == "" {
+			fail(w, http.StatusBadRequest, `"sql" is empty`)
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), o.QueryTimeout)
+		defer cancel()
+		res, err := o.Warehouse.Query(ctx, req.SQL, o.MaxRows)
+		var qe *warehouse.QueryError
+		switch {
+		case err == nil:
+			writeJSON(w, http.StatusOK, res)
+		case errors.Is(err, warehouse.ErrNotReadOnly):
+			fail(w, http.StatusForbidden, err.Error())
+		case errors.Is(ctx.Err(), context.DeadlineExceeded):
+			fail(w, http.StatusGatewayTimeout, "query took longer than "+o.QueryTimeout.String()+" and was cancelled")
+		case errors.As(err, &qe):
+			fail(w, http.StatusBadRequest, err.Error())
+		default:
+			fail(w, http.StatusInternalServerError, err.Error())
+		}
+	}
+}
+
+func auth(token string, next http.Handler) http.Handler {
+	if token == "" {
+		return next
+	}
+	want := []byte("Bearer " + token)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got := []byte(r.Header.Get("Authorization"))
+		if subtle.ConstantTimeCompare(got, want) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="sluice"`)
+			fail(w, http.StatusUnauthorized, "missing or wrong token: send Authorization: Bearer <auth.token> (the CLI reads SLUICE_TOKEN)")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func fail(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, map[string]string{"error": msg})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

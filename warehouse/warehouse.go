@@ -1,0 +1,328 @@
+// Package warehouse is the SQL engine over the lake: an embedded DuckDB file
+// owned by the sluice server process, in which every lake table is a view of
+// the same name.
+//
+// Promises: Query runs only read-only statements (SELECT, EXPLAIN) and can
+// read only the lake (DuckDB's external access is off, with the lake as the
+// one allowed directory); one statement per call; results are bounded in
+// rows and time.
+package warehouse
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"math/big"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/duckdb/duckdb-go/v2"
+	"github.com/sluice-data/sluice"
+	"github.com/sluice-data/sluice/lake"
+)
+
+// Warehouse is an open DuckDB warehouse.
+type Warehouse struct {
+	db      *sql.DB
+	lakeDir string
+	mu      sync.Mutex
+	live    map[string]bool // tables whose view reads files (not the empty stub)
+}
+
+// knownTables are the built-in tables: their views exist from the start and
+// list their columns in table order.
+var knownTables = []lake.Table{lake.EventsTable, lake.BadTable}
+
+// Open opens (or creates) the DuckDB file at path over the lake directory.
+func Open(ctx context.Context, path, lakeDir string) (*Warehouse, error) {
+	absLake, err := filepath.Abs(lakeDir)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(absLake, 0o755); err != nil {
+		return nil, fmt.Errorf("warehouse: lake dir: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("warehouse: %w", err)
+	}
+	tmp := filepath.Join(filepath.Dir(path), "tmp")
+	db, err := sql.Open("duckdb", path)
+	if err != nil {
+		return nil, fmt.Errorf("warehouse %s: %w", path, err)
+	}
+	setup := []string{
+		"SET autoinstall_known_extensions = false",
+		"SET autoload_known_extensions = false",
+		"SET TimeZone = 'UTC'",
+		fmt.Sprintf("SET temp_directory = %s", quoteString(tmp)),
+		fmt.Sprintf("SET allowed_directories = [%s, %s]", quoteString(absLake+"/"), quoteString(tmp+"/")),
+		"SET enable_external_access = false",
+	}
+	for _, s := range setup {
+		if _, err := db.ExecContext(ctx, s); err != nil {
+			db.Close()
+			if strings.Contains(err.Error(), "lock") {
+				return nil, fmt.Errorf("warehouse %s is in use by another process (is `sluice up` running on this data dir?): %w", path, err)
+			}
+			return nil, fmt.Errorf("warehouse setup %q: %w", s, err)
+		}
+	}
+	w := &Warehouse{db: db, lakeDir: absLake, live: map[string]bool{}}
+	if err := w.RefreshAll(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return w, nil
+}
+
+// Close closes the database file.
+func (w *Warehouse) Close() error { return w.db.Close() }
+
+// RefreshAll (re)creates the view of every built-in table and every table
+// found in the lake.
+func (w *Warehouse) RefreshAll(ctx context.Context) error {
+	d, err := lake.NewDir(w.lakeDir)
+	if err != nil {
+		return err
+	}
+	tables, err := lake.Tables(ctx, d)
+	if err != nil {
+		return fmt.Errorf("warehouse: list lake tables: %w", err)
+	}
+	w.mu.Lock()
+	clear(w.live)
+	w.mu.Unlock()
+	for _, t := range knownTables {
+		if err := w.refresh(ctx, t.Name, true); err != nil {
+			return err
+		}
+	}
+	for _, t := range tables {
+		if err := w.refresh(ctx, t, true); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Refresh points the view of table at its files once it has any. The
+// archiver calls it after each commit; it is cheap when nothing changes.
+func (w *Warehouse) Refresh(ctx context.Context, table string) error {
+	return w.refresh(ctx, table, false)
+}
+
+func (w *Warehouse) refresh(ctx context.Context, table string, force bool) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.live[table] && !force {
+		return nil
+	}
+	glob := filepath.Join(w.lakeDir, table, "*", "*", "*.parquet")
+	matches, _ := filepath.Glob(glob)
+	var fixed []sluice.Column
+	for _, t := range knownTables {
+		if t.Name == table {
+			fixed = t.Fixed
+		}
+	}
+	var body string
+	switch {
+	case len(matches) > 0:
+		src := fmt.Sprintf("read_parquet(%s, hive_partitioning = true, hive_types = {'dt': DATE, 'hr': INTEGER}, union_by_name = true)", quoteString(glob))
+		if len(fixed) == 0 {
+			body = "SELECT * FROM " + src
+		} else {
+			names := make([]string, len(fixed))
+			for i, c := range fixed {
+				names[i] = quoteIdent(c.Name)
+			}
+			list := strings.Join(names, ", ")
+			body = fmt.Sprintf("SELECT %s, * EXCLUDE (%s) FROM %s", list, list, src)
+		}
+	case len(fixed) > 0:
+		// No files yet: an empty view with the table's columns, so queries
+		// work (and count 0) from the first second.
+		cols := make([]string, len(fixed))
+		for i, c := range fixed {
+			typ := string(c.Type)
+			if c.Type == sluice.TypeJSON {
+				typ = "VARCHAR"
+			}
+			cols[i] = fmt.Sprintf("CAST(NULL AS %s) AS %s", typ, quoteIdent(c.Name))
+		}
+		body = "SELECT " + strings.Join(cols, ", ") + " WHERE false"
+	default:
+		return nil
+	}
+	if _, err := w.db.ExecContext(ctx, fmt.Sprintf("CREATE OR REPLACE VIEW %s AS %s", quoteIdent(table), body)); err != nil {
+		return fmt.Errorf("warehouse: view %s: %w", table, err)
+	}
+	w.live[table] = len(matches) > 0
+	return nil
+}
+
+// Column is a result column.
+type Column struct {
+	Name string `json:"name"`
+	Type string `json:"type"`
+}
+
+// Result is the answer to a query, in the API's JSON shape.
+type Result struct {
+	Columns   []Column `json:"columns"`
+	Rows      [][]any  `json:"rows"`
+	Truncated bool     `json:"truncated,omitempty"`
+}
+
+// ErrNotReadOnly reports a statement that would change something.
+var ErrNotReadOnly = errors.New("only read-only queries (SELECT, WITH … SELECT, EXPLAIN) are allowed")
+
+// QueryError is a problem with the user's SQL (as opposed to the server).
+type QueryError struct{ Err error }
+
+func (e *QueryError) Error() string { return e.Err.Error() }
+func (e *QueryError) Unwrap() error { return e.Err }
+
+// Query runs one read-only statement and returns at most maxRows rows.
+func (w *Warehouse) Query(ctx context.Context, query string, maxRows int) (*Result, error) {
+	if strings.TrimSpace(query) == "" {
+		return nil, &QueryError{errors.New("empty query")}
+	}
+	conn, err := w.db.Conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	if err := checkReadOnly(ctx, conn, query); err != nil {
+		return nil, err
+	}
+	rows, err := conn.QueryContext(ctx, query)
+	if err != nil {
+		return nil, &QueryError{err}
+	}
+	defer rows.Close()
+	return collect(rows, maxRows)
+}
+
+// checkReadOnly prepares the statement to learn its type without running it.
+func checkReadOnly(ctx context.Context, conn *sql.Conn, query string) error {
+	return conn.Raw(func(dc any) error {
+		prep, ok := dc.(driver.ConnPrepareContext)
+		if !ok {
+			return errors.New("warehouse: driver cannot prepare")
+		}
+		st, err := prep.PrepareContext(ctx, query)
+		if err != nil {
+			return &QueryError{err}
+		}
+		defer st.Close()
+		ds, ok := st.(*duckdb.Stmt)
+		if !ok {
+			return errors.New("warehouse: not a DuckDB statement")
+		}
+		typ, err := ds.StatementType()
+		if err != nil {
+			return &QueryError{err}
+		}
+		switch typ {
+		case duckdb.STATEMENT_TYPE_SELECT, duckdb.STATEMENT_TYPE_EXPLAIN:
+			return nil
+		}
+		return &QueryError{ErrNotReadOnly}
+	})
+}
+
+func collect(rows *sql.Rows, maxRows int) (*Result, error) {
+	types, err := rows.ColumnTypes()
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{Columns: make([]Column, len(types)), Rows: [][]any{}}
+	for i, t := range types {
+		res.Columns[i] = Column{Name: t.Name(), Type: t.DatabaseTypeName()}
+	}
+	for rows.Next() {
+		if maxRows > 0 && len(res.Rows) >= maxRows {
+			res.Truncated = true
+			break
+		}
+		vals := make([]any, len(types))
+		ptrs := make([]any, len(types))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		if err := rows.Scan(ptrs...); err != nil {
+			return nil, err
+		}
+		for i, v := range vals {
+			vals[i] = jsonValue(v)
+		}
+		res.Rows = append(res.Rows, vals)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, &QueryError{err}
+	}
+	return res, nil
+}
+
+// jsonValue turns what the driver returns into something encoding/json
+// writes faithfully.
+func jsonValue(v any) any {
+	switch x := v.(type) {
+	case nil, bool, string, int8, int16, int32, int64, uint8, uint16, uint32, float32, float64:
+		return x
+	case uint64:
+		if x > 1<<53 {
+			return fmt.Sprint(x)
+		}
+		return x
+	case time.Time:
+		return x.UTC().Format(time.RFC3339Nano)
+	case []byte:
+		if utf8.Valid(x) {
+			return string(x)
+		}
+		return base64.StdEncoding.EncodeToString(x)
+	case *big.Int:
+		return x.String()
+	case duckdb.Decimal:
+		return x.Float64()
+	case duckdb.UUID:
+		return x.String()
+	case *duckdb.UUID:
+		return x.String()
+	case duckdb.Interval:
+		return fmt.Sprintf("%d months %d days %d µs", x.Months, x.Days, x.Micros)
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = jsonValue(e)
+		}
+		return out
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			out[k] = jsonValue(e)
+		}
+		return out
+	case duckdb.Map:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			out[fmt.Sprint(k)] = jsonValue(e)
+		}
+		return out
+	default:
+		return fmt.Sprint(x)
+	}
+}
+
+func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
+
+func quoteString(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
