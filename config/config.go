@@ -1,0 +1,102 @@
+// Package config reads sluice.yaml: one YAML file that declares sources,
+// streams, pipelines, sinks, the lake, the warehouse, jobs, HTTP listeners and
+// auth. It promises that a Config it returns is complete (every default filled
+// in) and valid; every problem it finds is reported with file:line:column and a
+// hint, all at once rather than one per run.
+//
+// Reading a file goes in four steps, one file each:
+//
+//   - env.go: ${VAR} and ${VAR:-default} are replaced in the text ($${ is a
+//     literal ${; comment lines are left alone), keeping track of positions.
+//   - shape.go: the YAML tree is checked against the types below, by their
+//     yaml tags: unknown keys, values of the wrong kind, bad durations and
+//     sizes. Then it is decoded into a Config.
+//   - defaults.go: what the file leaves out takes its default (Default).
+//   - validate.go: what the values mean: addresses, URLs, limits, and the
+//     features this version of sluice does not have yet.
+//
+// schema.go generates the JSON Schema of the same types (sluice.schema.json)
+// for editors.
+package config
+
+import "time"
+
+// Config is the whole sluice.yaml. Field names (yaml tags) are a contract:
+// users' files and tests use them.
+type Config struct {
+	DataDir    string            `yaml:"data_dir" json:"data_dir,omitempty" jsonschema:"description=Directory for the bus store\\, the lake (unless s3://)\\, the warehouse file and state. Default ./sluice-data"`
+	HTTP       HTTP              `yaml:"http" json:"http,omitempty"`
+	Auth       Auth              `yaml:"auth" json:"auth,omitempty"`
+	Bus        Bus               `yaml:"bus" json:"bus,omitempty"`
+	Sources    map[string]Source `yaml:"sources" json:"sources,omitempty" jsonschema:"description=Extra sources by name. The HTTP collector is always on."`
+	Streams    map[string]Stream `yaml:"streams" json:"streams,omitempty" jsonschema:"description=Per-stream settings for raw\\, events\\, bad and logs"`
+	Enrich     Enrich            `yaml:"enrich" json:"enrich,omitempty"`
+	Pipelines  map[string]any    `yaml:"pipelines" json:"pipelines,omitempty" jsonschema:"description=User stream pipelines (not available in this version)"`
+	Sinks      map[string]any    `yaml:"sinks" json:"sinks,omitempty" jsonschema:"description=Sinks (not available in this version)"`
+	Lake       Lake              `yaml:"lake" json:"lake,omitempty"`
+	Warehouse  Warehouse         `yaml:"warehouse" json:"warehouse,omitempty"`
+	Jobs       map[string]any    `yaml:"jobs" json:"jobs,omitempty" jsonschema:"description=Scheduled jobs (not available in this version)"`
+	Rollups    map[string]any    `yaml:"rollups" json:"rollups,omitempty" jsonschema:"description=Real-time rollups (not available in this version)"`
+	Semantic   map[string]any    `yaml:"semantic" json:"semantic,omitempty" jsonschema:"description=Semantic layer (not available in this version)"`
+	Dashboards map[string]any    `yaml:"dashboards" json:"dashboards,omitempty" jsonschema:"description=Dashboards (not available in this version)"`
+}
+
+// HTTP configures the two listeners and the collector's request limits.
+type HTTP struct {
+	Collector string `yaml:"collector" json:"collector,omitempty" jsonschema:"description=Collector listen address (public side). Default 127.0.0.1:8080"`
+	API       string `yaml:"api" json:"api,omitempty" jsonschema:"description=API\\, web UI and /metrics listen address. Default 127.0.0.1:8081"`
+	// MaxBody is the largest request body the collector accepts (after gzip).
+	MaxBody ByteSize `yaml:"max_body" json:"max_body,omitempty" jsonschema:"description=Largest request body the collector accepts\\, e.g. 1MiB. Default 1MiB"`
+	// MaxEvents is the most events one request may carry.
+	MaxEvents int `yaml:"max_events" json:"max_events,omitempty" jsonschema:"description=Most events one request may carry. Default 10000"`
+}
+
+// Auth protects the API and web UI; the collector stays public.
+type Auth struct {
+	Token string `yaml:"token" json:"token,omitempty" jsonschema:"description=Bearer token required by the API and UI. Empty means no auth (listen on loopback only)."`
+}
+
+// Bus selects the message bus.
+type Bus struct {
+	URL string `yaml:"url" json:"url,omitempty" jsonschema:"description=embedded (default) or nats://host:4222"`
+}
+
+// Source is one extra input. Type selects the kind; the other keys belong to it.
+type Source struct {
+	Type   string   `yaml:"type" json:"type"`
+	Listen string   `yaml:"listen" json:"listen,omitempty" jsonschema:"description=syslog: where to listen\\, e.g. udp://127.0.0.1:5514 or tcp://127.0.0.1:5514"`
+	Paths  []string `yaml:"paths" json:"paths,omitempty" jsonschema:"description=file: glob patterns of the files to tail"`
+	Parse  string   `yaml:"parse" json:"parse,omitempty" jsonschema:"description=file: how to parse each line\\, e.g. nginx_combined"`
+	Stream string   `yaml:"stream" json:"stream,omitempty" jsonschema:"description=Stream the records go to"`
+	URL    string   `yaml:"url" json:"url,omitempty" jsonschema:"description=postgres_cdc: the database URL"`
+	Tables []string `yaml:"tables" json:"tables,omitempty" jsonschema:"description=postgres_cdc: the tables to capture"`
+}
+
+// Stream holds one stream's retention.
+type Stream struct {
+	Retention Duration `yaml:"retention" json:"retention,omitempty" jsonschema:"description=How long messages are kept\\, e.g. 72h"`
+	MaxBytes  ByteSize `yaml:"max_bytes" json:"max_bytes,omitempty" jsonschema:"description=Size cap of the stream; oldest messages go first. 0 = no cap"`
+}
+
+// Enrich configures the raw -> events stage.
+type Enrich struct {
+	DedupeWindow Duration `yaml:"dedupe_window" json:"dedupe_window,omitempty" jsonschema:"description=Events whose event_id was seen within this window are dropped. Default 10m"`
+}
+
+// Lake configures where archived Parquet files go and how often.
+type Lake struct {
+	URL           string   `yaml:"url" json:"url,omitempty" jsonschema:"description=Directory of the lake. Default <data_dir>/lake"`
+	FlushInterval Duration `yaml:"flush_interval" json:"flush_interval,omitempty" jsonschema:"description=Longest time an event waits before its file is written. Default 5s"`
+	MaxRows       int      `yaml:"max_rows" json:"max_rows,omitempty" jsonschema:"description=Rows that force a flush. Default 200000"`
+}
+
+// Warehouse selects the SQL engine.
+type Warehouse struct {
+	URL string `yaml:"url" json:"url,omitempty" jsonschema:"description=duckdb (default: <data_dir>/warehouse.duckdb)"`
+}
+
+// Duration is a time.Duration written as "90s", "15m", "72h" or "7d".
+type Duration time.Duration
+
+// ByteSize is a size written as 1048576, "512KiB", "1MiB", "2GB".
+type ByteSize int64

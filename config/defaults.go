@@ -1,0 +1,113 @@
+package config
+
+import (
+	"path/filepath"
+	"time"
+
+	"github.com/sluice-data/sluice"
+)
+
+// defaultRetention is how long each built-in stream keeps messages unless
+// streams.<name>.retention says otherwise.
+var defaultRetention = map[string]Duration{
+	sluice.StreamRaw:    Duration(72 * time.Hour),
+	sluice.StreamEvents: Duration(168 * time.Hour),
+	sluice.StreamBad:    Duration(720 * time.Hour),
+	sluice.StreamLogs:   Duration(168 * time.Hour),
+}
+
+// Default returns the configuration used when there is no file: the built-in
+// pipeline on one machine, listening on loopback only.
+func Default() *Config {
+	c := &Config{
+		DataDir: "./sluice-data",
+		HTTP: HTTP{
+			Collector: "127.0.0.1:8080",
+			API:       "127.0.0.1:8081",
+			MaxBody:   1 * MiB,
+			MaxEvents: 10000,
+		},
+		Bus:       Bus{URL: "embedded"},
+		Streams:   map[string]Stream{},
+		Enrich:    Enrich{DedupeWindow: Duration(10 * time.Minute)},
+		Lake:      Lake{FlushInterval: Duration(5 * time.Second), MaxRows: 200000},
+		Warehouse: Warehouse{URL: "duckdb"},
+	}
+	for name, retention := range defaultRetention {
+		c.Streams[name] = Stream{Retention: retention}
+	}
+	return c
+}
+
+// fillDefaults completes a decoded file. Empty strings take their default
+// (so that ${VAR:-} can mean "the default"); numbers and durations take it
+// only when the key is absent, because an explicit 0 is a mistake that
+// validation reports.
+func fillDefaults(c *Config, set func(path string) bool) {
+	d := Default()
+	defaultString(&c.DataDir, d.DataDir)
+	defaultString(&c.HTTP.Collector, d.HTTP.Collector)
+	defaultString(&c.HTTP.API, d.HTTP.API)
+	defaultString(&c.Bus.URL, d.Bus.URL)
+	defaultString(&c.Warehouse.URL, d.Warehouse.URL)
+	if !set("http.max_body") {
+		c.HTTP.MaxBody = d.HTTP.MaxBody
+	}
+	if !set("http.max_events") {
+		c.HTTP.MaxEvents = d.HTTP.MaxEvents
+	}
+	if !set("enrich.dedupe_window") {
+		c.Enrich.DedupeWindow = d.Enrich.DedupeWindow
+	}
+	if !set("lake.flush_interval") {
+		c.Lake.FlushInterval = d.Lake.FlushInterval
+	}
+	if !set("lake.max_rows") {
+		c.Lake.MaxRows = d.Lake.MaxRows
+	}
+	if len(c.Sources) == 0 {
+		c.Sources = nil // "sources: {}" is the same as no sources
+	}
+	if c.Streams == nil {
+		c.Streams = map[string]Stream{}
+	}
+	for name, def := range d.Streams {
+		s, ok := c.Streams[name]
+		if !ok {
+			s = def
+		} else if !set("streams." + name + ".retention") {
+			s.Retention = def.Retention
+		}
+		c.Streams[name] = s
+	}
+}
+
+func defaultString(s *string, def string) {
+	if *s == "" {
+		*s = def
+	}
+}
+
+// LakeDir is where the lake lives: lake.url, or <data_dir>/lake when lake.url
+// is empty (the default), so that it follows an overridden data dir.
+func (c *Config) LakeDir() string {
+	if c.Lake.URL == "" {
+		return filepath.Join(c.DataDir, "lake")
+	}
+	return c.Lake.URL
+}
+
+// ApplyOverrides applies the command-line flags --data, --collector-addr and
+// --api-addr; an empty value leaves the setting alone. They are not
+// validated: they are the caller's responsibility (tests pass 127.0.0.1:0).
+func (c *Config) ApplyOverrides(dataDir, collectorAddr, apiAddr string) {
+	if dataDir != "" {
+		c.DataDir = dataDir
+	}
+	if collectorAddr != "" {
+		c.HTTP.Collector = collectorAddr
+	}
+	if apiAddr != "" {
+		c.HTTP.API = apiAddr
+	}
+}

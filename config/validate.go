@@ -1,0 +1,194 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/goccy/go-yaml/ast"
+	"github.com/sluice-data/sluice"
+)
+
+// unavailableSections are top-level keys of the config shape (DESIGN.md) whose
+// features this version of sluice does not have yet. A file that uses them is
+// rejected rather than silently half-run.
+var unavailableSections = []string{"pipelines", "sinks", "jobs", "rollups", "semantic", "dashboards"}
+
+// sourceTypes are the source types of the config shape. This version
+// implements none of them: the HTTP collector, always on, is the only input.
+var sourceTypes = []string{"syslog", "file", "postgres_cdc"}
+
+// unavailable reports and removes the unavailable sections of the top-level
+// mapping; empty ones are accepted.
+func (l *loader) unavailable(root *ast.MappingNode) {
+	kept := root.Values[:0:0]
+	for _, kv := range root.Values {
+		key := keyString(kv.Key)
+		if !slices.Contains(unavailableSections, key) {
+			kept = append(kept, kv)
+			continue
+		}
+		if !isEmpty(l.resolve(kv.Value)) {
+			l.add(kv.Key, key, fmt.Sprintf("%s are not available in this version of sluice", key),
+				fmt.Sprintf("remove the %s section to run this file", key))
+		}
+	}
+	root.Values = kept
+}
+
+// isEmpty reports whether a node is null, {} or [].
+func isEmpty(n ast.Node) bool {
+	switch n := n.(type) {
+	case nil, *ast.NullNode:
+		return true
+	case *ast.MappingNode:
+		return len(n.Values) == 0
+	case *ast.SequenceNode:
+		return len(n.Values) == 0
+	}
+	return false
+}
+
+// validate checks the meaning of a decoded, defaulted file. Values that came
+// from defaults are valid, so every problem has a position in the file.
+func (l *loader) validate(c *Config) {
+	if strings.Contains(c.DataDir, "://") {
+		l.addAt("data_dir", fmt.Sprintf("data_dir must be a local directory, not %q", c.DataDir),
+			"write a path such as ./sluice-data; the lake alone can live elsewhere (lake.url)")
+	}
+
+	l.checkAddr("http.collector", c.HTTP.Collector, "127.0.0.1:8080")
+	l.checkAddr("http.api", c.HTTP.API, "127.0.0.1:8081")
+	if c.HTTP.MaxBody < 1*KiB || c.HTTP.MaxBody > 64*MiB {
+		l.addAt("http.max_body", fmt.Sprintf("http.max_body is %s; it must be between 1KiB and 64MiB", c.HTTP.MaxBody),
+			"the default is 1MiB")
+	}
+	if c.HTTP.MaxEvents < 1 {
+		l.addAt("http.max_events", fmt.Sprintf("http.max_events is %d; it must be at least 1", c.HTTP.MaxEvents),
+			"the default is 10000")
+	}
+	if c.Auth.Token == "" && !isLoopback(c.HTTP.API) {
+		l.addAt("http.api", fmt.Sprintf("http.api listens on %s, beyond this machine, but auth.token is empty", c.HTTP.API),
+			"set auth.token (e.g. token: ${SLUICE_TOKEN}) or listen on 127.0.0.1")
+	}
+
+	l.checkBus(c.Bus.URL)
+
+	for _, name := range sortedKeys(c.Sources) {
+		l.checkSource(name, c.Sources[name])
+	}
+
+	for _, name := range sortedKeys(c.Streams) {
+		path := "streams." + name
+		if _, ok := defaultRetention[name]; !ok {
+			hint := "the streams are " + strings.Join(sluice.Streams, ", ")
+			if s := suggest(name, sluice.Streams); s != "" {
+				hint = fmt.Sprintf("did you mean %s? %s", s, hint)
+			}
+			l.addAtKey(path, fmt.Sprintf("unknown stream %q", name), hint)
+			continue
+		}
+		if r := c.Streams[name].Retention; r <= 0 {
+			l.addAt(path+".retention", fmt.Sprintf("%s.retention is %s; it must be greater than 0", path, r),
+				fmt.Sprintf("write how long %s keeps messages, e.g. %s", name, defaultRetention[name]))
+		}
+	}
+
+	if c.Enrich.DedupeWindow <= 0 {
+		l.addAt("enrich.dedupe_window", "enrich.dedupe_window must be greater than 0",
+			"the default is 10m; duplicates are dropped only within this window")
+	}
+
+	l.checkLakeURL(c.Lake.URL)
+	if c.Lake.FlushInterval.D() < 100*time.Millisecond {
+		l.addAt("lake.flush_interval", fmt.Sprintf("lake.flush_interval is %s; it must be at least 100ms", c.Lake.FlushInterval),
+			"the default is 5s; very short intervals write many tiny Parquet files")
+	}
+	if c.Lake.MaxRows < 1 {
+		l.addAt("lake.max_rows", fmt.Sprintf("lake.max_rows is %d; it must be at least 1", c.Lake.MaxRows),
+			"the default is 200000")
+	}
+
+	switch u := c.Warehouse.URL; {
+	case u == "duckdb":
+	case strings.HasPrefix(u, "postgres://"), strings.HasPrefix(u, "postgresql://"):
+		l.addAt("warehouse.url", "a PostgreSQL warehouse is not available yet in this version of sluice",
+			"use warehouse.url: duckdb (the default)")
+	default:
+		l.addAt("warehouse.url", fmt.Sprintf("unknown warehouse %q", u), "use warehouse.url: duckdb (the default)")
+	}
+}
+
+// checkAddr checks a listen address.
+func (l *loader) checkAddr(path, addr, example string) {
+	hint := fmt.Sprintf("write host:port, e.g. %s, or :%s for every interface", example, example[strings.LastIndexByte(example, ':')+1:])
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		l.addAt(path, fmt.Sprintf("%s: %q is not host:port", path, addr), hint)
+		return
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+		l.addAt(path, fmt.Sprintf("%s: port %q is not a number from 0 to 65535", path, port), hint)
+	}
+}
+
+// isLoopback reports whether a listen address is reachable from this machine
+// only. An unparsable address counts as loopback: checkAddr reports it.
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil || host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// checkBus checks bus.url: embedded, or a comma-separated list of NATS URLs.
+func (l *loader) checkBus(u string) {
+	if u == "embedded" {
+		return
+	}
+	for _, part := range strings.Split(u, ",") {
+		p, err := url.Parse(strings.TrimSpace(part))
+		if err != nil || (p.Scheme != "nats" && p.Scheme != "tls") || p.Host == "" {
+			l.addAt("bus.url", fmt.Sprintf("bus.url %q is neither embedded nor a nats:// or tls:// URL", u),
+				"use embedded (one machine, the default) or nats://host:4222 for an external NATS cluster")
+			return
+		}
+	}
+}
+
+// checkSource checks one entry of sources.
+func (l *loader) checkSource(name string, s Source) {
+	path := "sources." + name
+	types := strings.Join(sourceTypes, ", ")
+	switch {
+	case s.Type == "":
+		l.addAtKey(path, fmt.Sprintf("source %q has no type", name), "set type: to one of "+types)
+	case slices.Contains(sourceTypes, s.Type):
+		l.addAt(path+".type", fmt.Sprintf("source type %s is not available in this version of sluice", s.Type),
+			fmt.Sprintf("remove %s; the HTTP collector (http.collector) is always on", path))
+	default:
+		hint := "the source types are " + types
+		if t := suggest(s.Type, sourceTypes); t != "" {
+			hint = fmt.Sprintf("did you mean %s? %s", t, hint)
+		}
+		l.addAt(path+".type", fmt.Sprintf("unknown source type %q", s.Type), hint)
+	}
+}
+
+// checkLakeURL checks lake.url: empty (<data_dir>/lake) or a directory.
+func (l *loader) checkLakeURL(u string) {
+	switch {
+	case strings.HasPrefix(u, "s3://"):
+		l.addAt("lake.url", "a lake on s3:// is not available yet in this version of sluice",
+			"use a directory path, or leave lake.url out for <data_dir>/lake")
+	case strings.Contains(u, "://"):
+		l.addAt("lake.url", fmt.Sprintf("lake.url must be a directory path, not %q", u),
+			"write a path such as ./sluice-data/lake, without a scheme")
+	}
+}
