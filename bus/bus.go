@@ -74,16 +74,30 @@ func Open(ctx context.Context, o Options) (*Bus, error) {
 	}
 	b := &Bus{log: o.Logger}
 	var err error
+	connOpts := []nats.Option{
+		nats.Name("sluice"), nats.MaxReconnects(-1),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			subj := ""
+			if sub != nil {
+				subj = sub.Subject
+			}
+			b.log.Error("bus: connection error", "subject", subj, "err", err)
+		}),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			b.log.Warn("bus: disconnected", "err", err)
+		}),
+		nats.ReconnectHandler(func(*nats.Conn) { b.log.Info("bus: reconnected") }),
+	}
 	if o.URL == "" || o.URL == "embedded" {
 		if err := b.startEmbedded(o); err != nil {
 			return nil, err
 		}
-		b.nc, err = nats.Connect("", nats.InProcessServer(b.srv), nats.Name("sluice"), nats.MaxReconnects(-1))
+		b.nc, err = nats.Connect("", append(connOpts, nats.InProcessServer(b.srv))...)
 	} else {
 		if _, perr := url.Parse(o.URL); perr != nil {
 			return nil, fmt.Errorf("bus url %q: %w", o.URL, perr)
 		}
-		b.nc, err = nats.Connect(o.URL, nats.Name("sluice"), nats.MaxReconnects(-1), nats.RetryOnFailedConnect(false))
+		b.nc, err = nats.Connect(o.URL, connOpts...)
 	}
 	if err != nil {
 		b.Close()
@@ -251,13 +265,24 @@ func (b *Bus) Consume(ctx context.Context, stream, name string, maxBatch int, ha
 		Durable:       name,
 		Description:   "sluice stage " + name,
 		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       time.Minute,
+		AckWait:       30 * time.Second,
 		MaxDeliver:    -1,
 		MaxAckPending: 16 * maxBatch,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 	})
 	if err != nil {
 		return fmt.Errorf("consumer %s on %s: %w", name, stream, err)
+	}
+	// Messages a crashed process had taken but not acknowledged would wait
+	// out AckWait and, counting against MaxAckPending, stall the stage until
+	// then: take them back at once. (Output is idempotent, so a peer sharing
+	// this consumer at worst repeats work.)
+	if info, err := cons.Info(ctx); err == nil && info.NumAckPending > 0 {
+		if _, err := b.js.ResetConsumer(ctx, stream, name); err != nil {
+			b.log.Warn("bus: could not take back unacknowledged messages; they return after the ack wait", "consumer", name, "err", err)
+		} else {
+			b.log.Info("bus: redelivering messages a previous run left unacknowledged", "consumer", name, "messages", info.NumAckPending)
+		}
 	}
 	it, err := cons.Messages(jetstream.PullMaxMessages(4 * maxBatch))
 	if err != nil {
@@ -367,33 +392,81 @@ type Reader struct {
 
 // ReadFrom opens a Reader at sequence from (1 = the beginning).
 func (b *Bus) ReadFrom(ctx context.Context, stream string, from uint64) (*Reader, error) {
-	cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy}
-	if from > 1 {
-		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
-		cfg.OptStartSeq = from
-	}
-	return b.read(ctx, stream, cfg)
+	return b.read(ctx, stream, func(c *jetstream.ConsumerConfig) {
+		c.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+		c.OptStartSeq = max(from, 1)
+	})
 }
 
 // ReadSince opens a Reader at the first message stored at or after t.
 func (b *Bus) ReadSince(ctx context.Context, stream string, t time.Time) (*Reader, error) {
-	return b.read(ctx, stream, jetstream.OrderedConsumerConfig{
-		DeliverPolicy: jetstream.DeliverByStartTimePolicy,
-		OptStartTime:  &t,
+	return b.read(ctx, stream, func(c *jetstream.ConsumerConfig) {
+		c.DeliverPolicy = jetstream.DeliverByStartTimePolicy
+		c.OptStartTime = &t
 	})
 }
 
-func (b *Bus) read(ctx context.Context, stream string, cfg jetstream.OrderedConsumerConfig) (*Reader, error) {
-	cons, err := b.js.OrderedConsumer(ctx, stream, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", stream, err)
+// read follows a stream through an ephemeral pull consumer without acks.
+// Fetching in bounded requests (rather than a long-lived iterator) suits
+// readers that stop pulling for seconds, like the archiver writing a big
+// file; if the consumer is lost, it is recreated after the last message seen.
+func (b *Bus) read(ctx context.Context, stream string, start func(*jetstream.ConsumerConfig)) (*Reader, error) {
+	newConsumer := func(ctx context.Context, after uint64) (jetstream.Consumer, error) {
+		cfg := jetstream.ConsumerConfig{
+			AckPolicy:         jetstream.AckNonePolicy,
+			InactiveThreshold: 10 * time.Minute,
+			MemoryStorage:     true,
+		}
+		start(&cfg)
+		if after > 0 {
+			cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+			cfg.OptStartSeq = after + 1
+			cfg.OptStartTime = nil
+		}
+		return b.js.CreateConsumer(ctx, stream, cfg)
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(512))
+	cons, err := newConsumer(ctx, 0)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", stream, err)
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	return &Reader{ch: pump(ctx, it), cancel: cancel}, nil
+	ch := make(chan Msg, 1024)
+	go func() {
+		defer close(ch)
+		defer func() {
+			dctx, dcancel := context.WithTimeout(context.Background(), 2*time.Second)
+			_ = b.js.DeleteConsumer(dctx, stream, cons.CachedInfo().Name)
+			dcancel()
+		}()
+		var last uint64
+		for ctx.Err() == nil {
+			batch, err := cons.Fetch(512, jetstream.FetchMaxWait(time.Second))
+			if err == nil {
+				for m := range batch.Messages() {
+					md, err := m.Metadata()
+					if err != nil || md.Sequence.Stream <= last {
+						continue
+					}
+					last = md.Sequence.Stream
+					select {
+					case ch <- Msg{Seq: last, Time: md.Timestamp, Data: m.Data()}:
+					case <-ctx.Done():
+						return
+					}
+				}
+				err = batch.Error()
+			}
+			if err == nil || errors.Is(err, nats.ErrTimeout) || ctx.Err() != nil {
+				continue
+			}
+			b.log.Warn("bus: read failed; reopening", "stream", stream, "after_seq", last, "err", err)
+			sleep(ctx, 200*time.Millisecond)
+			if c, err := newConsumer(ctx, last); err == nil {
+				cons = c
+			}
+		}
+	}()
+	return &Reader{ch: ch, cancel: cancel}, nil
 }
 
 // C delivers the messages in order; it is closed when the reader stops.

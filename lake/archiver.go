@@ -100,6 +100,7 @@ func (a *Archiver) Run(ctx context.Context) error {
 		return fmt.Errorf("archive %s: %w", a.o.Table.Name, err)
 	}
 	a.committed.Store(pos)
+	a.log.Info("archiver starting", "from_seq", pos+1, "replay_to_seq", a.replay)
 	r, err := a.o.Bus.ReadFrom(ctx, a.o.Table.Stream, pos+1)
 	if err != nil {
 		return fmt.Errorf("archive %s: %w", a.o.Table.Name, err)
@@ -250,6 +251,7 @@ func (a *Archiver) add(m bus.Msg) error {
 		p.lines = append(p.lines, line)
 		a.rows++
 	}
+	archiveBuffered.WithLabelValues(a.o.Table.Name).Set(float64(a.rows))
 	return nil
 }
 
@@ -312,6 +314,7 @@ func (a *Archiver) flush(ctx context.Context) error {
 	a.committed.Store(a.last)
 	a.replay = 0
 	a.first, a.last, a.rows = 0, 0, 0
+	archiveBuffered.WithLabelValues(a.o.Table.Name).Set(0)
 	clear(a.parts)
 	if a.o.OnCommit != nil {
 		a.o.OnCommit(a.o.Table.Name)
@@ -331,16 +334,15 @@ func (a *Archiver) columns(ctx context.Context, lines [][]byte) ([]sluice.Column
 		fixed[c.Name] = true
 	}
 	used := map[string]bool{}
-	var keys map[string]json.RawMessage
 	for _, l := range lines {
-		clear(keys)
-		if err := json.Unmarshal(l, &keys); err != nil {
-			return nil, err
-		}
-		for k := range keys {
-			if !fixed[k] {
-				used[k] = true
+		err := eachField(l, func(k []byte, _ []byte) error {
+			if !fixed[string(k)] && !used[string(k)] {
+				used[string(k)] = true
 			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
 		}
 	}
 	names := make([]string, 0, len(used))

@@ -14,6 +14,10 @@ var (
 		Name: "sluice_archive_files_total",
 		Help: "Parquet files committed to the lake, by table.",
 	}, []string{"table"})
+	archiveBuffered = promauto.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "sluice_archive_buffered_rows",
+		Help: "Rows read from the bus and waiting for the next flush, by table.",
+	}, []string{"table"})
 	archiveBytes = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "sluice_archive_bytes_total",
 		Help: "Parquet bytes written to the lake, by table.",

@@ -61,28 +61,27 @@ func encodeParquet(table string, cols []sluice.Column, lines [][]byte) ([]byte, 
 	var buf bytes.Buffer
 	w := parquet.NewWriter(&buf, schema, parquet.Compression(&snappy.Codec{}))
 	rows := make([]parquet.Row, 0, 1024)
-	var fields map[string]json.RawMessage
 	for n, line := range lines {
-		clear(fields)
-		if err := json.Unmarshal(line, &fields); err != nil {
-			return nil, fmt.Errorf("row %d: %w", n, err)
-		}
 		row := make(parquet.Row, len(cols))
 		for i := range cols {
 			row[index[i]] = parquet.NullValue().Level(0, 0, index[i])
 		}
-		for name, raw := range fields {
-			i, ok := byName[name]
+		err := eachField(line, func(name []byte, raw []byte) error {
+			i, ok := byName[string(name)]
 			if !ok {
-				return nil, fmt.Errorf("row %d: field %q has no column", n, name)
+				return fmt.Errorf("field %q has no column", name)
 			}
 			v, null, err := toValue(cols[i].Type, raw)
 			if err != nil {
-				return nil, fmt.Errorf("row %d: column %s: %w", n, name, err)
+				return fmt.Errorf("column %s: %w", name, err)
 			}
 			if !null {
 				row[index[i]] = v.Level(0, 1, index[i])
 			}
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("row %d: %w", n, err)
 		}
 		rows = append(rows, row)
 		if len(rows) == cap(rows) {
@@ -102,7 +101,7 @@ func encodeParquet(table string, cols []sluice.Column, lines [][]byte) ([]byte, 
 }
 
 // toValue converts a JSON value to the Parquet value of a column type.
-func toValue(t sluice.ColumnType, raw json.RawMessage) (parquet.Value, bool, error) {
+func toValue(t sluice.ColumnType, raw []byte) (parquet.Value, bool, error) {
 	if len(raw) == 0 || raw[0] == 'n' {
 		return parquet.Value{}, true, nil
 	}
@@ -128,25 +127,39 @@ func toValue(t sluice.ColumnType, raw json.RawMessage) (parquet.Value, bool, err
 		}
 		return parquet.Value{}, false, fmt.Errorf("%s is not a BOOLEAN", raw)
 	case sluice.TypeTimestamp:
-		var s string
-		if err := json.Unmarshal(raw, &s); err != nil {
+		s, err := unquote(raw)
+		if err != nil {
 			return parquet.Value{}, false, fmt.Errorf("%s is not a timestamp string", raw)
 		}
-		ts, err := time.Parse(time.RFC3339Nano, s)
+		ts, err := time.Parse(time.RFC3339Nano, string(s))
 		if err != nil {
 			return parquet.Value{}, false, err
 		}
 		return parquet.Int64Value(ts.UnixMicro()), false, nil
 	case sluice.TypeJSON:
-		return parquet.ByteArrayValue(bytes.Clone(raw)), false, nil
+		return parquet.ByteArrayValue(raw), false, nil
 	default:
-		if raw[0] != '"' {
-			return parquet.Value{}, false, fmt.Errorf("%s is not a string", raw)
-		}
-		var s string
-		if err := json.Unmarshal(raw, &s); err != nil {
+		s, err := unquote(raw)
+		if err != nil {
 			return parquet.Value{}, false, err
 		}
-		return parquet.ByteArrayValue([]byte(s)), false, nil
+		return parquet.ByteArrayValue(s), false, nil
 	}
+}
+
+// unquote returns the content of a JSON string; without escapes it is a
+// sub-slice of raw.
+func unquote(raw []byte) ([]byte, error) {
+	if len(raw) < 2 || raw[0] != '"' || raw[len(raw)-1] != '"' {
+		return nil, fmt.Errorf("%s is not a string", raw)
+	}
+	inner := raw[1 : len(raw)-1]
+	if bytes.IndexByte(inner, '\\') < 0 {
+		return inner, nil
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return nil, err
+	}
+	return []byte(s), nil
 }

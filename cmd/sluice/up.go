@@ -1,0 +1,176 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sluice-data/sluice/demo"
+	"github.com/sluice-data/sluice/node"
+	"github.com/sluice-data/sluice/server"
+	"github.com/sluice-data/sluice/warehouse"
+)
+
+func upCmd() *cobra.Command {
+	var c common
+	cmd := &cobra.Command{
+		Use:   "up",
+		Short: "Run every configured role in one process; Ctrl-C drains and stops cleanly",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := c.load()
+			if err != nil {
+				return err
+			}
+			log := c.logger()
+			n, err := node.Start(cmd.Context(), cfg, log)
+			if err != nil {
+				return err
+			}
+			log.Info("sluice is up", "collector", n.CollectorURL(), "api", n.APIURL(), "data", cfg.DataDir)
+			return waitAndStop(cmd.Context(), n, cmd.ErrOrStderr())
+		},
+	}
+	c.register(cmd, true)
+	return cmd
+}
+
+// waitAndStop runs until a signal or a stage failure, then drains.
+func waitAndStop(ctx context.Context, n *node.Node, w io.Writer) error {
+	var runErr error
+	select {
+	case <-ctx.Done():
+		fmt.Fprintln(w, "sluice: stopping (draining requests, flushing files)…")
+	case runErr = <-n.Errors():
+		fmt.Fprintln(w, "sluice: a stage failed, stopping:", runErr)
+	}
+	if err := n.Stop(); err != nil && runErr == nil {
+		runErr = err
+	}
+	return runErr
+}
+
+func demoCmd() *cobra.Command {
+	var c common
+	var o demo.Options
+	cmd := &cobra.Command{
+		Use:   "demo",
+		Short: "Run sluice with synthetic web-shop traffic sent through the real collector",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := c.load()
+			if err != nil {
+				return err
+			}
+			n, err := node.Start(cmd.Context(), cfg, c.logger())
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "\nSluice demo is running.\n  collector  %s  (POST /v1/events)\n  API        %s  (POST /api/v1/sql, /metrics)\n  data dir   %s\n\n",
+				n.CollectorURL(), n.APIURL(), cfg.DataDir)
+			fmt.Fprintf(out, "Sending %s of history, then %.0f events/s live. Try, in another terminal:\n\n", o.History, o.Rate)
+			for _, q := range demo.Queries {
+				fmt.Fprintf(out, "  # %s\n  sluice sql --data %s %q\n\n", q.Title, cfg.DataDir, oneLine(q.SQL))
+			}
+			o.CollectorURL = n.CollectorURL()
+			o.Progress = cmd.ErrOrStderr()
+			ctx, cancel := context.WithCancel(cmd.Context())
+			defer cancel()
+			done := make(chan error, 1)
+			go func() {
+				st, err := demo.Run(ctx, o)
+				if err == nil {
+					fmt.Fprintf(cmd.ErrOrStderr(), "demo traffic finished: %d events in %d batches\n", st.Sent, st.Batches)
+				}
+				done <- err
+			}()
+			var demoErr error
+			select {
+			case <-cmd.Context().Done():
+			case demoErr = <-done:
+				if demoErr == nil && o.Duration > 0 {
+					// A bounded demo: let the lake catch up, then stop.
+					time.Sleep(cfg.Lake.FlushInterval.D() + time.Second)
+					cancel()
+					return n.Stop()
+				}
+			}
+			cancel()
+			fmt.Fprintln(cmd.ErrOrStderr(), "sluice: stopping (draining requests, flushing files)…")
+			if err := n.Stop(); err != nil {
+				return err
+			}
+			if demoErr != nil && demoErr != context.Canceled {
+				return fmt.Errorf("demo traffic: %w", demoErr)
+			}
+			return nil
+		},
+	}
+	c.register(cmd, true)
+	f := cmd.Flags()
+	f.Float64Var(&o.Rate, "rate", 20, "live events per second")
+	f.DurationVar(&o.History, "history", 72*time.Hour, "past traffic to send first (with past event times)")
+	f.IntVar(&o.HistoryEventsPerHour, "history-per-hour", 1500, "average events per hour of history")
+	f.IntVar(&o.BatchSize, "batch", 100, "events per request")
+	f.Int64Var(&o.Seed, "seed", 0, "random seed (0: time-based)")
+	f.DurationVar(&o.Duration, "duration", 0, "stop after this long of live traffic (0: until Ctrl-C)")
+	return cmd
+}
+
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+func sqlCmd() *cobra.Command {
+	var c common
+	var format string
+	cmd := &cobra.Command{
+		Use:   `sql "SELECT …"`,
+		Short: "Run a read-only query: through the running server for the data dir, else directly on it",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := c.load()
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			api := c.apiAddr
+			if api != "" && !strings.Contains(api, "://") {
+				api = "http://" + api
+			}
+			if api == "" {
+				api = server.Discover(ctx, cfg.DataDir)
+			}
+			var res *warehouse.Result
+			if api != "" {
+				token := cfg.Auth.Token
+				if t := os.Getenv("SLUICE_TOKEN"); t != "" {
+					token = t
+				}
+				res, err = (&server.Client{URL: api, Token: token}).SQL(ctx, args[0])
+			} else {
+				res, err = queryDirect(ctx, cfg.DataDir, cfg.LakeDir(), args[0])
+			}
+			if err != nil {
+				return err
+			}
+			return res.Format(cmd.OutOrStdout(), format)
+		},
+	}
+	c.register(cmd, false)
+	cmd.Flags().StringVar(&format, "format", "table", "output format: table, csv or json")
+	return cmd
+}
+
+func queryDirect(ctx context.Context, dataDir, lakeDir, q string) (*warehouse.Result, error) {
+	wh, err := warehouse.Open(ctx, dataDir+"/warehouse.duckdb", lakeDir)
+	if err != nil {
+		return nil, err
+	}
+	defer wh.Close()
+	return wh.Query(ctx, q, 0)
+}
