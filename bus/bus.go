@@ -53,6 +53,10 @@ type Options struct {
 // frames are cut well below it.
 const DefaultMaxPayload = 8 << 20
 
+// pullBytes bounds what one consumer has in flight to this process, so big
+// messages (collector frames are up to MaxPayload/2) can't flood it.
+const pullBytes = 32 << 20
+
 // duplicateWindow is how long JetStream remembers message ids, so a stage that
 // republishes after a crash does not store the same output twice.
 const duplicateWindow = 5 * time.Minute
@@ -76,6 +80,9 @@ func Open(ctx context.Context, o Options) (*Bus, error) {
 	var err error
 	connOpts := []nats.Option{
 		nats.Name("sluice"), nats.MaxReconnects(-1),
+		// While disconnected, fail publishes at once (the collector answers
+		// 503) instead of buffering them where an ack can never come from.
+		nats.ReconnectBufSize(-1),
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
 			subj := ""
 			if sub != nil {
@@ -156,6 +163,9 @@ func (b *Bus) startEmbedded(o Options) error {
 		MaxPayload: maxPayload,
 		NoSigs:     true,
 		NoLog:      true,
+		// Stages pull large batches; don't cut them off as slow consumers.
+		MaxPending:    512 << 20,
+		WriteDeadline: 30 * time.Second,
 	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
@@ -187,6 +197,11 @@ func (b *Bus) ensureStream(ctx context.Context, name string, sc StreamConfig) er
 	}
 	if cfg.MaxBytes == 0 {
 		cfg.MaxBytes = -1
+	}
+	// JetStream refuses a duplicate window longer than the stream keeps
+	// messages, which would make a short retention (say 1m) fail to open.
+	if cfg.MaxAge > 0 && cfg.MaxAge < cfg.Duplicates {
+		cfg.Duplicates = cfg.MaxAge
 	}
 	if _, err := b.js.CreateOrUpdateStream(ctx, cfg); err != nil {
 		return fmt.Errorf("create stream %s: %w", name, err)
@@ -284,7 +299,7 @@ func (b *Bus) Consume(ctx context.Context, stream, name string, maxBatch int, ha
 			b.log.Info("bus: redelivering messages a previous run left unacknowledged", "consumer", name, "messages", info.NumAckPending)
 		}
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(4 * maxBatch))
+	it, err := cons.Messages(jetstream.PullMaxMessagesWithBytesLimit(4*maxBatch, pullBytes))
 	if err != nil {
 		return fmt.Errorf("consume %s: %w", stream, err)
 	}
@@ -440,7 +455,7 @@ func (b *Bus) read(ctx context.Context, stream string, start func(*jetstream.Con
 		}()
 		var last uint64
 		for ctx.Err() == nil {
-			batch, err := cons.Fetch(512, jetstream.FetchMaxWait(time.Second))
+			batch, err := cons.Fetch(512, jetstream.FetchMaxBytes(pullBytes), jetstream.FetchMaxWait(time.Second))
 			if err == nil {
 				for m := range batch.Messages() {
 					md, err := m.Metadata()

@@ -281,53 +281,74 @@ var (
 
 var idNamespace = uuid.MustParse("6f1c2a52-5b7e-4e39-9c55-6a0f3e0d5b11")
 
+// errStop ends a jsonseq.Fields walk early.
+var errStop = errors.New("stop")
+
+func hasUpper(b []byte) bool {
+	for _, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			return true
+		}
+	}
+	return false
+}
+
+// toEvent builds one canonical event from a JSON value that jsonseq.Split
+// returned (so it is valid JSON).
 func (e *Enricher) toEvent(v []byte, p *sluice.Payload, seq uint64, pi, vi int) (*built, *failure) {
 	if len(v) == 0 || v[0] != '{' {
 		return nil, &failure{typ: sluice.BadCollectorPayloadFormat, msg: fmt.Sprintf("expected a JSON object for an event, got a %s", jsonKind(v))}
 	}
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(v, &fields); err != nil {
-		return nil, &failure{typ: sluice.BadCollectorPayloadFormat, msg: "event is not a JSON object: " + err.Error()}
+	if len(v) == 0 || v[0] != '{' {
+		return nil, &failure{typ: sluice.BadCollectorPayloadFormat, msg: fmt.Sprintf("expected a JSON object for an event, got a %s", jsonKind(v))}
 	}
 	canon := make([]string, len(sluice.EventColumns))
 	var own []ownField
-	folded := make(map[string]string, len(fields))
+	var seen [][]byte // lower-cased names so far, to catch case-only duplicates
 	var eventTime time.Time
 	var f *failure
-	for name, raw := range fields {
-		lower := strings.ToLower(name)
-		if prev, dup := folded[lower]; dup {
-			f = &failure{typ: sluice.BadSchemaViolation, msg: fmt.Sprintf("fields %q and %q differ only in case; SQL column names are case-insensitive", prev, name)}
-			break
+	err := jsonseq.Fields(v, func(key, raw []byte) error {
+		lower := key
+		if hasUpper(key) {
+			lower = bytes.ToLower(key)
 		}
-		folded[lower] = name
-		if i, ok := canonicalIndex[lower]; ok {
+		for _, s := range seen {
+			if bytes.Equal(s, lower) {
+				f = &failure{typ: sluice.BadSchemaViolation, msg: fmt.Sprintf("field %q appears twice (names are case-insensitive in SQL)", key)}
+				return errStop
+			}
+		}
+		seen = append(seen, lower)
+		if i, ok := canonicalIndex[string(lower)]; ok {
 			switch i {
 			case colEventTime:
 				eventTime, f = parseEventTime(raw)
 			case colReceivedAt, colCollector:
 				// Set by sluice, never by the client.
 			default:
-				canon[i], f = canonicalString(name, raw)
+				canon[i], f = canonicalString(key, raw)
 			}
 			if f != nil {
-				break
+				return errStop
 			}
-			continue
+			return nil
 		}
-		if reservedFields[lower] {
+		name := string(key)
+		if reservedFields[string(lower)] {
 			f = &failure{typ: sluice.BadSchemaViolation, msg: fmt.Sprintf("field %q is reserved for the lake's partitions; rename it", name)}
-			break
+			return errStop
 		}
 		if !utf8.ValidString(name) || name == "" || len(name) > 128 || strings.ContainsFunc(name, func(r rune) bool { return r < 0x20 }) {
 			f = &failure{typ: sluice.BadSchemaViolation, msg: fmt.Sprintf("field name %q is not usable as a column: use 1-128 printable characters", name)}
-			break
+			return errStop
 		}
-		typ, ok := valueType(raw)
-		if !ok {
-			continue // null: no column, the value is NULL
+		if typ, ok := valueType(raw); ok { // null: no column, the value is NULL
+			own = append(own, ownField{name: name, typ: typ, raw: raw})
 		}
-		own = append(own, ownField{name: name, typ: typ, raw: raw})
+		return nil
+	})
+	if err != nil && f == nil {
+		return nil, &failure{typ: sluice.BadCollectorPayloadFormat, msg: "event is not a JSON object: " + err.Error()}
 	}
 	if f != nil {
 		f.eventID = canon[colEventID]
@@ -361,7 +382,7 @@ func (e *Enricher) toEvent(v []byte, p *sluice.Payload, seq uint64, pi, vi int) 
 type ownField struct {
 	name string
 	typ  sluice.ColumnType
-	raw  json.RawMessage
+	raw  []byte
 }
 
 // checkSchema fits the event's own fields into the table schema, adding new
@@ -484,11 +505,14 @@ func jsonKind(v []byte) string {
 
 // canonicalString reads a canonical string column: numbers and booleans are
 // kept as their text, objects and arrays are refused.
-func canonicalString(name string, raw json.RawMessage) (string, *failure) {
+func canonicalString(name []byte, raw []byte) (string, *failure) {
 	switch raw[0] {
 	case 'n':
 		return "", nil
 	case '"':
+		if bytes.IndexByte(raw, '\\') < 0 {
+			return string(raw[1 : len(raw)-1]), nil
+		}
 		var s string
 		if err := json.Unmarshal(raw, &s); err != nil {
 			return "", &failure{typ: sluice.BadSchemaViolation, msg: fmt.Sprintf("field %q: %v", name, err)}
@@ -503,7 +527,7 @@ func canonicalString(name string, raw json.RawMessage) (string, *failure) {
 
 // parseEventTime reads event_time: RFC 3339 or epoch milliseconds (a number
 // or a string of digits). null means "not given".
-func parseEventTime(raw json.RawMessage) (time.Time, *failure) {
+func parseEventTime(raw []byte) (time.Time, *failure) {
 	bad := func() (time.Time, *failure) {
 		return time.Time{}, &failure{typ: sluice.BadTrackerProtocol, msg: fmt.Sprintf(
 			"event_time %s is neither RFC 3339 (2006-01-02T15:04:05Z) nor epoch milliseconds", describe(raw))}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -116,4 +117,33 @@ func (c *Client) SQL(ctx context.Context, query string) (*warehouse.Result, erro
 		return nil, fmt.Errorf("sluice server answer: %w", err)
 	}
 	return &res, nil
+}
+
+// Lag sums the consumer lag gauges a server exports on /metrics: how many
+// messages the stages have not processed yet. ok is false when it cannot tell.
+func Lag(ctx context.Context, base string) (lag float64, ok bool) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(base, "/")+"/metrics", nil)
+	if err != nil {
+		return 0, false
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, false
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if !strings.HasPrefix(line, "sluice_consumer_lag_messages{") {
+			continue
+		}
+		var v float64
+		if _, err := fmt.Sscan(line[strings.LastIndexByte(line, ' ')+1:], &v); err == nil {
+			lag += v
+			ok = true
+		}
+	}
+	return lag, ok
 }

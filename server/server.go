@@ -2,7 +2,8 @@
 // warehouse, health and metrics. It listens apart from the collector so the
 // public side and the operator side can be exposed differently.
 //
-// Routes: GET /healthz, GET /metrics (Prometheus), POST /api/v1/sql. When a
+// Routes: GET /healthz, GET /metrics (Prometheus), POST /api/v1/sql, and
+// Go's profiler under /debug/pprof/ (for operators, behind the token). When a
 // token is configured every /api/ route requires `Authorization: Bearer
 // <token>`; /healthz and /metrics stay open for probes and scrapers.
 package server
@@ -13,6 +14,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/http/pprof"
 	"strings"
 	"time"
 
@@ -45,6 +47,8 @@ func Handler(o Options) http.Handler {
 	})
 	mux.Handle("GET /metrics", promhttp.Handler())
 	mux.Handle("POST /api/v1/sql", auth(o.Token, sqlHandler(o)))
+	mux.Handle("GET /debug/pprof/", auth(o.Token, http.HandlerFunc(pprof.Index)))
+	mux.Handle("GET /debug/pprof/profile", auth(o.Token, http.HandlerFunc(pprof.Profile)))
 	return mux
 }
 

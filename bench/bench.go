@@ -1,0 +1,280 @@
+// Package bench is Sluice's load generator (`sluice bench`). It measures what
+// the issues set targets for, through the real HTTP collector: ingest
+// throughput to the durable bus for a matrix of concurrent clients and batch
+// sizes, and end-to-end throughput from ingest to rows queryable in the lake.
+//
+// Bodies are realistic web-shop events from package demo, each with a unique
+// event_id, built before the clock starts so the generator measures the server
+// rather than itself.
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sluice-data/sluice/demo"
+)
+
+// Corpus is a pool of encoded events without their event_id, ready to be
+// stamped with fresh ids.
+type Corpus struct {
+	tails [][]byte // each event's JSON after its opening brace
+	run   string
+	next  atomic.Uint64
+}
+
+// NewCorpus encodes n realistic events.
+func NewCorpus(n int, seed int64) (*Corpus, error) {
+	g := demo.NewGenerator(seed)
+	c := &Corpus{run: fmt.Sprintf("bench-%d", time.Now().UnixNano())}
+	at := time.Now().UTC().Add(-time.Hour)
+	for len(c.tails) < n {
+		for _, ev := range g.Next(at) {
+			delete(ev, "event_id")
+			b, err := json.Marshal(ev)
+			if err != nil {
+				return nil, err
+			}
+			c.tails = append(c.tails, b[1:])
+		}
+		at = at.Add(100 * time.Millisecond)
+	}
+	return c, nil
+}
+
+// Body builds a JSON array of n events with fresh event ids.
+func (c *Corpus) Body(n int) []byte {
+	b := make([]byte, 0, n*400)
+	b = append(b, '[')
+	for i := 0; i < n; i++ {
+		k := c.next.Add(1)
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = fmt.Appendf(b, `{"event_id":"%s-%d",`, c.run, k)
+		b = append(b, c.tails[int(k)%len(c.tails)]...)
+	}
+	return append(b, ']')
+}
+
+// IngestResult is one cell of the ingest matrix.
+type IngestResult struct {
+	Clients, Batch   int
+	Requests, Events int64
+	Bytes            int64
+	Elapsed          time.Duration
+	P50, P99         time.Duration
+}
+
+// EventsPerSec is acknowledged events per second.
+func (r IngestResult) EventsPerSec() float64 { return float64(r.Events) / r.Elapsed.Seconds() }
+
+// MBPerSec is acknowledged body megabytes (10^6) per second.
+func (r IngestResult) MBPerSec() float64 { return float64(r.Bytes) / 1e6 / r.Elapsed.Seconds() }
+
+// Ingest posts batches from clients concurrent clients for d and counts what
+// was acknowledged (HTTP 200). Each client sends its next request only after
+// the previous answer, as trackers do.
+func Ingest(ctx context.Context, collectorURL string, c *Corpus, clients, batch int, d time.Duration) (IngestResult, error) {
+	// Prebuild enough bodies that building them is not what is measured.
+	perClient := 64
+	bodies := make([][][]byte, clients)
+	for i := range bodies {
+		for j := 0; j < perClient; j++ {
+			bodies[i] = append(bodies[i], c.Body(batch))
+		}
+	}
+	tr := &http.Transport{MaxIdleConnsPerHost: clients, MaxConnsPerHost: clients, DisableCompression: true}
+	defer tr.CloseIdleConnections()
+	hc := &http.Client{Transport: tr, Timeout: 30 * time.Second}
+	url := collectorURL + "/v1/events"
+
+	var res IngestResult
+	res.Clients, res.Batch = clients, batch
+	var mu sync.Mutex
+	var lat []time.Duration
+	var firstErr error
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i := 0; i < clients; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var local []time.Duration
+			var reqs, evs, bytesSent int64
+			for j := 0; ctx.Err() == nil; j++ {
+				body := bodies[i][j%perClient]
+				t0 := time.Now()
+				req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+				req.Header.Set("Content-Type", "application/json")
+				resp, err := hc.Do(req)
+				if err != nil {
+					if ctx.Err() == nil {
+						mu.Lock()
+						firstErr = cmpErr(firstErr, err)
+						mu.Unlock()
+					}
+					break
+				}
+				msg, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					mu.Lock()
+					firstErr = cmpErr(firstErr, fmt.Errorf("status %d: %s", resp.StatusCode, msg))
+					mu.Unlock()
+					break
+				}
+				local = append(local, time.Since(t0))
+				reqs++
+				evs += int64(batch)
+				bytesSent += int64(len(body))
+			}
+			mu.Lock()
+			lat = append(lat, local...)
+			res.Requests += reqs
+			res.Events += evs
+			res.Bytes += bytesSent
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	res.Elapsed = time.Since(start)
+	if len(lat) > 0 {
+		slices.Sort(lat)
+		res.P50 = lat[len(lat)/2]
+		res.P99 = lat[len(lat)*99/100]
+	}
+	return res, firstErr
+}
+
+func cmpErr(old, err error) error {
+	if old != nil {
+		return old
+	}
+	return err
+}
+
+// LakeResult is the end-to-end measurement.
+type LakeResult struct {
+	Events       int64
+	IngestTime   time.Duration // first request to last acknowledgement
+	LakeTime     time.Duration // first request to the last row queryable
+	CatchUp      time.Duration // last acknowledgement to the last row queryable
+	Samples      []LagSample   // events acknowledged but not yet in the lake, over time
+	IngestPerSec float64
+	LakePerSec   float64
+}
+
+// LagSample is one observation of how far the lake is behind ingest.
+type LagSample struct {
+	At          time.Duration
+	Acked, Rows int64
+	LagEvents   int64
+	LagFraction float64
+}
+
+// Counter reports how many rows a table holds (through SQL, as a user sees it).
+type Counter func(ctx context.Context) (int64, error)
+
+// Lake posts total events from clients clients, at full speed or paced to
+// rate events/s (0: unpaced), and measures how long until all of them are
+// rows in the lake, sampling the lag every second.
+func Lake(ctx context.Context, collectorURL string, c *Corpus, clients, batch int, total int64, rate float64, count Counter) (LakeResult, error) {
+	baseline, err := count(ctx)
+	if err != nil {
+		return LakeResult{}, err
+	}
+	tr := &http.Transport{MaxIdleConnsPerHost: clients, MaxConnsPerHost: clients}
+	defer tr.CloseIdleConnections()
+	hc := &http.Client{Transport: tr, Timeout: 60 * time.Second}
+	var acked atomic.Int64
+	var sent atomic.Int64
+	start := time.Now()
+	if rate > 0 {
+		start = start.Add(10 * time.Millisecond)
+	}
+	errc := make(chan error, clients)
+	var wg sync.WaitGroup
+	for i := 0; i < clients; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				k := sent.Add(int64(batch))
+				if k > total {
+					return
+				}
+				if rate > 0 {
+					// Pace by the schedule: event k is due at k/rate.
+					due := start.Add(time.Duration(float64(k-int64(batch)) / rate * float64(time.Second)))
+					if d := time.Until(due); d > 0 {
+						time.Sleep(d)
+					}
+				}
+				body := c.Body(batch)
+				resp, err := hc.Post(collectorURL+"/v1/events", "application/json", bytes.NewReader(body))
+				if err != nil {
+					errc <- err
+					return
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					errc <- fmt.Errorf("status %d", resp.StatusCode)
+					return
+				}
+				acked.Add(int64(batch))
+			}
+		}()
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	var res LakeResult
+	ticker := time.NewTicker(time.Second)
+	defer ticker.Stop()
+	ingestDone := false
+	for {
+		select {
+		case err := <-errc:
+			return res, err
+		case <-done:
+			if !ingestDone {
+				ingestDone = true
+				res.IngestTime = time.Since(start)
+			}
+			done = nil
+		case <-ticker.C:
+		case <-ctx.Done():
+			return res, ctx.Err()
+		}
+		rows, err := count(ctx)
+		if err != nil {
+			return res, err
+		}
+		rows -= baseline
+		a := acked.Load()
+		s := LagSample{At: time.Since(start).Round(time.Second), Acked: a, Rows: rows, LagEvents: a - rows}
+		if a > 0 {
+			s.LagFraction = float64(a-rows) / float64(a)
+		}
+		res.Samples = append(res.Samples, s)
+		if ingestDone && rows >= a {
+			res.Events = a
+			res.LakeTime = time.Since(start)
+			res.CatchUp = res.LakeTime - res.IngestTime
+			res.IngestPerSec = float64(a) / res.IngestTime.Seconds()
+			res.LakePerSec = float64(a) / res.LakeTime.Seconds()
+			return res, nil
+		}
+	}
+}

@@ -1,0 +1,393 @@
+package bus_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sluice-data/sluice/bus"
+)
+
+// The tests in this file run `bus.url: nats://…` against a real nats-server
+// process, built from the module in go.mod (so from the module cache, without
+// network). They skip when the server cannot be built or started, unless
+// CI=true or SLUICE_INTEGRATION=1, where that is a failure.
+
+var natsBin struct {
+	once sync.Once
+	dir  string
+	path string
+	err  error
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if natsBin.dir != "" {
+		os.RemoveAll(natsBin.dir)
+	}
+	os.Exit(code)
+}
+
+// integrationRequired says whether a missing external server is a failure.
+func integrationRequired() bool {
+	return os.Getenv("CI") == "true" || os.Getenv("SLUICE_INTEGRATION") == "1"
+}
+
+func unavailable(t *testing.T, format string, args ...any) {
+	t.Helper()
+	msg := fmt.Sprintf(format, args...)
+	if integrationRequired() {
+		t.Fatalf("external NATS server unavailable: %s", msg)
+	}
+	t.Skipf("external NATS server unavailable (set SLUICE_INTEGRATION=1 to make this a failure): %s", msg)
+}
+
+// natsServerBinary builds nats-server once per test binary run.
+func natsServerBinary(t *testing.T) string {
+	t.Helper()
+	natsBin.once.Do(func() {
+		goBin, err := exec.LookPath("go")
+		if err != nil {
+			natsBin.err = fmt.Errorf("go command not found: %w", err)
+			return
+		}
+		natsBin.dir, err = os.MkdirTemp("", "sluice-nats-server-")
+		if err != nil {
+			natsBin.err = err
+			return
+		}
+		path := filepath.Join(natsBin.dir, "nats-server")
+		cmd := exec.Command(goBin, "build", "-o", path, "github.com/nats-io/nats-server/v2")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			natsBin.err = fmt.Errorf("go build nats-server: %v\n%s", err, out)
+			return
+		}
+		natsBin.path = path
+	})
+	if natsBin.err != nil {
+		unavailable(t, "%v", natsBin.err)
+	}
+	return natsBin.path
+}
+
+// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// natsServer is an external nats-server process with JetStream on a file
+// store that fsyncs every write, as docs/operations.md asks of production.
+type natsServer struct {
+	t        *testing.T
+	bin      string
+	conf     string
+	port     int
+	httpPort int
+	storeDir string
+	cmd      *exec.Cmd
+	logs     *bytes.Buffer
+	exited   chan struct{}
+}
+
+func startNATS(t *testing.T) *natsServer {
+	t.Helper()
+	s := &natsServer{t: t, bin: natsServerBinary(t), port: freePort(t), httpPort: freePort(t)}
+	dir := t.TempDir()
+	s.storeDir = filepath.Join(dir, "store")
+	s.conf = filepath.Join(dir, "nats.conf")
+	conf := fmt.Sprintf(`server_name: sluice_test
+listen: 127.0.0.1:%d
+http: 127.0.0.1:%d
+jetstream {
+  store_dir: %q
+  sync_interval: always
+}
+`, s.port, s.httpPort, s.storeDir)
+	if err := os.WriteFile(s.conf, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.start(); err != nil {
+		unavailable(t, "%v", err)
+	}
+	t.Cleanup(s.kill)
+	return s
+}
+
+func (s *natsServer) url() string { return fmt.Sprintf("nats://127.0.0.1:%d", s.port) }
+
+// start runs the server and waits until JetStream is ready.
+func (s *natsServer) start() error {
+	s.logs = &bytes.Buffer{}
+	s.cmd = exec.Command(s.bin, "-c", s.conf)
+	s.cmd.Stdout = s.logs
+	s.cmd.Stderr = s.logs
+	if err := s.cmd.Start(); err != nil {
+		return fmt.Errorf("start nats-server: %w", err)
+	}
+	exited := make(chan struct{})
+	s.exited = exited
+	go func() {
+		_ = s.cmd.Wait()
+		close(exited)
+	}()
+	health := fmt.Sprintf("http://127.0.0.1:%d/healthz", s.httpPort)
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-exited:
+			return fmt.Errorf("nats-server exited at start:\n%s", s.logs)
+		default:
+		}
+		resp, err := http.Get(health)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	s.kill()
+	return fmt.Errorf("nats-server not healthy within 20s:\n%s", s.logs)
+}
+
+// kill ends the server with SIGKILL, like a crash or power loss of its host.
+func (s *natsServer) kill() {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGKILL)
+	<-s.exited
+	s.cmd = nil
+}
+
+func openExternal(t *testing.T, url string, streams map[string]bus.StreamConfig) *bus.Bus {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	b, err := bus.Open(ctx, bus.Options{URL: url, Streams: streams, Logger: quiet})
+	if err != nil {
+		t.Fatalf("open bus at %s: %v", url, err)
+	}
+	return b
+}
+
+// streamConfig reads a stream's configuration straight from the server,
+// through a client of its own.
+func streamConfig(t *testing.T, url, name string) jetstream.StreamConfig {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := js.Stream(testCtx(t, 10*time.Second), name)
+	if err != nil {
+		t.Fatalf("stream %s on the external server: %v", name, err)
+	}
+	return s.CachedInfo().Config
+}
+
+func TestExternalServer(t *testing.T) {
+	srv := startNATS(t)
+	streams := map[string]bus.StreamConfig{
+		"events": {Retention: 90 * time.Minute, MaxBytes: 64 << 20},
+		"other":  {Retention: 2 * time.Minute},
+	}
+	b := openExternal(t, srv.url(), streams)
+	defer b.Close()
+	ctx := testCtx(t, 30*time.Second)
+
+	cfg := streamConfig(t, srv.url(), "events")
+	if cfg.MaxAge != 90*time.Minute || cfg.MaxBytes != 64<<20 || cfg.Storage != jetstream.FileStorage ||
+		cfg.Retention != jetstream.LimitsPolicy || cfg.Duplicates != 5*time.Minute {
+		t.Fatalf("events stream config on the server: max_age %s, max_bytes %d, storage %s, retention %s, duplicates %s",
+			cfg.MaxAge, cfg.MaxBytes, cfg.Storage, cfg.Retention, cfg.Duplicates)
+	}
+	if cfg := streamConfig(t, srv.url(), "other"); cfg.MaxAge != 2*time.Minute || cfg.Duplicates > cfg.MaxAge {
+		t.Fatalf("other stream: max_age %s, duplicates %s", cfg.MaxAge, cfg.Duplicates)
+	}
+	if b.MaxPayload() <= 0 {
+		t.Fatalf("MaxPayload = %d", b.MaxPayload())
+	}
+
+	seqs := publishN(t, b, "events", 1, 10)
+	if seqs[0] != 1 || seqs[9] != 10 {
+		t.Fatalf("sequences %v", seqs)
+	}
+	first, err := b.Publish(ctx, "events", []byte("id"), "ext-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again, err := b.Publish(ctx, "events", []byte("id again"), "ext-1"); err != nil || again != first {
+		t.Fatalf("repeated msgID: %d, %v; want %d", again, err, first)
+	}
+	var out []bus.Outgoing
+	for i := range 20 {
+		out = append(out, bus.Outgoing{Stream: "other", Data: fmt.Appendf(nil, "o%d", i)})
+	}
+	if err := b.PublishAll(ctx, out); err != nil {
+		t.Fatal(err)
+	}
+	if info, err := b.Info(ctx, "other"); err != nil || info.Msgs != 20 {
+		t.Fatalf("other after PublishAll: %+v, %v", info, err)
+	}
+
+	r, err := b.ReadFrom(ctx, "events", 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := readN(t, r, 7)
+	r.Close()
+	if got[0].Seq != 5 || string(got[0].Data) != "m5" || got[6].Seq != 11 || string(got[6].Data) != "id" {
+		t.Fatalf("ReadFrom(5): first %d %q, last %d %q", got[0].Seq, got[0].Data, got[6].Seq, got[6].Data)
+	}
+
+	var (
+		mu      sync.Mutex
+		handled []uint64
+	)
+	stop := consumeUntil(t, b, "events", "ext-stage", 4, func(ctx context.Context, batch []bus.Msg) error {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, m := range batch {
+			handled = append(handled, m.Seq)
+		}
+		return nil
+	})
+	waitFor(t, 10*time.Second, "consumer acknowledged all 11 messages", pendingIs(t, b, "events", "ext-stage", 0))
+	if err := stop(); !errors.Is(err, context.Canceled) {
+		t.Fatal(err)
+	}
+	for i, s := range handled {
+		if s != uint64(i+1) {
+			t.Fatalf("consumer got %v, want 1..11 in order", handled)
+		}
+	}
+
+	rev, err := b.PutState(ctx, "k", []byte("v"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.PutState(ctx, "k", []byte("w"), rev+7); !errors.Is(err, bus.ErrConflict) {
+		t.Fatalf("stale put: %v, want ErrConflict", err)
+	}
+	b.Close()
+
+	// Reopening with other limits updates the stream in place.
+	streams["events"] = bus.StreamConfig{Retention: 3 * time.Hour}
+	b = openExternal(t, srv.url(), streams)
+	defer b.Close()
+	if cfg := streamConfig(t, srv.url(), "events"); cfg.MaxAge != 3*time.Hour || cfg.MaxBytes != -1 {
+		t.Fatalf("after reopen with new limits: max_age %s, max_bytes %d; want 3h, -1", cfg.MaxAge, cfg.MaxBytes)
+	}
+	if info, err := b.Info(ctx, "events"); err != nil || info.Msgs != 11 {
+		t.Fatalf("messages after reopen: %+v, %v", info, err)
+	}
+	if v, _, err := b.GetState(ctx, "k"); err != nil || string(v) != "v" {
+		t.Fatalf("state after reopen: %q, %v", v, err)
+	}
+}
+
+// TestExternalServerKilled checks what the collector relies on to answer
+// 503 instead of hanging: with the server gone, Publish fails within its
+// context's deadline; once the server is back on the same store, the client
+// reconnects, and everything acknowledged before the kill is still there.
+func TestExternalServerKilled(t *testing.T) {
+	srv := startNATS(t)
+	b := openExternal(t, srv.url(), map[string]bus.StreamConfig{"events": {Retention: time.Hour}})
+	defer b.Close()
+	publishN(t, b, "events", 1, 20)
+
+	srv.kill()
+
+	for _, name := range []string{"Publish", "PublishAll"} {
+		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+		start := time.Now()
+		var err error
+		if name == "Publish" {
+			_, err = b.Publish(ctx, "events", []byte("while down"), "")
+		} else {
+			err = b.PublishAll(ctx, []bus.Outgoing{{Stream: "events", Data: []byte("while down, all")}})
+		}
+		elapsed := time.Since(start)
+		cancel()
+		if err == nil {
+			t.Fatalf("%s succeeded with the server killed", name)
+		}
+		if elapsed > 4*time.Second {
+			t.Fatalf("%s took %s to fail with a 2s deadline", name, elapsed)
+		}
+		t.Logf("%s with the server down failed after %s: %v", name, elapsed.Round(time.Millisecond), err)
+	}
+
+	if err := srv.start(); err != nil {
+		t.Fatal(err)
+	}
+	var seq uint64
+	waitFor(t, 20*time.Second, "Publish to work again after the server restarted", func() bool {
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+		defer cancel()
+		s, err := b.Publish(ctx, "events", []byte("after restart"), "")
+		seq = s
+		return err == nil
+	})
+	if seq < 21 {
+		t.Fatalf("first publish after restart got seq %d, want > 20", seq)
+	}
+	ctx := testCtx(t, 20*time.Second)
+	r, err := b.ReadFrom(ctx, "events", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	// Acknowledged before SIGKILL means on disk (sync_interval: always).
+	for i, m := range readN(t, r, 20) {
+		if want := "m" + strconv.Itoa(i+1); string(m.Data) != want || m.Seq != uint64(i+1) {
+			t.Fatalf("after kill -9 and restart seq %d = %q, want %q", m.Seq, m.Data, want)
+		}
+	}
+	if info, err := b.Info(ctx, "events"); err != nil || info.LastSeq != seq {
+		t.Fatalf("info after restart: %+v, %v; want last seq %d", info, err, seq)
+	} else if seq != 21 {
+		t.Logf("note: %d publishes that failed while the server was down were stored after all", seq-21)
+	}
+}
+
+func TestExternalUnreachable(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	url := fmt.Sprintf("nats://127.0.0.1:%d", freePort(t))
+	start := time.Now()
+	_, err := bus.Open(ctx, bus.Options{URL: url, Logger: quiet})
+	if err == nil {
+		t.Fatalf("Open(%s) succeeded with nothing listening", url)
+	}
+	if time.Since(start) > 8*time.Second {
+		t.Fatalf("Open took %s to fail", time.Since(start))
+	}
+}

@@ -1,0 +1,186 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sluice-data/sluice/bench"
+	"github.com/sluice-data/sluice/config"
+	"github.com/sluice-data/sluice/node"
+	"github.com/sluice-data/sluice/server"
+)
+
+func benchCmd() *cobra.Command {
+	var c common
+	var (
+		target, api string
+		clientsList string
+		batchList   string
+		duration    time.Duration
+		lakeEvents  int64
+		lakeClients int
+		lakeRate    float64
+		skipLake    bool
+		skipIngest  bool
+	)
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "Load-test ingest (to the durable bus) and ingest-to-lake through the real HTTP collector",
+		Long: `bench measures events/s and MB/s of HTTP ingest to the durable bus for each
+combination of --clients and --batch, then events/s from ingest to rows
+queryable in the lake. Without --target it starts sluice in this process on a
+fresh temporary data dir (or --data), so the numbers include the whole server.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			out := cmd.OutOrStdout()
+			clients, err := intList(clientsList)
+			if err != nil {
+				return fmt.Errorf("--clients: %w", err)
+			}
+			batches, err := intList(batchList)
+			if err != nil {
+				return fmt.Errorf("--batch: %w", err)
+			}
+			collector := target
+			if collector == "" {
+				cfg, err := benchConfig(&c)
+				if err != nil {
+					return err
+				}
+				n, err := node.Start(ctx, cfg, c.logger())
+				if err != nil {
+					return err
+				}
+				defer n.Stop()
+				collector, api = n.CollectorURL(), n.APIURL()
+				fmt.Fprintf(out, "sluice running in-process on %s (data %s)\n", collector, cfg.DataDir)
+			}
+			corpus, err := bench.NewCorpus(5000, 1)
+			if err != nil {
+				return err
+			}
+			if !skipIngest {
+				fmt.Fprintf(out, "\nIngest to the durable bus (%s per cell)\n\n", duration)
+				fmt.Fprintln(out, "| clients | batch | events/s | MB/s | requests/s | p50 | p99 |")
+				fmt.Fprintln(out, "|--------:|------:|---------:|-----:|-----------:|----:|----:|")
+				for _, b := range batches {
+					for _, cl := range clients {
+						r, err := bench.Ingest(ctx, collector, corpus, cl, b, duration)
+						if err != nil {
+							return fmt.Errorf("%d clients, batch %d: %w", cl, b, err)
+						}
+						fmt.Fprintf(out, "| %d | %d | %.0f | %.1f | %.0f | %s | %s |\n", cl, b, r.EventsPerSec(), r.MBPerSec(),
+							float64(r.Requests)/r.Elapsed.Seconds(), r.P50.Round(10*time.Microsecond), r.P99.Round(10*time.Microsecond))
+						// Let the pipeline drain before the next cell so cells don't
+						// pay for each other's backlog.
+						waitDrained(ctx, api)
+					}
+				}
+			}
+			if !skipLake && lakeEvents > 0 {
+				if api == "" {
+					return fmt.Errorf("the lake benchmark needs the API: pass --api with --target")
+				}
+				client := &server.Client{URL: api, Token: os.Getenv("SLUICE_TOKEN")}
+				count := func(ctx context.Context) (int64, error) {
+					res, err := client.SQL(ctx, "SELECT count(*) FROM events")
+					if err != nil {
+						return 0, err
+					}
+					n, err := res.Rows[0][0].(json.Number).Int64()
+					return n, err
+				}
+				pace := "as fast as they are acknowledged"
+				if lakeRate > 0 {
+					pace = fmt.Sprintf("paced to %.0f events/s", lakeRate)
+				}
+				fmt.Fprintf(out, "\nIngest to rows in the lake: %d events, %d clients, batches of 100, %s\n\n", lakeEvents, lakeClients, pace)
+				r, err := bench.Lake(ctx, collector, corpus, lakeClients, 100, lakeEvents, lakeRate, count)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintln(out, "| t | acknowledged | in lake | lag (events) |")
+				fmt.Fprintln(out, "|--:|-------------:|--------:|-------------:|")
+				for _, s := range r.Samples {
+					fmt.Fprintf(out, "| %s | %d | %d | %d |\n", s.At, s.Acked, s.Rows, s.LagEvents)
+				}
+				fmt.Fprintf(out, "\ningest: %.0f events/s over %s; lake: all %d rows queryable after %s (%.0f events/s end to end), %s after the last acknowledgement\n",
+					r.IngestPerSec, r.IngestTime.Round(time.Millisecond), r.Events, r.LakeTime.Round(time.Millisecond), r.LakePerSec, r.CatchUp.Round(time.Millisecond))
+			}
+			return nil
+		},
+	}
+	c.register(cmd, true)
+	f := cmd.Flags()
+	f.StringVar(&target, "target", "", "collector URL of a running sluice (default: start one in-process)")
+	f.StringVar(&api, "api", "", "API URL of the running sluice, with --target (for the lake benchmark)")
+	f.StringVar(&clientsList, "clients", "1,8,64", "concurrent clients, comma-separated")
+	f.StringVar(&batchList, "batch", "1,100", "events per request, comma-separated")
+	f.DurationVar(&duration, "duration", 10*time.Second, "how long each ingest cell runs")
+	f.Int64Var(&lakeEvents, "lake-events", 1000000, "events for the ingest-to-lake run (0: skip)")
+	f.IntVar(&lakeClients, "lake-clients", 8, "clients for the ingest-to-lake run")
+	f.Float64Var(&lakeRate, "lake-rate", 0, "pace the ingest-to-lake run to this many events/s (0: full speed)")
+	f.BoolVar(&skipLake, "skip-lake", false, "skip the ingest-to-lake run")
+	f.BoolVar(&skipIngest, "skip-ingest", false, "skip the ingest matrix")
+	return cmd
+}
+
+// benchConfig is the config for an in-process bench server: the usual file
+// and flags, but a fresh temporary data dir unless --data is given.
+func benchConfig(c *common) (*config.Config, error) {
+	cfg, err := c.load()
+	if err != nil {
+		return nil, err
+	}
+	if c.dataDir == "" {
+		dir, err := os.MkdirTemp("", "sluice-bench-")
+		if err != nil {
+			return nil, err
+		}
+		cfg.ApplyOverrides(dir, "", "")
+	}
+	if c.collectorAddr == "" {
+		cfg.HTTP.Collector = "127.0.0.1:0"
+	}
+	if c.apiAddr == "" {
+		cfg.HTTP.API = "127.0.0.1:0"
+	}
+	return cfg, nil
+}
+
+// waitDrained waits until enrich and the archivers have caught up (lag 0 on
+// /metrics), at most a minute.
+func waitDrained(ctx context.Context, api string) {
+	if api == "" {
+		return
+	}
+	// The gauges refresh every 2s: don't read one from before the cell ended.
+	time.Sleep(2500 * time.Millisecond)
+	deadline := time.Now().Add(time.Minute)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		if lag, ok := server.Lag(ctx, api); ok && lag == 0 {
+			return
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+func intList(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("%q is not a positive number", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
