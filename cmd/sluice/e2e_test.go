@@ -321,3 +321,28 @@ func TestCLI(t *testing.T) {
 		t.Errorf("sql DROP: %v %s", err, out)
 	}
 }
+
+// The README's main command, bounded: history plus a few seconds of live
+// traffic through the real collector, then a clean stop with everything in
+// the lake.
+func TestDemo(t *testing.T) {
+	data := t.TempDir()
+	cmd := exec.Command(binary, "demo", "--data", data, "--collector-addr", freePort(t), "--api-addr", freePort(t),
+		"--history", "6h", "--history-per-hour", "1000", "--rate", "50", "--duration", "3s", "--seed", "7")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("sluice demo: %v\n%s", err, out)
+	}
+	for _, want := range []string{"collector", "sluice sql"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("demo output lacks %q:\n%s", want, out)
+		}
+	}
+	rows := sql(t, data, "SELECT count(*) > 3000, count(DISTINCT event) >= 4, count(*) FILTER (WHERE event = 'purchase' AND revenue > 0) > 0 FROM events")
+	if fmt.Sprint(rows) != "[[true true true]]" {
+		t.Errorf("demo events: %v\n%s", rows, out)
+	}
+	if rows := sql(t, data, "SELECT count(*) FROM bad"); fmt.Sprint(rows) != "[[0]]" {
+		t.Errorf("demo produced bad rows: %v", rows)
+	}
+}
