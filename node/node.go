@@ -171,7 +171,7 @@ func (n *Node) Errors() <-chan error { return n.errs }
 
 // watchLag publishes consumer lag for /metrics.
 func (n *Node) watchLag(ctx context.Context) {
-	t := time.NewTicker(5 * time.Second)
+	t := time.NewTicker(2 * time.Second)
 	defer t.Stop()
 	for {
 		select {
