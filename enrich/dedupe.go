@@ -9,8 +9,9 @@ import (
 // dedupe remembers the event ids seen within a window. Ids are kept as two
 // 64-bit hashes (a false "duplicate" would lose an event, so one 64-bit hash
 // is not enough) in generations of window/4 each: expiring the oldest
-// generation is dropping one map, and an id is remembered for at least the
-// window. Memory is about 40 bytes per id in the window.
+// generation is dropping one map, once its newest id is older than the
+// window, so an id is remembered for at least the window and at most
+// 5/4 of it. Memory is about 40 bytes per id in the window.
 type dedupe struct {
 	mu     sync.Mutex
 	window time.Duration
@@ -20,8 +21,8 @@ type dedupe struct {
 }
 
 type generation struct {
-	start time.Time
-	ids   map[[2]uint64]struct{}
+	start, last time.Time // when its first and its newest id were added
+	ids         map[[2]uint64]struct{}
 }
 
 func newDedupe(window time.Duration) *dedupe {
@@ -40,7 +41,7 @@ func (d *dedupe) key(id string) [2]uint64 {
 func (d *dedupe) contains(id string, now time.Time) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.current(now) // expire what is older than the window
+	d.expire(now)
 	k := d.key(id)
 	for _, g := range d.gens {
 		if _, ok := g.ids[k]; ok {
@@ -54,21 +55,26 @@ func (d *dedupe) contains(id string, now time.Time) bool {
 func (d *dedupe) add(id string, t time.Time) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.current(t)[d.key(id)] = struct{}{}
+	d.expire(t)
+	if n := len(d.gens); n == 0 || t.Sub(d.gens[n-1].start) >= d.span {
+		d.gens = append(d.gens, generation{start: t, ids: make(map[[2]uint64]struct{})})
+	}
+	g := &d.gens[len(d.gens)-1]
+	if t.After(g.last) {
+		g.last = t
+	}
+	g.ids[d.key(id)] = struct{}{}
 }
 
-// current returns the generation for time now, rotating out the ones that
-// ended more than a window ago.
-func (d *dedupe) current(now time.Time) map[[2]uint64]struct{} {
-	if n := len(d.gens); n == 0 || now.Sub(d.gens[n-1].start) >= d.span {
-		d.gens = append(d.gens, generation{start: now, ids: make(map[[2]uint64]struct{})})
+// expire drops the generations whose ids were all added more than a window
+// before now. (Judging a generation by when the next one started would keep
+// an id forever when no other id came after it.)
+func (d *dedupe) expire(now time.Time) {
+	drop := 0
+	for drop < len(d.gens) && now.Sub(d.gens[drop].last) > d.window {
+		drop++
 	}
-	keep := 0
-	for keep < len(d.gens)-1 && now.Sub(d.gens[keep+1].start) > d.window {
-		keep++
+	if drop > 0 {
+		d.gens = append(d.gens[:0], d.gens[drop:]...)
 	}
-	if keep > 0 {
-		d.gens = append(d.gens[:0], d.gens[keep:]...)
-	}
-	return d.gens[len(d.gens)-1].ids
 }

@@ -24,6 +24,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf16"
 	"unicode/utf8"
 
 	"github.com/google/uuid"
@@ -230,14 +231,16 @@ func (e *Enricher) enrichPayload(res *result, seq uint64, pi int, p *sluice.Payl
 			bad(ferr.typ, ferr.msg, string(v), ferr.eventID)
 			continue
 		}
+		// Even a duplicate has extended e.schema: save it, or a later event
+		// with that column would publish it without a schema record.
+		if ev.schemaChanged {
+			res.schemaChanged = true
+		}
 		if _, dup := ids[ev.id]; dup || e.seen.contains(ev.id, e.now()) {
 			res.duplicates++
 			continue
 		}
 		ids[ev.id] = struct{}{}
-		if ev.schemaChanged {
-			res.schemaChanged = true
-		}
 		res.events = append(res.events, ev.line)
 		res.enriched++
 	}
@@ -297,14 +300,11 @@ func hasUpper(b []byte) bool {
 // returned (so it is valid JSON).
 func (e *Enricher) toEvent(v []byte, p *sluice.Payload, seq uint64, pi, vi int) (*built, *failure) {
 	if len(v) == 0 || v[0] != '{' {
-		return nil, &failure{typ: sluice.BadCollectorPayloadFormat, msg: fmt.Sprintf("expected a JSON object for an event, got a %s", jsonKind(v))}
-	}
-	if len(v) == 0 || v[0] != '{' {
-		return nil, &failure{typ: sluice.BadCollectorPayloadFormat, msg: fmt.Sprintf("expected a JSON object for an event, got a %s", jsonKind(v))}
+		return nil, &failure{typ: sluice.BadCollectorPayloadFormat, msg: fmt.Sprintf("expected a JSON object for an event, got %s", jsonKind(v))}
 	}
 	canon := make([]string, len(sluice.EventColumns))
 	var own []ownField
-	var seen [][]byte // lower-cased names so far, to catch case-only duplicates
+	var seen [][]byte // names so far, to catch duplicates that differ only in case
 	var eventTime time.Time
 	var f *failure
 	err := jsonseq.Fields(v, func(key, raw []byte) error {
@@ -312,13 +312,15 @@ func (e *Enricher) toEvent(v []byte, p *sluice.Payload, seq uint64, pi, vi int) 
 		if hasUpper(key) {
 			lower = bytes.ToLower(key)
 		}
+		// Fold as columnIndex does, or two fields of one event could land
+		// in one column.
 		for _, s := range seen {
-			if bytes.Equal(s, lower) {
+			if bytes.EqualFold(s, key) {
 				f = &failure{typ: sluice.BadSchemaViolation, msg: fmt.Sprintf("field %q appears twice (names are case-insensitive in SQL)", key)}
 				return errStop
 			}
 		}
-		seen = append(seen, lower)
+		seen = append(seen, key)
 		if i, ok := canonicalIndex[string(lower)]; ok {
 			switch i {
 			case colEventTime:
@@ -342,9 +344,21 @@ func (e *Enricher) toEvent(v []byte, p *sluice.Payload, seq uint64, pi, vi int) 
 			f = &failure{typ: sluice.BadSchemaViolation, msg: fmt.Sprintf("field name %q is not usable as a column: use 1-128 printable characters", name)}
 			return errStop
 		}
-		if typ, ok := valueType(raw); ok { // null: no column, the value is NULL
-			own = append(own, ownField{name: name, typ: typ, raw: raw})
+		typ, ok := valueType(raw)
+		if !ok {
+			return nil // null: no column, the value is NULL
 		}
+		if typ == sluice.TypeDouble {
+			// The lake parses it back; ±Inf has no place in a DOUBLE column.
+			if _, err := strconv.ParseFloat(string(raw), 64); err != nil {
+				f = &failure{typ: sluice.BadSchemaViolation, msg: fmt.Sprintf("field %q: %s is out of the range of a DOUBLE", name, describe(raw))}
+				return errStop
+			}
+		}
+		if typ == sluice.TypeJSON {
+			raw = pairSurrogates(raw)
+		}
+		own = append(own, ownField{name: name, typ: typ, raw: validUTF8(raw)})
 		return nil
 	})
 	if err != nil && f == nil {
@@ -491,16 +505,79 @@ func jsonKind(v []byte) string {
 	}
 	switch v[0] {
 	case '"':
-		return "string"
+		return "a string"
 	case 't', 'f':
-		return "boolean"
+		return "a boolean"
 	case 'n':
 		return "null"
 	case '[':
-		return "array"
+		return "an array"
+	case '{':
+		return "an object"
 	default:
-		return "number"
+		return "a number"
 	}
+}
+
+// pairSurrogates replaces the \u escapes of unpaired UTF-16 surrogates in a
+// valid JSON value with \ufffd. encoding/json accepts them (and decodes them
+// as U+FFFD), but DuckDB refuses to read a JSON column that holds one.
+func pairSurrogates(raw []byte) []byte {
+	if !bytes.Contains(raw, []byte(`\u`)) {
+		return raw
+	}
+	var out []byte
+	done := 0
+	for i := 0; i < len(raw); i++ {
+		if raw[i] != '\\' {
+			continue
+		}
+		if raw[i+1] != 'u' { // valid JSON: an escape is complete
+			i++
+			continue
+		}
+		r := hexRune(raw[i+2 : i+6])
+		if utf16.IsSurrogate(r) {
+			if r < 0xdc00 && i+12 <= len(raw) && raw[i+6] == '\\' && raw[i+7] == 'u' {
+				if lo := hexRune(raw[i+8 : i+12]); lo >= 0xdc00 && lo < 0xe000 {
+					i += 11
+					continue
+				}
+			}
+			out = append(append(out, raw[done:i]...), `\ufffd`...)
+			done = i + 6
+		}
+		i += 5
+	}
+	if out == nil {
+		return raw
+	}
+	return append(out, raw[done:]...)
+}
+
+func hexRune(h []byte) rune {
+	n, _ := strconv.ParseUint(string(h), 16, 32)
+	return rune(n)
+}
+
+// validUTF8 replaces each byte that is not part of valid UTF-8 with U+FFFD,
+// as encoding/json does when it decodes a string: the lake's string columns
+// must be UTF-8, or engines refuse the whole file.
+func validUTF8(raw []byte) []byte {
+	if utf8.Valid(raw) {
+		return raw
+	}
+	out := make([]byte, 0, len(raw)+8)
+	for len(raw) > 0 {
+		r, n := utf8.DecodeRune(raw)
+		if r == utf8.RuneError && n == 1 {
+			out = utf8.AppendRune(out, utf8.RuneError)
+		} else {
+			out = append(out, raw[:n]...)
+		}
+		raw = raw[n:]
+	}
+	return out
 }
 
 // canonicalString reads a canonical string column: numbers and booleans are

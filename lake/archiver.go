@@ -15,6 +15,7 @@ import (
 
 	"github.com/sluice-data/sluice"
 	"github.com/sluice-data/sluice/bus"
+	"github.com/sluice-data/sluice/internal/jsonseq"
 )
 
 // Table describes how a stream becomes a lake table.
@@ -283,10 +284,20 @@ func (a *Archiver) flush(ctx context.Context) error {
 		dirs = append(dirs, d)
 	}
 	sort.Strings(dirs)
+	if a.o.Table.Dynamic {
+		// Read the record afresh: enrich saves a new or widened column
+		// before it publishes a row that needs it, so this version types
+		// every buffered row (a cached one would still say BIGINT for a
+		// column now holding 2.5, and no retry could fix that).
+		var err error
+		if a.schema, _, err = a.o.Bus.Schema(ctx, a.o.Table.Name); err != nil {
+			return err
+		}
+	}
 	var keys []string
 	for _, d := range dirs {
 		p := a.parts[d]
-		cols, err := a.columns(ctx, p.lines)
+		cols, err := a.columns(p.lines)
 		if err != nil {
 			return err
 		}
@@ -324,7 +335,7 @@ func (a *Archiver) flush(ctx context.Context) error {
 
 // columns is the Parquet schema of a file: the fixed columns, then the
 // dynamic columns its rows use, typed by the table's schema record.
-func (a *Archiver) columns(ctx context.Context, lines [][]byte) ([]sluice.Column, error) {
+func (a *Archiver) columns(lines [][]byte) ([]sluice.Column, error) {
 	cols := slices.Clone(a.o.Table.Fixed)
 	if !a.o.Table.Dynamic {
 		return cols, nil
@@ -335,7 +346,7 @@ func (a *Archiver) columns(ctx context.Context, lines [][]byte) ([]sluice.Column
 	}
 	used := map[string]bool{}
 	for _, l := range lines {
-		err := eachField(l, func(k []byte, _ []byte) error {
+		err := jsonseq.Fields(l, func(k []byte, _ []byte) error {
 			if !fixed[string(k)] && !used[string(k)] {
 				used[string(k)] = true
 			}
@@ -353,14 +364,7 @@ func (a *Archiver) columns(ctx context.Context, lines [][]byte) ([]sluice.Column
 	for _, n := range names {
 		c, ok := a.schema.Lookup(n)
 		if !ok {
-			// Enrich saves a column before it publishes a row with it.
-			var err error
-			if a.schema, _, err = a.o.Bus.Schema(ctx, a.o.Table.Name); err != nil {
-				return nil, err
-			}
-			if c, ok = a.schema.Lookup(n); !ok {
-				return nil, fmt.Errorf("column %q is not in the schema record of %s", n, a.o.Table.Name)
-			}
+			return nil, fmt.Errorf("column %q is not in the schema record of %s", n, a.o.Table.Name)
 		}
 		cols = append(cols, sluice.Column{Name: c.Name, Type: c.Type})
 	}

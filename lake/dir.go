@@ -86,8 +86,10 @@ func (d *Dir) Get(_ context.Context, key string) ([]byte, error) {
 // List implements Store.
 func (d *Dir) List(_ context.Context, prefix string) ([]string, error) {
 	var out []string
+	// Walk the deepest directory the prefix names; never above the root,
+	// whose parent (the data dir) holds other stores.
 	start := d.path(prefix)
-	if !strings.HasSuffix(prefix, "/") {
+	if prefix != "" && !strings.HasSuffix(prefix, "/") {
 		start = filepath.Dir(start)
 	}
 	err := filepath.WalkDir(start, func(p string, e fs.DirEntry, err error) error {

@@ -10,6 +10,7 @@ import (
 	"github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/compress/snappy"
 	"github.com/sluice-data/sluice"
+	"github.com/sluice-data/sluice/internal/jsonseq"
 )
 
 // parquetNode is the Parquet type of a lake column. Every column is optional:
@@ -66,7 +67,7 @@ func encodeParquet(table string, cols []sluice.Column, lines [][]byte) ([]byte, 
 		for i := range cols {
 			row[index[i]] = parquet.NullValue().Level(0, 0, index[i])
 		}
-		err := eachField(line, func(name []byte, raw []byte) error {
+		err := jsonseq.Fields(line, func(name []byte, raw []byte) error {
 			i, ok := byName[string(name)]
 			if !ok {
 				return fmt.Errorf("field %q has no column", name)

@@ -4,13 +4,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"unicode/utf8"
 )
 
 // Fields calls fn with the key and raw value of each top-level field of obj,
 // in order, duplicates included. obj must already be known to be valid JSON
 // (a value Split returned, or a line a sluice stage wrote): Fields finds
 // boundaries without validating or decoding, and hands out sub-slices of obj
-// (keys too, unless they contain escapes, which are decoded).
+// (keys too, unless they contain escapes or invalid UTF-8: those are decoded
+// as encoding/json decodes them).
 func Fields(obj []byte, fn func(key, val []byte) error) error {
 	i := skipSpace(obj, 0)
 	if i >= len(obj) || obj[i] != '{' {
@@ -29,7 +31,8 @@ func Fields(obj []byte, fn func(key, val []byte) error) error {
 			return errors.New("unterminated key")
 		}
 		key := obj[i+1 : end]
-		if esc {
+		// Decode as encoding/json does: escapes, and invalid UTF-8 to U+FFFD.
+		if esc || !utf8.Valid(key) {
 			var k string
 			if err := json.Unmarshal(obj[i:end+1], &k); err != nil {
 				return fmt.Errorf("key: %w", err)

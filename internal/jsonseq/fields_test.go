@@ -1,0 +1,156 @@
+package jsonseq
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+)
+
+type field struct{ key, val string }
+
+// fields is what Fields yields for line, values compacted.
+func fields(line []byte) ([]field, error) {
+	var out []field
+	err := Fields(line, func(k, v []byte) error {
+		var c bytes.Buffer
+		if err := json.Compact(&c, v); err != nil {
+			return fmt.Errorf("value %q of key %q is not one JSON value: %w", v, k, err)
+		}
+		out = append(out, field{string(k), c.String()})
+		return nil
+	})
+	return out, err
+}
+
+// reference is what encoding/json reads from an object: its fields in order,
+// duplicates included, values compacted.
+func reference(line []byte) ([]field, error) {
+	d := json.NewDecoder(bytes.NewReader(line))
+	if tok, err := d.Token(); err != nil || tok != json.Delim('{') {
+		return nil, fmt.Errorf("not an object: %v %v", tok, err)
+	}
+	var out []field
+	for d.More() {
+		tok, err := d.Token()
+		if err != nil {
+			return nil, err
+		}
+		var raw json.RawMessage
+		if err := d.Decode(&raw); err != nil {
+			return nil, err
+		}
+		var c bytes.Buffer
+		if err := json.Compact(&c, raw); err != nil {
+			return nil, err
+		}
+		out = append(out, field{tok.(string), c.String()})
+	}
+	return out, nil
+}
+
+var objects = []string{
+	`{}`,
+	` { } `,
+	"\t{\r\n}\n",
+	`{"a":1}`,
+	`{"a":1}` + "\n",
+	`{ "a" : 1 , "b" : "x" }`,
+	"{\n\t\"a\"\t:\r\n-1.5e+10\n,\"b\":\ttrue}",
+	`{"i":-0,"f":1E-7,"g":0.5,"big":123456789012345678901234567890,"t":true,"n":false,"z":null}`,
+	`{"a\"b":1,"c\\d":2,"\u00e9":3,"\n":4,"\/":5,"\ud83c\udf89":6,"\ud800":7}`,
+	`{"東京":"大阪","emoji 🎉":"✓"}`,
+	`{"s":"}{,:[]\"","t":"\\","u":"\\\"","v":"a\\\\"}`,
+	`{"a":{"b":[1,{"c":"]"}]},"d":[],"e":{},"f":[[[]]],"g":"{"}`,
+	`{"a":1,"a":2,"A":3}`,
+	`{"":""}`,
+	`{"a":[1 , 2 ,3 ],"b":{ "c" : { } }}`,
+	`{"event_id":"id-1","event_time":"2026-11-25T10:00:00.000000Z","received_at":"2026-11-25T10:00:00.123456Z","collector":"http","event":"page_view","price":1.5,"tags":["a","b"],"meta":{"k":"v"}}`,
+	"{\"raw\":\"a\xffb\",\"ctl\":\"\\u0000\\u001f\"}",
+}
+
+func TestEachFieldAgreesWithEncodingJSON(t *testing.T) {
+	for _, o := range objects {
+		want, err := reference([]byte(o))
+		if err != nil {
+			t.Fatalf("reference(%q): %v", o, err)
+		}
+		got, err := fields([]byte(o))
+		if err != nil {
+			t.Errorf("Fields(%q): %v", o, err)
+			continue
+		}
+		if fmt.Sprintf("%q", got) != fmt.Sprintf("%q", want) {
+			t.Errorf("Fields(%q):\n got %q\nwant %q", o, got, want)
+		}
+	}
+}
+
+func TestEachFieldRefusesWhatIsNotAnObject(t *testing.T) {
+	for _, line := range []string{
+		``, ` `, `[]`, `"s"`, `1`, `null`, `{`, `{"a"`, `{"a":`, `{"a":1`, `{"a":1,`, `{"a" 1}`, `{a:1}`,
+		`{"a":"x`, `{"a":[1,2}`, `{"a":{"b":1}`, `{"a":1 "b":2}`, `{"a":}`, `{"a\":1}`,
+	} {
+		if got, err := fields([]byte(line)); err == nil {
+			t.Errorf("Fields(%q) = %q, want an error", line, got)
+		}
+	}
+}
+
+// Fields stops at the first error its callback returns.
+func TestEachFieldStops(t *testing.T) {
+	stop := errors.New("stop")
+	n := 0
+	err := Fields([]byte(`{"a":1,"b":2,"c":3}`), func(k, _ []byte) error {
+		n++
+		if string(k) == "b" {
+			return stop
+		}
+		return nil
+	})
+	if !errors.Is(err, stop) || n != 2 {
+		t.Errorf("Fields went on after its callback failed: %v after %d fields", err, n)
+	}
+}
+
+func FuzzFields(f *testing.F) {
+	for _, o := range objects {
+		f.Add([]byte(o))
+	}
+	f.Add([]byte(`{"event_id":"id-1","event_time":"2026-11-25T10:01:00.000000Z","collector":"http","price":1.5,"meta":{"k":[1,2]}}`))
+	f.Add([]byte(`{"a":[{"b":"\"}"}],"c":"\\"}`))
+	f.Fuzz(func(t *testing.T, line []byte) {
+		var m map[string]json.RawMessage
+		if json.Unmarshal(line, &m) != nil || !strings.HasPrefix(strings.TrimLeft(string(line), " \t\r\n"), "{") {
+			return
+		}
+		got, err := fields(line)
+		if err != nil {
+			t.Fatalf("Fields(%q): %v; encoding/json reads it", line, err)
+		}
+		want, err := reference(line)
+		if err != nil {
+			t.Fatalf("reference(%q): %v", line, err)
+		}
+		if fmt.Sprintf("%q", got) != fmt.Sprintf("%q", want) {
+			t.Fatalf("Fields(%q):\n got %q\nwant %q", line, got, want)
+		}
+		// And the same fields as json.Unmarshal, where a repeated key is its last value.
+		last := map[string]string{}
+		for _, f := range got {
+			last[f.key] = f.val
+		}
+		if len(last) != len(m) {
+			t.Fatalf("Fields(%q) has %d distinct keys, json.Unmarshal %d", line, len(last), len(m))
+		}
+		for k, v := range m {
+			var c bytes.Buffer
+			json.Compact(&c, v)
+			if last[k] != c.String() {
+				t.Fatalf("Fields(%q): %q = %q, json.Unmarshal %q", line, k, last[k], c.String())
+			}
+		}
+	})
+}
