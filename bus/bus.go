@@ -7,10 +7,11 @@
 //     fsyncs every write before it acknowledges (SyncAlways); an external
 //     server must be configured with `jetstream { sync_interval: always }` for
 //     the same guarantee (docs/operations.md).
-//   - Consume delivers a stream in order through a durable consumer with
-//     explicit acks; a batch whose handler fails is redelivered. Delivery is
+//   - Consume delivers a stream through a durable consumer with explicit
+//     acks, in order while handlers succeed; a batch whose handler fails is
+//     redelivered after the messages already pulled behind it. Delivery is
 //     at-least-once, so stages make their output idempotent (message ids, file
-//     names by sequence range).
+//     names by sequence range) and must not depend on order across a failure.
 //   - Read follows a stream from a sequence the caller keeps itself.
 package bus
 

@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -19,7 +21,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/sluice-data/sluice"
 	"github.com/sluice-data/sluice/bus"
+	"github.com/sluice-data/sluice/collect"
 )
 
 // The tests in this file run `bus.url: nats://…` against a real nats-server
@@ -375,6 +379,64 @@ func TestExternalServerKilled(t *testing.T) {
 		t.Fatalf("info after restart: %+v, %v; want last seq %d", info, err, seq)
 	} else if seq != 21 {
 		t.Logf("note: %d publishes that failed while the server was down were stored after all", seq-21)
+	}
+}
+
+// TestExternalServerKilledCollector is the collector's side of the above (it
+// lives here, next to the server it needs): with the bus down a request gets
+// 503 with the reason, promptly and never 200; once the server is back, 200.
+func TestExternalServerKilledCollector(t *testing.T) {
+	srv := startNATS(t)
+	b := openExternal(t, srv.url(), map[string]bus.StreamConfig{sluice.StreamRaw: {Retention: time.Hour}})
+	defer b.Close()
+	c := collect.New(collect.Options{Store: b, Logger: quiet})
+	defer c.Close()
+	web := httptest.NewServer(c.Handler())
+	defer web.Close()
+	post := func(body string) (int, string) {
+		t.Helper()
+		resp, err := http.Post(web.URL+"/v1/events", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out bytes.Buffer
+		out.ReadFrom(resp.Body)
+		return resp.StatusCode, out.String()
+	}
+	if code, msg := post(`{"n":1}`); code != http.StatusOK {
+		t.Fatalf("with the server up: %d %s", code, msg)
+	}
+
+	srv.kill()
+	for i := range 3 {
+		start := time.Now()
+		code, msg := post(`{"n":2}`)
+		if code != http.StatusServiceUnavailable || !strings.Contains(msg, "not stored") {
+			t.Fatalf("request %d with the server killed: %d %s, want 503", i, code, msg)
+		}
+		// The collector gives the bus 10s to store a frame.
+		if d := time.Since(start); d > 12*time.Second {
+			t.Fatalf("503 took %s", d)
+		}
+	}
+
+	if err := srv.start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "the collector to accept again after the server restarted", func() bool {
+		code, _ := post(`{"n":3}`)
+		return code == http.StatusOK
+	})
+	ctx := testCtx(t, 20*time.Second)
+	r, err := b.ReadFrom(ctx, sluice.StreamRaw, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	first, err := sluice.DecodeFrame(readN(t, r, 1)[0].Data)
+	if err != nil || len(first) != 1 || string(first[0].Body) != `{"n":1}` {
+		t.Fatalf("frame acknowledged before the kill: %v, %v", first, err)
 	}
 }
 

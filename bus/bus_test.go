@@ -263,6 +263,10 @@ func TestConsumeDeliversInOrderInBatches(t *testing.T) {
 		if len(batch) == 0 || len(batch) > maxBatch {
 			t.Errorf("batch of %d messages, want 1..%d", len(batch), maxBatch)
 		}
+		if batches == 0 {
+			// A slow first batch lets the rest pile up, to be batched.
+			time.Sleep(100 * time.Millisecond)
+		}
 		batches++
 		for _, m := range batch {
 			if want := fmt.Sprintf("m%d", m.Seq); string(m.Data) != want {
@@ -296,8 +300,8 @@ func TestConsumeDeliversInOrderInBatches(t *testing.T) {
 			t.Fatalf("delivery %d was seq %d: not in stream order (%v)", i, s, seqs)
 		}
 	}
-	if batches >= n {
-		t.Errorf("%d messages came in %d batches: nothing was batched", n, batches)
+	if batches > n/2 {
+		t.Errorf("%d messages came in %d batches: hardly batched", n, batches)
 	}
 }
 

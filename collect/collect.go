@@ -158,6 +158,12 @@ func (c *Collector) handleEvents(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("%d events in one request; the limit is %d (http.max_events): split the batch", n, c.maxEvents))
 		return
 	}
+	if n == 0 {
+		// An empty array: nothing to store.
+		collectorRequests.WithLabelValues("200").Inc()
+		writeJSON(w, http.StatusOK, map[string]int{"accepted": 0})
+		return
+	}
 	collectorEventsReceived.Add(float64(n))
 	collectorBytesReceived.Add(float64(len(body)))
 	p := &pending{
