@@ -56,7 +56,7 @@ const DefaultMaxPayload = 8 << 20
 
 // pullBytes bounds what one consumer has in flight to this process, so big
 // messages (collector frames are up to MaxPayload/2) can't flood it.
-const pullBytes = 32 << 20
+const pullBytes = 16 << 20
 
 // duplicateWindow is how long JetStream remembers message ids, so a stage that
 // republishes after a crash does not store the same output twice.
@@ -454,15 +454,22 @@ func (b *Bus) read(ctx context.Context, stream string, start func(*jetstream.Con
 			_ = b.js.DeleteConsumer(dctx, stream, cons.CachedInfo().Name)
 			dcancel()
 		}()
-		var last uint64
+		var last, delivered uint64 // stream sequence, and the consumer's delivery count
 		for ctx.Err() == nil {
 			batch, err := cons.Fetch(512, jetstream.FetchMaxBytes(pullBytes), jetstream.FetchMaxWait(time.Second))
 			if err == nil {
 				for m := range batch.Messages() {
-					md, err := m.Metadata()
-					if err != nil || md.Sequence.Stream <= last {
+					md, merr := m.Metadata()
+					if merr != nil || md.Sequence.Stream <= last {
 						continue
 					}
+					if md.Sequence.Consumer != delivered+1 {
+						// The client dropped messages (a slow consumer):
+						// never skip one, start over after the last seen.
+						err = fmt.Errorf("delivery %d after %d: messages were dropped", md.Sequence.Consumer, delivered)
+						break
+					}
+					delivered = md.Sequence.Consumer
 					last = md.Sequence.Stream
 					select {
 					case ch <- Msg{Seq: last, Time: md.Timestamp, Data: m.Data()}:
@@ -470,15 +477,19 @@ func (b *Bus) read(ctx context.Context, stream string, start func(*jetstream.Con
 						return
 					}
 				}
-				err = batch.Error()
+				if err == nil {
+					err = batch.Error()
+				}
 			}
 			if err == nil || errors.Is(err, nats.ErrTimeout) || ctx.Err() != nil {
 				continue
 			}
 			b.log.Warn("bus: read failed; reopening", "stream", stream, "after_seq", last, "err", err)
 			sleep(ctx, 200*time.Millisecond)
+			old := cons.CachedInfo().Name
 			if c, err := newConsumer(ctx, last); err == nil {
-				cons = c
+				cons, delivered = c, 0
+				_ = b.js.DeleteConsumer(ctx, stream, old)
 			}
 		}
 	}()
