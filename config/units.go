@@ -71,15 +71,7 @@ func (d Duration) String() string {
 
 // UnmarshalYAML implements yaml.InterfaceUnmarshaler.
 func (d *Duration) UnmarshalYAML(unmarshal func(any) error) error {
-	var v any
-	if err := unmarshal(&v); err != nil {
-		return err
-	}
-	s, err := scalarText(v)
-	if err != nil {
-		return err
-	}
-	parsed, err := ParseDuration(s)
+	parsed, err := decodeScalar(unmarshal, ParseDuration)
 	if err != nil {
 		return err
 	}
@@ -190,15 +182,7 @@ func (b ByteSize) String() string {
 
 // UnmarshalYAML implements yaml.InterfaceUnmarshaler.
 func (b *ByteSize) UnmarshalYAML(unmarshal func(any) error) error {
-	var v any
-	if err := unmarshal(&v); err != nil {
-		return err
-	}
-	s, err := scalarText(v)
-	if err != nil {
-		return err
-	}
-	parsed, err := ParseByteSize(s)
+	parsed, err := decodeScalar(unmarshal, ParseByteSize)
 	if err != nil {
 		return err
 	}
@@ -256,4 +240,18 @@ func scalarText(v any) (string, error) {
 	default:
 		return fmt.Sprint(v), nil
 	}
+}
+
+// decodeScalar reads a YAML scalar as text and parses it.
+func decodeScalar[T any](unmarshal func(any) error, parse func(string) (T, error)) (T, error) {
+	var zero T
+	var v any
+	if err := unmarshal(&v); err != nil {
+		return zero, err
+	}
+	s, err := scalarText(v)
+	if err != nil {
+		return zero, err
+	}
+	return parse(s)
 }
