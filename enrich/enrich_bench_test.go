@@ -1,0 +1,46 @@
+package enrich
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/sluice-data/sluice"
+	"github.com/sluice-data/sluice/bus"
+	"github.com/sluice-data/sluice/demo"
+)
+
+// BenchmarkEnrichMessage measures enrich's per-event work on a frame of
+// realistic demo events (no bus I/O).
+func BenchmarkEnrichMessage(b *testing.B) {
+	g := demo.NewGenerator(1)
+	var evs []map[string]any
+	at := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+	for len(evs) < 1000 {
+		evs = append(evs, g.Next(at)...)
+		at = at.Add(time.Second)
+	}
+	var payloads []sluice.Payload
+	size := 0
+	for i := 0; i+100 <= len(evs); i += 100 {
+		body, _ := json.Marshal(evs[i : i+100])
+		size += len(body)
+		payloads = append(payloads, sluice.Payload{ReceivedAt: at, Collector: "http", Path: "/v1/events", IP: "127.0.0.1", UserAgent: "bench", Body: body})
+	}
+	frame, err := sluice.EncodeFrame(payloads)
+	if err != nil {
+		b.Fatal(err)
+	}
+	e := New(Options{})
+	b.SetBytes(int64(size))
+	b.ReportAllocs()
+	n := 0
+	for b.Loop() {
+		res := e.enrichMessage(bus.Msg{Seq: 1, Time: at, Data: frame}, map[string]struct{}{})
+		if res.failed != 0 {
+			b.Fatalf("%d bad rows: %s", res.failed, res.bad[0])
+		}
+		n += res.enriched
+	}
+	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "events/s")
+}
