@@ -526,3 +526,19 @@ jobs: {nightly: {sql: "select 1"}}
 		{14, 1, "jobs", "jobs are not available in this version of sluice", ""},
 	})
 }
+
+func TestCheckOverrides(t *testing.T) {
+	c := Default()
+	c.ApplyOverrides("", "127.0.0.1:0", "0.0.0.0:9")
+	if err := c.CheckOverrides(); err == nil || !strings.Contains(err.Error(), "auth.token") {
+		t.Errorf("open API without token: %v", err)
+	}
+	c.Auth.Token = "t"
+	if err := c.CheckOverrides(); err != nil {
+		t.Errorf("with token: %v", err)
+	}
+	c.ApplyOverrides("", "nonsense", "")
+	if err := c.CheckOverrides(); err == nil || !strings.Contains(err.Error(), "--collector-addr") {
+		t.Errorf("bad address: %v", err)
+	}
+}

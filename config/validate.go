@@ -192,3 +192,18 @@ func (l *loader) checkLakeURL(u string) {
 			"write a path such as ./sluice-data/lake, without a scheme")
 	}
 }
+
+// CheckOverrides checks what ApplyOverrides set, with the same rules as the
+// file: listen addresses are host:port, and the API leaves loopback only with
+// a token.
+func (c *Config) CheckOverrides() error {
+	for _, a := range []struct{ flag, addr string }{{"--collector-addr", c.HTTP.Collector}, {"--api-addr", c.HTTP.API}} {
+		if _, _, err := net.SplitHostPort(a.addr); err != nil {
+			return fmt.Errorf("%s %q is not host:port", a.flag, a.addr)
+		}
+	}
+	if c.Auth.Token == "" && !isLoopback(c.HTTP.API) {
+		return fmt.Errorf("the API at %s would be reachable from other machines without a token: set auth.token (e.g. token: ${SLUICE_TOKEN}) or listen on 127.0.0.1", c.HTTP.API)
+	}
+	return nil
+}

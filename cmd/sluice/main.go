@@ -70,6 +70,9 @@ func (c *common) load() (*config.Config, error) {
 		return nil, err
 	}
 	cfg.ApplyOverrides(c.dataDir, c.collectorAddr, c.apiAddr)
+	if err := cfg.CheckOverrides(); err != nil {
+		return nil, err
+	}
 	return cfg, nil
 }
 

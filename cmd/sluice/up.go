@@ -133,12 +133,14 @@ func sqlCmd() *cobra.Command {
 		Short: "Run a read-only query: through the running server for the data dir, else directly on it",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			// Here --api-addr names the server to ask, not a listener.
+			api := c.apiAddr
+			c.apiAddr = ""
 			cfg, err := c.load()
 			if err != nil {
 				return err
 			}
 			ctx := cmd.Context()
-			api := c.apiAddr
 			if api != "" && !strings.Contains(api, "://") {
 				api = "http://" + api
 			}
