@@ -26,6 +26,7 @@ import (
 	"time"
 	"unicode/utf16"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/google/uuid"
 	"github.com/sluice-data/sluice"
@@ -48,6 +49,14 @@ type Enricher struct {
 	schema sluice.Schema
 	rev    uint64
 	now    func() time.Time
+
+	// Scratch space reused from event to event (handle runs one batch at a
+	// time), so the hot path allocates little.
+	scratch struct {
+		canon []string
+		own   []ownField
+		seen  [][]byte
+	}
 }
 
 // consumerName is the durable consumer enrich reads raw through.
@@ -302,9 +311,15 @@ func (e *Enricher) toEvent(v []byte, p *sluice.Payload, seq uint64, pi, vi int) 
 	if len(v) == 0 || v[0] != '{' {
 		return nil, &failure{typ: sluice.BadCollectorPayloadFormat, msg: fmt.Sprintf("expected a JSON object for an event, got %s", jsonKind(v))}
 	}
-	canon := make([]string, len(sluice.EventColumns))
-	var own []ownField
-	var seen [][]byte // names so far, to catch duplicates that differ only in case
+	sc := &e.scratch
+	if sc.canon == nil {
+		sc.canon = make([]string, len(sluice.EventColumns))
+	}
+	canon := sc.canon
+	clear(canon)
+	own := sc.own[:0]
+	seen := sc.seen[:0] // names so far, to catch duplicates that differ only in case
+	defer func() { sc.own, sc.seen = own[:0], seen[:0] }()
 	var eventTime time.Time
 	var f *failure
 	err := jsonseq.Fields(v, func(key, raw []byte) error {
@@ -587,8 +602,8 @@ func canonicalString(name []byte, raw []byte) (string, *failure) {
 	case 'n':
 		return "", nil
 	case '"':
-		if bytes.IndexByte(raw, '\\') < 0 {
-			return string(raw[1 : len(raw)-1]), nil
+		if bytes.IndexByte(raw, '\\') < 0 && utf8.Valid(raw) {
+			return bodyString(raw[1 : len(raw)-1]), nil
 		}
 		var s string
 		if err := json.Unmarshal(raw, &s); err != nil {
@@ -600,6 +615,16 @@ func canonicalString(name []byte, raw []byte) (string, *failure) {
 	default:
 		return string(raw), nil
 	}
+}
+
+// bodyString views b as a string without copying. b must be part of a
+// payload body: bodies come from bus messages, which are never modified, so
+// the string stays valid for as long as it is referenced.
+func bodyString(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
 }
 
 // parseEventTime reads event_time: RFC 3339 or epoch milliseconds (a number
@@ -615,13 +640,22 @@ func parseEventTime(raw []byte) (time.Time, *failure) {
 		return time.Time{}, nil
 	case '"':
 		var s string
-		if json.Unmarshal(raw, &s) != nil {
+		if inner := raw[1 : len(raw)-1]; bytes.IndexByte(inner, '\\') < 0 {
+			s = bodyString(inner)
+		} else if json.Unmarshal(raw, &s) != nil {
 			return bad()
 		}
-		if ms, err := strconv.ParseInt(s, 10, 64); err == nil {
+		if allDigits(s) {
+			ms, err := strconv.ParseInt(s, 10, 64)
+			if err != nil {
+				return bad()
+			}
 			t = time.UnixMilli(ms)
-		} else if t, err = time.Parse(time.RFC3339Nano, s); err != nil {
-			return bad()
+		} else {
+			var err error
+			if t, err = time.Parse(time.RFC3339Nano, s); err != nil {
+				return bad()
+			}
 		}
 	default:
 		ms, err := strconv.ParseFloat(string(raw), 64)
@@ -634,6 +668,18 @@ func parseEventTime(raw []byte) (time.Time, *failure) {
 		return bad()
 	}
 	return t.UTC(), nil
+}
+
+func allDigits(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // TimeLayout is how timestamps are written on the events stream.
