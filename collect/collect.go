@@ -211,7 +211,15 @@ func (c *Collector) readBody(r *http.Request) ([]byte, int, error) {
 	default:
 		return nil, http.StatusUnsupportedMediaType, fmt.Errorf("content encoding %q is not supported; use gzip or none", enc)
 	}
-	body, err := io.ReadAll(io.LimitReader(src, c.maxBody+1))
+	// Size the buffer from Content-Length when it is known, so a large body
+	// is not copied over and over while it grows.
+	size := int64(bytes.MinRead)
+	if r.ContentLength > 0 {
+		size = min(r.ContentLength, c.maxBody) + bytes.MinRead + 1
+	}
+	buf := bytes.NewBuffer(make([]byte, 0, size))
+	_, err := buf.ReadFrom(io.LimitReader(src, c.maxBody+1))
+	body := buf.Bytes()
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
@@ -227,7 +235,7 @@ func (c *Collector) readBody(r *http.Request) ([]byte, int, error) {
 
 // countEvents checks that body is JSON events and says how many it holds.
 func countEvents(body []byte) (int, error) {
-	vals, err := jsonseq.Split(body)
+	n, err := jsonseq.Count(body)
 	if err != nil {
 		var se *jsonseq.SyntaxError
 		if errors.As(err, &se) {
@@ -235,13 +243,13 @@ func countEvents(body []byte) (int, error) {
 		}
 		return 0, fmt.Errorf("body is not valid JSON: %v", err)
 	}
-	if len(vals) == 1 {
+	if n == 1 {
 		first := bytes.TrimLeft(body, " \t\r\n\ufeff")
 		if len(first) > 0 && first[0] != '{' && first[0] != '[' {
-			return 0, fmt.Errorf("body is a JSON %s; send one object, an array of objects, or NDJSON objects", kind(vals[0][0]))
+			return 0, fmt.Errorf("body is a JSON %s; send one object, an array of objects, or NDJSON objects", kind(first[0]))
 		}
 	}
-	return len(vals), nil
+	return n, nil
 }
 
 func kind(b byte) string {
