@@ -24,6 +24,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -69,6 +70,8 @@ type Bus struct {
 	js  jetstream.JetStream
 	log *slog.Logger
 	kv  jetstream.KeyValue
+
+	closing atomic.Bool // Close was called: disconnects are expected
 }
 
 // Open starts the embedded server (or connects to an external one) and
@@ -92,7 +95,9 @@ func Open(ctx context.Context, o Options) (*Bus, error) {
 			b.log.Error("bus: connection error", "subject", subj, "err", err)
 		}),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			b.log.Warn("bus: disconnected", "err", err)
+			if !b.closing.Load() {
+				b.log.Warn("bus: disconnected", "err", err)
+			}
 		}),
 		nats.ReconnectHandler(func(*nats.Conn) { b.log.Info("bus: reconnected") }),
 	}
@@ -568,6 +573,7 @@ func (b *Bus) PutState(ctx context.Context, key string, value []byte, rev uint64
 
 // Close drains the connection and stops the embedded server.
 func (b *Bus) Close() error {
+	b.closing.Store(true)
 	if b.nc != nil {
 		_ = b.nc.Drain()
 		for i := 0; i < 50 && !b.nc.IsClosed(); i++ {

@@ -76,7 +76,7 @@ func demoCmd() *cobra.Command {
 				n.CollectorURL(), n.APIURL(), cfg.DataDir)
 			fmt.Fprintf(out, "Sending %s of history, then %.0f events/s live. Try, in another terminal:\n\n", o.History, o.Rate)
 			for _, q := range demo.Queries {
-				fmt.Fprintf(out, "  # %s\n  sluice sql --data %s %q\n\n", q.Title, cfg.DataDir, oneLine(q.SQL))
+				fmt.Fprintf(out, "  # %s\n  %s sql --data %s %q\n\n", q.Title, selfCommand(), cfg.DataDir, oneLine(q.SQL))
 			}
 			o.CollectorURL = n.CollectorURL()
 			o.Progress = cmd.ErrOrStderr()
@@ -124,6 +124,15 @@ func demoCmd() *cobra.Command {
 }
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+// selfCommand is how the user can run this binary again: `go run` builds it
+// in a temporary directory, where it will be gone.
+func selfCommand() string {
+	if strings.Contains(os.Args[0], "go-build") {
+		return "go run ./cmd/sluice"
+	}
+	return "sluice"
+}
 
 func sqlCmd() *cobra.Command {
 	var c common
