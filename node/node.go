@@ -50,6 +50,7 @@ type Node struct {
 	wg     sync.WaitGroup     // enrich
 	awg    sync.WaitGroup     // archivers
 	errs   chan error
+	lock   *os.File
 }
 
 var consumerLag = promauto.NewGaugeVec(prometheus.GaugeOpts{
@@ -72,12 +73,15 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Node, er
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
+	var err error
+	if n.lock, err = lockDataDir(cfg.DataDir); err != nil {
+		return nil, err
+	}
 	streams := map[string]bus.StreamConfig{}
 	for _, name := range sluice.Streams {
 		s := cfg.Streams[name]
 		streams[name] = bus.StreamConfig{Retention: s.Retention.D(), MaxBytes: int64(s.MaxBytes)}
 	}
-	var err error
 	n.bus, err = bus.Open(ctx, bus.Options{
 		URL: cfg.Bus.URL, Dir: filepath.Join(cfg.DataDir, "bus"), Streams: streams, Logger: log,
 	})
@@ -222,5 +226,8 @@ func (n *Node) closeResources() {
 	}
 	if n.bus != nil {
 		n.bus.Close()
+	}
+	if n.lock != nil {
+		n.lock.Close()
 	}
 }

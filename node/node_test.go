@@ -243,3 +243,19 @@ func TestSQLIsReadOnlyAndConfinedToTheLake(t *testing.T) {
 		t.Errorf("WITH … SELECT: %v", err)
 	}
 }
+
+func TestOneProcessPerDataDir(t *testing.T) {
+	dir := t.TempDir()
+	n := startNode(t, dir)
+	cfg := config.Default()
+	cfg.ApplyOverrides(dir, "127.0.0.1:0", "127.0.0.1:0")
+	if _, err := node.Start(context.Background(), cfg, nil); err == nil || !strings.Contains(err.Error(), "in use by another sluice") {
+		t.Fatalf("second node on one data dir: %v", err)
+	}
+	if err := n.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	// Once the first has stopped, the data dir is free again.
+	n2 := startNode(t, dir)
+	n2.Stop()
+}
