@@ -114,10 +114,14 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Node, er
 		a := lake.NewArchiver(lake.ArchiverOptions{
 			Bus: n.bus, Store: store, Table: t, Logger: log,
 			FlushInterval: cfg.Lake.FlushInterval.D(), MaxRows: cfg.Lake.MaxRows,
+			// Off the archiver's goroutine: a busy warehouse must never hold
+			// up the lake.
 			OnCommit: func(table string) {
-				if err := n.wh.Refresh(context.Background(), table); err != nil {
-					log.Error("warehouse refresh", "table", table, "err", err)
-				}
+				go func() {
+					if err := n.wh.Refresh(context.Background(), table); err != nil {
+						log.Error("warehouse refresh", "table", table, "err", err)
+					}
+				}()
 			},
 		})
 		n.arch = append(n.arch, a)

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -102,5 +103,29 @@ func TestSQLErrors(t *testing.T) {
 	}
 	if got := res.Rows[1]; got[0] != float64(1) || got[2] == nil || got[4] != 1.5 {
 		t.Errorf("values: %v", got)
+	}
+}
+
+// Every pooled connection answers in UTC, not only the one that ran setup.
+func TestEveryConnectionIsUTC(t *testing.T) {
+	t.Setenv("TZ", "Europe/Berlin") // DuckDB's default is the machine's zone
+	srv := newAPI(t, Options{})
+	var wg sync.WaitGroup
+	errs := make(chan string, 16)
+	for i := 0; i < 16; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// Slow enough that the pool opens several connections.
+			code, body := call(t, "POST", srv.URL+"/api/v1/sql", `{"sql":"SELECT current_setting('TimeZone') AS tz, count(*) FROM range(20000000)"}`, "")
+			if code != 200 || !strings.Contains(body, `"UTC"`) {
+				errs <- body
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
 	}
 }

@@ -36,6 +36,9 @@ type Warehouse struct {
 	live    map[string]bool // tables whose view reads files (not the empty stub)
 }
 
+// maxConns bounds concurrent queries (and view refreshes) on the warehouse.
+const maxConns = 8
+
 // knownTables are the built-in tables: their views exist from the start and
 // list their columns in table order.
 var knownTables = []lake.Table{lake.EventsTable, lake.BadTable}
@@ -57,10 +60,13 @@ func Open(ctx context.Context, path, lakeDir string) (*Warehouse, error) {
 	if err != nil {
 		return nil, fmt.Errorf("warehouse %s: %w", path, err)
 	}
+	// DuckDB parallelises each query over all cores; more concurrent queries
+	// than this only compete for memory.
+	db.SetMaxOpenConns(maxConns)
 	setup := []string{
 		"SET autoinstall_known_extensions = false",
 		"SET autoload_known_extensions = false",
-		"SET TimeZone = 'UTC'",
+		"SET GLOBAL TimeZone = 'UTC'",
 		fmt.Sprintf("SET temp_directory = %s", quoteString(tmp)),
 		fmt.Sprintf("SET allowed_directories = [%s, %s]", quoteString(absLake+"/"), quoteString(tmp+"/")),
 		"SET enable_external_access = false",
