@@ -129,3 +129,25 @@ func TestEveryConnectionIsUTC(t *testing.T) {
 		t.Error(e)
 	}
 }
+
+// No pooled connection can read outside the lake, not only the one that ran
+// setup: slow queries hold most of the pool while the probe runs on another.
+func TestEveryConnectionIsConfined(t *testing.T) {
+	srv := newAPI(t, Options{})
+	var wg sync.WaitGroup
+	for i := 0; i < 7; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			call(t, "POST", srv.URL+"/api/v1/sql", `{"sql":"SELECT count(*) FROM range(300000000)"}`, "")
+		}()
+	}
+	time.Sleep(200 * time.Millisecond)
+	for i := 0; i < 3; i++ {
+		code, body := call(t, "POST", srv.URL+"/api/v1/sql", `{"sql":"SELECT length(content) FROM read_text('/etc/passwd')"}`, "")
+		if code == 200 || !strings.Contains(strings.ToLower(body), "permission") {
+			t.Errorf("read outside the lake: %d %s", code, body)
+		}
+	}
+	wg.Wait()
+}
