@@ -318,6 +318,10 @@ func jsonValue(v any) any {
 			out[k] = jsonValue(e)
 		}
 		return out
+	case duckdb.OrderedMap:
+		return orderedMap(&x)
+	case *duckdb.OrderedMap:
+		return orderedMap(x)
 	case duckdb.Map:
 		out := make(map[string]any, len(x))
 		for k, e := range x {
@@ -327,6 +331,16 @@ func jsonValue(v any) any {
 	default:
 		return fmt.Sprint(x)
 	}
+}
+
+// orderedMap writes a MAP as a JSON object (keys as text).
+func orderedMap(m *duckdb.OrderedMap) map[string]any {
+	keys, vals := m.Keys(), m.Values()
+	out := make(map[string]any, len(keys))
+	for i, k := range keys {
+		out[fmt.Sprint(k)] = jsonValue(vals[i])
+	}
+	return out
 }
 
 func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
