@@ -293,6 +293,21 @@ var (
 
 var idNamespace = uuid.MustParse("6f1c2a52-5b7e-4e39-9c55-6a0f3e0d5b11")
 
+// findEventID returns the event_id of a JSON object, if it has a string one,
+// so that a bad row names its event wherever the field stood.
+func findEventID(v []byte) string {
+	var id string
+	_ = jsonseq.Fields(v, func(key, raw []byte) error {
+		if strings.EqualFold(string(key), "event_id") {
+			id, _ = canonicalString(key, raw)
+			id = strings.Clone(id)
+			return errStop
+		}
+		return nil
+	})
+	return id
+}
+
 // errStop ends a jsonseq.Fields walk early.
 var errStop = errors.New("stop")
 
@@ -380,7 +395,8 @@ func (e *Enricher) toEvent(v []byte, p *sluice.Payload, seq uint64, pi, vi int) 
 		return nil, &failure{typ: sluice.BadCollectorPayloadFormat, msg: "event is not a JSON object: " + err.Error()}
 	}
 	if f != nil {
-		f.eventID = canon[colEventID]
+		// The walk stopped at the failure; event_id may come after it.
+		f.eventID = findEventID(v)
 		return nil, f
 	}
 	if canon[colEvent] == "" {

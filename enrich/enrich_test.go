@@ -977,3 +977,18 @@ func TestPairSurrogates(t *testing.T) {
 		}
 	}
 }
+
+// A bad row names its event even when the failing field comes before
+// event_id in the object.
+func TestBadRowFindsEventIDAfterTheFailure(t *testing.T) {
+	e := New(Options{})
+	p := &sluice.Payload{ReceivedAt: time.Now(), Collector: "http"}
+	_, f := e.toEvent([]byte(`{"event":"x","event_time":"yesterday","event_id":"late-id"}`), p, 1, 0, 0)
+	if f == nil || f.eventID != "late-id" {
+		t.Fatalf("failure %+v", f)
+	}
+	_, f = e.toEvent([]byte(`{"dt":1,"EVENT_ID":"upper"}`), p, 1, 0, 0)
+	if f == nil || f.eventID != "upper" {
+		t.Fatalf("failure %+v", f)
+	}
+}
