@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"slices"
 	"sort"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -382,25 +381,6 @@ func (a *Archiver) Lag(ctx context.Context) (uint64, error) {
 		return 0, nil
 	}
 	return info.LastSeq - c, nil
-}
-
-// Tables lists the tables that have files in the lake.
-func Tables(ctx context.Context, s Store) ([]string, error) {
-	keys, err := s.List(ctx, "")
-	if err != nil {
-		return nil, err
-	}
-	seen := map[string]bool{}
-	var out []string
-	for _, k := range keys {
-		table, _, ok := strings.Cut(k, "/")
-		if !ok || strings.HasPrefix(table, "_") || seen[table] || !strings.HasSuffix(k, ".parquet") {
-			continue
-		}
-		seen[table] = true
-		out = append(out, table)
-	}
-	return out, nil
 }
 
 // Stream is the stream this archiver reads.

@@ -18,6 +18,7 @@ import (
 	"path"
 	"regexp"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -73,6 +74,25 @@ func Files(ctx context.Context, s Store, table string) ([]DataFile, error) {
 		first, _ := strconv.ParseUint(m[2], 10, 64)
 		last, _ := strconv.ParseUint(m[3], 10, 64)
 		out = append(out, DataFile{Key: k, Stream: m[1], First: first, Last: last})
+	}
+	return out, nil
+}
+
+// Tables lists the tables that have files in the lake.
+func Tables(ctx context.Context, s Store) ([]string, error) {
+	keys, err := s.List(ctx, "")
+	if err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	var out []string
+	for _, k := range keys {
+		table, _, ok := strings.Cut(k, "/")
+		if !ok || strings.HasPrefix(table, "_") || seen[table] || !strings.HasSuffix(k, ".parquet") {
+			continue
+		}
+		seen[table] = true
+		out = append(out, table)
 	}
 	return out, nil
 }
