@@ -181,11 +181,13 @@ func (n *Node) Errors() <-chan error { return n.errs }
 func (n *Node) watchLag(ctx context.Context) {
 	t := time.NewTicker(2 * time.Second)
 	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
+	for first := true; ; first = false {
+		if !first {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
 		}
 		if lag, err := n.enr.Lag(ctx); err == nil {
 			consumerLag.WithLabelValues(sluice.StreamRaw, "enrich").Set(float64(lag))

@@ -129,6 +129,35 @@ func TestEventsReachTheWarehouse(t *testing.T) {
 	if got := fmt.Sprint(res.Rows); got != "[[1]]" {
 		t.Errorf("json column: %s", got)
 	}
+	// Every stage reports on /metrics (the lag gauges refresh every 2 s).
+	want := []string{
+		"sluice_collector_received_events_total ", "sluice_collector_acknowledged_events_total ",
+		`sluice_enrich_events_total{result="enriched"} `, `sluice_enrich_events_total{result="duplicate"} `,
+		`sluice_archive_rows_total{table="events"} `, `sluice_consumer_lag_messages{stage="enrich",stream="raw"} `,
+	}
+	var missing []string
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		resp, err := http.Get(api + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		metrics, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		missing = missing[:0]
+		for _, m := range want {
+			i := strings.Index(string(metrics), "\n"+m)
+			isLag := strings.HasPrefix(m, "sluice_consumer_lag")
+			if i < 0 || (!isLag && strings.HasPrefix(string(metrics[i+1+len(m):]), "0\n")) {
+				missing = append(missing, m)
+			}
+		}
+		if len(missing) == 0 {
+			break
+		}
+	}
+	if len(missing) > 0 {
+		t.Errorf("/metrics lacks or has 0 for: %q", missing)
+	}
 	// Canonical columns come first, in table order.
 	res = query(t, api, "SELECT * FROM events LIMIT 1")
 	if res.Columns[0].Name != "event_id" || res.Columns[1].Name != "event_time" || res.Columns[1].Type != "TIMESTAMP" {
