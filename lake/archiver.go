@@ -2,6 +2,7 @@ package lake
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -53,12 +54,16 @@ type Archiver struct {
 	log       *slog.Logger
 	committed atomic.Uint64
 
-	schema  sluice.Schema
-	parts   map[string]*partition
-	rows    int
-	first   uint64 // first sequence in the buffer
-	last    uint64 // last sequence in the buffer
-	replay  uint64 // while > 0: a crashed flush ended here; flush exactly at it
+	schema sluice.Schema
+	parts  map[string]*partition
+	rows   int
+	first  uint64 // first sequence in the buffer
+	last   uint64 // last sequence in the buffer
+	// replays are the ends of ranges that files already in the lake hold
+	// beyond the commit (a flush cut short by a crash, or a commit record
+	// restored from an older backup): flush exactly at each, in order, so
+	// the same files are rewritten with the same rows.
+	replays []uint64
 	started time.Time
 }
 
@@ -100,7 +105,7 @@ func (a *Archiver) Run(ctx context.Context) error {
 		return fmt.Errorf("archive %s: %w", a.o.Table.Name, err)
 	}
 	a.committed.Store(pos)
-	a.log.Info("archiver starting", "from_seq", pos+1, "replay_to_seq", a.replay)
+	a.log.Info("archiver starting", "from_seq", pos+1, "replays", len(a.replays))
 	r, err := a.o.Bus.ReadFrom(ctx, a.o.Table.Stream, pos+1)
 	if err != nil {
 		return fmt.Errorf("archive %s: %w", a.o.Table.Name, err)
@@ -129,7 +134,7 @@ func (a *Archiver) Run(ctx context.Context) error {
 				}
 			}
 		case <-timer.C:
-			if a.replay == 0 && a.first != 0 {
+			if len(a.replays) == 0 && a.first != 0 {
 				if err := a.flushRetrying(ctx); err != nil {
 					return a.stop()
 				}
@@ -143,7 +148,7 @@ func (a *Archiver) Run(ctx context.Context) error {
 // stop flushes the buffer on shutdown, unless a crashed flush is still being
 // replayed (a partial range would not have its files' names).
 func (a *Archiver) stop() error {
-	if a.first == 0 || a.replay != 0 {
+	if a.first == 0 || len(a.replays) > 0 {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -155,8 +160,8 @@ func (a *Archiver) stop() error {
 }
 
 func (a *Archiver) flushDue() bool {
-	if a.replay != 0 {
-		return a.last >= a.replay
+	if len(a.replays) > 0 {
+		return a.last >= a.replays[0]
 	}
 	return a.rows >= a.o.MaxRows
 }
@@ -201,29 +206,48 @@ func (a *Archiver) recover(ctx context.Context) (uint64, error) {
 	for _, f := range files {
 		if f.Stream == a.o.Table.Stream && f.Last > rec.LastSeq {
 			orphans = append(orphans, f)
-			a.replay = max(a.replay, f.Last)
 		}
 	}
 	if len(orphans) == 0 {
 		return rec.LastSeq, nil
 	}
+	// The ranges, each once (a flush writes one file per partition, all
+	// with the flush's range), must follow the commit without gap or
+	// overlap to be rewritten identically.
+	slices.SortFunc(orphans, func(x, y DataFile) int { return cmp.Compare(x.First, y.First) })
+	next, ok := rec.LastSeq+1, true
+	var ends []uint64
+	var prev DataFile
+	for i, f := range orphans {
+		switch {
+		case i > 0 && f.First == prev.First && f.Last == prev.Last:
+			// another partition of the same range
+		case f.First == next:
+			ends = append(ends, f.Last)
+			next = f.Last + 1
+		default:
+			ok = false
+		}
+		prev = f
+	}
 	info, err := a.o.Bus.Info(ctx, a.o.Table.Stream)
 	if err != nil {
 		return 0, err
 	}
-	if info.LastSeq < a.replay || info.FirstSeq > rec.LastSeq+1 {
-		// The stream no longer holds that range: the orphans cannot be
-		// rewritten identically, so remove them and archive what is there.
-		a.log.Warn("removing files of an unfinished flush whose range left the stream", "files", len(orphans))
+	if !ok || info.LastSeq < ends[len(ends)-1] || info.FirstSeq > rec.LastSeq+1 {
+		// The stream no longer holds those ranges, or they don't line up:
+		// they cannot be rewritten identically, so remove them and archive
+		// what the stream has.
+		a.log.Warn("removing files beyond the commit that cannot be rewritten identically", "files", len(orphans))
 		for _, f := range orphans {
 			if err := a.o.Store.Delete(ctx, f.Key); err != nil {
 				return 0, err
 			}
 		}
-		a.replay = 0
 		return rec.LastSeq, nil
 	}
-	a.log.Info("replaying an unfinished flush into the same files", "up_to_seq", a.replay, "files", len(orphans))
+	a.replays = ends
+	a.log.Info("replaying an unfinished flush into the same files", "ranges", len(ends), "up_to_seq", ends[len(ends)-1], "files", len(orphans))
 	return rec.LastSeq, nil
 }
 
@@ -322,7 +346,9 @@ func (a *Archiver) flush(ctx context.Context) error {
 	archiveFiles.WithLabelValues(a.o.Table.Name).Add(float64(len(keys)))
 	a.log.Debug("committed", "first_seq", a.first, "last_seq", a.last, "rows", a.rows, "files", len(keys), "took", time.Since(a.started))
 	a.committed.Store(a.last)
-	a.replay = 0
+	if len(a.replays) > 0 && a.last >= a.replays[0] {
+		a.replays = a.replays[1:]
+	}
 	a.first, a.last, a.rows = 0, 0, 0
 	archiveBuffered.WithLabelValues(a.o.Table.Name).Set(0)
 	clear(a.parts)
