@@ -171,6 +171,27 @@ var EventColumns = []Column{
 	{Name: "device_class", Type: TypeVarchar},
 }
 
+// LogColumns are the columns of the `logs` table: syslog messages (and, later,
+// tailed files), parsed.
+var LogColumns = []Column{
+	{Name: "timestamp", Type: TypeTimestamp},
+	{Name: "received_at", Type: TypeTimestamp},
+	{Name: "host", Type: TypeVarchar},
+	{Name: "app", Type: TypeVarchar},
+	{Name: "procid", Type: TypeVarchar},
+	{Name: "msgid", Type: TypeVarchar},
+	{Name: "facility", Type: TypeBigint},
+	{Name: "severity", Type: TypeBigint},
+	{Name: "message", Type: TypeVarchar},
+	{Name: "sd", Type: TypeJSON},
+	{Name: "format", Type: TypeVarchar},
+	{Name: "source", Type: TypeVarchar},
+	{Name: "ip", Type: TypeVarchar},
+}
+
+// ContentTypeSyslog marks a payload that holds one syslog message.
+const ContentTypeSyslog = "application/syslog"
+
 // The failure types of bad rows (DESIGN.md).
 const (
 	BadCollectorPayloadFormat = "collector_payload_format"

@@ -22,6 +22,10 @@ var (
 		Name: "sluice_collector_received_bytes_total",
 		Help: "Body bytes (after decompression) of well-formed requests.",
 	})
+	syslogMessages = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "sluice_collector_syslog_messages_total",
+		Help: "Syslog messages received (UDP datagrams and TCP frames).",
+	})
 	collectorStoreSeconds = promauto.NewHistogram(prometheus.HistogramOpts{
 		Name:    "sluice_collector_store_seconds",
 		Help:    "Time to store one frame on the bus.",

@@ -18,9 +18,12 @@ import (
 // rejected rather than silently half-run.
 var unavailableSections = []string{"pipelines", "sinks", "jobs", "rollups", "semantic", "dashboards"}
 
-// sourceTypes are the source types of the config shape. This version
-// implements none of them: the HTTP collector, always on, is the only input.
-var sourceTypes = []string{"syslog", "file", "postgres_cdc"}
+// sourceTypes are the source types of the config shape; implementedSources
+// are the ones this version runs (the HTTP collector is always on besides).
+var (
+	sourceTypes        = []string{"syslog", "file", "postgres_cdc"}
+	implementedSources = []string{"syslog"}
+)
 
 // unavailable reports and removes the unavailable sections of the top-level
 // mapping; empty ones are accepted.
@@ -169,7 +172,9 @@ func (l *loader) checkSource(name string, s Source) {
 	switch {
 	case s.Type == "":
 		l.addAtKey(path, fmt.Sprintf("source %q has no type", name), "set type: to one of "+types)
-	case slices.Contains(sourceTypes, s.Type):
+	case s.Type == "syslog":
+		l.checkSyslog(path, s)
+	case slices.Contains(sourceTypes, s.Type) && !slices.Contains(implementedSources, s.Type):
 		l.addAt(path+".type", fmt.Sprintf("source type %s is not available in this version of sluice", s.Type),
 			fmt.Sprintf("remove %s; the HTTP collector (http.collector) is always on", path))
 	default:
@@ -178,6 +183,31 @@ func (l *loader) checkSource(name string, s Source) {
 			hint = fmt.Sprintf("did you mean %s? %s", t, hint)
 		}
 		l.addAt(path+".type", fmt.Sprintf("unknown source type %q", s.Type), hint)
+	}
+}
+
+// checkSyslog checks a syslog source: listen is udp://host:port or
+// tcp://host:port; the keys of other source types don't apply.
+func (l *loader) checkSyslog(path string, s Source) {
+	hint := `write listen: "udp://127.0.0.1:5514" or "tcp://127.0.0.1:5514"`
+	u, err := url.Parse(s.Listen)
+	switch {
+	case s.Listen == "":
+		l.addAtKey(path, "a syslog source needs listen", hint)
+	case err != nil || (u.Scheme != "udp" && u.Scheme != "tcp") || u.Host == "":
+		l.addAt(path+".listen", fmt.Sprintf("listen %q is not udp://host:port or tcp://host:port", s.Listen), hint)
+	default:
+		if _, port, err := net.SplitHostPort(u.Host); err != nil || port == "" {
+			l.addAt(path+".listen", fmt.Sprintf("listen %q has no port", s.Listen), hint)
+		}
+	}
+	for key, set := range map[string]bool{"paths": len(s.Paths) > 0, "parse": s.Parse != "", "url": s.URL != "", "tables": len(s.Tables) > 0} {
+		if set {
+			l.addAt(path+"."+key, fmt.Sprintf("%s does not apply to a syslog source", key), "remove it")
+		}
+	}
+	if s.Stream != "" && s.Stream != "logs" {
+		l.addAt(path+".stream", fmt.Sprintf("syslog messages go to the logs stream, not %q", s.Stream), "remove stream or write stream: logs")
 	}
 }
 

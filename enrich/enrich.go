@@ -29,6 +29,7 @@ import (
 	"unsafe"
 
 	"github.com/google/uuid"
+	syslog "github.com/leodido/go-syslog/v4"
 	"github.com/sluice-data/sluice"
 	"github.com/sluice-data/sluice/bus"
 	"github.com/sluice-data/sluice/internal/jsonseq"
@@ -49,6 +50,8 @@ type Enricher struct {
 	schema sluice.Schema
 	rev    uint64
 	now    func() time.Time
+
+	syslog syslog.Machine // made on first use
 
 	// Scratch space reused from event to event (handle runs one batch at a
 	// time), so the hot path allocates little.
@@ -151,6 +154,7 @@ func (e *Enricher) handle(ctx context.Context, batch []bus.Msg) error {
 		schemaChanged = schemaChanged || res.schemaChanged
 		out = appendChunks(out, sluice.StreamEvents, fmt.Sprintf("e-%d", m.Seq), res.events, maxMsg)
 		out = appendChunks(out, sluice.StreamBad, fmt.Sprintf("b-%d", m.Seq), res.bad, maxMsg)
+		out = appendChunks(out, sluice.StreamLogs, fmt.Sprintf("l-%d", m.Seq), res.logs, maxMsg)
 	}
 	if schemaChanged {
 		rev, err := e.bus.SaveSchema(ctx, e.schema, e.rev)
@@ -198,6 +202,7 @@ func appendChunks(out []bus.Outgoing, stream, id string, lines [][]byte, max int
 // result is what one raw message became.
 type result struct {
 	events, bad   [][]byte
+	logs          [][]byte
 	schemaChanged bool
 	counts
 }
@@ -228,6 +233,10 @@ func (e *Enricher) enrichPayload(res *result, seq uint64, pi int, p *sluice.Payl
 			Path: p.Path, IP: p.IP, RawSeq: seq, EventID: eventID, Payload: payload,
 		}))
 		res.failed++
+	}
+	if p.ContentType == sluice.ContentTypeSyslog {
+		e.enrichSyslog(res, p, bad)
+		return
 	}
 	vals, err := jsonseq.Split(p.Body)
 	if err != nil {

@@ -30,11 +30,15 @@ type Table struct {
 	PartitionBy string
 }
 
-// EventsTable and BadTable are the built-in tables.
+// EventsTable, BadTable and LogsTable are the built-in tables.
 var (
 	EventsTable = Table{Name: "events", Stream: sluice.StreamEvents, Fixed: sluice.EventColumns, Dynamic: true, PartitionBy: "event_time"}
 	BadTable    = Table{Name: "bad", Stream: sluice.StreamBad, Fixed: sluice.BadColumns, PartitionBy: "failed_at"}
+	LogsTable   = Table{Name: "logs", Stream: sluice.StreamLogs, Fixed: sluice.LogColumns, PartitionBy: "timestamp"}
 )
+
+// BuiltinTables are the built-in tables, each archived from its stream.
+var BuiltinTables = []Table{EventsTable, BadTable, LogsTable}
 
 // ArchiverOptions configure an Archiver.
 type ArchiverOptions struct {

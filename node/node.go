@@ -13,10 +13,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -34,23 +36,24 @@ import (
 
 // Node is a running sluice process.
 type Node struct {
-	cfg    *config.Config
-	log    *slog.Logger
-	bus    *bus.Bus
-	wh     *warehouse.Warehouse
-	coll   *collect.Collector
-	collL  net.Listener
-	apiL   net.Listener
-	collS  *http.Server
-	apiS   *http.Server
-	enr    *enrich.Enricher
-	arch   []*lake.Archiver
-	cancel context.CancelFunc // stops enrich
-	acanc  context.CancelFunc // stops the archivers
-	wg     sync.WaitGroup     // enrich
-	awg    sync.WaitGroup     // archivers
-	errs   chan error
-	lock   *os.File
+	cfg     *config.Config
+	log     *slog.Logger
+	bus     *bus.Bus
+	wh      *warehouse.Warehouse
+	coll    *collect.Collector
+	syslogs []*collect.Syslog
+	collL   net.Listener
+	apiL    net.Listener
+	collS   *http.Server
+	apiS    *http.Server
+	enr     *enrich.Enricher
+	arch    []*lake.Archiver
+	cancel  context.CancelFunc // stops enrich
+	acanc   context.CancelFunc // stops the archivers
+	wg      sync.WaitGroup     // enrich
+	awg     sync.WaitGroup     // archivers
+	errs    chan error
+	lock    *os.File
 }
 
 var consumerLag = promauto.NewGaugeVec(prometheus.GaugeOpts{
@@ -110,7 +113,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Node, er
 
 	actx, acancel := context.WithCancel(context.Background())
 	n.acanc = acancel
-	for _, t := range []lake.Table{lake.EventsTable, lake.BadTable} {
+	for _, t := range lake.BuiltinTables {
 		a := lake.NewArchiver(lake.ArchiverOptions{
 			Bus: n.bus, Store: store, Table: t, Logger: log,
 			FlushInterval: cfg.Lake.FlushInterval.D(), MaxRows: cfg.Lake.MaxRows,
@@ -149,6 +152,18 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Node, er
 	n.coll = collect.New(collect.Options{
 		Store: n.bus, MaxBody: int64(cfg.HTTP.MaxBody), MaxEvents: cfg.HTTP.MaxEvents, Logger: log,
 	})
+	for _, name := range slices.Sorted(maps.Keys(cfg.Sources)) {
+		src := cfg.Sources[name]
+		if src.Type != "syslog" {
+			continue
+		}
+		s, err := n.coll.ListenSyslog(src.Listen)
+		if err != nil {
+			return nil, fmt.Errorf("source %s: %w", name, err)
+		}
+		n.syslogs = append(n.syslogs, s)
+		log.Info("syslog listening", "source", name, "listen", s.Addr())
+	}
 	n.collS = &http.Server{Handler: n.coll.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute}
 	n.apiS = &http.Server{Handler: server.Handler(server.Options{Warehouse: n.wh, Token: cfg.Auth.Token}), ReadHeaderTimeout: 10 * time.Second}
 	go n.serve(n.collS, n.collL)
@@ -173,6 +188,15 @@ func (n *Node) CollectorURL() string { return "http://" + n.collL.Addr().String(
 
 // APIURL is the base URL of the API.
 func (n *Node) APIURL() string { return "http://" + n.apiL.Addr().String() }
+
+// SyslogAddrs are the syslog listeners' URLs, with the ports actually bound.
+func (n *Node) SyslogAddrs() []string {
+	var out []string
+	for _, s := range n.syslogs {
+		out = append(out, s.Addr())
+	}
+	return out
+}
 
 // Errors delivers fatal errors of the stages.
 func (n *Node) Errors() <-chan error { return n.errs }
@@ -209,6 +233,10 @@ func (n *Node) Stop() error {
 	if err := n.collS.Shutdown(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("collector: %w", err))
 	}
+	for _, s := range n.syslogs {
+		s.Close()
+	}
+	n.syslogs = nil
 	n.coll.Close()
 	n.cancel()
 	n.wg.Wait()
@@ -222,6 +250,10 @@ func (n *Node) Stop() error {
 }
 
 func (n *Node) closeResources() {
+	for _, s := range n.syslogs {
+		s.Close()
+	}
+	n.syslogs = nil
 	for _, l := range []net.Listener{n.collL, n.apiL} {
 		if l != nil {
 			l.Close()

@@ -41,7 +41,7 @@ const maxConns = 8
 
 // knownTables are the built-in tables: their views exist from the start and
 // list their columns in table order.
-var knownTables = []lake.Table{lake.EventsTable, lake.BadTable}
+var knownTables = lake.BuiltinTables
 
 // Open opens (or creates) the DuckDB file at path over the lake directory.
 func Open(ctx context.Context, path, lakeDir string) (*Warehouse, error) {
