@@ -2,6 +2,7 @@ package collect
 
 import (
 	"bufio"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -20,8 +21,8 @@ import (
 // flagged, so enrich turns them into size_violation bad rows.
 const maxSyslogMessage = 64 << 10
 
-// Syslog is a syslog listener: UDP (one message per datagram) or TCP (RFC
-// 6587 octet counting or newline framing, told apart per message). Syslog has
+// Syslog is a syslog listener: UDP (one message per datagram), or TCP and TLS
+// (RFC 6587 octet counting or newline framing, told apart per message). Syslog has
 // no acknowledgements, so messages are handed to the collector's group commit
 // without waiting; when the bus cannot keep up, reading slows down.
 type Syslog struct {
@@ -35,9 +36,9 @@ type Syslog struct {
 	stopped bool
 }
 
-// ListenSyslog starts a syslog listener on listen ("udp://host:port" or
-// "tcp://host:port").
-func (c *Collector) ListenSyslog(listen string) (*Syslog, error) {
+// ListenSyslog starts a syslog listener on listen: "udp://host:port",
+// "tcp://host:port", or "tls://host:port" (RFC 5425) with tlsConf.
+func (c *Collector) ListenSyslog(listen string, tlsConf *tls.Config) (*Syslog, error) {
 	u, err := url.Parse(listen)
 	if err != nil || u.Host == "" {
 		return nil, fmt.Errorf("syslog listen %q: want udp://host:port or tcp://host:port", listen)
@@ -51,15 +52,21 @@ func (c *Collector) ListenSyslog(listen string) (*Syslog, error) {
 		s.source = "udp://" + s.pc.LocalAddr().String()
 		s.wg.Add(1)
 		go s.serveUDP()
-	case "tcp":
+	case "tcp", "tls":
+		if u.Scheme == "tls" && tlsConf == nil {
+			return nil, fmt.Errorf("syslog %s: tls:// needs a certificate and key", listen)
+		}
 		if s.ln, err = net.Listen("tcp", u.Host); err != nil {
 			return nil, fmt.Errorf("syslog %s: %w", listen, err)
 		}
-		s.source = "tcp://" + s.ln.Addr().String()
+		if u.Scheme == "tls" {
+			s.ln = tls.NewListener(s.ln, tlsConf)
+		}
+		s.source = u.Scheme + "://" + s.ln.Addr().String()
 		s.wg.Add(1)
 		go s.serveTCP()
 	default:
-		return nil, fmt.Errorf("syslog listen %q: the scheme must be udp or tcp", listen)
+		return nil, fmt.Errorf("syslog listen %q: the scheme must be udp, tcp or tls", listen)
 	}
 	return s, nil
 }

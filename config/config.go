@@ -64,12 +64,19 @@ type Bus struct {
 // Source is one extra input. Type selects the kind; the other keys belong to it.
 type Source struct {
 	Type   string   `yaml:"type" json:"type"`
-	Listen string   `yaml:"listen" json:"listen,omitempty" jsonschema:"description=syslog: where to listen\\, e.g. udp://127.0.0.1:5514 or tcp://127.0.0.1:5514"`
+	Listen string   `yaml:"listen" json:"listen,omitempty" jsonschema:"description=syslog: where to listen\\, e.g. udp://127.0.0.1:5514\\, tcp://127.0.0.1:5514 or tls://127.0.0.1:6514"`
+	TLS    TLS      `yaml:"tls" json:"tls,omitempty" jsonschema:"description=syslog over tls://: the server certificate and key"`
 	Paths  []string `yaml:"paths" json:"paths,omitempty" jsonschema:"description=file: glob patterns of the files to tail"`
 	Parse  string   `yaml:"parse" json:"parse,omitempty" jsonschema:"description=file: how to parse each line\\, e.g. nginx_combined"`
 	Stream string   `yaml:"stream" json:"stream,omitempty" jsonschema:"description=Stream the records go to"`
 	URL    string   `yaml:"url" json:"url,omitempty" jsonschema:"description=postgres_cdc: the database URL"`
 	Tables []string `yaml:"tables" json:"tables,omitempty" jsonschema:"description=postgres_cdc: the tables to capture"`
+}
+
+// TLS is a server certificate and its key, as PEM files.
+type TLS struct {
+	Cert string `yaml:"cert" json:"cert,omitempty" jsonschema:"description=PEM file of the certificate (chain)"`
+	Key  string `yaml:"key" json:"key,omitempty" jsonschema:"description=PEM file of the private key"`
 }
 
 // Stream holds one stream's retention.

@@ -416,7 +416,7 @@ func TestValidationErrors(t *testing.T) {
 		{"syslog without listen", "sources:\n  s: {type: syslog}\n",
 			wantErr{2, 3, "sources.s", "a syslog source needs listen", "udp://127.0.0.1:5514"}},
 		{"syslog bad scheme", "sources:\n  s: {type: syslog, listen: \"http://127.0.0.1:5514\"}\n",
-			wantErr{2, 29, "sources.s.listen", "is not udp://host:port or tcp://host:port", ""}},
+			wantErr{2, 29, "sources.s.listen", "is not udp://, tcp:// or tls://host:port", ""}},
 		{"syslog without port", "sources:\n  s: {type: syslog, listen: \"udp://127.0.0.1\"}\n",
 			wantErr{2, 29, "sources.s.listen", "has no port", ""}},
 		{"syslog with file keys", "sources:\n  s: {type: syslog, listen: \"udp://:5514\", paths: [a]}\n",

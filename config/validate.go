@@ -189,13 +189,17 @@ func (l *loader) checkSource(name string, s Source) {
 // checkSyslog checks a syslog source: listen is udp://host:port or
 // tcp://host:port; the keys of other source types don't apply.
 func (l *loader) checkSyslog(path string, s Source) {
-	hint := `write listen: "udp://127.0.0.1:5514" or "tcp://127.0.0.1:5514"`
+	hint := `write listen: "udp://127.0.0.1:5514", "tcp://127.0.0.1:5514" or "tls://127.0.0.1:6514"`
 	u, err := url.Parse(s.Listen)
 	switch {
 	case s.Listen == "":
 		l.addAtKey(path, "a syslog source needs listen", hint)
-	case err != nil || (u.Scheme != "udp" && u.Scheme != "tcp") || u.Host == "":
-		l.addAt(path+".listen", fmt.Sprintf("listen %q is not udp://host:port or tcp://host:port", s.Listen), hint)
+	case err != nil || (u.Scheme != "udp" && u.Scheme != "tcp" && u.Scheme != "tls") || u.Host == "":
+		l.addAt(path+".listen", fmt.Sprintf("listen %q is not udp://, tcp:// or tls://host:port", s.Listen), hint)
+	case u.Scheme == "tls" && (s.TLS.Cert == "" || s.TLS.Key == ""):
+		l.addAtKey(path, "a tls:// syslog source needs tls.cert and tls.key", "add tls: {cert: server.pem, key: server-key.pem}")
+	case u.Scheme != "tls" && (s.TLS.Cert != "" || s.TLS.Key != ""):
+		l.addAt(path+".tls", "tls applies only to a tls:// listener", "write listen: tls://host:port, or remove tls")
 	default:
 		if _, port, err := net.SplitHostPort(u.Host); err != nil || port == "" {
 			l.addAt(path+".listen", fmt.Sprintf("listen %q has no port", s.Listen), hint)

@@ -10,6 +10,7 @@ package node
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -157,7 +158,15 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Node, er
 		if src.Type != "syslog" {
 			continue
 		}
-		s, err := n.coll.ListenSyslog(src.Listen)
+		var tlsConf *tls.Config
+		if src.TLS.Cert != "" {
+			cert, err := tls.LoadX509KeyPair(src.TLS.Cert, src.TLS.Key)
+			if err != nil {
+				return nil, fmt.Errorf("source %s: tls: %w", name, err)
+			}
+			tlsConf = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		}
+		s, err := n.coll.ListenSyslog(src.Listen, tlsConf)
 		if err != nil {
 			return nil, fmt.Errorf("source %s: %w", name, err)
 		}

@@ -2,11 +2,20 @@ package node_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"net"
 	"net/url"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -94,4 +103,71 @@ func TestSyslogFromTheRealLogger(t *testing.T) {
 	if !strings.Contains(fmt.Sprint(res.Rows), "not syslog at all") {
 		t.Errorf("bad syslog row keeps the message: %v", res.Rows)
 	}
+}
+
+// selfSigned writes a certificate and key for 127.0.0.1 and returns their
+// paths and a pool that trusts the certificate.
+func selfSigned(t *testing.T) (certFile, keyFile string, pool *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "sluice test"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, _ := x509.MarshalECPrivateKey(key)
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
+	cert, _ := x509.ParseCertificate(der)
+	pool = x509.NewCertPool()
+	pool.AddCert(cert)
+	return certFile, keyFile, pool
+}
+
+// RFC 5425: syslog over TLS, octet-counted frames.
+func TestSyslogOverTLS(t *testing.T) {
+	certFile, keyFile, pool := selfSigned(t)
+	cfg := config.Default()
+	cfg.ApplyOverrides(t.TempDir(), "127.0.0.1:0", "127.0.0.1:0")
+	cfg.Lake.FlushInterval = config.Duration(300 * time.Millisecond)
+	cfg.Sources = map[string]config.Source{
+		"tls": {Type: "syslog", Listen: "tls://127.0.0.1:0", TLS: config.TLS{Cert: certFile, Key: keyFile}},
+	}
+	n, err := node.Start(context.Background(), cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Stop()
+	u, _ := url.Parse(n.SyslogAddrs()[0])
+	if u.Scheme != "tls" {
+		t.Fatalf("listener %s", u)
+	}
+	// A plain-text client gets nowhere.
+	if c, err := net.Dial("tcp", u.Host); err == nil {
+		c.Write([]byte("<13>1 - h plain - - - in clear\n"))
+		c.Close()
+	}
+	conn, err := tls.Dial("tcp", u.Host, &tls.Config{RootCAs: pool})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []string{"<34>1 2026-11-25T10:00:00Z web1 sshd 42 ID7 - failed login", "<165>1 2026-11-25T10:00:01.5Z web1 app - - [x@1 k=\"v\"] second"} {
+		fmt.Fprintf(conn, "%d %s", len(m), m)
+	}
+	conn.Close()
+	waitFor(t, n.APIURL(), "SELECT list(message ORDER BY timestamp), list(app ORDER BY timestamp), min(timestamp), count(*) FILTER (WHERE message = 'in clear') FROM logs",
+		"[[[failed login second] [sshd app] 2026-11-25T10:00:00Z 0]]")
 }
