@@ -88,6 +88,11 @@ type Stream struct {
 // Enrich configures the raw -> events stage.
 type Enrich struct {
 	DedupeWindow Duration `yaml:"dedupe_window" json:"dedupe_window,omitempty" jsonschema:"description=Events whose event_id was seen within this window are dropped. Default 10m"`
+	// The enrichments, each switchable.
+	UserAgent   bool `yaml:"useragent" json:"useragent" jsonschema:"description=Fill browser\\, os and device_class from the user agent. Default true"`
+	Campaign    bool `yaml:"campaign" json:"campaign" jsonschema:"description=Columns mkt_source\\, mkt_medium\\, mkt_campaign\\, mkt_term\\, mkt_content from utm_* parameters of page_url. Default true"`
+	Referrer    bool `yaml:"referrer" json:"referrer" jsonschema:"description=Columns refr_medium (search\\, social\\, internal\\, other) and refr_source from the referrer. Default true"`
+	AnonymizeIP bool `yaml:"anonymize_ip" json:"anonymize_ip" jsonschema:"description=Zero the last octet of IPv4 and the last 80 bits of IPv6 addresses. Default false"`
 }
 
 // Lake configures where archived Parquet files go and how often.

@@ -29,7 +29,7 @@ func Default() *Config {
 		},
 		Bus:       Bus{URL: "embedded"},
 		Streams:   map[string]Stream{},
-		Enrich:    Enrich{DedupeWindow: Duration(10 * time.Minute)},
+		Enrich:    Enrich{DedupeWindow: Duration(10 * time.Minute), UserAgent: true, Campaign: true, Referrer: true},
 		Lake:      Lake{FlushInterval: Duration(5 * time.Second), MaxRows: 200000},
 		Warehouse: Warehouse{URL: "duckdb"},
 	}
@@ -58,6 +58,11 @@ func fillDefaults(c *Config, set func(path string) bool) {
 	}
 	if !set("enrich.dedupe_window") {
 		c.Enrich.DedupeWindow = d.Enrich.DedupeWindow
+	}
+	for path, field := range map[string]*bool{"enrich.useragent": &c.Enrich.UserAgent, "enrich.campaign": &c.Enrich.Campaign, "enrich.referrer": &c.Enrich.Referrer} {
+		if !set(path) {
+			*field = true
+		}
 	}
 	if !set("lake.flush_interval") {
 		c.Lake.FlushInterval = d.Lake.FlushInterval

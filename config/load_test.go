@@ -69,7 +69,7 @@ jobs: []
 		HTTP:      HTTP{Collector: "0.0.0.0:80", API: "[::1]:9000", MaxBody: 2 * MiB, MaxEvents: 500},
 		Auth:      Auth{Token: "abc"},
 		Bus:       Bus{URL: "nats://a:4222,tls://b:4222"},
-		Enrich:    Enrich{DedupeWindow: Duration(90 * time.Minute)},
+		Enrich:    Enrich{DedupeWindow: Duration(90 * time.Minute), UserAgent: true, Campaign: true, Referrer: true},
 		Lake:      Lake{URL: "/data/lake", FlushInterval: Duration(250 * time.Millisecond), MaxRows: 1000},
 		Warehouse: Warehouse{URL: "duckdb"},
 		Streams: map[string]Stream{
@@ -547,5 +547,19 @@ func TestCheckOverrides(t *testing.T) {
 	c.ApplyOverrides("", "nonsense", "")
 	if err := c.CheckOverrides(); err == nil || !strings.Contains(err.Error(), "--collector-addr") {
 		t.Errorf("bad address: %v", err)
+	}
+}
+
+func TestEnrichmentSwitches(t *testing.T) {
+	c, err := Parse("s.yaml", []byte("enrich:\n  useragent: false\n  anonymize_ip: true\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Enrich.UserAgent || !c.Enrich.Campaign || !c.Enrich.Referrer || !c.Enrich.AnonymizeIP {
+		t.Errorf("switches: %+v", c.Enrich)
+	}
+	_, err = Parse("s.yaml", []byte("enrich:\n  referrer: maybe\n"))
+	if err == nil || !strings.Contains(err.Error(), "s.yaml:2:13") || !strings.Contains(err.Error(), "true or false") {
+		t.Errorf("bad bool: %v", err)
 	}
 }

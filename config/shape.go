@@ -111,6 +111,13 @@ func (l *loader) check(n ast.Node, t reflect.Type, path string) bool {
 			}
 			return nil
 		})
+	case reflect.Bool:
+		return l.checkScalar(n, at, path, "true or false", "write true or false", func(s string) error {
+			if s != "true" && s != "false" {
+				return fmt.Errorf("%q is not true or false", s)
+			}
+			return nil
+		})
 	case reflect.Interface:
 		return true
 	}

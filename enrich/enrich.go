@@ -39,6 +39,7 @@ import (
 type Options struct {
 	Bus          *bus.Bus
 	DedupeWindow time.Duration // default 10m
+	Enrichments  []Enrichment  // run in order on every event
 	Logger       *slog.Logger
 }
 
@@ -51,7 +52,9 @@ type Enricher struct {
 	rev    uint64
 	now    func() time.Time
 
-	syslog syslog.Machine // made on first use
+	syslog      syslog.Machine // made on first use
+	colIdx      map[string]int // schema column positions by exact name
+	enrichments []Enrichment
 
 	// Scratch space reused from event to event (handle runs one batch at a
 	// time), so the hot path allocates little.
@@ -73,7 +76,7 @@ func New(o Options) *Enricher {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	return &Enricher{bus: o.Bus, log: o.Logger, seen: newDedupe(o.DedupeWindow), now: time.Now}
+	return &Enricher{bus: o.Bus, log: o.Logger, seen: newDedupe(o.DedupeWindow), now: time.Now, enrichments: o.Enrichments}
 }
 
 // Run rebuilds the dedupe window from `events`, then enriches raw messages
@@ -161,6 +164,7 @@ func (e *Enricher) handle(ctx context.Context, batch []bus.Msg) error {
 		if err != nil {
 			// Another node changed the schema: start over with its version.
 			e.schema, e.rev, _ = e.bus.Schema(ctx, sluice.StreamEvents)
+			e.colIdx = nil
 			return fmt.Errorf("save schema: %w", err)
 		}
 		e.rev = rev
@@ -424,6 +428,12 @@ func (e *Enricher) toEvent(v []byte, p *sluice.Payload, seq uint64, pi, vi int) 
 		canon[colUserAgent] = p.UserAgent
 	}
 	canon[colCollector] = p.Collector
+	if len(e.enrichments) > 0 {
+		ev := Event{canon: canon, own: &own}
+		for _, en := range e.enrichments {
+			en.Enrich(&ev)
+		}
+	}
 	changed, f := e.checkSchema(own)
 	if f != nil {
 		f.eventID = canon[colEventID]
@@ -488,6 +498,15 @@ func (e *Enricher) checkSchema(own []ownField) (bool, *failure) {
 }
 
 func (e *Enricher) columnIndex(name string) int {
+	if len(e.colIdx) != len(e.schema.Columns) {
+		e.colIdx = make(map[string]int, len(e.schema.Columns))
+		for i, c := range e.schema.Columns {
+			e.colIdx[c.Name] = i
+		}
+	}
+	if i, ok := e.colIdx[name]; ok {
+		return i
+	}
 	for i, c := range e.schema.Columns {
 		if strings.EqualFold(c.Name, name) {
 			return i
@@ -756,14 +775,42 @@ func encodeEvent(canon []string, eventTime, receivedAt time.Time, own []ownField
 // appendString appends s as a JSON string; plain ASCII, the common case,
 // is copied as is.
 func appendString(buf []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' {
-			b, _ := json.Marshal(s)
-			return append(buf, b...)
-		}
-	}
 	buf = append(buf, '"')
-	buf = append(buf, s...)
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' && c < utf8.RuneSelf {
+			i++
+			continue
+		}
+		if c >= utf8.RuneSelf {
+			r, size := utf8.DecodeRuneInString(s[i:])
+			if r != utf8.RuneError || size != 1 {
+				i += size
+				continue
+			}
+		}
+		buf = append(buf, s[start:i]...)
+		switch c {
+		case '"', '\\':
+			buf = append(buf, '\\', c)
+		case '\n':
+			buf = append(buf, '\\', 'n')
+		case '\r':
+			buf = append(buf, '\\', 'r')
+		case '\t':
+			buf = append(buf, '\\', 't')
+		default:
+			if c < 0x20 {
+				buf = fmt.Appendf(buf, "\\u%04x", c)
+			} else {
+				buf = append(buf, `\ufffd`...) // invalid UTF-8, as encoding/json writes it
+			}
+		}
+		i++
+		start = i
+	}
+	buf = append(buf, s[start:]...)
 	return append(buf, '"')
 }
 

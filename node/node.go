@@ -140,7 +140,19 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Node, er
 
 	ectx, ecancel := context.WithCancel(context.Background())
 	n.cancel = ecancel
-	n.enr = enrich.New(enrich.Options{Bus: n.bus, DedupeWindow: cfg.Enrich.DedupeWindow.D(), Logger: log})
+	var enrichments []enrich.Enrichment
+	for _, e := range []struct {
+		on bool
+		en enrich.Enrichment
+	}{
+		{cfg.Enrich.UserAgent, enrich.NewUserAgent()}, {cfg.Enrich.Campaign, enrich.Campaign{}},
+		{cfg.Enrich.Referrer, enrich.Referrer{}}, {cfg.Enrich.AnonymizeIP, enrich.AnonymizeIP{}},
+	} {
+		if e.on {
+			enrichments = append(enrichments, e.en)
+		}
+	}
+	n.enr = enrich.New(enrich.Options{Bus: n.bus, DedupeWindow: cfg.Enrich.DedupeWindow.D(), Enrichments: enrichments, Logger: log})
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
