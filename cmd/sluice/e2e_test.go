@@ -350,6 +350,11 @@ func TestDemo(t *testing.T) {
 	if fmt.Sprint(rows) != "[[true true true]]" {
 		t.Errorf("demo events: %v\n%s", rows, out)
 	}
+	// The default enrichments ran.
+	rows = sql(t, data, "SELECT count(*) FILTER (WHERE browser IS NULL OR device_class IS NULL) = 0, count(DISTINCT device_class) >= 2, count(refr_medium) > 0, count(mkt_source) > 0 FROM events")
+	if fmt.Sprint(rows) != "[[true true true true]]" {
+		t.Errorf("enrichments: %v", rows)
+	}
 	if rows := sql(t, data, "SELECT count(*) FROM bad"); fmt.Sprint(rows) != "[[0]]" {
 		t.Errorf("demo produced bad rows: %v", rows)
 	}
