@@ -42,6 +42,8 @@ type Options struct {
 	Store     Store
 	MaxBody   int64 // largest body after decompression; default 1 MiB
 	MaxEvents int   // most events per request; default 10000
+	// WriteKeys, when set, are the only Segment-style write keys accepted.
+	WriteKeys []string
 	Logger    *slog.Logger
 }
 
@@ -51,6 +53,7 @@ type Collector struct {
 	maxBody   int64
 	maxEvents int
 	maxFrame  int64
+	writeKeys map[string]bool
 	log       *slog.Logger
 
 	queue   chan *pending
@@ -83,6 +86,7 @@ func New(o Options) *Collector {
 		maxBody:   o.MaxBody,
 		maxEvents: o.MaxEvents,
 		maxFrame:  max(maxFrame, 1),
+		writeKeys: keySet(o.WriteKeys),
 		log:       o.Logger,
 		queue:     make(chan *pending, 1024),
 		stopped:   make(chan struct{}),
@@ -107,6 +111,10 @@ func (c *Collector) Close() {
 func (c *Collector) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/events", c.handleEvents)
+	mux.HandleFunc("POST /v1/batch", c.handleSegment)
+	for _, t := range SegmentTypes {
+		mux.HandleFunc("POST /v1/"+t, c.handleSegment)
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -126,6 +134,19 @@ var acceptedTypes = map[string]bool{
 }
 
 func (c *Collector) handleEvents(w http.ResponseWriter, r *http.Request) {
+	c.accept(w, r, func(body []byte) (int, map[string]string, int, error) {
+		n, err := countEvents(body)
+		return n, nil, http.StatusBadRequest, err
+	})
+}
+
+// counter checks a body and says how many events it holds, with extra
+// headers to keep on the payload; on error, the status to answer.
+type counter func(body []byte) (n int, headers map[string]string, status int, err error)
+
+// accept is the common path of the JSON routes: check the request, count,
+// store, answer.
+func (c *Collector) accept(w http.ResponseWriter, r *http.Request, count counter) {
 	received := time.Now().UTC()
 	ct := r.Header.Get("Content-Type")
 	mt := ""
@@ -147,10 +168,10 @@ func (c *Collector) handleEvents(w http.ResponseWriter, r *http.Request) {
 		fail(w, status, err.Error())
 		return
 	}
-	n, err := countEvents(body)
+	n, extra, status, err := count(body)
 	if err != nil {
-		collectorRequests.WithLabelValues("400").Inc()
-		fail(w, http.StatusBadRequest, err.Error())
+		collectorRequests.WithLabelValues(statusLabel(status)).Inc()
+		fail(w, status, err.Error())
 		return
 	}
 	if n > c.maxEvents {
@@ -174,7 +195,7 @@ func (c *Collector) handleEvents(w http.ResponseWriter, r *http.Request) {
 			ContentType: mt,
 			IP:          clientIP(r),
 			UserAgent:   r.UserAgent(),
-			Headers:     keptHeaders(r.Header),
+			Headers:     keptHeaders(r.Header, extra),
 			Body:        body,
 		},
 		events: n,
@@ -341,8 +362,8 @@ func (c *Collector) flush(batch []*pending) {
 }
 
 // keptHeaders picks the request headers enrich may need.
-func keptHeaders(h http.Header) map[string]string {
-	var out map[string]string
+func keptHeaders(h http.Header, extra map[string]string) map[string]string {
+	out := extra
 	for _, k := range []string{"Referer", "Origin", "X-Forwarded-For", "Accept-Language"} {
 		if v := h.Get(k); v != "" {
 			if out == nil {

@@ -68,7 +68,8 @@ type request struct {
 	contentType string // "-" for none
 	encoding    string
 	header      map[string]string
-	chunked     bool // hide the length, as a streaming client does
+	chunked     bool   // hide the length, as a streaming client does
+	path        string // default /v1/events
 }
 
 type response struct {
@@ -94,7 +95,11 @@ func send(url string, rq request) (response, error) {
 	if rq.chunked {
 		body = io.MultiReader(body)
 	}
-	req, err := http.NewRequest(http.MethodPost, url+"/v1/events", body)
+	path := rq.path
+	if path == "" {
+		path = "/v1/events"
+	}
+	req, err := http.NewRequest(http.MethodPost, url+path, body)
 	if err != nil {
 		return response{}, err
 	}
@@ -914,4 +919,30 @@ func FuzzHandleEvents(f *testing.F) {
 			t.Fatalf("accepted %d, jsonseq counts %d in %q", resp.Accepted, n, decoded)
 		}
 	})
+}
+
+func TestSegmentRoutes(t *testing.T) {
+	b := openBus(t)
+	_, srv := serve(t, Options{Store: b, MaxEvents: 3})
+	cases := []struct {
+		path, body string
+		status     int
+		accepted   int
+		msg        string
+	}{
+		{"/v1/batch", `{"batch":[{"type":"track","event":"a"},{"type":"page"}],"writeKey":"k"}`, 200, 2, ""},
+		{"/v1/batch", `{"batch":[]}`, 200, 0, ""},
+		{"/v1/track", `{"event":"a","userId":"u"}`, 200, 1, ""},
+		{"/v1/identify", `{"userId":"u","traits":{"a":1}}`, 200, 1, ""},
+		{"/v1/batch", `{"messages":[]}`, 400, 0, `\"batch\": an array`},
+		{"/v1/batch", `[{"type":"track"}]`, 400, 0, "send one JSON object"},
+		{"/v1/track", `{"event":`, 400, 0, "not valid JSON"},
+		{"/v1/batch", `{"batch":[{},{},{},{}]}`, 413, 0, "4 events"},
+	}
+	for _, c := range cases {
+		r := post(t, srv.URL, request{body: []byte(c.body), path: c.path})
+		if r.status != c.status || (c.status == 200 && r.accepted != c.accepted) || !strings.Contains(r.raw, c.msg) {
+			t.Errorf("%s %s: %d %s", c.path, c.body, r.status, r.raw)
+		}
+	}
 }

@@ -49,6 +49,9 @@ type HTTP struct {
 	MaxBody ByteSize `yaml:"max_body" json:"max_body,omitempty" jsonschema:"description=Largest request body the collector accepts\\, e.g. 1MiB. Default 1MiB"`
 	// MaxEvents is the most events one request may carry.
 	MaxEvents int `yaml:"max_events" json:"max_events,omitempty" jsonschema:"description=Most events one request may carry. Default 10000"`
+	// WriteKeys, when set, are the only write keys the Segment-style routes
+	// accept.
+	WriteKeys []string `yaml:"write_keys" json:"write_keys,omitempty" jsonschema:"description=Segment-style routes (/v1/batch\\, /v1/track …): accept only these write keys (Basic auth user name or writeKey in the body). Empty: any"`
 }
 
 // Auth protects the API and web UI; the collector stays public.

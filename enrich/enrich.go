@@ -242,30 +242,40 @@ func (e *Enricher) enrichPayload(res *result, seq uint64, pi int, p *sluice.Payl
 		e.enrichSyslog(res, p, bad)
 		return
 	}
+	if isSegment(p.Path) {
+		e.enrichSegment(res, seq, pi, p, ids, bad)
+		return
+	}
 	vals, err := jsonseq.Split(p.Body)
 	if err != nil {
 		bad(sluice.BadCollectorPayloadFormat, "body is not JSON: "+err.Error(), string(p.Body), "")
 		return
 	}
 	for vi, v := range vals {
-		ev, ferr := e.toEvent(v, p, seq, pi, vi)
-		if ferr != nil {
-			bad(ferr.typ, ferr.msg, string(v), ferr.eventID)
-			continue
-		}
-		// Even a duplicate has extended e.schema: save it, or a later event
-		// with that column would publish it without a schema record.
-		if ev.schemaChanged {
-			res.schemaChanged = true
-		}
-		if _, dup := ids[ev.id]; dup || e.seen.contains(ev.id, e.now()) {
-			res.duplicates++
-			continue
-		}
-		ids[ev.id] = struct{}{}
-		res.events = append(res.events, ev.line)
-		res.enriched++
+		e.addEvent(res, v, p, seq, pi, vi, ids, bad)
 	}
+}
+
+// addEvent turns one JSON value into an event of the batch, a bad row or a
+// duplicate.
+func (e *Enricher) addEvent(res *result, v []byte, p *sluice.Payload, seq uint64, pi, vi int, ids map[string]struct{}, bad func(typ, msg, payload, eventID string)) {
+	ev, ferr := e.toEvent(v, p, seq, pi, vi)
+	if ferr != nil {
+		bad(ferr.typ, ferr.msg, string(v), ferr.eventID)
+		return
+	}
+	// Even a duplicate has extended e.schema: save it, or a later event
+	// with that column would publish it without a schema record.
+	if ev.schemaChanged {
+		res.schemaChanged = true
+	}
+	if _, dup := ids[ev.id]; dup || e.seen.contains(ev.id, e.now()) {
+		res.duplicates++
+		return
+	}
+	ids[ev.id] = struct{}{}
+	res.events = append(res.events, ev.line)
+	res.enriched++
 }
 
 // failure is why a value could not become an event.
@@ -308,17 +318,21 @@ var idNamespace = uuid.MustParse("6f1c2a52-5b7e-4e39-9c55-6a0f3e0d5b11")
 
 // findEventID returns the event_id of a JSON object, if it has a string one,
 // so that a bad row names its event wherever the field stood.
-func findEventID(v []byte) string {
-	var id string
-	_ = jsonseq.Fields(v, func(key, raw []byte) error {
-		if strings.EqualFold(string(key), "event_id") {
-			id, _ = canonicalString(key, raw)
-			id = strings.Clone(id)
+func findEventID(v []byte) string { return findString(v, "event_id") }
+
+// findString returns the string field key of a JSON object (matched
+// case-insensitively), or "".
+func findString(v []byte, key string) string {
+	var out string
+	_ = jsonseq.Fields(v, func(k, raw []byte) error {
+		if strings.EqualFold(string(k), key) {
+			out, _ = canonicalString(k, raw)
+			out = strings.Clone(out)
 			return errStop
 		}
 		return nil
 	})
-	return id
+	return out
 }
 
 // errStop ends a jsonseq.Fields walk early.

@@ -163,7 +163,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Node, er
 	go n.watchLag(actx)
 
 	n.coll = collect.New(collect.Options{
-		Store: n.bus, MaxBody: int64(cfg.HTTP.MaxBody), MaxEvents: cfg.HTTP.MaxEvents, Logger: log,
+		Store: n.bus, MaxBody: int64(cfg.HTTP.MaxBody), MaxEvents: cfg.HTTP.MaxEvents, WriteKeys: cfg.HTTP.WriteKeys, Logger: log,
 	})
 	for _, name := range slices.Sorted(maps.Keys(cfg.Sources)) {
 		src := cfg.Sources[name]
