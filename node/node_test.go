@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -18,13 +19,16 @@ import (
 	"github.com/sluice-data/sluice/warehouse"
 )
 
-// startNode runs a whole sluice process in-process on a temp data dir with
-// ephemeral ports and a short flush interval.
-func startNode(t *testing.T, dataDir string) *node.Node {
+// startNode runs a whole sluice process in-process on dataDir with
+// ephemeral ports and a short flush interval; configure adjusts the rest.
+func startNode(t *testing.T, dataDir string, configure ...func(*config.Config)) *node.Node {
 	t.Helper()
 	cfg := config.Default()
 	cfg.ApplyOverrides(dataDir, "127.0.0.1:0", "127.0.0.1:0")
 	cfg.Lake.FlushInterval = config.Duration(300 * time.Millisecond)
+	for _, f := range configure {
+		f(cfg)
+	}
 	n, err := node.Start(context.Background(), cfg, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -287,4 +291,17 @@ func TestOneProcessPerDataDir(t *testing.T) {
 	// Once the first has stopped, the data dir is free again.
 	n2 := startNode(t, dir)
 	n2.Stop()
+}
+
+// need fails the test in CI (or with SLUICE_INTEGRATION=1) and skips it
+// elsewhere when a real client it needs is missing.
+func need(t *testing.T, what string, err error) {
+	t.Helper()
+	if err == nil {
+		return
+	}
+	if os.Getenv("CI") == "true" || os.Getenv("SLUICE_INTEGRATION") == "1" {
+		t.Fatalf("%s is needed: %v", what, err)
+	}
+	t.Skipf("%s is not installed (%v); set SLUICE_INTEGRATION=1 to make this a failure", what, err)
 }

@@ -1,7 +1,6 @@
 package node_test
 
 import (
-	"context"
 	"encoding/base64"
 	"fmt"
 	"net/http"
@@ -10,38 +9,19 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/sluice-data/sluice/config"
-	"github.com/sluice-data/sluice/node"
 )
 
-// requireSegmentClient returns node and the test client's folder, with
-// @segment/analytics-node installed there by `npm install` (.ci/run does).
-func requireSegmentClient(t *testing.T) (string, string) {
-	t.Helper()
+func TestSegmentFromTheRealClient(t *testing.T) {
+	// The real @segment/analytics-node, installed by `npm install --prefix
+	// node/testdata/segment` (.ci/run does).
 	dir, _ := filepath.Abs(filepath.Join("testdata", "segment"))
 	nodeBin, err := exec.LookPath("node")
-	_, modErr := os.Stat(filepath.Join(dir, "node_modules", "@segment", "analytics-node"))
-	if err != nil || modErr != nil {
-		if os.Getenv("CI") == "true" || os.Getenv("SLUICE_INTEGRATION") == "1" {
-			t.Fatalf("the Segment client is needed: node (%v) and npm install --prefix %s (%v)", err, dir, modErr)
-		}
-		t.Skipf("the Segment client is not installed (npm install --prefix %s); set SLUICE_INTEGRATION=1 to make this a failure", dir)
-	}
-	return nodeBin, dir
-}
-
-func TestSegmentFromTheRealClient(t *testing.T) {
-	nodeBin, dir := requireSegmentClient(t)
-	cfg := config.Default()
-	cfg.ApplyOverrides(t.TempDir(), "127.0.0.1:0", "127.0.0.1:0")
-	cfg.Lake.FlushInterval = config.Duration(300 * time.Millisecond)
-	cfg.HTTP.WriteKeys = []string{"wk-good"}
-	n, err := node.Start(context.Background(), cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	need(t, "node", err)
+	_, err = os.Stat(filepath.Join(dir, "node_modules", "@segment", "analytics-node"))
+	need(t, "@segment/analytics-node (npm install --prefix "+dir+")", err)
+	n := startNode(t, t.TempDir(), func(cfg *config.Config) { cfg.HTTP.WriteKeys = []string{"wk-good"} })
 	defer n.Stop()
 
 	out, err := exec.Command(nodeBin, filepath.Join(dir, "send.js"), n.CollectorURL(), "wk-good").CombinedOutput()

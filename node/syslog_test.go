@@ -1,7 +1,6 @@
 package node_test
 
 import (
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -21,36 +20,17 @@ import (
 	"time"
 
 	"github.com/sluice-data/sluice/config"
-	"github.com/sluice-data/sluice/node"
 )
 
-// requireLogger returns the path of util-linux's logger, the real syslog
-// client; CI must have it, a laptop may skip.
-func requireLogger(t *testing.T) string {
-	t.Helper()
-	p, err := exec.LookPath("logger")
-	if err != nil {
-		if os.Getenv("CI") == "true" || os.Getenv("SLUICE_INTEGRATION") == "1" {
-			t.Fatal("logger (util-linux) is needed for the syslog tests")
-		}
-		t.Skip("logger (util-linux) not found; set SLUICE_INTEGRATION=1 to make this a failure")
-	}
-	return p
-}
-
 func TestSyslogFromTheRealLogger(t *testing.T) {
-	logger := requireLogger(t)
-	cfg := config.Default()
-	cfg.ApplyOverrides(t.TempDir(), "127.0.0.1:0", "127.0.0.1:0")
-	cfg.Lake.FlushInterval = config.Duration(300 * time.Millisecond)
-	cfg.Sources = map[string]config.Source{
-		"udp": {Type: "syslog", Listen: "udp://127.0.0.1:0"},
-		"tcp": {Type: "syslog", Listen: "tcp://127.0.0.1:0"},
-	}
-	n, err := node.Start(context.Background(), cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	logger, err := exec.LookPath("logger") // util-linux: the real syslog client
+	need(t, "logger (util-linux)", err)
+	n := startNode(t, t.TempDir(), func(cfg *config.Config) {
+		cfg.Sources = map[string]config.Source{
+			"udp": {Type: "syslog", Listen: "udp://127.0.0.1:0"},
+			"tcp": {Type: "syslog", Listen: "tcp://127.0.0.1:0"},
+		}
+	})
 	defer n.Stop()
 	ports := map[string]string{}
 	for _, a := range n.SyslogAddrs() {
@@ -140,16 +120,11 @@ func selfSigned(t *testing.T) (certFile, keyFile string, pool *x509.CertPool) {
 // RFC 5425: syslog over TLS, octet-counted frames.
 func TestSyslogOverTLS(t *testing.T) {
 	certFile, keyFile, pool := selfSigned(t)
-	cfg := config.Default()
-	cfg.ApplyOverrides(t.TempDir(), "127.0.0.1:0", "127.0.0.1:0")
-	cfg.Lake.FlushInterval = config.Duration(300 * time.Millisecond)
-	cfg.Sources = map[string]config.Source{
-		"tls": {Type: "syslog", Listen: "tls://127.0.0.1:0", TLS: config.TLS{Cert: certFile, Key: keyFile}},
-	}
-	n, err := node.Start(context.Background(), cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	n := startNode(t, t.TempDir(), func(cfg *config.Config) {
+		cfg.Sources = map[string]config.Source{
+			"tls": {Type: "syslog", Listen: "tls://127.0.0.1:0", TLS: config.TLS{Cert: certFile, Key: keyFile}},
+		}
+	})
 	defer n.Stop()
 	u, _ := url.Parse(n.SyslogAddrs()[0])
 	if u.Scheme != "tls" {
