@@ -382,6 +382,33 @@ func (s *heldStore) holdFirst(c *Collector, n int) (int, error) {
 	return first, nil
 }
 
+// sendHeld sends rqs concurrently while the store holds back the first frame
+// until every other request is queued behind it, checks that each is
+// answered 200 with one event, and says how many went into the first frame.
+func sendHeld(t *testing.T, store *heldStore, c *Collector, url string, rqs []request) int {
+	t.Helper()
+	var (
+		first   int
+		holdErr error
+	)
+	held := make(chan struct{})
+	go func() {
+		defer close(held)
+		defer store.open()
+		first, holdErr = store.holdFirst(c, len(rqs))
+	}()
+	for i, r := range sendAll(t, url, rqs) {
+		if r.status != http.StatusOK || r.accepted != 1 {
+			t.Errorf("request %d: %d %s", i, r.status, r.raw)
+		}
+	}
+	<-held
+	if holdErr != nil {
+		t.Fatal(holdErr)
+	}
+	return first
+}
+
 func TestConcurrentRequestsAreGroupCommitted(t *testing.T) {
 	b := openBus(t)
 	store := newHeldStore(b)
@@ -394,25 +421,7 @@ func TestConcurrentRequestsAreGroupCommitted(t *testing.T) {
 	}
 	// While the first frame is being stored, every other request waits;
 	// then they all go in one frame.
-	var (
-		first   int
-		holdErr error
-	)
-	held := make(chan struct{})
-	go func() {
-		defer close(held)
-		defer store.open()
-		first, holdErr = store.holdFirst(c, n)
-	}()
-	for i, r := range sendAll(t, srv.URL, rqs) {
-		if r.status != http.StatusOK || r.accepted != 1 {
-			t.Fatalf("request %d: %d %s", i, r.status, r.raw)
-		}
-	}
-	<-held
-	if holdErr != nil {
-		t.Fatal(holdErr)
-	}
+	first := sendHeld(t, store, c, srv.URL, rqs)
 	msgs, payloads := stored(t, b)
 	want := 2
 	if first == n {
@@ -473,25 +482,7 @@ func TestFramesStayBelowTheLimit(t *testing.T) {
 	for i := range rqs {
 		rqs[i] = request{body: fmt.Appendf(nil, `{"i":%d,"pad":"%s"}`, i, strings.Repeat("x", 900<<10))}
 	}
-	var (
-		first   int
-		holdErr error
-	)
-	held := make(chan struct{})
-	go func() {
-		defer close(held)
-		defer store.open()
-		first, holdErr = store.holdFirst(c, n)
-	}()
-	for i, r := range sendAll(t, srv.URL, rqs) {
-		if r.status != http.StatusOK {
-			t.Errorf("request %d: %d %s", i, r.status, r.raw)
-		}
-	}
-	<-held
-	if holdErr != nil {
-		t.Fatal(holdErr)
-	}
+	first := sendHeld(t, store, c, srv.URL, rqs)
 	msgs, payloads := stored(t, b)
 	if len(payloads) != n {
 		t.Fatalf("%d payloads stored, want %d", len(payloads), n)

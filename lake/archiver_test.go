@@ -379,12 +379,7 @@ func TestArchiverReplaysACrashedFlush(t *testing.T) {
 
 	// Rewind the commit record as if the 5-6 flush crashed after its first
 	// file, and let the stream move on.
-	rec := commitOf(t, d, "events")
-	rec.LastSeq = 4
-	data, _ := json.Marshal(rec)
-	if err := d.Put(ctx, "_sluice/commits/events.json", data); err != nil {
-		t.Fatal(err)
-	}
+	rewindCommit(t, d, 4)
 	if err := d.Delete(ctx, "events/dt=2026-11-25/hr=11/events-5-6.parquet"); err != nil {
 		t.Fatal(err)
 	}
@@ -394,11 +389,7 @@ func TestArchiverReplaysACrashedFlush(t *testing.T) {
 	ar.waitCommitted(t, 7)
 	ar.stop(t)
 	after := idsByFile(t, d, lakeDB(t, d, "events"), "events")
-	for f, want := range before {
-		if got := after[f]; !slices.Equal(got, want) {
-			t.Errorf("%s holds %q after the replay, %q before", f, got, want)
-		}
-	}
+	sameFiles(t, before, after)
 	if len(after) != len(before)+2 || after["events/dt=2026-11-25/hr=10/events-7-7.parquet"] == nil {
 		t.Errorf("files after the replay: %q", after)
 	}
@@ -565,7 +556,6 @@ func TestArchiverDoesNotCommitRowsItCannotType(t *testing.T) {
 // the files: each range is rewritten into its own names, in order, and no row
 // appears twice.
 func TestArchiverReplaysSeveralRanges(t *testing.T) {
-	ctx := context.Background()
 	b := openBus(t, bus.StreamConfig{})
 	d := newDir(t)
 	saveSchema(t, b, ownColumns...)
@@ -575,25 +565,38 @@ func TestArchiverReplaysSeveralRanges(t *testing.T) {
 	ar.stop(t)
 	before := idsByFile(t, d, lakeDB(t, d, "events"), "events")
 
-	rec := commitOf(t, d, "events")
-	rec.LastSeq = 2 // as if restored from before the 3-4 and 5-6 flushes
-	data, _ := json.Marshal(rec)
-	if err := d.Put(ctx, "_sluice/commits/events.json", data); err != nil {
-		t.Fatal(err)
-	}
+	rewindCommit(t, d, 2) // as if restored from before the 3-4 and 5-6 flushes
 	ids = append(ids, publishPairs(t, b, 7, 7)...)
 
 	ar = startArchiver(t, b, d, EventsTable, 50*time.Millisecond, 1000)
 	ar.waitCommitted(t, 7)
 	ar.stop(t)
 	after := idsByFile(t, d, lakeDB(t, d, "events"), "events")
+	sameFiles(t, before, after)
+	if len(after) != len(before)+2 {
+		t.Errorf("files after the replay: %q", after)
+	}
+	checkOnce(t, lakeDB(t, d, "events"), "events", ids)
+}
+
+// rewindCommit moves the events table's commit record back to seq, as a
+// crash before the commit (or a restored backup) leaves it.
+func rewindCommit(t *testing.T, d *Dir, seq uint64) {
+	t.Helper()
+	rec := commitOf(t, d, "events")
+	rec.LastSeq = seq
+	data, _ := json.Marshal(rec)
+	if err := d.Put(context.Background(), "_sluice/commits/events.json", data); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// sameFiles checks that every file of before holds the same rows after.
+func sameFiles(t *testing.T, before, after map[string][]string) {
+	t.Helper()
 	for f, want := range before {
 		if got := after[f]; !slices.Equal(got, want) {
 			t.Errorf("%s holds %q after the replay, %q before", f, got, want)
 		}
 	}
-	if len(after) != len(before)+2 {
-		t.Errorf("files after the replay: %q", after)
-	}
-	checkOnce(t, lakeDB(t, d, "events"), "events", ids)
 }
