@@ -189,11 +189,40 @@ func (b *Bus) startEmbedded(o Options) error {
 // subject is where a stream's messages are published.
 func subject(stream string) string { return "sluice." + stream }
 
+// subSubject is where PublishTo puts a message: under the stream's subject, so
+// every consumer of the stream still receives it, while LastMsg can find the
+// last message of one producer (a tailer keeps its checkpoint there).
+func subSubject(stream, sub string) (string, error) {
+	if err := validSub(sub); err != nil {
+		return "", fmt.Errorf("stream %s: %w", stream, err)
+	}
+	return subject(stream) + "." + sub, nil
+}
+
+// validSub accepts a dot-separated sequence of NATS subject tokens without
+// wildcards.
+func validSub(sub string) error {
+	if sub == "" {
+		return errors.New("empty sub-subject")
+	}
+	for tok := range strings.SplitSeq(sub, ".") {
+		if tok == "" {
+			return fmt.Errorf("sub-subject %q has an empty token", sub)
+		}
+		if i := strings.IndexAny(tok, "*> \t\r\n"); i >= 0 {
+			return fmt.Errorf("sub-subject %q: %q is not allowed in a subject token", sub, tok[i])
+		}
+	}
+	return nil
+}
+
+// ensureStream creates or updates a stream. Its sub-subjects carry
+// PublishTo's messages; consumers filter on nothing, so they read both.
 func (b *Bus) ensureStream(ctx context.Context, name string, sc StreamConfig) error {
 	cfg := jetstream.StreamConfig{
 		Name:        name,
 		Description: "sluice " + name,
-		Subjects:    []string{subject(name)},
+		Subjects:    []string{subject(name), subject(name) + ".>"},
 		Storage:     jetstream.FileStorage,
 		Retention:   jetstream.LimitsPolicy,
 		Discard:     jetstream.DiscardOld,
@@ -231,6 +260,46 @@ func (b *Bus) Publish(ctx context.Context, stream string, data []byte, msgID str
 		return 0, fmt.Errorf("publish to %s: %w", stream, err)
 	}
 	return ack.Sequence, nil
+}
+
+// PublishTo stores data on stream under the sub-subject sub (dot-separated
+// NATS tokens, no wildcards), like Publish. Consumers of the stream receive it
+// like any other message; LastMsg finds the last one stored under sub.
+func (b *Bus) PublishTo(ctx context.Context, stream, sub string, data []byte, msgID string) (uint64, error) {
+	subj, err := subSubject(stream, sub)
+	if err != nil {
+		return 0, fmt.Errorf("publish: %w", err)
+	}
+	var opts []jetstream.PublishOpt
+	if msgID != "" {
+		opts = append(opts, jetstream.WithMsgID(msgID))
+	}
+	ack, err := b.js.Publish(ctx, subj, data, opts...)
+	if err != nil {
+		return 0, fmt.Errorf("publish to %s: %w", subj, err)
+	}
+	return ack.Sequence, nil
+}
+
+// LastMsg returns the last message stored on stream under sub (see
+// PublishTo); ok is false when there is none.
+func (b *Bus) LastMsg(ctx context.Context, stream, sub string) (m Msg, ok bool, err error) {
+	subj, err := subSubject(stream, sub)
+	if err != nil {
+		return Msg{}, false, fmt.Errorf("last message: %w", err)
+	}
+	s, err := b.js.Stream(ctx, stream)
+	if err != nil {
+		return Msg{}, false, fmt.Errorf("stream %s: %w", stream, err)
+	}
+	raw, err := s.GetLastMsgForSubject(ctx, subj)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return Msg{}, false, nil
+	}
+	if err != nil {
+		return Msg{}, false, fmt.Errorf("last message on %s: %w", subj, err)
+	}
+	return Msg{Seq: raw.Sequence, Time: raw.Time, Data: raw.Data}, true, nil
 }
 
 // Outgoing is one message for PublishAll.
