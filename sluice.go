@@ -42,6 +42,22 @@ type Payload struct {
 	Body        []byte            `json:"-"`
 }
 
+// Payload headers that collectors record for enrich.
+const (
+	// HeaderNetworkUserID is the Snowplow network user id: the collector's
+	// cookie value, or the zero id for anonymous requests.
+	HeaderNetworkUserID = "Sp-Nuid"
+	// HeaderAnonymous is set when a tracker asked for anonymous tracking
+	// (SP-Anonymous): enrich keeps no IP address.
+	HeaderAnonymous = "Sp-Anonymous"
+	// HeaderWriteKey is the Segment-style write key of the request.
+	HeaderWriteKey = "Write-Key"
+	// HeaderReplayOf marks a payload that `sluice bad replay` took from a
+	// bad row ("<bad sequence>/<line>"); it seeds the ids enrich generates,
+	// so replaying twice yields the same events.
+	HeaderReplayOf = "Replay-Of"
+)
+
 // frameVersion is the first byte of every raw message; it lets a later enrich
 // read what an older collector wrote.
 const frameVersion = 1

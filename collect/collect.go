@@ -44,7 +44,9 @@ type Options struct {
 	MaxEvents int   // most events per request; default 10000
 	// WriteKeys, when set, are the only Segment-style write keys accepted.
 	WriteKeys []string
-	Logger    *slog.Logger
+	// Cookie is the Snowplow routes' network user id cookie.
+	Cookie Cookie
+	Logger *slog.Logger
 }
 
 // Collector is the HTTP collector. Its zero value is not usable; call New.
@@ -54,6 +56,7 @@ type Collector struct {
 	maxEvents int
 	maxFrame  int64
 	writeKeys map[string]bool
+	cookie    Cookie
 	log       *slog.Logger
 
 	queue   chan *pending
@@ -80,6 +83,15 @@ func New(o Options) *Collector {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	if o.Cookie.Name == "" {
+		o.Cookie.Name = "sp"
+	}
+	if o.Cookie.Expiration <= 0 {
+		o.Cookie.Expiration = 365 * 24 * time.Hour
+	}
+	if o.Cookie.SameSite == 0 {
+		o.Cookie.SameSite = http.SameSiteNoneMode
+	}
 	maxFrame := o.Store.MaxPayload() / 2
 	c := &Collector{
 		store:     o.Store,
@@ -87,6 +99,7 @@ func New(o Options) *Collector {
 		maxEvents: o.MaxEvents,
 		maxFrame:  max(maxFrame, 1),
 		writeKeys: keySet(o.WriteKeys),
+		cookie:    o.Cookie,
 		log:       o.Logger,
 		queue:     make(chan *pending, 1024),
 		stopped:   make(chan struct{}),
@@ -115,6 +128,7 @@ func (c *Collector) Handler() http.Handler {
 	for _, t := range SegmentTypes {
 		mux.HandleFunc("POST /v1/"+t, c.handleSegment)
 	}
+	c.snowplowRoutes(mux)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -147,6 +161,24 @@ type counter func(body []byte) (n int, headers map[string]string, status int, er
 // accept is the common path of the JSON routes: check the request, count,
 // store, answer.
 func (c *Collector) accept(w http.ResponseWriter, r *http.Request, count counter) {
+	p, ok := c.prepare(w, r, acceptedTypes, count)
+	if !ok {
+		return
+	}
+	if p.events == 0 {
+		// An empty array: nothing to store.
+		collectorRequests.WithLabelValues("200").Inc()
+		writeJSON(w, http.StatusOK, map[string]int{"accepted": 0})
+		return
+	}
+	if c.commit(w, r, p) {
+		writeJSON(w, http.StatusOK, map[string]int{"accepted": p.events})
+	}
+}
+
+// prepare checks a request's content type, reads and counts its body and
+// returns what to store. On failure it has answered the client.
+func (c *Collector) prepare(w http.ResponseWriter, r *http.Request, types map[string]bool, count counter) (*pending, bool) {
 	received := time.Now().UTC()
 	ct := r.Header.Get("Content-Type")
 	mt := ""
@@ -154,45 +186,44 @@ func (c *Collector) accept(w http.ResponseWriter, r *http.Request, count counter
 		var err error
 		mt, _, err = mime.ParseMediaType(ct)
 		if err != nil {
+			collectorRequests.WithLabelValues("415").Inc()
 			fail(w, http.StatusUnsupportedMediaType, fmt.Sprintf("content type %q cannot be parsed: %v; send application/json or application/x-ndjson", ct, err))
-			return
+			return nil, false
 		}
 	}
-	if !acceptedTypes[mt] {
+	if !types[mt] {
+		collectorRequests.WithLabelValues("415").Inc()
 		fail(w, http.StatusUnsupportedMediaType, fmt.Sprintf("content type %q is not accepted here; send application/json (one object or an array) or application/x-ndjson", mt))
-		return
+		return nil, false
 	}
 	body, status, err := c.readBody(r)
 	if err != nil {
 		collectorRequests.WithLabelValues(statusLabel(status)).Inc()
 		fail(w, status, err.Error())
-		return
+		return nil, false
 	}
 	n, extra, status, err := count(body)
 	if err != nil {
 		collectorRequests.WithLabelValues(statusLabel(status)).Inc()
 		fail(w, status, err.Error())
-		return
+		return nil, false
 	}
 	if n > c.maxEvents {
 		collectorRequests.WithLabelValues("413").Inc()
 		fail(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("%d events in one request; the limit is %d (http.max_events): split the batch", n, c.maxEvents))
-		return
+		return nil, false
 	}
-	if n == 0 {
-		// An empty array: nothing to store.
-		collectorRequests.WithLabelValues("200").Inc()
-		writeJSON(w, http.StatusOK, map[string]int{"accepted": 0})
-		return
-	}
-	collectorEventsReceived.Add(float64(n))
-	collectorBytesReceived.Add(float64(len(body)))
-	p := &pending{
+	return c.newPending(r, received, mt, body, n, extra), true
+}
+
+// newPending wraps a request's body and metadata for the writer.
+func (c *Collector) newPending(r *http.Request, received time.Time, contentType string, body []byte, n int, extra map[string]string) *pending {
+	return &pending{
 		payload: sluice.Payload{
 			ReceivedAt:  received,
 			Collector:   "http",
 			Path:        r.URL.Path,
-			ContentType: mt,
+			ContentType: contentType,
 			IP:          clientIP(r),
 			UserAgent:   r.UserAgent(),
 			Headers:     keptHeaders(r.Header, extra),
@@ -201,14 +232,21 @@ func (c *Collector) accept(w http.ResponseWriter, r *http.Request, count counter
 		events: n,
 		done:   make(chan error, 1),
 	}
+}
+
+// commit stores p and reports whether it was stored; when it was not, the
+// client has its 503.
+func (c *Collector) commit(w http.ResponseWriter, r *http.Request, p *pending) bool {
+	collectorEventsReceived.Add(float64(p.events))
+	collectorBytesReceived.Add(float64(len(p.payload.Body)))
 	if err := c.enqueue(r.Context(), p); err != nil {
 		collectorRequests.WithLabelValues("503").Inc()
 		fail(w, http.StatusServiceUnavailable, "events not stored: "+err.Error()+"; retry later")
-		return
+		return false
 	}
 	collectorRequests.WithLabelValues("200").Inc()
-	collectorEventsAcked.Add(float64(n))
-	writeJSON(w, http.StatusOK, map[string]int{"accepted": n})
+	collectorEventsAcked.Add(float64(p.events))
+	return true
 }
 
 // readBody reads the whole body, gunzipping it if needed, within the limit.

@@ -6,15 +6,13 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/sluice-data/sluice"
 	"github.com/sluice-data/sluice/internal/jsonseq"
 )
 
 // SegmentTypes are the single-message routes of the Segment/RudderStack HTTP
 // API (POST /v1/<type>); POST /v1/batch takes {"batch": [messages]}.
 var SegmentTypes = []string{"track", "identify", "page", "screen", "group", "alias"}
-
-// WriteKeyHeader is the payload header that carries the request's write key.
-const WriteKeyHeader = "Write-Key"
 
 func keySet(keys []string) map[string]bool {
 	if len(keys) == 0 {
@@ -64,7 +62,7 @@ func (c *Collector) handleSegment(w http.ResponseWriter, r *http.Request) {
 		}
 		var headers map[string]string
 		if key != "" {
-			headers = map[string]string{WriteKeyHeader: key}
+			headers = map[string]string{sluice.HeaderWriteKey: key}
 		}
 		if !batch {
 			return 1, headers, 0, nil

@@ -52,6 +52,19 @@ type HTTP struct {
 	// WriteKeys, when set, are the only write keys the Segment-style routes
 	// accept.
 	WriteKeys []string `yaml:"write_keys" json:"write_keys,omitempty" jsonschema:"description=Segment-style routes (/v1/batch\\, /v1/track …): accept only these write keys (Basic auth user name or writeKey in the body). Empty: any"`
+	// Cookie is the Snowplow network user id cookie.
+	Cookie Cookie `yaml:"cookie" json:"cookie,omitempty"`
+}
+
+// Cookie configures the network user id cookie that the Snowplow routes set
+// (network_userid in events).
+type Cookie struct {
+	Enabled    bool     `yaml:"enabled" json:"enabled" jsonschema:"description=Set the cookie. Default true; false: no cookie\\, a new network user id per request"`
+	Name       string   `yaml:"name" json:"name,omitempty" jsonschema:"description=Cookie name. Default sp"`
+	Domain     string   `yaml:"domain" json:"domain,omitempty" jsonschema:"description=Cookie domain\\, e.g. .example.com to share it across subdomains. Default: the collector's host"`
+	Expiration Duration `yaml:"expiration" json:"expiration,omitempty" jsonschema:"description=How long the cookie lives. Default 365d"`
+	Secure     bool     `yaml:"secure" json:"secure" jsonschema:"description=Send the cookie over HTTPS only. Default true (browsers need it for SameSite=None; they accept it from http://localhost)"`
+	SameSite   string   `yaml:"same_site" json:"same_site,omitempty" jsonschema:"enum=None,enum=Lax,enum=Strict,description=SameSite attribute. Default None (trackers on other sites)"`
 }
 
 // Auth protects the API and web UI; the collector stays public.
@@ -96,6 +109,16 @@ type Enrich struct {
 	Campaign    bool `yaml:"campaign" json:"campaign" jsonschema:"description=Columns mkt_source\\, mkt_medium\\, mkt_campaign\\, mkt_term\\, mkt_content from utm_* parameters of page_url. Default true"`
 	Referrer    bool `yaml:"referrer" json:"referrer" jsonschema:"description=Columns refr_medium (search\\, social\\, internal\\, other) and refr_source from the referrer. Default true"`
 	AnonymizeIP bool `yaml:"anonymize_ip" json:"anonymize_ip" jsonschema:"description=Zero the last octet of IPv4 and the last 80 bits of IPv6 addresses. Default false"`
+	Fingerprint bool `yaml:"fingerprint" json:"fingerprint" jsonschema:"description=Column event_fingerprint (a hash of what the client sent\\, without ids and send times); events that came without an event_id get one derived from it\\, so a retried request is deduplicated. Default false"`
+	// Iglu validates self-describing JSON.
+	Iglu Iglu `yaml:"iglu" json:"iglu,omitempty"`
+}
+
+// Iglu configures the schema registries that self-describing JSON (Snowplow
+// events and contexts) is validated against.
+type Iglu struct {
+	Registries []string `yaml:"registries" json:"registries,omitempty" jsonschema:"description=Folders laid out like an Iglu static registry: schemas/<vendor>/<name>/jsonschema/<version>. Searched in order"`
+	Unknown    string   `yaml:"unknown" json:"unknown,omitempty" jsonschema:"enum=accept,enum=bad,description=What to do with data whose schema no registry holds: accept it unvalidated (default) or make it a schema_violation bad row"`
 }
 
 // Lake configures where archived Parquet files go and how often.

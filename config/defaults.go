@@ -26,10 +26,11 @@ func Default() *Config {
 			API:       "127.0.0.1:8081",
 			MaxBody:   1 * MiB,
 			MaxEvents: 10000,
+			Cookie:    Cookie{Enabled: true, Name: "sp", Expiration: Duration(365 * 24 * time.Hour), Secure: true, SameSite: "None"},
 		},
 		Bus:       Bus{URL: "embedded"},
 		Streams:   map[string]Stream{},
-		Enrich:    Enrich{DedupeWindow: Duration(10 * time.Minute), UserAgent: true, Campaign: true, Referrer: true},
+		Enrich:    Enrich{DedupeWindow: Duration(10 * time.Minute), UserAgent: true, Campaign: true, Referrer: true, Iglu: Iglu{Unknown: "accept"}},
 		Lake:      Lake{FlushInterval: Duration(5 * time.Second), MaxRows: 200000},
 		Warehouse: Warehouse{URL: "duckdb"},
 	}
@@ -59,7 +60,14 @@ func fillDefaults(c *Config, set func(path string) bool) {
 	if !set("enrich.dedupe_window") {
 		c.Enrich.DedupeWindow = d.Enrich.DedupeWindow
 	}
-	for path, field := range map[string]*bool{"enrich.useragent": &c.Enrich.UserAgent, "enrich.campaign": &c.Enrich.Campaign, "enrich.referrer": &c.Enrich.Referrer} {
+	defaultString(&c.HTTP.Cookie.Name, d.HTTP.Cookie.Name)
+	defaultString(&c.HTTP.Cookie.SameSite, d.HTTP.Cookie.SameSite)
+	defaultString(&c.Enrich.Iglu.Unknown, d.Enrich.Iglu.Unknown)
+	if !set("http.cookie.expiration") {
+		c.HTTP.Cookie.Expiration = d.HTTP.Cookie.Expiration
+	}
+	for path, field := range map[string]*bool{"enrich.useragent": &c.Enrich.UserAgent, "enrich.campaign": &c.Enrich.Campaign, "enrich.referrer": &c.Enrich.Referrer,
+		"http.cookie.enabled": &c.HTTP.Cookie.Enabled, "http.cookie.secure": &c.HTTP.Cookie.Secure} {
 		if !set(path) {
 			*field = true
 		}
@@ -69,6 +77,9 @@ func fillDefaults(c *Config, set func(path string) bool) {
 	}
 	if !set("lake.max_rows") {
 		c.Lake.MaxRows = d.Lake.MaxRows
+	}
+	if len(c.Enrich.Iglu.Registries) == 0 {
+		c.Enrich.Iglu.Registries = nil
 	}
 	if len(c.Sources) == 0 {
 		c.Sources = nil // "sources: {}" is the same as no sources

@@ -44,6 +44,7 @@ http:
   api: "[::1]:9000"
   max_body: 2MiB
   max_events: 500
+  cookie: {domain: .shop.example, secure: false, same_site: Lax}
 auth:
   token: abc
 bus:
@@ -53,7 +54,7 @@ streams:
   raw: {retention: 1d, max_bytes: 10GiB}
   logs: {max_bytes: 1GB}
   bad:
-enrich: {dedupe_window: 1h30m}
+enrich: {dedupe_window: 1h30m, fingerprint: true, iglu: {unknown: bad}}
 lake: {url: /data/lake, flush_interval: 250ms, max_rows: 1_000}
 warehouse: {url: duckdb}
 pipelines: {}
@@ -65,11 +66,13 @@ jobs: []
 		t.Fatal(err)
 	}
 	want := &Config{
-		DataDir:   "/var/lib/sluice",
-		HTTP:      HTTP{Collector: "0.0.0.0:80", API: "[::1]:9000", MaxBody: 2 * MiB, MaxEvents: 500},
-		Auth:      Auth{Token: "abc"},
-		Bus:       Bus{URL: "nats://a:4222,tls://b:4222"},
-		Enrich:    Enrich{DedupeWindow: Duration(90 * time.Minute), UserAgent: true, Campaign: true, Referrer: true},
+		DataDir: "/var/lib/sluice",
+		HTTP: HTTP{Collector: "0.0.0.0:80", API: "[::1]:9000", MaxBody: 2 * MiB, MaxEvents: 500,
+			Cookie: Cookie{Enabled: true, Name: "sp", Domain: ".shop.example", Expiration: Duration(365 * 24 * time.Hour), SameSite: "Lax"}},
+		Auth: Auth{Token: "abc"},
+		Bus:  Bus{URL: "nats://a:4222,tls://b:4222"},
+		Enrich: Enrich{DedupeWindow: Duration(90 * time.Minute), UserAgent: true, Campaign: true, Referrer: true,
+			Fingerprint: true, Iglu: Iglu{Unknown: "bad"}},
 		Lake:      Lake{URL: "/data/lake", FlushInterval: Duration(250 * time.Millisecond), MaxRows: 1000},
 		Warehouse: Warehouse{URL: "duckdb"},
 		Streams: map[string]Stream{

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -79,6 +80,14 @@ func (l *loader) validate(c *Config) {
 			"set auth.token (e.g. token: ${SLUICE_TOKEN}) or listen on 127.0.0.1")
 	}
 
+	if c.HTTP.Cookie.Expiration <= 0 {
+		l.addAt("http.cookie.expiration", "http.cookie.expiration must be greater than 0", "the default is 365d")
+	}
+	if !slices.Contains([]string{"None", "Lax", "Strict"}, c.HTTP.Cookie.SameSite) {
+		l.addAt("http.cookie.same_site", fmt.Sprintf("http.cookie.same_site is %q; write None, Lax or Strict", c.HTTP.Cookie.SameSite),
+			"None (the default) lets trackers on other sites send the cookie")
+	}
+
 	l.checkBus(c.Bus.URL)
 
 	for _, name := range sortedKeys(c.Sources) {
@@ -104,6 +113,17 @@ func (l *loader) validate(c *Config) {
 	if c.Enrich.DedupeWindow <= 0 {
 		l.addAt("enrich.dedupe_window", "enrich.dedupe_window must be greater than 0",
 			"the default is 10m; duplicates are dropped only within this window")
+	}
+
+	if u := c.Enrich.Iglu.Unknown; u != "accept" && u != "bad" {
+		l.addAt("enrich.iglu.unknown", fmt.Sprintf("enrich.iglu.unknown is %q; write accept or bad", u),
+			"accept (the default) keeps data whose schema no registry holds; bad makes it a schema_violation bad row")
+	}
+	for i, d := range c.Enrich.Iglu.Registries {
+		if st, err := os.Stat(d); err != nil || !st.IsDir() {
+			l.addAt(fmt.Sprintf("enrich.iglu.registries[%d]", i), fmt.Sprintf("Iglu registry %q is not a directory", d),
+				"give a folder that holds schemas/<vendor>/<name>/jsonschema/<version> files")
+		}
 	}
 
 	l.checkLakeURL(c.Lake.URL)

@@ -32,6 +32,7 @@ import (
 	syslog "github.com/leodido/go-syslog/v4"
 	"github.com/sluice-data/sluice"
 	"github.com/sluice-data/sluice/bus"
+	"github.com/sluice-data/sluice/enrich/iglu"
 	"github.com/sluice-data/sluice/internal/jsonseq"
 )
 
@@ -40,7 +41,15 @@ type Options struct {
 	Bus          *bus.Bus
 	DedupeWindow time.Duration // default 10m
 	Enrichments  []Enrichment  // run in order on every event
-	Logger       *slog.Logger
+	// Iglu validates self-describing data; nil validates nothing.
+	Iglu *iglu.Registry
+	// RejectUnknownSchemas makes self-describing data whose schema no
+	// registry holds a schema_violation (enrich.iglu.unknown: bad).
+	RejectUnknownSchemas bool
+	// Fingerprint adds event_fingerprint and derives the ids of events that
+	// came without one from it (enrich.fingerprint).
+	Fingerprint bool
+	Logger               *slog.Logger
 }
 
 // Enricher is the raw -> events/bad stage.
@@ -52,16 +61,21 @@ type Enricher struct {
 	rev    uint64
 	now    func() time.Time
 
-	syslog      syslog.Machine // made on first use
-	colIdx      map[string]int // schema column positions by exact name
-	enrichments []Enrichment
+	syslog        syslog.Machine // made on first use
+	colIdx        map[string]int // schema column positions by exact name
+	enrichments   []Enrichment
+	iglu          *iglu.Registry
+	rejectUnknown bool
+	fingerprint   bool
 
 	// Scratch space reused from event to event (handle runs one batch at a
 	// time), so the hot path allocates little.
 	scratch struct {
-		canon []string
-		own   []ownField
-		seen  [][]byte
+		canon  []string
+		own    []ownField
+		seen   [][]byte
+		params []param
+		pairs  []param // what the event fingerprint covers
 	}
 }
 
@@ -76,7 +90,8 @@ func New(o Options) *Enricher {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	return &Enricher{bus: o.Bus, log: o.Logger, seen: newDedupe(o.DedupeWindow), now: time.Now, enrichments: o.Enrichments}
+	return &Enricher{bus: o.Bus, log: o.Logger, seen: newDedupe(o.DedupeWindow), now: time.Now, enrichments: o.Enrichments,
+		iglu: o.Iglu, rejectUnknown: o.RejectUnknownSchemas, fingerprint: o.Fingerprint}
 }
 
 // Run rebuilds the dedupe window from `events`, then enriches raw messages
@@ -242,6 +257,10 @@ func (e *Enricher) enrichPayload(res *result, seq uint64, pi int, p *sluice.Payl
 		e.enrichSyslog(res, p, bad)
 		return
 	}
+	if isSnowplow(p.Path) {
+		e.enrichSnowplow(res, seq, pi, p, ids, bad)
+		return
+	}
 	if isSegment(p.Path) {
 		e.enrichSegment(res, seq, pi, p, ids, bad)
 		return
@@ -264,6 +283,11 @@ func (e *Enricher) addEvent(res *result, v []byte, p *sluice.Payload, seq uint64
 		bad(ferr.typ, ferr.msg, string(v), ferr.eventID)
 		return
 	}
+	e.keep(res, ev, ids)
+}
+
+// keep adds a built event to the batch unless it is a duplicate.
+func (e *Enricher) keep(res *result, ev *built, ids map[string]struct{}) {
 	// Even a duplicate has extended e.schema: save it, or a later event
 	// with that column would publish it without a schema record.
 	if ev.schemaChanged {
@@ -360,11 +384,15 @@ func (e *Enricher) toEvent(v []byte, p *sluice.Payload, seq uint64, pi, vi int) 
 	canon := sc.canon
 	clear(canon)
 	own := sc.own[:0]
+	sc.pairs = sc.pairs[:0]
 	seen := sc.seen[:0] // names so far, to catch duplicates that differ only in case
 	defer func() { sc.own, sc.seen = own[:0], seen[:0] }()
 	var eventTime time.Time
 	var f *failure
 	err := jsonseq.Fields(v, func(key, raw []byte) error {
+		if e.fingerprint && !bytes.EqualFold(key, []byte("event_id")) {
+			sc.pairs = append(sc.pairs, param{keyString(key), bodyString(raw)})
+		}
 		lower := key
 		if hasUpper(key) {
 			lower = bytes.ToLower(key)
@@ -429,9 +457,6 @@ func (e *Enricher) toEvent(v []byte, p *sluice.Payload, seq uint64, pi, vi int) 
 	if canon[colEvent] == "" {
 		return nil, &failure{typ: sluice.BadTrackerProtocol, msg: `event has no name: set "event" to a non-empty string such as "page_view"`, eventID: canon[colEventID]}
 	}
-	if canon[colEventID] == "" {
-		canon[colEventID] = uuid.NewSHA1(idNamespace, fmt.Appendf(nil, "%d/%d/%d", seq, pi, vi)).String()
-	}
 	if eventTime.IsZero() {
 		eventTime = p.ReceivedAt
 	}
@@ -440,6 +465,22 @@ func (e *Enricher) toEvent(v []byte, p *sluice.Payload, seq uint64, pi, vi int) 
 	}
 	if canon[colUserAgent] == "" {
 		canon[colUserAgent] = p.UserAgent
+	}
+	return e.finish(canon, own, eventTime, e.takeFingerprint(), p, seq, pi, vi)
+}
+
+// finish completes an event whatever protocol it came in: its id, the
+// enrichments, its columns checked against the table schema, the encoded line.
+func (e *Enricher) finish(canon []string, own []ownField, eventTime time.Time, fingerprint string, p *sluice.Payload, seq uint64, pi, vi int) (*built, *failure) {
+	if fingerprint != "" {
+		own = append(own, ownField{name: "event_fingerprint", typ: sluice.TypeVarchar, raw: appendString(nil, fingerprint)})
+	}
+	switch {
+	case canon[colEventID] != "":
+	case fingerprint != "":
+		canon[colEventID] = uuid.NewSHA1(idNamespace, []byte("fingerprint/"+fingerprint)).String()
+	default:
+		canon[colEventID] = generatedID(p, seq, pi, vi)
 	}
 	canon[colCollector] = p.Collector
 	if len(e.enrichments) > 0 {
@@ -454,6 +495,16 @@ func (e *Enricher) toEvent(v []byte, p *sluice.Payload, seq uint64, pi, vi int) 
 		return nil, f
 	}
 	return &built{id: canon[colEventID], line: encodeEvent(canon, eventTime, p.ReceivedAt, own), schemaChanged: changed}, nil
+}
+
+// generatedID is the event_id of an event that came without one: derived from
+// where it sits on `raw` (or in the bad row it was replayed from), so that
+// enriching the same input again yields the same id.
+func generatedID(p *sluice.Payload, seq uint64, pi, vi int) string {
+	if r := p.Headers[sluice.HeaderReplayOf]; r != "" {
+		return uuid.NewSHA1(idNamespace, fmt.Appendf(nil, "replay/%s/%d", r, vi)).String()
+	}
+	return uuid.NewSHA1(idNamespace, fmt.Appendf(nil, "%d/%d/%d", seq, pi, vi)).String()
 }
 
 // ownField is one of the event's own top-level fields.

@@ -1,9 +1,12 @@
 package enrich
 
 import (
+	"encoding/hex"
 	"encoding/json"
+	"hash/fnv"
 	"net"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 
@@ -239,4 +242,24 @@ func hostOf(u string) string {
 		h = h[:j]
 	}
 	return strings.TrimPrefix(strings.ToLower(h), "www.")
+}
+
+// takeFingerprint hashes the pairs toEvent or snowplowEvent collected (in
+// name order, so the order the client wrote them in does not matter) and
+// empties them; "" when the fingerprint is off.
+func (e *Enricher) takeFingerprint() string {
+	if !e.fingerprint {
+		return ""
+	}
+	pairs := e.scratch.pairs
+	slices.SortFunc(pairs, func(a, b param) int { return strings.Compare(a.k, b.k) })
+	h := fnv.New128a()
+	for _, kv := range pairs {
+		h.Write([]byte(kv.k))
+		h.Write([]byte{0})
+		h.Write([]byte(kv.v))
+		h.Write([]byte{0})
+	}
+	e.scratch.pairs = pairs[:0]
+	return hex.EncodeToString(h.Sum(nil))
 }

@@ -44,7 +44,7 @@ func (e *Enricher) enrichSegment(res *result, seq uint64, pi int, p *sluice.Payl
 		msgs = vals
 	}
 	for vi, m := range msgs {
-		flat, err := segmentEvent(m, implied, p.Headers["Write-Key"])
+		flat, err := segmentEvent(m, implied, p.Headers[sluice.HeaderWriteKey])
 		if err != nil {
 			bad(sluice.BadTrackerProtocol, "Segment message: "+err.Error(), string(m), findString(m, "messageId"))
 			continue

@@ -30,6 +30,7 @@ import (
 	"github.com/sluice-data/sluice/collect"
 	"github.com/sluice-data/sluice/config"
 	"github.com/sluice-data/sluice/enrich"
+	"github.com/sluice-data/sluice/enrich/iglu"
 	"github.com/sluice-data/sluice/lake"
 	"github.com/sluice-data/sluice/server"
 	"github.com/sluice-data/sluice/warehouse"
@@ -152,7 +153,17 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Node, er
 			enrichments = append(enrichments, e.en)
 		}
 	}
-	n.enr = enrich.New(enrich.Options{Bus: n.bus, DedupeWindow: cfg.Enrich.DedupeWindow.D(), Enrichments: enrichments, Logger: log})
+	var registry *iglu.Registry
+	if len(cfg.Enrich.Iglu.Registries) > 0 {
+		if registry, err = iglu.Open(cfg.Enrich.Iglu.Registries); err != nil {
+			return nil, err
+		}
+	}
+	n.enr = enrich.New(enrich.Options{
+		Bus: n.bus, DedupeWindow: cfg.Enrich.DedupeWindow.D(), Enrichments: enrichments,
+		Iglu: registry, RejectUnknownSchemas: cfg.Enrich.Iglu.Unknown == "bad", Fingerprint: cfg.Enrich.Fingerprint,
+		Logger: log,
+	})
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
@@ -163,7 +174,8 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Node, er
 	go n.watchLag(actx)
 
 	n.coll = collect.New(collect.Options{
-		Store: n.bus, MaxBody: int64(cfg.HTTP.MaxBody), MaxEvents: cfg.HTTP.MaxEvents, WriteKeys: cfg.HTTP.WriteKeys, Logger: log,
+		Store: n.bus, MaxBody: int64(cfg.HTTP.MaxBody), MaxEvents: cfg.HTTP.MaxEvents, WriteKeys: cfg.HTTP.WriteKeys,
+		Cookie: cookieOptions(cfg.HTTP.Cookie), Logger: log,
 	})
 	for _, name := range slices.Sorted(maps.Keys(cfg.Sources)) {
 		src := cfg.Sources[name]
@@ -196,6 +208,14 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Node, er
 	}
 	ok = true
 	return n, nil
+}
+
+func cookieOptions(c config.Cookie) collect.Cookie {
+	same := map[string]http.SameSite{"None": http.SameSiteNoneMode, "Lax": http.SameSiteLaxMode, "Strict": http.SameSiteStrictMode}
+	return collect.Cookie{
+		Name: c.Name, Domain: c.Domain, Expiration: c.Expiration.D(), Secure: c.Secure,
+		SameSite: same[c.SameSite], Disabled: !c.Enabled,
+	}
 }
 
 func (n *Node) serve(s *http.Server, l net.Listener) {

@@ -1,0 +1,580 @@
+package enrich
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/sluice-data/sluice"
+	"github.com/sluice-data/sluice/enrich/iglu"
+	"github.com/sluice-data/sluice/internal/jsonseq"
+)
+
+// The Snowplow tracker protocol's collector paths (collect serves them).
+const (
+	snowplowPixel = "/i"
+	snowplowIce   = "/ice.png"
+	snowplowTP2   = "/com.snowplowanalytics.snowplow/tp2"
+)
+
+func isSnowplow(path string) bool {
+	return path == snowplowTP2 || path == snowplowPixel || path == snowplowIce
+}
+
+// param is one name=value of a tracker protocol event. Values are strings.
+type param struct{ k, v string }
+
+// enrichSnowplow turns a tracker protocol payload into events: a tp2
+// payload_data envelope holds many, a GET query string one.
+func (e *Enricher) enrichSnowplow(res *result, seq uint64, pi int, p *sluice.Payload, ids map[string]struct{}, bad func(typ, msg, payload, eventID string)) {
+	body := bytes.TrimLeft(p.Body, " \t\r\n\ufeff")
+	if len(body) == 0 || body[0] != '{' {
+		params, err := queryParams(bodyString(body))
+		if err != nil {
+			bad(sluice.BadTrackerProtocol, "query string: "+err.Error(), string(p.Body), "")
+			return
+		}
+		e.addSnowplow(res, params, p.Body, p, seq, pi, 0, ids, bad)
+		return
+	}
+	if n, err := jsonseq.Count(body); err != nil || n != 1 {
+		bad(sluice.BadCollectorPayloadFormat, "tp2 body is not JSON", string(p.Body), "")
+		return
+	}
+	var data []byte
+	_ = jsonseq.Fields(body, func(k, v []byte) error {
+		if string(k) == "data" {
+			data = v
+		}
+		return nil
+	})
+	if data == nil {
+		// One event on its own: what `sluice bad replay` sends back.
+		data = append(append([]byte{'['}, body...), ']')
+	}
+	vals, err := jsonseq.Split(data)
+	if err != nil || data[0] != '[' {
+		bad(sluice.BadTrackerProtocol, `tp2 body: "data" must be an array of events`, string(p.Body), "")
+		return
+	}
+	params := e.scratch.params[:0]
+	for vi, v := range vals {
+		params = params[:0]
+		if len(v) == 0 || v[0] != '{' {
+			bad(sluice.BadTrackerProtocol, fmt.Sprintf("tp2 event must be an object of string values, got %s", jsonKind(v)), string(v), "")
+			continue
+		}
+		var f *failure
+		_ = jsonseq.Fields(v, func(k, raw []byte) error {
+			key := keyString(k)
+			if raw[0] == '{' || raw[0] == '[' {
+				f = &failure{typ: sluice.BadTrackerProtocol, msg: fmt.Sprintf("tp2 field %q must be a string, got %s", key, jsonKind(raw))}
+				return errStop
+			}
+			val, vf := canonicalString(k, raw)
+			if vf != nil {
+				f = vf
+				return errStop
+			}
+			params = append(params, param{key, val})
+			return nil
+		})
+		if f != nil {
+			bad(f.typ, f.msg, string(v), findString(v, "eid"))
+			continue
+		}
+		e.addSnowplow(res, params, v, p, seq, pi, vi, ids, bad)
+	}
+	e.scratch.params = params[:0]
+}
+
+// queryParams reads a GET event. Only the first value of a repeated name
+// counts, as in Snowplow's collector.
+func queryParams(q string) ([]param, error) {
+	vals, err := url.ParseQuery(q)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]param, 0, len(vals))
+	for k, v := range vals {
+		if len(v) > 0 {
+			out = append(out, param{k, v[0]})
+		}
+	}
+	return out, nil
+}
+
+func (e *Enricher) addSnowplow(res *result, params []param, input []byte, p *sluice.Payload, seq uint64, pi, vi int, ids map[string]struct{}, bad func(typ, msg, payload, eventID string)) {
+	ev, f := e.snowplowEvent(params, p, seq, pi, vi)
+	if f != nil {
+		bad(f.typ, f.msg, string(input), f.eventID)
+		return
+	}
+	e.keep(res, ev, ids)
+}
+
+// spColumn is where a tracker protocol field lands.
+type spColumn struct {
+	canon int // canonical column, or -1
+	name  string
+	typ   sluice.ColumnType
+}
+
+// spFields maps the tracker protocol's field names to columns. The names of
+// own columns are those of Snowplow's atomic.events, so existing queries and
+// habits carry over.
+var spFields = func() map[string]spColumn {
+	m := map[string]spColumn{}
+	for k, col := range map[string]string{"eid": "event_id", "aid": "app_id", "p": "platform", "uid": "user_id",
+		"sid": "session_id", "url": "page_url", "page": "page_title", "refr": "referrer", "ua": "useragent", "ip": "ip"} {
+		m[k] = spColumn{canon: canonicalIndex[col]}
+	}
+	own := func(typ sluice.ColumnType, pairs ...string) {
+		for i := 0; i < len(pairs); i += 2 {
+			m[pairs[i]] = spColumn{canon: -1, name: pairs[i+1], typ: typ}
+		}
+	}
+	own(sluice.TypeVarchar, "tv", "v_tracker", "tna", "name_tracker", "lang", "br_lang", "tz", "os_timezone",
+		"cs", "doc_charset", "duid", "domain_userid", "fp", "user_fingerprint",
+		"se_ca", "se_category", "se_ac", "se_action", "se_la", "se_label", "se_pr", "se_property",
+		"tr_id", "tr_orderid", "tr_af", "tr_affiliation", "tr_ci", "tr_city", "tr_st", "tr_state",
+		"tr_co", "tr_country", "tr_cu", "tr_currency",
+		"ti_id", "ti_orderid", "ti_sk", "ti_sku", "ti_nm", "ti_name", "ti_ca", "ti_category", "ti_cu", "ti_currency")
+	own(sluice.TypeDouble, "se_va", "se_value", "tr_tt", "tr_total", "tr_tx", "tr_tax", "tr_sh", "tr_shipping", "ti_pr", "ti_price")
+	own(sluice.TypeBigint, "vid", "domain_sessionidx", "ti_qu", "ti_quantity", "cd", "br_colordepth",
+		"pp_mix", "pp_xoffset_min", "pp_max", "pp_xoffset_max", "pp_miy", "pp_yoffset_min", "pp_may", "pp_yoffset_max")
+	own(sluice.TypeTimestamp, "dtm", "dvce_created_tstamp", "stm", "dvce_sent_tstamp", "ttm", "true_tstamp")
+	return m
+}()
+
+// spUnfingerprinted are the fields the event fingerprint leaves out, as
+// Snowplow's fingerprint enrichment does: ids and when it was sent differ
+// between a request and its retry.
+var spUnfingerprinted = map[string]bool{"eid": true, "stm": true, "nuid": true, "cv": true}
+
+// spDimensions are the "WxH" fields and their two columns.
+var spDimensions = map[string][2]string{
+	"res": {"dvce_screenwidth", "dvce_screenheight"},
+	"vp":  {"br_viewwidth", "br_viewheight"},
+	"ds":  {"doc_width", "doc_height"},
+}
+
+// spEventTypes are the values of e and the event_type they stand for.
+var spEventTypes = map[string]string{
+	"pv": "page_view", "pp": "page_ping", "se": "struct", "ue": "unstruct",
+	"tr": "transaction", "ti": "transaction_item",
+}
+
+// snowplowEvent builds one canonical event from tracker protocol fields.
+func (e *Enricher) snowplowEvent(params []param, p *sluice.Payload, seq uint64, pi, vi int) (*built, *failure) {
+	sc := &e.scratch
+	if sc.canon == nil {
+		sc.canon = make([]string, len(sluice.EventColumns))
+	}
+	canon := sc.canon
+	clear(canon)
+	own := sc.own[:0]
+	sc.pairs = sc.pairs[:0]
+	defer func() { sc.own = own[:0] }()
+	var kind, uePr, uePx, co, cx, tnuid string
+	var dtm, stm, ttm time.Time
+	fail := func(format string, a ...any) (*built, *failure) {
+		return nil, &failure{typ: sluice.BadTrackerProtocol, msg: fmt.Sprintf(format, a...), eventID: canon[colEventID]}
+	}
+	// The event id first, so that every failure names it.
+	for _, kv := range params {
+		if kv.k == "eid" {
+			canon[colEventID] = kv.v
+		}
+	}
+	for _, kv := range params {
+		if kv.v == "" {
+			continue
+		}
+		switch kv.k {
+		case "e":
+			kind = kv.v
+			continue
+		case "ue_pr":
+			uePr = kv.v
+			continue
+		case "ue_px":
+			uePx = kv.v
+			continue
+		case "co":
+			co = kv.v
+			continue
+		case "cx":
+			cx = kv.v
+			continue
+		case "tnuid":
+			tnuid = kv.v
+			continue
+		}
+		if dims, ok := spDimensions[kv.k]; ok {
+			w, h, ok := strings.Cut(kv.v, "x")
+			wn, err1 := strconv.ParseInt(w, 10, 64)
+			hn, err2 := strconv.ParseInt(h, 10, 64)
+			if !ok || err1 != nil || err2 != nil || wn < 0 || hn < 0 {
+				return fail("field %s: %q is not WIDTHxHEIGHT", kv.k, kv.v)
+			}
+			own = append(own, ownField{name: dims[0], typ: sluice.TypeBigint, raw: strconv.AppendInt(nil, wn, 10)},
+				ownField{name: dims[1], typ: sluice.TypeBigint, raw: strconv.AppendInt(nil, hn, 10)})
+			continue
+		}
+		col, ok := spFields[kv.k]
+		if !ok {
+			continue // Snowplow's enrich ignores fields it doesn't know, too
+		}
+		if col.canon >= 0 {
+			canon[col.canon] = kv.v
+			continue
+		}
+		var raw []byte
+		switch col.typ {
+		case sluice.TypeVarchar:
+			raw = appendString(nil, kv.v)
+		case sluice.TypeDouble:
+			f, err := strconv.ParseFloat(kv.v, 64)
+			if err != nil || f != f || f > 1.7976931348623157e308 || f < -1.7976931348623157e308 {
+				return fail("field %s (%s): %q is not a number", kv.k, col.name, kv.v)
+			}
+			raw = strconv.AppendFloat(nil, f, 'g', -1, 64)
+		case sluice.TypeBigint:
+			n, err := strconv.ParseInt(kv.v, 10, 64)
+			if err != nil {
+				return fail("field %s (%s): %q is not an integer", kv.k, col.name, kv.v)
+			}
+			raw = strconv.AppendInt(nil, n, 10)
+		case sluice.TypeTimestamp:
+			t, ok := epochMillis(kv.v)
+			if !ok {
+				return fail("field %s (%s): %q is not a time in epoch milliseconds", kv.k, col.name, kv.v)
+			}
+			switch kv.k {
+			case "dtm":
+				dtm = t
+			case "stm":
+				stm = t
+			case "ttm":
+				ttm = t
+			}
+			raw = append(t.AppendFormat(append(make([]byte, 0, 30), '"'), TimeLayout), '"')
+		}
+		own = append(own, ownField{name: col.name, typ: col.typ, raw: raw})
+	}
+
+	typ, ok := spEventTypes[kind]
+	switch {
+	case kind == "":
+		return fail(`event has no type: the tracker protocol needs "e" (pv, pp, se, ue, tr or ti)`)
+	case !ok:
+		return fail("unknown event type e=%q (pv, pp, se, ue, tr or ti)", kind)
+	}
+	own = append(own, ownField{name: "event_type", typ: sluice.TypeVarchar, raw: appendString(nil, typ)})
+	canon[colEvent] = typ
+	if kind == "se" && (!hasField(own, "se_category") || !hasField(own, "se_action")) {
+		// Snowplow's schema for structured events requires both.
+		return fail("a structured event (e=se) needs se_ca and se_ac")
+	}
+
+	if kind == "ue" {
+		sdj, err := decodeSDJ(uePr, uePx, "ue_pr", "ue_px")
+		if err != nil {
+			return fail("%v", err)
+		}
+		if sdj == nil {
+			return fail("a self-describing event (e=ue) needs ue_pr or ue_px")
+		}
+		inner, f := e.selfDescribing(sdj, "unstruct_event")
+		if f != nil {
+			f.eventID = canon[colEventID]
+			return nil, f
+		}
+		k := inner.key
+		canon[colEvent] = k.Name
+		own = append(own,
+			ownField{name: "event_vendor", typ: sluice.TypeVarchar, raw: appendString(nil, k.Vendor)},
+			ownField{name: "event_name", typ: sluice.TypeVarchar, raw: appendString(nil, k.Name)},
+			ownField{name: "event_format", typ: sluice.TypeVarchar, raw: appendString(nil, k.Format)},
+			ownField{name: "event_version", typ: sluice.TypeVarchar, raw: appendString(nil, k.Version())},
+			ownField{name: "unstruct_event_" + columnSuffix(k), typ: sluice.TypeJSON, raw: inner.data})
+	}
+	if cxt, err := decodeSDJ(co, cx, "co", "cx"); err != nil {
+		return fail("%v", err)
+	} else if cxt != nil {
+		cols, f := e.contexts(cxt)
+		if f != nil {
+			f.eventID = canon[colEventID]
+			return nil, f
+		}
+		own = append(own, cols...)
+	}
+
+	nuid := p.Headers[sluice.HeaderNetworkUserID]
+	anonymous := p.Headers[sluice.HeaderAnonymous] != ""
+	if tnuid != "" && !anonymous {
+		nuid = tnuid
+	}
+	if nuid != "" {
+		own = append(own, ownField{name: "network_userid", typ: sluice.TypeVarchar, raw: appendString(nil, nuid)})
+	}
+	if duid := fieldString(own, "domain_userid"); duid != "" {
+		canon[canonicalIndex["anonymous_id"]] = duid
+	} else {
+		canon[canonicalIndex["anonymous_id"]] = nuid
+	}
+	if anonymous {
+		canon[colIP] = ""
+	} else if canon[colIP] == "" {
+		canon[colIP] = p.IP
+	}
+	if canon[colUserAgent] == "" {
+		canon[colUserAgent] = p.UserAgent
+	}
+
+	// Snowplow's derived timestamp: the device's clock corrected by how far
+	// it was off when it sent the event; the true timestamp when given.
+	eventTime := p.ReceivedAt
+	switch {
+	case !ttm.IsZero():
+		eventTime = ttm
+	case !dtm.IsZero() && !stm.IsZero():
+		eventTime = p.ReceivedAt.Add(-stm.Sub(dtm))
+	}
+	for i := range own {
+		if own[i].typ == sluice.TypeJSON {
+			own[i].raw = validUTF8(pairSurrogates(own[i].raw))
+		}
+	}
+	fp := ""
+	if e.fingerprint {
+		for _, kv := range params {
+			if !spUnfingerprinted[kv.k] {
+				sc.pairs = append(sc.pairs, kv)
+			}
+		}
+		fp = e.takeFingerprint()
+	}
+	return e.finish(canon, own, eventTime, fp, p, seq, pi, vi)
+}
+
+func hasField(own []ownField, name string) bool { return fieldIndex(own, name) >= 0 }
+
+// keyString reads the name of a JSON object member (without its quotes).
+func keyString(k []byte) string {
+	if bytes.IndexByte(k, '\\') < 0 {
+		return bodyString(k)
+	}
+	var s string
+	if json.Unmarshal(append(append([]byte{'"'}, k...), '"'), &s) != nil {
+		return string(k)
+	}
+	return s
+}
+
+func isNotFound(err error) bool { return errors.Is(err, iglu.ErrNotFound) }
+
+func fieldIndex(own []ownField, name string) int {
+	for i, f := range own {
+		if f.name == name {
+			return i
+		}
+	}
+	return -1
+}
+
+// fieldString returns the value of a string field of own, or "".
+func fieldString(own []ownField, name string) string {
+	i := fieldIndex(own, name)
+	if i < 0 || own[i].typ != sluice.TypeVarchar {
+		return ""
+	}
+	var s string
+	_ = json.Unmarshal(own[i].raw, &s)
+	return s
+}
+
+// epochMillis reads a tracker timestamp: milliseconds since the epoch.
+func epochMillis(s string) (time.Time, bool) {
+	ms, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || ms < 0 || ms > 253402300799999 {
+		return time.Time{}, false
+	}
+	return time.UnixMilli(ms).UTC(), true
+}
+
+// decodeSDJ returns the self-describing JSON of a field pair: plain (ue_pr,
+// co) or base64url (ue_px, cx). Trackers leave out the padding; some use the
+// standard alphabet; both are read. nil when neither is set.
+func decodeSDJ(plain, b64, plainName, b64Name string) ([]byte, error) {
+	var out []byte
+	switch {
+	case plain != "":
+		out = []byte(plain)
+	case b64 != "":
+		s := strings.TrimRight(b64, "=")
+		var err error
+		out, err = base64.RawURLEncoding.DecodeString(s)
+		if err != nil {
+			if out, err = base64.RawStdEncoding.DecodeString(s); err != nil {
+				return nil, fmt.Errorf("field %s is not base64url: %v", b64Name, err)
+			}
+		}
+		plainName = b64Name
+	default:
+		return nil, nil
+	}
+	if n, err := jsonseq.Count(out); err != nil || n != 1 {
+		return nil, fmt.Errorf("field %s is not JSON: %s", plainName, describe(out))
+	}
+	return out, nil
+}
+
+// sdj is one self-describing value: its schema and its data.
+type sdj struct {
+	key  iglu.Key
+	data []byte
+}
+
+// splitSDJ reads {"schema": "iglu:…", "data": …}.
+func splitSDJ(v []byte) (schema string, data []byte, err error) {
+	if len(v) == 0 || v[0] != '{' {
+		return "", nil, fmt.Errorf("expected a self-describing JSON object, got %s", jsonKind(v))
+	}
+	_ = jsonseq.Fields(v, func(k, raw []byte) error {
+		switch string(k) {
+		case "schema":
+			if raw[0] == '"' {
+				s, _ := canonicalString(k, raw)
+				schema = strings.Clone(s)
+			}
+		case "data":
+			data = raw
+		}
+		return nil
+	})
+	if schema == "" {
+		return "", nil, fmt.Errorf(`self-describing JSON needs "schema": an Iglu URI`)
+	}
+	if data == nil {
+		return "", nil, fmt.Errorf(`self-describing JSON of %s has no "data"`, schema)
+	}
+	return schema, data, nil
+}
+
+// selfDescribing unwraps the envelope of ue_pr/ue_px and checks the event
+// inside it.
+func (e *Enricher) selfDescribing(v []byte, what string) (sdj, *failure) {
+	_, data, err := splitSDJ(v)
+	if err != nil {
+		return sdj{}, &failure{typ: sluice.BadTrackerProtocol, msg: what + ": " + err.Error()}
+	}
+	return e.checkSDJ(data, what)
+}
+
+// checkSDJ reads one {"schema", "data"} and validates it.
+func (e *Enricher) checkSDJ(v []byte, what string) (sdj, *failure) {
+	schema, data, err := splitSDJ(v)
+	if err != nil {
+		return sdj{}, &failure{typ: sluice.BadTrackerProtocol, msg: what + ": " + err.Error()}
+	}
+	k, err := iglu.ParseKey(schema)
+	if err != nil {
+		return sdj{}, &failure{typ: sluice.BadSchemaViolation, msg: what + ": " + err.Error()}
+	}
+	if f := e.validate(k, data, what); f != nil {
+		return sdj{}, f
+	}
+	return sdj{key: k, data: data}, nil
+}
+
+// validate checks data against its schema, following enrich.iglu.unknown
+// for schemas no registry holds.
+func (e *Enricher) validate(k iglu.Key, data []byte, what string) *failure {
+	if e.iglu == nil && !e.rejectUnknown {
+		return nil
+	}
+	v, err := iglu.UnmarshalJSON(data)
+	if err != nil {
+		return &failure{typ: sluice.BadTrackerProtocol, msg: fmt.Sprintf("%s: data is not JSON: %v", what, err)}
+	}
+	err = e.iglu.Validate(k, v)
+	switch {
+	case err == nil:
+		return nil
+	case isNotFound(err):
+		if e.rejectUnknown {
+			return &failure{typ: sluice.BadSchemaViolation, msg: fmt.Sprintf("%s: %v (enrich.iglu.unknown is bad: add the schema to a registry, then replay)", what, err)}
+		}
+		return nil
+	default:
+		return &failure{typ: sluice.BadSchemaViolation, msg: fmt.Sprintf("%s %v", what, err)}
+	}
+}
+
+// contexts reads a contexts envelope into one JSON column per context
+// schema, each an array of that schema's data objects.
+func (e *Enricher) contexts(v []byte) ([]ownField, *failure) {
+	_, data, err := splitSDJ(v)
+	if err != nil {
+		return nil, &failure{typ: sluice.BadTrackerProtocol, msg: "contexts: " + err.Error()}
+	}
+	items, err := jsonseq.Split(data)
+	if err != nil || len(data) == 0 || data[0] != '[' {
+		return nil, &failure{typ: sluice.BadTrackerProtocol, msg: `contexts: "data" must be an array of self-describing JSON`}
+	}
+	var cols []ownField
+	for i, it := range items {
+		c, f := e.checkSDJ(it, fmt.Sprintf("contexts[%d]", i))
+		if f != nil {
+			return nil, f
+		}
+		name := "contexts_" + columnSuffix(c.key)
+		j := fieldIndex(cols, name)
+		if j < 0 {
+			cols = append(cols, ownField{name: name, typ: sluice.TypeJSON, raw: append([]byte{'['}, c.data...)})
+			continue
+		}
+		cols[j].raw = append(append(cols[j].raw, ','), c.data...)
+	}
+	for i := range cols {
+		cols[i].raw = append(cols[i].raw, ']')
+	}
+	return cols, nil
+}
+
+// columnSuffix names the column of a schema as Snowplow's warehouse loaders
+// do: vendor_name_model in snake case, e.g. com_acme_link_click_1.
+func columnSuffix(k iglu.Key) string {
+	return snake(k.Vendor) + "_" + snake(k.Name) + "_" + strconv.Itoa(k.Model)
+}
+
+func snake(s string) string {
+	var b strings.Builder
+	prevLower := false
+	for _, r := range s {
+		switch {
+		case unicode.IsUpper(r):
+			if prevLower {
+				b.WriteByte('_')
+			}
+			b.WriteRune(unicode.ToLower(r))
+			prevLower = false
+		case r < 0x80 && (unicode.IsLower(r) || unicode.IsDigit(r)):
+			b.WriteRune(r)
+			prevLower = true
+		default:
+			b.WriteByte('_')
+			prevLower = false
+		}
+	}
+	return b.String()
+}
