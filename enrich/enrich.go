@@ -49,7 +49,7 @@ type Options struct {
 	// Fingerprint adds event_fingerprint and derives the ids of events that
 	// came without one from it (enrich.fingerprint).
 	Fingerprint bool
-	Logger               *slog.Logger
+	Logger      *slog.Logger
 }
 
 // Enricher is the raw -> events/bad stage.
