@@ -234,7 +234,7 @@ func TestSnowplowFromTheNodeTracker(t *testing.T) {
 			col{"event", "page_view"},
 			col{"event_type", "page_view"},
 			col{"page_url", "https://shop.example/pricing?utm_source=newsletter"},
-			col{"page_title", "Pricing"},
+			col{"page_title", "Preise — Größen ✓ 👟"},
 			col{"referrer", "https://www.google.com/"},
 			// The true timestamp is the event time.
 			col{"event_time", "2026-01-02T03:04:05Z"},
@@ -276,6 +276,7 @@ func TestSnowplowFromTheNodeTracker(t *testing.T) {
 			col{"typeof(unstruct_event_com_acme_link_click_1)", "JSON"},
 			col{"unstruct_event_com_acme_link_click_1->>'targetUrl'", "https://shop.example/buy"},
 			col{"unstruct_event_com_acme_link_click_1->>'elementId'", "buy-button"},
+			col{"unstruct_event_com_acme_link_click_1->>'text'", "Jetzt kaufen — 👟"},
 			// Two contexts of one schema: one column, an array of both.
 			col{"typeof(contexts_com_acme_user_1)", "JSON"},
 			col{"json_array_length(contexts_com_acme_user_1)", "2"},
@@ -439,6 +440,16 @@ func TestSnowplowFromTheBrowserTracker(t *testing.T) {
 		col{"event_type", "unstruct"},
 		col{"unstruct_event_com_acme_link_click_1->>'elementId'", "buy-button"},
 		col{"contexts_com_acme_user_1->0->>'id'", "u1"},
+	)
+
+	// Another page load, by GET this time: the browser sends the cookie it
+	// has, and the collector keeps that network user id.
+	visit("&app=web-get&method=get")
+	settle(t, api, "SELECT count(*) FROM events WHERE app_id = 'web-get'", "[[2]]")
+	checkRow(t, api, "events", "app_id = 'web-get'",
+		col{"list(DISTINCT network_userid)", "[" + spCookie.Value + "]"},
+		col{"list(event ORDER BY event)", "[link_click page_view]"},
+		col{"min(unstruct_event_com_acme_link_click_1->>'elementId')", "buy-button"},
 	)
 
 	// Anonymous tracking with server-side anonymisation: the SP-Anonymous

@@ -38,7 +38,7 @@ if (method === 'post' && anonymous !== 'anonymous') {
 }
 
 const user = (id) => ({ schema: 'iglu:com.acme/user/jsonschema/1-0-0', data: { id } })
-const page = { pageUrl: 'https://shop.example/pricing?utm_source=newsletter', pageTitle: 'Pricing', referrer: 'https://www.google.com/' }
+const page = { pageUrl: 'https://shop.example/pricing?utm_source=newsletter', pageTitle: 'Preise — Größen ✓ 👟', referrer: 'https://www.google.com/' }
 const ids = {}
 const track = (label, event, context, timestamp) => { ids[label] = tracker.track(event, context, timestamp).eid }
 
@@ -50,7 +50,7 @@ track('page_ping', sp.buildPagePing({ ...page, minXOffset: 0, maxXOffset: 10, mi
 track('struct', sp.buildStructEvent({ category: 'shop', action: 'add-to-basket', label: 'sku-1', property: 'red', value: 2.5 }),
   null, { type: 'dtm', value: Date.now() - 3600 * 1000 })
 track('link_click', sp.buildSelfDescribingEvent({
-  event: { schema: 'iglu:com.acme/link_click/jsonschema/1-0-0', data: { targetUrl: 'https://shop.example/buy', elementId: 'buy-button' } },
+  event: { schema: 'iglu:com.acme/link_click/jsonschema/1-0-0', data: { targetUrl: 'https://shop.example/buy', elementId: 'buy-button', text: 'Jetzt kaufen — 👟' } },
 }), [user('u1'), user('u2'), { schema: 'iglu:com.acme/ab-test/jsonschema/1-0-0', data: { variant: 'b' } }])
 // targetUrl must be a string: a schema violation.
 track('bad_link_click', sp.buildSelfDescribingEvent({
