@@ -143,7 +143,7 @@ func TestSnowplowFromTheNodeTracker(t *testing.T) {
 	defer n.Stop()
 	api := n.APIURL()
 
-	// Each run sends the same seven events (send.js) with its own app id.
+	// Each run sends the same eight events (send.js) with its own app id.
 	runs := []struct{ tag, method, encoding, anonymous string }{
 		{"post", "post", "base64", ""},
 		{"get64", "get", "base64", ""},
@@ -164,20 +164,20 @@ func TestSnowplowFromTheNodeTracker(t *testing.T) {
 			t.Fatalf("send.js %s: %v\n%s", r.tag, err, stderr.Bytes())
 		}
 		var sent map[string]string
-		if err := json.Unmarshal(out, &sent); err != nil || len(sent) != 7 {
+		if err := json.Unmarshal(out, &sent); err != nil || len(sent) != 8 {
 			t.Fatalf("send.js %s printed %q (%v)", r.tag, out, err)
 		}
 		ids[r.tag] = sent
 	}
 
-	// Six good events per run land; the seventh breaks its schema.
-	settle(t, api, "SELECT count(*) FROM events WHERE app_id LIKE 'shop-%'", "[[24]]")
+	// Seven good events per run land; the eighth breaks its schema.
+	settle(t, api, "SELECT count(*) FROM events WHERE app_id LIKE 'shop-%'", "[[28]]")
 	settle(t, api, "SELECT count(*) FROM bad", "[[4]]")
 
 	for _, r := range runs {
 		id := ids[r.tag]
 		at := func(label string) string { return "event_id = '" + id[label] + "'" }
-		for _, label := range []string{"page_view", "page_ping", "struct", "link_click", "transaction", "transaction_item"} {
+		for _, label := range []string{"page_view", "page_ping", "struct", "link_click", "add_to_cart", "transaction", "transaction_item"} {
 			checkRow(t, api, "events", at(label),
 				col{"app_id", "shop-" + r.tag},
 				col{"platform", "srv"},
@@ -213,9 +213,9 @@ func TestSnowplowFromTheNodeTracker(t *testing.T) {
 				col{"ip", "127.0.0.1"})
 		case "anon":
 			checkRow(t, api, "events", "app_id = 'shop-anon'",
-				col{"count(*)", "6"},
-				col{"count(*) FILTER (network_userid = '" + nobody + "' AND anonymous_id = '" + nobody + "')", "6"},
-				col{"count(*) FILTER (coalesce(ip, '') = '')", "6"})
+				col{"count(*)", "7"},
+				col{"count(*) FILTER (network_userid = '" + nobody + "' AND anonymous_id = '" + nobody + "')", "7"},
+				col{"count(*) FILTER (coalesce(ip, '') = '')", "7"})
 		default:
 			checkRow(t, api, "events", at("page_view"),
 				col{"domain_userid", "<nil>"},
@@ -286,6 +286,18 @@ func TestSnowplowFromTheNodeTracker(t *testing.T) {
 			// name's '-' becomes '_'.
 			col{"contexts_com_acme_ab_test_1->0->>'variant'", "b"},
 			col{"page_url", "<nil>"},
+		)
+		// The event is the schema's name as it stands; the columns are in
+		// lower snake case, one per schema model.
+		checkRow(t, api, "events", at("add_to_cart"),
+			col{"event", "addToCart"},
+			col{"event_type", "unstruct"},
+			col{"event_name", "addToCart"},
+			col{"unstruct_event_com_acme_add_to_cart_1->>'sku'", "sku-1"},
+			col{"unstruct_event_com_acme_add_to_cart_1->>'quantity'", "2"},
+			col{"json_array_length(contexts_com_acme_ab_test_1)", "2"},
+			col{"contexts_com_acme_ab_test_1->0->>'variant'", "b"},
+			col{"contexts_com_acme_ab_test_1->1->>'variant'", "c"},
 		)
 		checkRow(t, api, "events", at("transaction"),
 			col{"event", "transaction"},

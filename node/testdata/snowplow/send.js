@@ -1,4 +1,4 @@
-// Sends page views, a page ping, structured, self-describing and ecommerce
+// Sends a page view, a page ping, structured, self-describing and ecommerce
 // events with contexts through the real @snowplow/node-tracker to the
 // collector named by the first argument. Used by node/snowplow_test.go.
 //
@@ -52,6 +52,11 @@ track('struct', sp.buildStructEvent({ category: 'shop', action: 'add-to-basket',
 track('link_click', sp.buildSelfDescribingEvent({
   event: { schema: 'iglu:com.acme/link_click/jsonschema/1-0-0', data: { targetUrl: 'https://shop.example/buy', elementId: 'buy-button', text: 'Jetzt kaufen — 👟' } },
 }), [user('u1'), user('u2'), { schema: 'iglu:com.acme/ab-test/jsonschema/1-0-0', data: { variant: 'b' } }])
+// A schema the registry lacks (accepted by default), with a camelCase name,
+// and contexts of two versions of one schema.
+track('add_to_cart', sp.buildSelfDescribingEvent({
+  event: { schema: 'iglu:com.acme/addToCart/jsonschema/1-0-0', data: { sku: 'sku-1', quantity: 2 } },
+}), [{ schema: 'iglu:com.acme/ab-test/jsonschema/1-0-0', data: { variant: 'b' } }, { schema: 'iglu:com.acme/ab-test/jsonschema/1-0-1', data: { variant: 'c', since: 3 } }])
 // targetUrl must be a string: a schema violation.
 track('bad_link_click', sp.buildSelfDescribingEvent({
   event: { schema: 'iglu:com.acme/link_click/jsonschema/1-0-0', data: { targetUrl: 42 } },
