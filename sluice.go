@@ -230,6 +230,11 @@ type BadRow struct {
 	RawSeq     uint64    `json:"raw_seq"` // sequence of the raw message it came from
 	EventID    string    `json:"event_id,omitempty"`
 	Payload    string    `json:"payload"` // the offending input, as received
+	// ContentType and Headers are the payload's, so that `sluice bad
+	// replay` can hand the input back to enrich as it first came. They
+	// travel on the bad stream only; the bad table does not keep them.
+	ContentType string            `json:"content_type,omitempty"`
+	Headers     map[string]string `json:"headers,omitempty"`
 }
 
 // BadColumns are the columns of the `bad` table.

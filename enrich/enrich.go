@@ -250,6 +250,7 @@ func (e *Enricher) enrichPayload(res *result, seq uint64, pi int, p *sluice.Payl
 		res.bad = append(res.bad, e.badLine(sluice.BadRow{
 			Type: typ, Message: msg, ReceivedAt: p.ReceivedAt, Collector: p.Collector,
 			Path: p.Path, IP: p.IP, RawSeq: seq, EventID: eventID, Payload: payload,
+			ContentType: p.ContentType, Headers: replayHeaders(p.Headers),
 		}))
 		res.failed++
 	}

@@ -36,6 +36,10 @@ func (e *Enricher) enrichSegment(res *result, seq uint64, pi int, p *sluice.Payl
 			}
 			return nil
 		})
+		if batch == nil && p.Headers[sluice.HeaderReplayOf] != "" {
+			// `sluice bad replay` sends back one message of a batch.
+			batch = append(append([]byte{'['}, p.Body...), ']')
+		}
 		vals, err := jsonseq.Split(batch)
 		if err != nil {
 			bad(sluice.BadCollectorPayloadFormat, `a /v1/batch body needs "batch": an array of messages`, string(p.Body), "")

@@ -49,6 +49,7 @@ type Node struct {
 	collS   *http.Server
 	apiS    *http.Server
 	enr     *enrich.Enricher
+	iglu    *iglu.Registry
 	arch    []*lake.Archiver
 	cancel  context.CancelFunc // stops enrich
 	acanc   context.CancelFunc // stops the archivers
@@ -82,13 +83,8 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Node, er
 	if n.lock, err = lockDataDir(cfg.DataDir); err != nil {
 		return nil, err
 	}
-	streams := map[string]bus.StreamConfig{}
-	for _, name := range sluice.Streams {
-		s := cfg.Streams[name]
-		streams[name] = bus.StreamConfig{Retention: s.Retention.D(), MaxBytes: int64(s.MaxBytes)}
-	}
 	n.bus, err = bus.Open(ctx, bus.Options{
-		URL: cfg.Bus.URL, Dir: filepath.Join(cfg.DataDir, "bus"), Streams: streams, Logger: log,
+		URL: cfg.Bus.URL, Dir: filepath.Join(cfg.DataDir, "bus"), Streams: streamConfigs(cfg), Logger: log,
 	})
 	if err != nil {
 		return nil, err
@@ -153,15 +149,14 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Node, er
 			enrichments = append(enrichments, e.en)
 		}
 	}
-	var registry *iglu.Registry
 	if len(cfg.Enrich.Iglu.Registries) > 0 {
-		if registry, err = iglu.Open(cfg.Enrich.Iglu.Registries); err != nil {
+		if n.iglu, err = iglu.Open(cfg.Enrich.Iglu.Registries); err != nil {
 			return nil, err
 		}
 	}
 	n.enr = enrich.New(enrich.Options{
 		Bus: n.bus, DedupeWindow: cfg.Enrich.DedupeWindow.D(), Enrichments: enrichments,
-		Iglu: registry, RejectUnknownSchemas: cfg.Enrich.Iglu.Unknown == "bad", Fingerprint: cfg.Enrich.Fingerprint,
+		Iglu: n.iglu, RejectUnknownSchemas: cfg.Enrich.Iglu.Unknown == "bad", Fingerprint: cfg.Enrich.Fingerprint,
 		Logger: log,
 	})
 	n.wg.Add(1)
@@ -198,7 +193,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Node, er
 		log.Info("syslog listening", "source", name, "listen", s.Addr())
 	}
 	n.collS = &http.Server{Handler: n.coll.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute}
-	n.apiS = &http.Server{Handler: server.Handler(server.Options{Warehouse: n.wh, Token: cfg.Auth.Token}), ReadHeaderTimeout: 10 * time.Second}
+	n.apiS = &http.Server{Handler: server.Handler(server.Options{Warehouse: n.wh, Token: cfg.Auth.Token, Replay: n.replay}), ReadHeaderTimeout: 10 * time.Second}
 	go n.serve(n.collS, n.collL)
 	go n.serve(n.apiS, n.apiL)
 	if err := server.WriteAddress(cfg.DataDir, server.Address{
@@ -208,6 +203,42 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Node, er
 	}
 	ok = true
 	return n, nil
+}
+
+// replay serves the API's bad row replay on this node's bus.
+func (n *Node) replay(ctx context.Context, req server.ReplayRequest) (any, error) {
+	n.iglu.Reload()
+	return enrich.Replay(ctx, n.bus, replayFilter(req))
+}
+
+func replayFilter(req server.ReplayRequest) enrich.ReplayFilter {
+	return enrich.ReplayFilter{Types: req.Types, Since: req.Since, Until: req.Until, DryRun: req.DryRun}
+}
+
+// Replay hands bad rows back to enrich while no sluice process runs on the
+// data dir: it opens the bus alone and puts them on raw, for enrich to take
+// at the next start.
+func Replay(ctx context.Context, cfg *config.Config, req server.ReplayRequest) (enrich.ReplayResult, error) {
+	lock, err := lockDataDir(cfg.DataDir)
+	if err != nil {
+		return enrich.ReplayResult{}, err
+	}
+	defer lock.Close()
+	b, err := bus.Open(ctx, bus.Options{URL: cfg.Bus.URL, Dir: filepath.Join(cfg.DataDir, "bus"), Streams: streamConfigs(cfg), Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		return enrich.ReplayResult{}, err
+	}
+	defer b.Close()
+	return enrich.Replay(ctx, b, replayFilter(req))
+}
+
+func streamConfigs(cfg *config.Config) map[string]bus.StreamConfig {
+	streams := map[string]bus.StreamConfig{}
+	for _, name := range sluice.Streams {
+		s := cfg.Streams[name]
+		streams[name] = bus.StreamConfig{Retention: s.Retention.D(), MaxBytes: int64(s.MaxBytes)}
+	}
+	return streams
 }
 
 func cookieOptions(c config.Cookie) collect.Cookie {

@@ -66,15 +66,17 @@ func query(t *testing.T, api, q string) *warehouse.Result {
 	return res
 }
 
-// waitFor polls a single-value query until it returns want.
+// waitFor polls a query until it returns want. Errors count as "not yet": a
+// column appears in its view only after the file that has it is committed.
 func waitFor(t *testing.T, api, q, want string) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	var got string
 	for time.Now().Before(deadline) {
-		res := query(t, api, q)
-		got = fmt.Sprint(res.Rows)
-		if got == want {
+		res, err := (&server.Client{URL: api}).SQL(context.Background(), q)
+		if err != nil {
+			got = "error: " + err.Error()
+		} else if got = fmt.Sprint(res.Rows); got == want {
 			return
 		}
 		time.Sleep(100 * time.Millisecond)

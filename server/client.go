@@ -82,10 +82,27 @@ type Client struct {
 
 // SQL runs a query on the server.
 func (c *Client) SQL(ctx context.Context, query string) (*warehouse.Result, error) {
-	body, _ := json.Marshal(SQLRequest{SQL: query})
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(c.URL, "/")+"/api/v1/sql", bytes.NewReader(body))
-	if err != nil {
+	var res warehouse.Result
+	if err := c.post(ctx, "/api/v1/sql", SQLRequest{SQL: query}, &res); err != nil {
 		return nil, err
+	}
+	return &res, nil
+}
+
+// Replay has the server hand bad rows back to enrich; out receives its
+// answer.
+func (c *Client) Replay(ctx context.Context, req ReplayRequest, out any) error {
+	return c.post(ctx, "/api/v1/bad/replay", req, out)
+}
+
+// post sends in as JSON and decodes the answer into out (numbers as
+// json.Number); an answer other than 200 is an error with the server's
+// message.
+func (c *Client) post(ctx context.Context, path string, in, out any) error {
+	body, _ := json.Marshal(in)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(c.URL, "/")+path, bytes.NewReader(body))
+	if err != nil {
+		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	if c.Token != "" {
@@ -97,7 +114,7 @@ func (c *Client) SQL(ctx context.Context, query string) (*warehouse.Result, erro
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("sluice server at %s: %w", c.URL, err)
+		return fmt.Errorf("sluice server at %s: %w", c.URL, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
@@ -108,15 +125,14 @@ func (c *Client) SQL(ctx context.Context, query string) (*warehouse.Result, erro
 		if e.Error == "" {
 			e.Error = resp.Status
 		}
-		return nil, errors.New(e.Error)
+		return errors.New(e.Error)
 	}
-	var res warehouse.Result
 	dec := json.NewDecoder(resp.Body)
 	dec.UseNumber()
-	if err := dec.Decode(&res); err != nil {
-		return nil, fmt.Errorf("sluice server answer: %w", err)
+	if err := dec.Decode(out); err != nil {
+		return fmt.Errorf("sluice server answer: %w", err)
 	}
-	return &res, nil
+	return nil
 }
 
 // Lag sums the consumer lag gauges a server exports on /metrics: how many

@@ -2,7 +2,8 @@
 // warehouse, health and metrics. It listens apart from the collector so the
 // public side and the operator side can be exposed differently.
 //
-// Routes: GET /healthz, GET /metrics (Prometheus), POST /api/v1/sql, and
+// Routes: GET /healthz, GET /metrics (Prometheus), POST /api/v1/sql,
+// POST /api/v1/bad/replay, and
 // Go's profiler under /debug/pprof/ (for operators, behind the token). When a
 // token is configured every /api/ route requires `Authorization: Bearer
 // <token>`; /healthz and /metrics stay open for probes and scrapers.
@@ -28,6 +29,17 @@ type Options struct {
 	Token        string        // empty: no auth
 	MaxRows      int           // rows per SQL answer; default 10000
 	QueryTimeout time.Duration // default 60s
+	// Replay serves POST /api/v1/bad/replay; nil: the route answers 501.
+	Replay func(ctx context.Context, req ReplayRequest) (any, error)
+}
+
+// ReplayRequest is the body of POST /api/v1/bad/replay: which bad rows to
+// hand back to enrich.
+type ReplayRequest struct {
+	Types  []string  `json:"types,omitempty"` // empty: every type
+	Since  time.Time `json:"since"`
+	Until  time.Time `json:"until,omitzero"` // zero: now
+	DryRun bool      `json:"dry_run,omitempty"`
 }
 
 // maxSQLBody bounds a SQL request body.
@@ -47,6 +59,7 @@ func Handler(o Options) http.Handler {
 	})
 	mux.Handle("GET /metrics", promhttp.Handler())
 	mux.Handle("POST /api/v1/sql", auth(o.Token, sqlHandler(o)))
+	mux.Handle("POST /api/v1/bad/replay", auth(o.Token, replayHandler(o)))
 	mux.Handle("GET /debug/pprof/", auth(o.Token, http.HandlerFunc(pprof.Index)))
 	mux.Handle("GET /debug/pprof/profile", auth(o.Token, http.HandlerFunc(pprof.Profile)))
 	return mux
@@ -85,6 +98,27 @@ func sqlHandler(o Options) http.HandlerFunc {
 		default:
 			fail(w, http.StatusInternalServerError, err.Error())
 		}
+	}
+}
+
+func replayHandler(o Options) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if o.Replay == nil {
+			fail(w, http.StatusNotImplemented, "this server cannot replay bad rows")
+			return
+		}
+		var req ReplayRequest
+		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxSQLBody))
+		if err := dec.Decode(&req); err != nil {
+			fail(w, http.StatusBadRequest, `body must be JSON like {"types": ["schema_violation"], "since": "2026-11-25T00:00:00Z"}: `+err.Error())
+			return
+		}
+		res, err := o.Replay(r.Context(), req)
+		if err != nil {
+			fail(w, http.StatusInternalServerError, err.Error())
+			return
+		}
+		writeJSON(w, http.StatusOK, res)
 	}
 }
 

@@ -158,11 +158,7 @@ func sqlCmd() *cobra.Command {
 			}
 			var res *warehouse.Result
 			if api != "" {
-				token := cfg.Auth.Token
-				if t := os.Getenv("SLUICE_TOKEN"); t != "" {
-					token = t
-				}
-				res, err = (&server.Client{URL: api, Token: token}).SQL(ctx, args[0])
+				res, err = (&server.Client{URL: api, Token: token(cfg)}).SQL(ctx, args[0])
 			} else {
 				res, err = queryDirect(ctx, cfg.DataDir, cfg.LakeDir(), args[0])
 			}

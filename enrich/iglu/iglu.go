@@ -3,9 +3,9 @@
 //
 // A Registry is a list of folders laid out like an Iglu static registry,
 // <dir>/schemas/<vendor>/<name>/<format>/<version>, searched in order. A
-// schema is read and compiled once; a missing one is remembered as missing
-// until the registry is reopened (a restart or `sluice bad replay` after a
-// fix).
+// schema is read and compiled once (schemas are immutable by Iglu's rules: a
+// change is a new version); a missing one is looked for again after MissTTL,
+// or at once after Reload.
 package iglu
 
 import (
@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 	"golang.org/x/text/language"
@@ -67,6 +68,25 @@ type Registry struct {
 type entry struct {
 	schema *jsonschema.Schema
 	err    error
+	at     time.Time
+}
+
+// MissTTL is how long a registry remembers that a schema is missing.
+const MissTTL = time.Minute
+
+// Reload forgets every schema found missing, so that schemas added since are
+// used (before `sluice bad replay`).
+func (r *Registry) Reload() {
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for k, e := range r.cache {
+		if e.err != nil {
+			delete(r.cache, k)
+		}
+	}
 }
 
 // Open returns a registry over dirs. Each must exist.
@@ -115,10 +135,10 @@ func (r *Registry) lookup(k Key) (*jsonschema.Schema, error) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if e, ok := r.cache[k]; ok {
+	if e, ok := r.cache[k]; ok && (e.err == nil || time.Since(e.at) < MissTTL) {
 		return e.schema, e.err
 	}
-	e := &entry{}
+	e := &entry{at: time.Now()}
 	e.schema, e.err = r.load(k)
 	r.cache[k] = e
 	return e.schema, e.err
