@@ -540,9 +540,13 @@ func (t *Tailer) publishOnce(ctx context.Context) (more bool, err error) {
 		}
 	}
 	if len(payloads) == 0 {
-		// Only skipped bytes or drained files: nothing to store, and the
-		// next message's checkpoint carries the change.
-		apply()
+		// Only skipped bytes or drained files: nothing to store on the bus
+		// (the next message's checkpoint carries the change), but the state
+		// file may as well be current.
+		if len(changes) > 0 {
+			apply()
+			t.saveState()
+		}
 		return more, nil
 	}
 	ckpt, err := t.checkpoint(func(f *file) (fileState, bool) {
@@ -566,10 +570,22 @@ func (t *Tailer) publishOnce(ctx context.Context) (more bool, err error) {
 	}
 	apply()
 	t.ckptLen = len(ckpt)
+	t.writeState(ckpt)
+	return more, nil
+}
+
+// saveState writes the current state to the state file.
+func (t *Tailer) saveState() {
+	ckpt, err := t.checkpoint(func(f *file) (fileState, bool) { return f.st, true })
+	if err == nil {
+		t.writeState(ckpt)
+	}
+}
+
+func (t *Tailer) writeState(ckpt []byte) {
 	if err := writeFileAtomic(t.statePath(), ckpt); err != nil {
 		t.log.Warn("tail: could not write the state file (the bus holds the checkpoint)", "path", t.statePath(), "err", err)
 	}
-	return more, nil
 }
 
 // publish stores one message, retrying the same bytes under the same id
