@@ -9,7 +9,8 @@
 //     "Checkpoint": for every file its identity and the offset just past its
 //     last stored record), and a restarting tailer resumes from the state in
 //     the last message it stored. A local copy of that state
-//     (<StateDir>/<Source>.json, replaced atomically after each publish) is
+//     (<StateDir>/<Source>.json, replaced atomically after each publish, and
+//     when a drained file is dropped) is
 //     used only when the stream no longer holds such a message (retention).
 //   - Files are found by glob patterns, re-evaluated every poll: new files are
 //     read from their beginning.

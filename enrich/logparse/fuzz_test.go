@@ -2,6 +2,7 @@ package logparse
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 )
 
@@ -41,6 +42,11 @@ func FuzzRegex(f *testing.F) {
 	f.Add(`(?P<time>\S+) (?P<message>.*)`, []byte("2024-05-01T10:00:00Z hello"))
 	f.Add(`(?P<a>x*)(?P<ip>\d+)?`, []byte("xx12"))
 	f.Fuzz(func(t *testing.T, pattern string, rec []byte) {
+		// Counted repetitions of long patterns compile and match slowly
+		// enough to stall the fuzzer; the parser is not what they test.
+		if len(pattern) > 64 || strings.Contains(pattern, "{") || len(rec) > 4096 {
+			return
+		}
 		p, err := New("regex", pattern)
 		if err != nil {
 			return
