@@ -535,8 +535,8 @@ func TestSnowplowFromTheGoTracker(t *testing.T) {
 	post.TrackPageView(sp.PageViewEvent{EventId: id(1), PageUrl: str("https://shop.example/"), PageTitle: str("Home"),
 		Referrer: str("https://www.google.com/"), Timestamp: &created, Contexts: []sp.SelfDescribingJson{user("u-go")}})
 	flush(post) // the first request gets the cookie, the others send it back
-	value := 12.5
-	post.TrackStructEvent(sp.StructuredEvent{EventId: id(2), Category: str("shop"), Action: str("view-item"), Label: str("sku-9"), Value: &value})
+	seValue := 12.5
+	post.TrackStructEvent(sp.StructuredEvent{EventId: id(2), Category: str("shop"), Action: str("view-item"), Label: str("sku-9"), Value: &seValue})
 	post.TrackSelfDescribingEvent(sp.SelfDescribingEvent{EventId: id(3), Event: linkClick, Contexts: []sp.SelfDescribingJson{user("u-go")}})
 	total, price, qty := 30.0, 15.0, int64(2)
 	post.TrackEcommerceTransaction(sp.EcommerceTransactionEvent{EventId: id(4), OrderId: str("go-o-1"), TotalValue: &total, Currency: str("USD"),
