@@ -11,11 +11,13 @@ package bench
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,23 +25,38 @@ import (
 	"github.com/sluice-data/sluice/demo"
 )
 
-// Corpus is a pool of encoded events without their event_id, ready to be
-// stamped with fresh ids.
+// Protocols are the request formats the load generator speaks.
+var Protocols = []string{"json", "tp2"}
+
+// Corpus is a pool of encoded events without their event id, ready to be
+// stamped with fresh ids, in one protocol: plain JSON for /v1/events, or the
+// Snowplow tracker protocol (tp2 POST, every value a string).
 type Corpus struct {
-	tails [][]byte // each event's JSON after its opening brace
-	run   string
-	next  atomic.Uint64
+	tails    [][]byte // each event's JSON after its opening brace
+	run      string
+	protocol string
+	next     atomic.Uint64
 }
 
-// NewCorpus encodes n realistic events.
-func NewCorpus(n int, seed int64) (*Corpus, error) {
+// NewCorpus encodes n realistic events in protocol (json or tp2).
+func NewCorpus(n int, seed int64, protocol string) (*Corpus, error) {
+	if protocol == "" {
+		protocol = "json"
+	}
+	if !slices.Contains(Protocols, protocol) {
+		return nil, fmt.Errorf("unknown protocol %q (json, tp2)", protocol)
+	}
 	g := demo.NewGenerator(seed)
-	c := &Corpus{run: fmt.Sprintf("bench-%d", time.Now().UnixNano())}
+	c := &Corpus{run: fmt.Sprintf("bench-%d", time.Now().UnixNano()), protocol: protocol}
 	at := time.Now().UTC().Add(-time.Hour)
 	for len(c.tails) < n {
 		for _, ev := range g.Next(at) {
 			delete(ev, "event_id")
-			b, err := json.Marshal(ev)
+			var v any = ev
+			if protocol == "tp2" {
+				v = trackerEvent(ev, at)
+			}
+			b, err := json.Marshal(v)
 			if err != nil {
 				return nil, err
 			}
@@ -50,19 +67,71 @@ func NewCorpus(n int, seed int64) (*Corpus, error) {
 	return c, nil
 }
 
-// Body builds a JSON array of n events with fresh event ids.
+// trackerEvent writes a demo event as a JavaScript tracker would send it:
+// page views as e=pv, the rest as structured events, with the country and
+// device in a context.
+func trackerEvent(ev map[string]any, at time.Time) map[string]string {
+	str := func(k string) string { s, _ := ev[k].(string); return s }
+	ms := strconv.FormatInt(at.UnixMilli(), 10)
+	out := map[string]string{
+		"tv": "js-4.1.0", "tna": "sp", "aid": str("app_id"), "p": str("platform"), "duid": str("anonymous_id"),
+		"sid": str("session_id"), "vid": "1", "url": str("page_url"), "page": str("page_title"), "refr": str("referrer"),
+		"uid": str("user_id"), "ua": str("useragent"), "ip": str("ip"), "dtm": ms, "stm": ms,
+		"res": "1920x1080", "vp": "1280x720", "lang": "en-US", "tz": "Europe/Berlin", "cs": "UTF-8",
+	}
+	if name := str("event"); name == "page_view" {
+		out["e"] = "pv"
+	} else {
+		out["e"], out["se_ca"], out["se_ac"] = "se", "shop", name
+		if r, ok := ev["revenue"]; ok {
+			out["se_va"] = fmt.Sprint(r)
+		}
+	}
+	ctx, _ := json.Marshal(map[string]any{
+		"schema": "iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-0-0",
+		"data": []any{map[string]any{"schema": "iglu:com.acme/visitor/jsonschema/1-0-0",
+			"data": map[string]any{"country": ev["country"], "device": ev["device"]}}},
+	})
+	out["cx"] = base64.RawURLEncoding.EncodeToString(ctx)
+	for k, v := range out {
+		if v == "" {
+			delete(out, k)
+		}
+	}
+	return out
+}
+
+// Path is where the corpus's requests go.
+func (c *Corpus) Path() string {
+	if c.protocol == "tp2" {
+		return "/com.snowplowanalytics.snowplow/tp2"
+	}
+	return "/v1/events"
+}
+
+// Body builds a request body of n events with fresh event ids: a JSON array,
+// or a tp2 payload_data envelope.
 func (c *Corpus) Body(n int) []byte {
-	b := make([]byte, 0, n*400)
+	b := make([]byte, 0, n*600+128)
+	idKey := "event_id"
+	if c.protocol == "tp2" {
+		b = append(b, `{"schema":"iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-4","data":`...)
+		idKey = "eid"
+	}
 	b = append(b, '[')
 	for i := 0; i < n; i++ {
 		k := c.next.Add(1)
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = fmt.Appendf(b, `{"event_id":"%s-%d",`, c.run, k)
+		b = fmt.Appendf(b, `{"%s":"%s-%d",`, idKey, c.run, k)
 		b = append(b, c.tails[int(k)%len(c.tails)]...)
 	}
-	return append(b, ']')
+	b = append(b, ']')
+	if c.protocol == "tp2" {
+		b = append(b, '}')
+	}
+	return b
 }
 
 // IngestResult is one cell of the ingest matrix.
@@ -95,7 +164,7 @@ func Ingest(ctx context.Context, collectorURL string, c *Corpus, clients, batch 
 	tr := &http.Transport{MaxIdleConnsPerHost: clients, MaxConnsPerHost: clients, DisableCompression: true}
 	defer tr.CloseIdleConnections()
 	hc := &http.Client{Transport: tr, Timeout: 30 * time.Second}
-	url := collectorURL + "/v1/events"
+	url := collectorURL + c.Path()
 
 	var res IngestResult
 	res.Clients, res.Batch = clients, batch
@@ -222,7 +291,7 @@ func Lake(ctx context.Context, collectorURL string, c *Corpus, clients, batch in
 					}
 				}
 				body := c.Body(batch)
-				resp, err := hc.Post(collectorURL+"/v1/events", "application/json", bytes.NewReader(body))
+				resp, err := hc.Post(collectorURL+c.Path(), "application/json", bytes.NewReader(body))
 				if err != nil {
 					errc <- err
 					return

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -43,7 +44,7 @@ func TestIngestCountsWhatWasAcknowledged(t *testing.T) {
 	c := &collector{ids: map[string]bool{}}
 	srv := httptest.NewServer(c)
 	defer srv.Close()
-	corpus, err := NewCorpus(200, 1)
+	corpus, err := NewCorpus(200, 1, "json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +70,7 @@ func TestLakeWaitsForEveryRow(t *testing.T) {
 	c := &collector{ids: map[string]bool{}}
 	srv := httptest.NewServer(c)
 	defer srv.Close()
-	corpus, _ := NewCorpus(100, 2)
+	corpus, _ := NewCorpus(100, 2, "json")
 	count := func(context.Context) (int64, error) {
 		c.mu.Lock()
 		defer c.mu.Unlock()
@@ -85,5 +86,38 @@ func TestLakeWaitsForEveryRow(t *testing.T) {
 	// Paced at 20,000/s, 5,000 events take about a quarter second.
 	if r.IngestTime < 200*time.Millisecond {
 		t.Errorf("pacing ignored: %v", r.IngestTime)
+	}
+}
+
+func TestTP2Bodies(t *testing.T) {
+	c, err := NewCorpus(50, 3, "tp2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Path() != "/com.snowplowanalytics.snowplow/tp2" {
+		t.Errorf("path %s", c.Path())
+	}
+	var env struct {
+		Schema string              `json:"schema"`
+		Data   []map[string]string `json:"data"` // every value a string
+	}
+	if err := json.Unmarshal(c.Body(50), &env); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(env.Schema, "payload_data") || len(env.Data) != 50 {
+		t.Fatalf("envelope: %s, %d events", env.Schema, len(env.Data))
+	}
+	ids := map[string]bool{}
+	for _, ev := range env.Data {
+		ids[ev["eid"]] = true
+		if ev["e"] != "pv" && (ev["e"] != "se" || ev["se_ac"] == "") {
+			t.Errorf("event %v", ev)
+		}
+	}
+	if len(ids) != 50 {
+		t.Errorf("%d distinct eids", len(ids))
+	}
+	if _, err := NewCorpus(1, 1, "xml"); err == nil {
+		t.Error("unknown protocol accepted")
 	}
 }

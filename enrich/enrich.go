@@ -67,6 +67,7 @@ type Enricher struct {
 	iglu          *iglu.Registry
 	rejectUnknown bool
 	fingerprint   bool
+	keys          map[string]schemaKey // parsed Iglu URIs
 
 	// Scratch space reused from event to event (handle runs one batch at a
 	// time), so the hot path allocates little.
@@ -824,7 +825,7 @@ func encodeEvent(canon []string, eventTime, receivedAt time.Time, own []ownField
 			buf = append(buf, ".0"...)
 			continue
 		}
-		if f.typ == sluice.TypeJSON {
+		if f.typ == sluice.TypeJSON && !compact(f.raw) {
 			// A pretty-printed object would break the NDJSON line.
 			var cb bytes.Buffer
 			if json.Compact(&cb, f.raw) == nil {
@@ -836,6 +837,22 @@ func encodeEvent(canon []string, eventTime, receivedAt time.Time, own []ownField
 	}
 	buf = append(buf, "}\n"...)
 	return buf
+}
+
+// compact reports whether valid JSON has no whitespace outside its strings.
+func compact(raw []byte) bool {
+	in := false
+	for i := 0; i < len(raw); i++ {
+		switch c := raw[i]; {
+		case in && c == '\\':
+			i++
+		case c == '"':
+			in = !in
+		case !in && (c == ' ' || c == '\n' || c == '\t' || c == '\r'):
+			return false
+		}
+	}
+	return true
 }
 
 // appendString appends s as a JSON string; plain ASCII, the common case,

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/sluice-data/sluice"
+	"github.com/sluice-data/sluice/bench"
 	"github.com/sluice-data/sluice/bus"
 	"github.com/sluice-data/sluice/demo"
 )
@@ -26,6 +27,40 @@ func BenchmarkEnrichMessage(b *testing.B) {
 		body, _ := json.Marshal(evs[i : i+100])
 		size += len(body)
 		payloads = append(payloads, sluice.Payload{ReceivedAt: at, Collector: "http", Path: "/v1/events", IP: "127.0.0.1", UserAgent: "bench", Body: body})
+	}
+	frame, err := sluice.EncodeFrame(payloads)
+	if err != nil {
+		b.Fatal(err)
+	}
+	e := New(Options{Enrichments: []Enrichment{NewUserAgent(), Campaign{}, Referrer{}}})
+	b.SetBytes(int64(size))
+	b.ReportAllocs()
+	n := 0
+	for b.Loop() {
+		res := e.enrichMessage(bus.Msg{Seq: 1, Time: at, Data: frame}, map[string]struct{}{})
+		if res.failed != 0 {
+			b.Fatalf("%d bad rows: %s", res.failed, res.bad[0])
+		}
+		n += res.enriched
+	}
+	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "events/s")
+}
+
+// BenchmarkEnrichTP2 is the same for Snowplow tp2 POSTs of 50 events, as the
+// load generator sends them (`sluice bench --protocol tp2`).
+func BenchmarkEnrichTP2(b *testing.B) {
+	corpus, err := bench.NewCorpus(1000, 1, "tp2")
+	if err != nil {
+		b.Fatal(err)
+	}
+	at := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+	var payloads []sluice.Payload
+	size := 0
+	for range 20 {
+		body := corpus.Body(50)
+		size += len(body)
+		payloads = append(payloads, sluice.Payload{ReceivedAt: at, Collector: "http", Path: "/com.snowplowanalytics.snowplow/tp2", IP: "127.0.0.1", UserAgent: "bench",
+			Headers: map[string]string{sluice.HeaderNetworkUserID: "5c1b3e1e-0000-4000-8000-000000000001"}, Body: body})
 	}
 	frame, err := sluice.EncodeFrame(payloads)
 	if err != nil {

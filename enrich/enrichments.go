@@ -2,7 +2,6 @@ package enrich
 
 import (
 	"encoding/hex"
-	"encoding/json"
 	"hash/fnv"
 	"net"
 	"net/url"
@@ -52,8 +51,7 @@ func (ev *Event) SetField(name, value string) {
 			return
 		}
 	}
-	raw, _ := json.Marshal(value)
-	*ev.own = append(*ev.own, ownField{name: name, typ: sluice.TypeVarchar, raw: raw})
+	*ev.own = append(*ev.own, ownField{name: name, typ: sluice.TypeVarchar, raw: appendString(nil, value)})
 }
 
 // UserAgent fills browser, os and device_class from useragent. Parsing a

@@ -44,9 +44,13 @@ func (e *Enricher) enrichSnowplow(res *result, seq uint64, pi int, p *sluice.Pay
 		e.addSnowplow(res, params, p.Body, p, seq, pi, 0, ids, bad)
 		return
 	}
-	if n, err := jsonseq.Count(body); err != nil || n != 1 {
-		bad(sluice.BadCollectorPayloadFormat, "tp2 body is not JSON", string(p.Body), "")
-		return
+	// The HTTP collector checked the body (countTP2); anything else is
+	// checked here.
+	if p.Collector != "http" || p.Headers[sluice.HeaderReplayOf] != "" {
+		if n, err := jsonseq.Count(body); err != nil || n != 1 {
+			bad(sluice.BadCollectorPayloadFormat, "tp2 body is not JSON", string(p.Body), "")
+			return
+		}
 	}
 	var data []byte
 	_ = jsonseq.Fields(body, func(k, v []byte) error {
@@ -183,7 +187,7 @@ func (e *Enricher) snowplowEvent(params []param, p *sluice.Payload, seq uint64, 
 	own := sc.own[:0]
 	sc.pairs = sc.pairs[:0]
 	defer func() { sc.own = own[:0] }()
-	var kind, uePr, uePx, co, cx, tnuid string
+	var kind, uePr, uePx, co, cx, tnuid, duid string
 	var dtm, stm, ttm time.Time
 	fail := func(format string, a ...any) (*built, *failure) {
 		return nil, &failure{typ: sluice.BadTrackerProtocol, msg: fmt.Sprintf(format, a...), eventID: canon[colEventID]}
@@ -217,6 +221,8 @@ func (e *Enricher) snowplowEvent(params []param, p *sluice.Payload, seq uint64, 
 		case "tnuid":
 			tnuid = kv.v
 			continue
+		case "duid":
+			duid = kv.v
 		}
 		if dims, ok := spDimensions[kv.k]; ok {
 			w, h, ok := strings.Cut(kv.v, "x")
@@ -305,7 +311,7 @@ func (e *Enricher) snowplowEvent(params []param, p *sluice.Payload, seq uint64, 
 			ownField{name: "event_name", typ: sluice.TypeVarchar, raw: appendString(nil, k.Name)},
 			ownField{name: "event_format", typ: sluice.TypeVarchar, raw: appendString(nil, k.Format)},
 			ownField{name: "event_version", typ: sluice.TypeVarchar, raw: appendString(nil, k.Version())},
-			ownField{name: "unstruct_event_" + columnSuffix(k), typ: sluice.TypeJSON, raw: inner.data})
+			ownField{name: "unstruct_event_" + k.column, typ: sluice.TypeJSON, raw: inner.data})
 	}
 	if cxt, err := decodeSDJ(co, cx, "co", "cx"); err != nil {
 		return fail("%v", err)
@@ -326,7 +332,7 @@ func (e *Enricher) snowplowEvent(params []param, p *sluice.Payload, seq uint64, 
 	if nuid != "" {
 		own = append(own, ownField{name: "network_userid", typ: sluice.TypeVarchar, raw: appendString(nil, nuid)})
 	}
-	if duid := fieldString(own, "domain_userid"); duid != "" {
+	if duid != "" {
 		canon[canonicalIndex["anonymous_id"]] = duid
 	} else {
 		canon[canonicalIndex["anonymous_id"]] = nuid
@@ -348,6 +354,10 @@ func (e *Enricher) snowplowEvent(params []param, p *sluice.Payload, seq uint64, 
 		eventTime = ttm
 	case !dtm.IsZero() && !stm.IsZero():
 		eventTime = p.ReceivedAt.Add(-stm.Sub(dtm))
+	case !dtm.IsZero():
+		// Nothing to correct the device clock by; still the tracker's
+		// time (Snowplow would take the collector's).
+		eventTime = dtm
 	}
 	for i := range own {
 		if own[i].typ == sluice.TypeJSON {
@@ -391,17 +401,6 @@ func fieldIndex(own []ownField, name string) int {
 	return -1
 }
 
-// fieldString returns the value of a string field of own, or "".
-func fieldString(own []ownField, name string) string {
-	i := fieldIndex(own, name)
-	if i < 0 || own[i].typ != sluice.TypeVarchar {
-		return ""
-	}
-	var s string
-	_ = json.Unmarshal(own[i].raw, &s)
-	return s
-}
-
 // epochMillis reads a tracker timestamp: milliseconds since the epoch.
 func epochMillis(s string) (time.Time, bool) {
 	ms, err := strconv.ParseInt(s, 10, 64)
@@ -440,7 +439,7 @@ func decodeSDJ(plain, b64, plainName, b64Name string) ([]byte, error) {
 
 // sdj is one self-describing value: its schema and its data.
 type sdj struct {
-	key  iglu.Key
+	key  schemaKey
 	data []byte
 }
 
@@ -477,34 +476,59 @@ func (e *Enricher) selfDescribing(v []byte, what string) (sdj, *failure) {
 	if err != nil {
 		return sdj{}, &failure{typ: sluice.BadTrackerProtocol, msg: what + ": " + err.Error()}
 	}
-	return e.checkSDJ(data, what)
+	return e.checkSDJ(data, func() string { return what })
 }
 
 // checkSDJ reads one {"schema", "data"} and validates it.
-func (e *Enricher) checkSDJ(v []byte, what string) (sdj, *failure) {
+// what names the value in a failure message; it is called only on failure.
+func (e *Enricher) checkSDJ(v []byte, what func() string) (sdj, *failure) {
 	schema, data, err := splitSDJ(v)
 	if err != nil {
-		return sdj{}, &failure{typ: sluice.BadTrackerProtocol, msg: what + ": " + err.Error()}
+		return sdj{}, &failure{typ: sluice.BadTrackerProtocol, msg: what() + ": " + err.Error()}
 	}
-	k, err := iglu.ParseKey(schema)
+	k, err := e.schemaKey(schema)
 	if err != nil {
-		return sdj{}, &failure{typ: sluice.BadSchemaViolation, msg: what + ": " + err.Error()}
+		return sdj{}, &failure{typ: sluice.BadSchemaViolation, msg: what() + ": " + err.Error()}
 	}
-	if f := e.validate(k, data, what); f != nil {
+	if f := e.validate(k.Key, data, what); f != nil {
 		return sdj{}, f
 	}
 	return sdj{key: k, data: data}, nil
 }
 
+// schemaKey parses an Iglu URI, with its column suffix; both are cached, as
+// a site sends few distinct schemas.
+func (e *Enricher) schemaKey(uri string) (schemaKey, error) {
+	if k, ok := e.keys[uri]; ok {
+		return k, nil
+	}
+	key, err := iglu.ParseKey(uri)
+	if err != nil {
+		return schemaKey{}, err
+	}
+	k := schemaKey{Key: key, column: columnSuffix(key)}
+	if e.keys == nil || len(e.keys) > 10000 {
+		e.keys = map[string]schemaKey{}
+	}
+	e.keys[strings.Clone(uri)] = k
+	return k, nil
+}
+
+// schemaKey is a parsed Iglu URI and the column suffix of its schema.
+type schemaKey struct {
+	iglu.Key
+	column string
+}
+
 // validate checks data against its schema, following enrich.iglu.unknown
 // for schemas no registry holds.
-func (e *Enricher) validate(k iglu.Key, data []byte, what string) *failure {
+func (e *Enricher) validate(k iglu.Key, data []byte, what func() string) *failure {
 	if e.iglu == nil && !e.rejectUnknown {
 		return nil
 	}
 	v, err := iglu.UnmarshalJSON(data)
 	if err != nil {
-		return &failure{typ: sluice.BadTrackerProtocol, msg: fmt.Sprintf("%s: data is not JSON: %v", what, err)}
+		return &failure{typ: sluice.BadTrackerProtocol, msg: fmt.Sprintf("%s: data is not JSON: %v", what(), err)}
 	}
 	err = e.iglu.Validate(k, v)
 	switch {
@@ -512,11 +536,11 @@ func (e *Enricher) validate(k iglu.Key, data []byte, what string) *failure {
 		return nil
 	case isNotFound(err):
 		if e.rejectUnknown {
-			return &failure{typ: sluice.BadSchemaViolation, msg: fmt.Sprintf("%s: %v (enrich.iglu.unknown is bad: add the schema to a registry, then replay)", what, err)}
+			return &failure{typ: sluice.BadSchemaViolation, msg: fmt.Sprintf("%s: %v (enrich.iglu.unknown is bad: add the schema to a registry, then replay)", what(), err)}
 		}
 		return nil
 	default:
-		return &failure{typ: sluice.BadSchemaViolation, msg: fmt.Sprintf("%s %v", what, err)}
+		return &failure{typ: sluice.BadSchemaViolation, msg: fmt.Sprintf("%s %v", what(), err)}
 	}
 }
 
@@ -533,11 +557,11 @@ func (e *Enricher) contexts(v []byte) ([]ownField, *failure) {
 	}
 	var cols []ownField
 	for i, it := range items {
-		c, f := e.checkSDJ(it, fmt.Sprintf("contexts[%d]", i))
+		c, f := e.checkSDJ(it, func() string { return fmt.Sprintf("contexts[%d]", i) })
 		if f != nil {
 			return nil, f
 		}
-		name := "contexts_" + columnSuffix(c.key)
+		name := "contexts_" + c.key.column
 		j := fieldIndex(cols, name)
 		if j < 0 {
 			cols = append(cols, ownField{name: name, typ: sluice.TypeJSON, raw: append([]byte{'['}, c.data...)})

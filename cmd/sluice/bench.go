@@ -29,6 +29,8 @@ func benchCmd() *cobra.Command {
 		lakeRate    float64
 		skipLake    bool
 		skipIngest  bool
+		protocol    string
+		lakeBatch   int
 	)
 	cmd := &cobra.Command{
 		Use:   "bench",
@@ -63,7 +65,7 @@ fresh temporary data dir (or --data), so the numbers include the whole server.`,
 				collector, api = n.CollectorURL(), n.APIURL()
 				fmt.Fprintf(out, "sluice running in-process on %s (data %s)\n", collector, cfg.DataDir)
 			}
-			corpus, err := bench.NewCorpus(5000, 1)
+			corpus, err := bench.NewCorpus(5000, 1, protocol)
 			if err != nil {
 				return err
 			}
@@ -102,8 +104,8 @@ fresh temporary data dir (or --data), so the numbers include the whole server.`,
 				if lakeRate > 0 {
 					pace = fmt.Sprintf("paced to %.0f events/s", lakeRate)
 				}
-				fmt.Fprintf(out, "\nIngest to rows in the lake: %d events, %d clients, batches of 100, %s\n\n", lakeEvents, lakeClients, pace)
-				r, err := bench.Lake(ctx, collector, corpus, lakeClients, 100, lakeEvents, lakeRate, count)
+				fmt.Fprintf(out, "\nIngest to rows in the lake: %d events, %d clients, batches of %d, %s\n\n", lakeEvents, lakeClients, lakeBatch, pace)
+				r, err := bench.Lake(ctx, collector, corpus, lakeClients, lakeBatch, lakeEvents, lakeRate, count)
 				if err != nil {
 					return err
 				}
@@ -127,9 +129,11 @@ fresh temporary data dir (or --data), so the numbers include the whole server.`,
 	f.DurationVar(&duration, "duration", 10*time.Second, "how long each ingest cell runs")
 	f.Int64Var(&lakeEvents, "lake-events", 1000000, "events for the ingest-to-lake run (0: skip)")
 	f.IntVar(&lakeClients, "lake-clients", 8, "clients for the ingest-to-lake run")
+	f.IntVar(&lakeBatch, "lake-batch", 100, "events per request in the ingest-to-lake run")
 	f.Float64Var(&lakeRate, "lake-rate", 0, "pace the ingest-to-lake run to this many events/s (0: full speed)")
 	f.BoolVar(&skipLake, "skip-lake", false, "skip the ingest-to-lake run")
 	f.BoolVar(&skipIngest, "skip-ingest", false, "skip the ingest matrix")
+	f.StringVar(&protocol, "protocol", "json", "request format: json (POST /v1/events) or tp2 (Snowplow POST, 50 events a request by default)")
 	return cmd
 }
 
