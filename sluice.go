@@ -56,6 +56,16 @@ const (
 	// bad row ("<bad sequence>/<line>"); it seeds the ids enrich generates,
 	// so replaying twice yields the same events.
 	HeaderReplayOf = "Replay-Of"
+	// The headers of records payloads (ContentTypeRecords): the source's
+	// name, how to parse each record (a format, and a pattern for regex),
+	// and the stream the parsed records go to.
+	HeaderSource  = "Source"
+	HeaderParse   = "Parse"
+	HeaderPattern = "Pattern"
+	HeaderStream  = "Stream"
+	// HeaderCheckpoint is a file tailer's position after the message that
+	// carries it; it matters to the tailer only.
+	HeaderCheckpoint = "Checkpoint"
 )
 
 // frameVersion is the first byte of every raw message; it lets a later enrich
@@ -203,6 +213,7 @@ var LogColumns = []Column{
 	{Name: "format", Type: TypeVarchar},
 	{Name: "source", Type: TypeVarchar},
 	{Name: "ip", Type: TypeVarchar},
+	{Name: "fields", Type: TypeJSON},
 }
 
 // ContentTypeSyslog marks a payload that holds one syslog message.

@@ -79,14 +79,16 @@ type Bus struct {
 
 // Source is one extra input. Type selects the kind; the other keys belong to it.
 type Source struct {
-	Type   string   `yaml:"type" json:"type"`
-	Listen string   `yaml:"listen" json:"listen,omitempty" jsonschema:"description=syslog: where to listen\\, e.g. udp://127.0.0.1:5514\\, tcp://127.0.0.1:5514 or tls://127.0.0.1:6514"`
-	TLS    TLS      `yaml:"tls" json:"tls,omitempty" jsonschema:"description=syslog over tls://: the server certificate and key"`
-	Paths  []string `yaml:"paths" json:"paths,omitempty" jsonschema:"description=file: glob patterns of the files to tail"`
-	Parse  string   `yaml:"parse" json:"parse,omitempty" jsonschema:"description=file: how to parse each line\\, e.g. nginx_combined"`
-	Stream string   `yaml:"stream" json:"stream,omitempty" jsonschema:"description=Stream the records go to"`
-	URL    string   `yaml:"url" json:"url,omitempty" jsonschema:"description=postgres_cdc: the database URL"`
-	Tables []string `yaml:"tables" json:"tables,omitempty" jsonschema:"description=postgres_cdc: the tables to capture"`
+	Type      string   `yaml:"type" json:"type"`
+	Listen    string   `yaml:"listen" json:"listen,omitempty" jsonschema:"description=syslog: where to listen\\, e.g. udp://127.0.0.1:5514\\, tcp://127.0.0.1:5514 or tls://127.0.0.1:6514"`
+	TLS       TLS      `yaml:"tls" json:"tls,omitempty" jsonschema:"description=syslog over tls://: the server certificate and key"`
+	Paths     []string `yaml:"paths" json:"paths,omitempty" jsonschema:"description=file: glob patterns of the files to tail"`
+	Parse     string   `yaml:"parse" json:"parse,omitempty" jsonschema:"enum=plain,enum=json,enum=nginx_combined,enum=apache_combined,enum=apache_common,enum=regex,description=file: how to parse each record: plain (default)\\, json (one object per line)\\, nginx_combined\\, apache_combined\\, apache_common\\, regex (with pattern)"`
+	Pattern   string   `yaml:"pattern" json:"pattern,omitempty" jsonschema:"description=file with parse: regex: a regular expression with named groups (?P<name>…); the groups become fields\\, timestamp/time/message/host/ip fill those columns"`
+	Multiline string   `yaml:"multiline" json:"multiline,omitempty" jsonschema:"description=file: a regular expression that matches the first line of a record; lines that don't match are appended to the record before (stack traces)"`
+	Stream    string   `yaml:"stream" json:"stream,omitempty" jsonschema:"description=Stream (and lake table) the records go to: logs (default) or a name of your own\\, e.g. nginx"`
+	URL       string   `yaml:"url" json:"url,omitempty" jsonschema:"description=postgres_cdc: the database URL"`
+	Tables    []string `yaml:"tables" json:"tables,omitempty" jsonschema:"description=postgres_cdc: the tables to capture"`
 }
 
 // TLS is a server certificate and its key, as PEM files.

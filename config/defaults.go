@@ -87,6 +87,10 @@ func fillDefaults(c *Config, set func(path string) bool) {
 	if c.Streams == nil {
 		c.Streams = map[string]Stream{}
 	}
+	for _, name := range c.SourceStreams() {
+		// A stream of a source's own keeps what logs keeps by default.
+		d.Streams[name] = Stream{Retention: defaultRetention[sluice.StreamLogs]}
+	}
 	for name, def := range d.Streams {
 		s, ok := c.Streams[name]
 		if !ok {

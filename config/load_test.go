@@ -341,7 +341,7 @@ func TestShapeErrorsInSources(t *testing.T) {
 		{3, 5, "sources.s.typ", `unknown key "typ" in sources.s`, "did you mean type?"},
 	})
 	checkErrors(t, "sources:\n  s: {type: file, paths: /var/log/x.log}\n", []wantErr{
-		{2, 13, "sources.s.type", "source type file is not available", ""},
+		{2, 3, "sources.s", "a file source needs paths", ""},
 		{2, 26, "sources.s.paths", `sources.s.paths must be a list, not "/var/log/x.log"`, "paths: [a, b]"},
 	})
 }
@@ -414,8 +414,24 @@ func TestValidationErrors(t *testing.T) {
 			wantErr{3, 16, "streams.logs.retention", "streams.logs.retention is 0s; it must be greater than 0", "e.g. 168h"}},
 		{"zero dedupe window", "enrich: {dedupe_window: 0}\n",
 			wantErr{1, 25, "enrich.dedupe_window", "enrich.dedupe_window must be greater than 0", ""}},
-		{"future source type", "sources:\n  tail: {type: file, paths: [a.log]}\n",
-			wantErr{2, 16, "sources.tail.type", "source type file is not available in this version of sluice", "remove sources.tail"}},
+		{"file without paths", "sources:\n  tail: {type: file, parse: nginx_combined}\n",
+			wantErr{2, 3, "sources.tail", "a file source needs paths", "globs"}},
+		{"file with an unknown format", "sources:\n  tail: {type: file, paths: [a.log], parse: ngnix_combined}\n",
+			wantErr{2, 45, "sources.tail.parse", `unknown format "ngnix_combined"`, "did you mean nginx_combined?"}},
+		{"file regex without pattern", "sources:\n  tail: {type: file, paths: [a.log], parse: regex}\n",
+			wantErr{2, 3, "sources.tail", "parse: regex needs pattern", "pattern:"}},
+		{"file pattern without groups", "sources:\n  tail: {type: file, paths: [a.log], parse: regex, pattern: 'a+'}\n",
+			wantErr{2, 61, "sources.tail.pattern", "pattern has no named groups", "(?P<name>"}},
+		{"file bad pattern", "sources:\n  tail: {type: file, paths: [a.log], parse: regex, pattern: '(?P<x>'}\n",
+			wantErr{2, 61, "sources.tail.pattern", "pattern is not a regular expression", ""}},
+		{"file bad multiline", "sources:\n  tail: {type: file, paths: [a.log], multiline: '['}\n",
+			wantErr{2, 49, "sources.tail.multiline", "multiline is not a regular expression", ""}},
+		{"file to events", "sources:\n  tail: {type: file, paths: [a.log], stream: events}\n",
+			wantErr{2, 46, "sources.tail.stream", "records cannot go to the events stream", "a name of your own"}},
+		{"file to a bad name", "sources:\n  tail: {type: file, paths: [a.log], stream: Web-Logs}\n",
+			wantErr{2, 46, "sources.tail.stream", `stream name "Web-Logs" is not usable`, "lower-case"}},
+		{"file with listen", "sources:\n  tail: {type: file, paths: [a.log], listen: 'udp://:1'}\n",
+			wantErr{2, 46, "sources.tail.listen", "listen does not apply to a file source", "remove it"}},
 		{"syslog without listen", "sources:\n  s: {type: syslog}\n",
 			wantErr{2, 3, "sources.s", "a syslog source needs listen", "udp://127.0.0.1:5514"}},
 		{"syslog bad scheme", "sources:\n  s: {type: syslog, listen: \"http://127.0.0.1:5514\"}\n",
@@ -496,7 +512,6 @@ dashboards: {dir: ./dashboards}
 `
 	// The syslog sources of the sketch are valid.
 	checkErrors(t, src, []wantErr{
-		{8, 17, "sources.nginx.type", "source type file is not available", ""},
 		{9, 22, "sources.orders_cdc.type", "source type postgres_cdc is not available", ""},
 		{11, 1, "pipelines", "pipelines are not available in this version of sluice", ""},
 		{20, 1, "rollups", "rollups are not available in this version of sluice", ""},

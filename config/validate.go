@@ -5,6 +5,8 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -23,7 +25,7 @@ var unavailableSections = []string{"pipelines", "sinks", "jobs", "rollups", "sem
 // are the ones this version runs (the HTTP collector is always on besides).
 var (
 	sourceTypes        = []string{"syslog", "file", "postgres_cdc"}
-	implementedSources = []string{"syslog"}
+	implementedSources = []string{"syslog", "file"}
 )
 
 // unavailable reports and removes the unavailable sections of the top-level
@@ -96,7 +98,7 @@ func (l *loader) validate(c *Config) {
 
 	for _, name := range sortedKeys(c.Streams) {
 		path := "streams." + name
-		if _, ok := defaultRetention[name]; !ok {
+		if _, ok := defaultRetention[name]; !ok && !slices.Contains(c.SourceStreams(), name) {
 			hint := "the streams are " + strings.Join(sluice.Streams, ", ")
 			if s := suggest(name, sluice.Streams); s != "" {
 				hint = fmt.Sprintf("did you mean %s? %s", s, hint)
@@ -106,7 +108,7 @@ func (l *loader) validate(c *Config) {
 		}
 		if r := c.Streams[name].Retention; r <= 0 {
 			l.addAt(path+".retention", fmt.Sprintf("%s.retention is %s; it must be greater than 0", path, r),
-				fmt.Sprintf("write how long %s keeps messages, e.g. %s", name, defaultRetention[name]))
+				fmt.Sprintf("write how long %s keeps messages, e.g. %s", name, defaultRetention[sluice.StreamLogs]))
 		}
 	}
 
@@ -194,6 +196,8 @@ func (l *loader) checkSource(name string, s Source) {
 		l.addAtKey(path, fmt.Sprintf("source %q has no type", name), "set type: to one of "+types)
 	case s.Type == "syslog":
 		l.checkSyslog(path, s)
+	case s.Type == "file":
+		l.checkFile(path, s)
 	case slices.Contains(sourceTypes, s.Type) && !slices.Contains(implementedSources, s.Type):
 		l.addAt(path+".type", fmt.Sprintf("source type %s is not available in this version of sluice", s.Type),
 			fmt.Sprintf("remove %s; the HTTP collector (http.collector) is always on", path))
@@ -225,7 +229,8 @@ func (l *loader) checkSyslog(path string, s Source) {
 			l.addAt(path+".listen", fmt.Sprintf("listen %q has no port", s.Listen), hint)
 		}
 	}
-	for key, set := range map[string]bool{"paths": len(s.Paths) > 0, "parse": s.Parse != "", "url": s.URL != "", "tables": len(s.Tables) > 0} {
+	for key, set := range map[string]bool{"paths": len(s.Paths) > 0, "parse": s.Parse != "", "url": s.URL != "", "tables": len(s.Tables) > 0,
+		"pattern": s.Pattern != "", "multiline": s.Multiline != ""} {
 		if set {
 			l.addAt(path+"."+key, fmt.Sprintf("%s does not apply to a syslog source", key), "remove it")
 		}
@@ -233,6 +238,79 @@ func (l *loader) checkSyslog(path string, s Source) {
 	if s.Stream != "" && s.Stream != "logs" {
 		l.addAt(path+".stream", fmt.Sprintf("syslog messages go to the logs stream, not %q", s.Stream), "remove stream or write stream: logs")
 	}
+}
+
+// ParseFormats are the record formats of file sources.
+var ParseFormats = []string{"plain", "json", "nginx_combined", "apache_combined", "apache_common", "regex"}
+
+// streamName is what a stream of one's own may be called: it names a NATS
+// stream, a subject token and a lake table.
+var sourceName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+var streamName = regexp.MustCompile(`^[a-z][a-z0-9_]{0,62}$`)
+
+// checkFile checks a file source.
+func (l *loader) checkFile(path string, s Source) {
+	if name := strings.TrimPrefix(path, "sources."); !sourceName.MatchString(name) {
+		l.addAtKey(path, fmt.Sprintf("file source name %q is not usable", name), "use letters, digits, _ and -: it names the tailer's position on the bus")
+	}
+	if len(s.Paths) == 0 {
+		l.addAtKey(path, "a file source needs paths", `write paths: ["/var/log/nginx/access.log"] (globs such as /var/log/app/*.log follow new files)`)
+	}
+	for i, p := range s.Paths {
+		if _, err := filepath.Match(p, ""); err != nil {
+			l.addAt(fmt.Sprintf("%s.paths[%d]", path, i), fmt.Sprintf("%q is not a valid glob: %v", p, err), "see https://pkg.go.dev/path/filepath#Match")
+		}
+	}
+	if s.Parse != "" && !slices.Contains(ParseFormats, s.Parse) {
+		hint := "the formats are " + strings.Join(ParseFormats, ", ")
+		if f := suggest(s.Parse, ParseFormats); f != "" {
+			hint = fmt.Sprintf("did you mean %s? %s", f, hint)
+		}
+		l.addAt(path+".parse", fmt.Sprintf("unknown format %q", s.Parse), hint)
+	}
+	switch {
+	case s.Parse == "regex" && s.Pattern == "":
+		l.addAtKey(path, "parse: regex needs pattern", `add pattern: '^(?P<level>\w+) (?P<message>.*)$'`)
+	case s.Parse != "regex" && s.Pattern != "":
+		l.addAt(path+".pattern", "pattern applies only to parse: regex", "write parse: regex, or remove pattern")
+	case s.Pattern != "":
+		if re, err := regexp.Compile(s.Pattern); err != nil {
+			l.addAt(path+".pattern", fmt.Sprintf("pattern is not a regular expression: %v", err), "Go (RE2) syntax, named groups as (?P<name>…)")
+		} else if len(re.SubexpNames()) < 2 || !slices.ContainsFunc(re.SubexpNames(), func(n string) bool { return n != "" }) {
+			l.addAt(path+".pattern", "pattern has no named groups", "name what to keep: (?P<name>…)")
+		}
+	}
+	if s.Multiline != "" {
+		if _, err := regexp.Compile(s.Multiline); err != nil {
+			l.addAt(path+".multiline", fmt.Sprintf("multiline is not a regular expression: %v", err), `e.g. '^\d{4}-\d{2}-\d{2}' for records that start with a date`)
+		}
+	}
+	switch {
+	case s.Stream == "" || s.Stream == sluice.StreamLogs:
+	case slices.Contains(sluice.Streams, s.Stream):
+		l.addAt(path+".stream", fmt.Sprintf("records cannot go to the %s stream", s.Stream), "write stream: logs, or a name of your own such as nginx")
+	case !streamName.MatchString(s.Stream):
+		l.addAt(path+".stream", fmt.Sprintf("stream name %q is not usable", s.Stream), "use lower-case letters, digits and _, starting with a letter")
+	}
+	for key, set := range map[string]bool{"listen": s.Listen != "", "tls": s.TLS.Cert != "" || s.TLS.Key != "", "url": s.URL != "", "tables": len(s.Tables) > 0} {
+		if set {
+			l.addAt(path+"."+key, fmt.Sprintf("%s does not apply to a file source", key), "remove it")
+		}
+	}
+}
+
+// SourceStreams are the streams of its own that sources write to, besides
+// the built-in ones, sorted.
+func (c *Config) SourceStreams() []string {
+	var out []string
+	for _, s := range c.Sources {
+		if s.Stream != "" && !slices.Contains(sluice.Streams, s.Stream) && !slices.Contains(out, s.Stream) {
+			out = append(out, s.Stream)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // checkLakeURL checks lake.url: empty (<data_dir>/lake) or a directory.

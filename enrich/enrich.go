@@ -21,6 +21,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -49,7 +51,10 @@ type Options struct {
 	// Fingerprint adds event_fingerprint and derives the ids of events that
 	// came without one from it (enrich.fingerprint).
 	Fingerprint bool
-	Logger      *slog.Logger
+	// Streams are the streams of sources' own (besides logs) that records
+	// may go to.
+	Streams []string
+	Logger  *slog.Logger
 }
 
 // Enricher is the raw -> events/bad stage.
@@ -68,6 +73,8 @@ type Enricher struct {
 	rejectUnknown bool
 	fingerprint   bool
 	keys          map[string]schemaKey // parsed Iglu URIs
+	streams       []string
+	parsers       map[string]parserEntry // by format and pattern
 
 	// Scratch space reused from event to event (handle runs one batch at a
 	// time), so the hot path allocates little.
@@ -92,7 +99,7 @@ func New(o Options) *Enricher {
 		o.Logger = slog.Default()
 	}
 	return &Enricher{bus: o.Bus, log: o.Logger, seen: newDedupe(o.DedupeWindow), now: time.Now, enrichments: o.Enrichments,
-		iglu: o.Iglu, rejectUnknown: o.RejectUnknownSchemas, fingerprint: o.Fingerprint}
+		iglu: o.Iglu, rejectUnknown: o.RejectUnknownSchemas, fingerprint: o.Fingerprint, streams: o.Streams}
 }
 
 // Run rebuilds the dedupe window from `events`, then enriches raw messages
@@ -174,6 +181,9 @@ func (e *Enricher) handle(ctx context.Context, batch []bus.Msg) error {
 		out = appendChunks(out, sluice.StreamEvents, fmt.Sprintf("e-%d", m.Seq), res.events, maxMsg)
 		out = appendChunks(out, sluice.StreamBad, fmt.Sprintf("b-%d", m.Seq), res.bad, maxMsg)
 		out = appendChunks(out, sluice.StreamLogs, fmt.Sprintf("l-%d", m.Seq), res.logs, maxMsg)
+		for _, s := range slices.Sorted(maps.Keys(res.streams)) {
+			out = appendChunks(out, s, fmt.Sprintf("s-%s-%d", s, m.Seq), res.streams[s], maxMsg)
+		}
 	}
 	if schemaChanged {
 		rev, err := e.bus.SaveSchema(ctx, e.schema, e.rev)
@@ -223,6 +233,7 @@ func appendChunks(out []bus.Outgoing, stream, id string, lines [][]byte, max int
 type result struct {
 	events, bad   [][]byte
 	logs          [][]byte
+	streams       map[string][][]byte // records for streams of sources' own
 	schemaChanged bool
 	counts
 }
@@ -255,8 +266,12 @@ func (e *Enricher) enrichPayload(res *result, seq uint64, pi int, p *sluice.Payl
 		}))
 		res.failed++
 	}
-	if p.ContentType == sluice.ContentTypeSyslog {
+	switch p.ContentType {
+	case sluice.ContentTypeSyslog:
 		e.enrichSyslog(res, p, bad)
+		return
+	case sluice.ContentTypeRecords:
+		e.enrichRecords(res, p, bad)
 		return
 	}
 	if isSnowplow(p.Path) {

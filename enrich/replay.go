@@ -116,8 +116,11 @@ func Replay(ctx context.Context, b *bus.Bus, f ReplayFilter) (ReplayResult, erro
 				p.Headers = map[string]string{}
 			}
 			p.Headers[sluice.HeaderReplayOf] = id
-			if p.ContentType == "" && row.Collector == "syslog" {
+			switch {
+			case p.ContentType == "" && row.Collector == "syslog":
 				p.ContentType = sluice.ContentTypeSyslog // rows from before content types were kept
+			case p.ContentType == sluice.ContentTypeRecords:
+				p.Body = sluice.AppendRecord(nil, p.Body, false) // a bad row holds one record
 			}
 			if size+len(p.Body)+512 > maxFrame {
 				if err := publish(); err != nil {
@@ -149,10 +152,10 @@ func splitLines(data []byte) [][]byte {
 // replayHeaders are the payload headers a bad row keeps for replay: all but
 // a file tailer's position, which only matters to the tailer.
 func replayHeaders(h map[string]string) map[string]string {
-	if _, ok := h["Checkpoint"]; !ok {
+	if _, ok := h[sluice.HeaderCheckpoint]; !ok {
 		return h
 	}
 	out := maps.Clone(h)
-	delete(out, "Checkpoint")
+	delete(out, sluice.HeaderCheckpoint)
 	return out
 }

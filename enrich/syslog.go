@@ -37,6 +37,7 @@ type logRow struct {
 	Format     string          `json:"format"`
 	Source     string          `json:"source"`
 	IP         string          `json:"ip"`
+	Fields     json.RawMessage `json:"fields"` // parsed fields of a tailed record; null for syslog
 }
 
 // enrichSyslog parses one syslog message into a row of `logs`.

@@ -1,8 +1,9 @@
 // Package node runs one sluice process: every configured role (collector,
-// enrich, archivers, warehouse, API) over one bus, started in flow order and
+// syslog listeners, file tailers, enrich, archivers, warehouse, API) over one bus, started in flow order and
 // stopped in the reverse order so that nothing in flight is lost:
 //
-//  1. stop accepting collector requests and answer those in flight,
+//  1. stop accepting collector requests and answer those in flight; stop the
+//     syslog listeners and the file tailers,
 //  2. let enrich finish its batch,
 //  3. let the archivers flush and commit what they hold,
 //  4. close the API, the warehouse and the bus.
@@ -28,6 +29,7 @@ import (
 	"github.com/sluice-data/sluice"
 	"github.com/sluice-data/sluice/bus"
 	"github.com/sluice-data/sluice/collect"
+	"github.com/sluice-data/sluice/collect/tail"
 	"github.com/sluice-data/sluice/config"
 	"github.com/sluice-data/sluice/enrich"
 	"github.com/sluice-data/sluice/enrich/iglu"
@@ -51,6 +53,8 @@ type Node struct {
 	enr     *enrich.Enricher
 	iglu    *iglu.Registry
 	arch    []*lake.Archiver
+	tcancel context.CancelFunc // stops the file tailers
+	twg     sync.WaitGroup
 	cancel  context.CancelFunc // stops enrich
 	acanc   context.CancelFunc // stops the archivers
 	wg      sync.WaitGroup     // enrich
@@ -111,7 +115,11 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Node, er
 
 	actx, acancel := context.WithCancel(context.Background())
 	n.acanc = acancel
-	for _, t := range lake.BuiltinTables {
+	tables := slices.Clone(lake.BuiltinTables)
+	for _, s := range cfg.SourceStreams() {
+		tables = append(tables, lake.Table{Name: s, Stream: s, Fixed: sluice.LogColumns, PartitionBy: "timestamp"})
+	}
+	for _, t := range tables {
 		a := lake.NewArchiver(lake.ArchiverOptions{
 			Bus: n.bus, Store: store, Table: t, Logger: log,
 			FlushInterval: cfg.Lake.FlushInterval.D(), MaxRows: cfg.Lake.MaxRows,
@@ -157,7 +165,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Node, er
 	n.enr = enrich.New(enrich.Options{
 		Bus: n.bus, DedupeWindow: cfg.Enrich.DedupeWindow.D(), Enrichments: enrichments,
 		Iglu: n.iglu, RejectUnknownSchemas: cfg.Enrich.Iglu.Unknown == "bad", Fingerprint: cfg.Enrich.Fingerprint,
-		Logger: log,
+		Streams: cfg.SourceStreams(), Logger: log,
 	})
 	n.wg.Add(1)
 	go func() {
@@ -172,8 +180,28 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Node, er
 		Store: n.bus, MaxBody: int64(cfg.HTTP.MaxBody), MaxEvents: cfg.HTTP.MaxEvents, WriteKeys: cfg.HTTP.WriteKeys,
 		Cookie: cookieOptions(cfg.HTTP.Cookie), Logger: log,
 	})
+	tctx, tcancel := context.WithCancel(context.Background())
+	n.tcancel = tcancel
 	for _, name := range slices.Sorted(maps.Keys(cfg.Sources)) {
 		src := cfg.Sources[name]
+		if src.Type == "file" {
+			t, err := tail.New(tail.Options{
+				Source: name, Paths: src.Paths, Parse: src.Parse, Pattern: src.Pattern, Multiline: src.Multiline,
+				Stream: src.Stream, StateDir: filepath.Join(cfg.DataDir, "tail"), Bus: n.bus, Logger: log,
+			})
+			if err != nil {
+				return nil, fmt.Errorf("source %s: %w", name, err)
+			}
+			n.twg.Add(1)
+			go func() {
+				defer n.twg.Done()
+				if err := t.Run(tctx); err != nil {
+					n.errs <- fmt.Errorf("source %s: %w", name, err)
+				}
+			}()
+			log.Info("tailing", "source", name, "paths", src.Paths)
+			continue
+		}
 		if src.Type != "syslog" {
 			continue
 		}
@@ -234,7 +262,7 @@ func Replay(ctx context.Context, cfg *config.Config, req server.ReplayRequest) (
 
 func streamConfigs(cfg *config.Config) map[string]bus.StreamConfig {
 	streams := map[string]bus.StreamConfig{}
-	for _, name := range sluice.Streams {
+	for _, name := range append(slices.Clone(sluice.Streams), cfg.SourceStreams()...) {
 		s := cfg.Streams[name]
 		streams[name] = bus.StreamConfig{Retention: s.Retention.D(), MaxBytes: int64(s.MaxBytes)}
 	}
@@ -309,6 +337,8 @@ func (n *Node) Stop() error {
 		s.Close()
 	}
 	n.syslogs = nil
+	n.tcancel()
+	n.twg.Wait()
 	n.coll.Close()
 	n.cancel()
 	n.wg.Wait()
@@ -322,6 +352,10 @@ func (n *Node) Stop() error {
 }
 
 func (n *Node) closeResources() {
+	if n.tcancel != nil {
+		n.tcancel()
+		n.twg.Wait()
+	}
 	for _, s := range n.syslogs {
 		s.Close()
 	}

@@ -92,13 +92,14 @@ type Options struct {
 	Logger     *slog.Logger
 }
 
-// Payload headers the tailer sets; enrich reads the first four.
+// Payload headers the tailer sets (sluice.go documents them); enrich reads
+// all but the checkpoint.
 const (
-	HeaderSource     = "Source"
-	HeaderParse      = "Parse"
-	HeaderPattern    = "Pattern"
-	HeaderStream     = "Stream"
-	HeaderCheckpoint = "Checkpoint" // on the last payload of each message
+	HeaderSource     = sluice.HeaderSource
+	HeaderParse      = sluice.HeaderParse
+	HeaderPattern    = sluice.HeaderPattern
+	HeaderStream     = sluice.HeaderStream
+	HeaderCheckpoint = sluice.HeaderCheckpoint // on the last payload of each message
 )
 
 // Collector is the sluice.Payload Collector of tailed records.
