@@ -68,6 +68,10 @@ const (
 	HeaderCheckpoint = "Checkpoint"
 )
 
+// ParseSyslog is the HeaderParse of records that are syslog messages (RFC
+// 5424 or RFC 3164, told apart per message).
+const ParseSyslog = "syslog"
+
 // frameVersion is the first byte of every raw message; it lets a later enrich
 // read what an older collector wrote.
 const frameVersion = 1

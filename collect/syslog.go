@@ -143,11 +143,18 @@ func (s *Syslog) serveConn(conn net.Conn) {
 		conn.Close()
 	}()
 	host, _, _ := net.SplitHostPort(conn.RemoteAddr().String())
-	r := bufio.NewReaderSize(conn, 64<<10)
+	r := bufio.NewReaderSize(conn, 256<<10)
+	// Messages that arrive together travel together: one payload holds
+	// what was read without waiting, up to syslogBatch bytes.
+	var batch []byte
 	for {
 		msg, cut, err := readFrame(r)
 		if len(msg) > 0 {
-			s.store(msg, host, cut)
+			batch = sluice.AppendRecord(batch, msg, cut)
+		}
+		if len(batch) > 0 && (err != nil || r.Buffered() == 0 || len(batch) >= syslogBatch) {
+			s.storeRecords(batch, host)
+			batch = nil
 		}
 		if err != nil {
 			if !errors.Is(err, io.EOF) && !s.isStopped() {
@@ -212,6 +219,24 @@ func (s *Syslog) isStopped() bool {
 	return s.stopped
 }
 
+// syslogBatch bounds the messages of one TCP connection that share a payload.
+const syslogBatch = 1 << 20
+
+// storeRecords hands messages of one sender, framed as records, to the
+// collector's group commit; enrich parses each as syslog.
+func (s *Syslog) storeRecords(body []byte, ip string) {
+	n := 0
+	_ = sluice.ReadRecords(body, func([]byte, bool) error { n++; return nil })
+	s.enqueue(&pending{
+		payload: sluice.Payload{
+			ReceivedAt: time.Now().UTC(), Collector: "syslog", Path: s.source, ContentType: sluice.ContentTypeRecords,
+			IP: ip, Body: body, Headers: map[string]string{sluice.HeaderParse: sluice.ParseSyslog, sluice.HeaderSource: s.source},
+		},
+		events: n,
+		done:   make(chan error, 1),
+	}, n)
+}
+
 // store hands one message to the collector's group commit, without waiting
 // for the write (there is nobody to answer).
 func (s *Syslog) store(msg []byte, ip string, cut bool) {
@@ -230,12 +255,16 @@ func (s *Syslog) store(msg []byte, ip string, cut bool) {
 	if cut {
 		p.payload.Headers = map[string]string{"Truncated": strconv.Itoa(maxSyslogMessage)}
 	}
+	s.enqueue(p, 1)
+}
+
+func (s *Syslog) enqueue(p *pending, messages int) {
 	s.c.mu.RLock()
 	defer s.c.mu.RUnlock()
 	if s.c.closed {
-		s.c.log.Warn("syslog: message arrived after shutdown began; not stored", "source", s.source, "peer", ip)
+		s.c.log.Warn("syslog: messages arrived after shutdown began; not stored", "source", s.source, "peer", p.payload.IP, "messages", messages)
 		return
 	}
-	syslogMessages.Inc()
+	syslogMessages.Add(float64(messages))
 	s.c.queue <- p
 }

@@ -103,6 +103,15 @@ func FuzzSyslog(f *testing.F) {
 		if res.logged+res.failed != 1 {
 			t.Fatalf("one message gave %d rows and %d bad rows", res.logged, res.failed)
 		}
+		// The same message as a record, as messages over TCP come.
+		p.ContentType, p.Headers = sluice.ContentTypeRecords, map[string]string{sluice.HeaderParse: sluice.ParseSyslog}
+		p.Body = sluice.AppendRecord(nil, body, false)
+		res = result{}
+		e.enrichPayload(&res, 1, 0, &p, map[string]struct{}{})
+		checkOutput(t, &res)
+		if res.logged+res.failed != 1 {
+			t.Fatalf("one record gave %d rows and %d bad rows", res.logged, res.failed)
+		}
 	})
 }
 

@@ -48,6 +48,20 @@ func (e *Enricher) enrichRecords(res *result, p *sluice.Payload, bad func(typ, m
 		whole(sluice.BadEnrichmentFailure, fmt.Sprintf("source %s: stream %q is not configured on this node: add the source to its config, then replay", source, stream))
 		return
 	}
+	if format == sluice.ParseSyslog {
+		err := sluice.ReadRecords(p.Body, func(rec []byte, truncated bool) error {
+			if truncated {
+				bad(sluice.BadSizeViolation, fmt.Sprintf("syslog message longer than the limit; the payload holds its first %d bytes", len(rec)), string(rec), "")
+				return nil
+			}
+			e.syslogMessage(res, p, rec, bad)
+			return nil
+		})
+		if err != nil {
+			bad(sluice.BadCollectorPayloadFormat, fmt.Sprintf("source %s: %v", source, err), string(p.Body), "")
+		}
+		return
+	}
 	parser, err := e.parser(format, p.Headers[sluice.HeaderPattern])
 	if err != nil {
 		whole(sluice.BadEnrichmentFailure, fmt.Sprintf("source %s: %v", source, err))

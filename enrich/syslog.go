@@ -40,22 +40,28 @@ type logRow struct {
 	Fields     json.RawMessage `json:"fields"` // parsed fields of a tailed record; null for syslog
 }
 
-// enrichSyslog parses one syslog message into a row of `logs`.
+// enrichSyslog parses a payload of one syslog message (UDP) into a row of
+// `logs`; messages over TCP come in records payloads (enrichRecords).
 func (e *Enricher) enrichSyslog(res *result, p *sluice.Payload, bad func(typ, msg, payload, eventID string)) {
 	if n := p.Headers["Truncated"]; n != "" {
 		bad(sluice.BadSizeViolation, fmt.Sprintf("syslog message longer than %s bytes; the payload holds its beginning", n), string(p.Body), "")
 		return
 	}
+	e.syslogMessage(res, p, p.Body, bad)
+}
+
+// syslogMessage parses one message of payload p.
+func (e *Enricher) syslogMessage(res *result, p *sluice.Payload, msg []byte, bad func(typ, msg, payload, eventID string)) {
 	if e.syslog == nil {
 		e.syslog = newSyslogParser()
 	}
-	m, err := e.syslog.Parse(p.Body)
+	m, err := e.syslog.Parse(msg)
 	if err != nil || m == nil || !m.Valid() {
 		reason := "not a valid RFC 5424 or RFC 3164 message"
 		if err != nil {
 			reason = err.Error()
 		}
-		bad(sluice.BadTrackerProtocol, "syslog message could not be parsed: "+reason, string(p.Body), "")
+		bad(sluice.BadTrackerProtocol, "syslog message could not be parsed: "+reason, string(msg), "")
 		return
 	}
 	row := logRow{
@@ -65,20 +71,20 @@ func (e *Enricher) enrichSyslog(res *result, p *sluice.Payload, bad func(typ, ms
 		SD:         json.RawMessage("null"),
 	}
 	var base *syslog.Base
-	switch msg := m.(type) {
+	switch sm := m.(type) {
 	case *rfc5424.SyslogMessage:
-		base = &msg.Base
+		base = &sm.Base
 		row.Format = "rfc5424"
-		if msg.StructuredData != nil && len(*msg.StructuredData) > 0 {
-			if b, err := json.Marshal(*msg.StructuredData); err == nil {
+		if sm.StructuredData != nil && len(*sm.StructuredData) > 0 {
+			if b, err := json.Marshal(*sm.StructuredData); err == nil {
 				row.SD = b
 			}
 		}
 	case *rfc3164.SyslogMessage:
-		base = &msg.Base
+		base = &sm.Base
 		row.Format = "rfc3164"
 	default:
-		bad(sluice.BadTrackerProtocol, fmt.Sprintf("syslog message of an unsupported kind %T", m), string(p.Body), "")
+		bad(sluice.BadTrackerProtocol, fmt.Sprintf("syslog message of an unsupported kind %T", m), string(msg), "")
 		return
 	}
 	ts := p.ReceivedAt
@@ -90,7 +96,7 @@ func (e *Enricher) enrichSyslog(res *result, p *sluice.Payload, bad func(typ, ms
 	row.Facility, row.Severity, row.Message = base.Facility, base.Severity, base.Message
 	line, err := json.Marshal(row)
 	if err != nil {
-		bad(sluice.BadEnrichmentFailure, "syslog row: "+err.Error(), string(p.Body), "")
+		bad(sluice.BadEnrichmentFailure, "syslog row: "+err.Error(), string(msg), "")
 		return
 	}
 	res.logs = append(res.logs, append(line, '\n'))
