@@ -392,6 +392,11 @@ func keyString(k []byte) string {
 
 func isNotFound(err error) bool { return errors.Is(err, iglu.ErrNotFound) }
 
+func isInvalid(err error) bool {
+	var ve *iglu.ValidationError
+	return errors.As(err, &ve)
+}
+
 func fieldIndex(own []ownField, name string) int {
 	for i, f := range own {
 		if f.name == name {
@@ -539,8 +544,12 @@ func (e *Enricher) validate(k iglu.Key, data []byte, what func() string) *failur
 			return &failure{typ: sluice.BadSchemaViolation, msg: fmt.Sprintf("%s: %v (enrich.iglu.unknown is bad: add the schema to a registry, then replay)", what(), err)}
 		}
 		return nil
-	default:
+	case isInvalid(err):
 		return &failure{typ: sluice.BadSchemaViolation, msg: fmt.Sprintf("%s %v", what(), err)}
+	default:
+		// The registry could not be used (an unreadable or broken schema
+		// file): not the data's fault; replay once the schema is fixed.
+		return &failure{typ: sluice.BadEnrichmentFailure, msg: fmt.Sprintf("%s: schema registry: %v", what(), err)}
 	}
 }
 
