@@ -292,8 +292,9 @@ func (c *Collector) readBody(r *http.Request) ([]byte, int, error) {
 	return body, 0, nil
 }
 
-// countEvents checks that body is JSON events and says how many it holds.
-func countEvents(body []byte) (int, error) {
+// countJSON checks that body is a sequence of JSON values and counts them;
+// the error says where it broke.
+func countJSON(body []byte) (int, error) {
 	n, err := jsonseq.Count(body)
 	if err != nil {
 		var se *jsonseq.SyntaxError
@@ -301,6 +302,15 @@ func countEvents(body []byte) (int, error) {
 			return 0, fmt.Errorf("body is not valid JSON: %v", se)
 		}
 		return 0, fmt.Errorf("body is not valid JSON: %v", err)
+	}
+	return n, nil
+}
+
+// countEvents checks that body is JSON events and says how many it holds.
+func countEvents(body []byte) (int, error) {
+	n, err := countJSON(body)
+	if err != nil {
+		return 0, err
 	}
 	if n == 1 {
 		first := bytes.TrimLeft(body, " \t\r\n\ufeff")

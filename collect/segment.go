@@ -3,7 +3,6 @@ package collect
 import (
 	"bytes"
 	"errors"
-	"fmt"
 	"net/http"
 
 	"github.com/sluice-data/sluice"
@@ -32,13 +31,9 @@ func (c *Collector) handleSegment(w http.ResponseWriter, r *http.Request) {
 	basicKey, _, _ := r.BasicAuth()
 	batch := r.URL.Path == "/v1/batch"
 	c.accept(w, r, func(body []byte) (int, map[string]string, int, error) {
-		n, err := jsonseq.Count(body)
+		n, err := countJSON(body)
 		if err != nil {
-			var se *jsonseq.SyntaxError
-			if errors.As(err, &se) {
-				return 0, nil, http.StatusBadRequest, fmt.Errorf("body is not valid JSON: %v", se)
-			}
-			return 0, nil, http.StatusBadRequest, fmt.Errorf("body is not valid JSON: %v", err)
+			return 0, nil, http.StatusBadRequest, err
 		}
 		trimmed := bytes.TrimLeft(body, " \t\r\n\ufeff")
 		if n != 1 || len(trimmed) == 0 || trimmed[0] != '{' {

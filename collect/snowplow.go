@@ -3,7 +3,6 @@ package collect
 import (
 	"bytes"
 	"errors"
-	"fmt"
 	"net/http"
 	"strconv"
 	"time"
@@ -100,13 +99,9 @@ func (c *Collector) handleTP2(w http.ResponseWriter, r *http.Request) {
 
 // countTP2 checks that body is a payload_data envelope and counts its events.
 func countTP2(body []byte) (int, error) {
-	n, err := jsonseq.Count(body)
+	n, err := countJSON(body)
 	if err != nil {
-		var se *jsonseq.SyntaxError
-		if errors.As(err, &se) {
-			return 0, fmt.Errorf("body is not valid JSON: %v", se)
-		}
-		return 0, fmt.Errorf("body is not valid JSON: %v", err)
+		return 0, err
 	}
 	trimmed := bytes.TrimLeft(body, " \t\r\n\ufeff")
 	if n != 1 || len(trimmed) == 0 || trimmed[0] != '{' {

@@ -388,6 +388,19 @@ func hasUpper(b []byte) bool {
 	return false
 }
 
+// startEvent hands out the scratch space of a new event: its canonical
+// columns, cleared, and an empty list of its own fields (give it back in
+// e.scratch.own when done).
+func (e *Enricher) startEvent() (canon []string, own []ownField) {
+	sc := &e.scratch
+	if sc.canon == nil {
+		sc.canon = make([]string, len(sluice.EventColumns))
+	}
+	clear(sc.canon)
+	sc.pairs = sc.pairs[:0]
+	return sc.canon, sc.own[:0]
+}
+
 // toEvent builds one canonical event from a JSON value that jsonseq.Split
 // returned (so it is valid JSON).
 func (e *Enricher) toEvent(v []byte, p *sluice.Payload, seq uint64, pi, vi int) (*built, *failure) {
@@ -395,13 +408,7 @@ func (e *Enricher) toEvent(v []byte, p *sluice.Payload, seq uint64, pi, vi int) 
 		return nil, &failure{typ: sluice.BadCollectorPayloadFormat, msg: fmt.Sprintf("expected a JSON object for an event, got %s", jsonKind(v))}
 	}
 	sc := &e.scratch
-	if sc.canon == nil {
-		sc.canon = make([]string, len(sluice.EventColumns))
-	}
-	canon := sc.canon
-	clear(canon)
-	own := sc.own[:0]
-	sc.pairs = sc.pairs[:0]
+	canon, own := e.startEvent()
 	seen := sc.seen[:0] // names so far, to catch duplicates that differ only in case
 	defer func() { sc.own, sc.seen = own[:0], seen[:0] }()
 	var eventTime time.Time
@@ -490,7 +497,7 @@ func (e *Enricher) toEvent(v []byte, p *sluice.Payload, seq uint64, pi, vi int) 
 // enrichments, its columns checked against the table schema, the encoded line.
 func (e *Enricher) finish(canon []string, own []ownField, eventTime time.Time, fingerprint string, p *sluice.Payload, seq uint64, pi, vi int) (*built, *failure) {
 	if fingerprint != "" {
-		own = append(own, ownField{name: "event_fingerprint", typ: sluice.TypeVarchar, raw: appendString(nil, fingerprint)})
+		own = append(own, ownField{name: "event_fingerprint", typ: sluice.TypeVarchar, raw: jsonseq.AppendString(nil, fingerprint)})
 	}
 	switch {
 	case canon[colEventID] != "":
@@ -816,7 +823,7 @@ const TimeLayout = "2006-01-02T15:04:05.000000Z"
 func encodeEvent(canon []string, eventTime, receivedAt time.Time, own []ownField) []byte {
 	buf := make([]byte, 0, 512)
 	buf = append(buf, `{"event_id":`...)
-	buf = appendString(buf, canon[colEventID])
+	buf = jsonseq.AppendString(buf, canon[colEventID])
 	buf = append(buf, `,"event_time":"`...)
 	buf = eventTime.UTC().AppendFormat(buf, TimeLayout)
 	buf = append(buf, `","received_at":"`...)
@@ -827,13 +834,13 @@ func encodeEvent(canon []string, eventTime, receivedAt time.Time, own []ownField
 			continue
 		}
 		buf = append(buf, ',')
-		buf = appendString(buf, c.Name)
+		buf = jsonseq.AppendString(buf, c.Name)
 		buf = append(buf, ':')
-		buf = appendString(buf, canon[i])
+		buf = jsonseq.AppendString(buf, canon[i])
 	}
 	for _, f := range own {
 		buf = append(buf, ',')
-		buf = appendString(buf, f.name)
+		buf = jsonseq.AppendString(buf, f.name)
 		buf = append(buf, ':')
 		if f.typ == sluice.TypeDouble && !bytes.ContainsAny(f.raw, ".eE") {
 			buf = append(buf, f.raw...)
@@ -868,48 +875,6 @@ func compact(raw []byte) bool {
 		}
 	}
 	return true
-}
-
-// appendString appends s as a JSON string; plain ASCII, the common case,
-// is copied as is.
-func appendString(buf []byte, s string) []byte {
-	buf = append(buf, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c >= 0x20 && c != '"' && c != '\\' && c < utf8.RuneSelf {
-			i++
-			continue
-		}
-		if c >= utf8.RuneSelf {
-			r, size := utf8.DecodeRuneInString(s[i:])
-			if r != utf8.RuneError || size != 1 {
-				i += size
-				continue
-			}
-		}
-		buf = append(buf, s[start:i]...)
-		switch c {
-		case '"', '\\':
-			buf = append(buf, '\\', c)
-		case '\n':
-			buf = append(buf, '\\', 'n')
-		case '\r':
-			buf = append(buf, '\\', 'r')
-		case '\t':
-			buf = append(buf, '\\', 't')
-		default:
-			if c < 0x20 {
-				buf = fmt.Appendf(buf, "\\u%04x", c)
-			} else {
-				buf = append(buf, `\ufffd`...) // invalid UTF-8, as encoding/json writes it
-			}
-		}
-		i++
-		start = i
-	}
-	buf = append(buf, s[start:]...)
-	return append(buf, '"')
 }
 
 // leadingEventID reads the event_id that encodeEvent writes first.

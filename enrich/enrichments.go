@@ -11,6 +11,7 @@ import (
 
 	"github.com/mileusna/useragent"
 	"github.com/sluice-data/sluice"
+	"github.com/sluice-data/sluice/internal/jsonseq"
 )
 
 // An Enrichment adds to an event after it was parsed and before its columns
@@ -51,7 +52,7 @@ func (ev *Event) SetField(name, value string) {
 			return
 		}
 	}
-	*ev.own = append(*ev.own, ownField{name: name, typ: sluice.TypeVarchar, raw: appendString(nil, value)})
+	*ev.own = append(*ev.own, ownField{name: name, typ: sluice.TypeVarchar, raw: jsonseq.AppendString(nil, value)})
 }
 
 // UserAgent fills browser, os and device_class from useragent. Parsing a

@@ -6,6 +6,7 @@ import (
 
 	"github.com/sluice-data/sluice"
 	"github.com/sluice-data/sluice/enrich/logparse"
+	"github.com/sluice-data/sluice/internal/jsonseq"
 )
 
 type parserEntry struct {
@@ -117,7 +118,7 @@ func appendLogRecord(buf []byte, r *logparse.Record, received []byte, p *sluice.
 		buf = append(buf, ',', '"')
 		buf = append(buf, name...)
 		buf = append(buf, '"', ':')
-		buf = appendString(buf, v)
+		buf = jsonseq.AppendString(buf, v)
 	}
 	str("host", r.Host)
 	app := r.App

@@ -179,13 +179,7 @@ var spEventTypes = map[string]string{
 // snowplowEvent builds one canonical event from tracker protocol fields.
 func (e *Enricher) snowplowEvent(params []param, p *sluice.Payload, seq uint64, pi, vi int) (*built, *failure) {
 	sc := &e.scratch
-	if sc.canon == nil {
-		sc.canon = make([]string, len(sluice.EventColumns))
-	}
-	canon := sc.canon
-	clear(canon)
-	own := sc.own[:0]
-	sc.pairs = sc.pairs[:0]
+	canon, own := e.startEvent()
 	defer func() { sc.own = own[:0] }()
 	var kind, uePr, uePx, co, cx, tnuid, duid string
 	var dtm, stm, ttm time.Time
@@ -246,7 +240,7 @@ func (e *Enricher) snowplowEvent(params []param, p *sluice.Payload, seq uint64, 
 		var raw []byte
 		switch col.typ {
 		case sluice.TypeVarchar:
-			raw = appendString(nil, kv.v)
+			raw = jsonseq.AppendString(nil, kv.v)
 		case sluice.TypeDouble:
 			f, err := strconv.ParseFloat(kv.v, 64)
 			if err != nil || f != f || f > 1.7976931348623157e308 || f < -1.7976931348623157e308 {
@@ -284,7 +278,7 @@ func (e *Enricher) snowplowEvent(params []param, p *sluice.Payload, seq uint64, 
 	case !ok:
 		return fail("unknown event type e=%q (pv, pp, se, ue, tr or ti)", kind)
 	}
-	own = append(own, ownField{name: "event_type", typ: sluice.TypeVarchar, raw: appendString(nil, typ)})
+	own = append(own, ownField{name: "event_type", typ: sluice.TypeVarchar, raw: jsonseq.AppendString(nil, typ)})
 	canon[colEvent] = typ
 	if kind == "se" && (!hasField(own, "se_category") || !hasField(own, "se_action")) {
 		// Snowplow's schema for structured events requires both.
@@ -307,10 +301,10 @@ func (e *Enricher) snowplowEvent(params []param, p *sluice.Payload, seq uint64, 
 		k := inner.key
 		canon[colEvent] = k.Name
 		own = append(own,
-			ownField{name: "event_vendor", typ: sluice.TypeVarchar, raw: appendString(nil, k.Vendor)},
-			ownField{name: "event_name", typ: sluice.TypeVarchar, raw: appendString(nil, k.Name)},
-			ownField{name: "event_format", typ: sluice.TypeVarchar, raw: appendString(nil, k.Format)},
-			ownField{name: "event_version", typ: sluice.TypeVarchar, raw: appendString(nil, k.Version())},
+			ownField{name: "event_vendor", typ: sluice.TypeVarchar, raw: jsonseq.AppendString(nil, k.Vendor)},
+			ownField{name: "event_name", typ: sluice.TypeVarchar, raw: jsonseq.AppendString(nil, k.Name)},
+			ownField{name: "event_format", typ: sluice.TypeVarchar, raw: jsonseq.AppendString(nil, k.Format)},
+			ownField{name: "event_version", typ: sluice.TypeVarchar, raw: jsonseq.AppendString(nil, k.Version())},
 			ownField{name: "unstruct_event_" + k.column, typ: sluice.TypeJSON, raw: inner.data})
 	}
 	if cxt, err := decodeSDJ(co, cx, "co", "cx"); err != nil {
@@ -330,7 +324,7 @@ func (e *Enricher) snowplowEvent(params []param, p *sluice.Payload, seq uint64, 
 		nuid = tnuid
 	}
 	if nuid != "" {
-		own = append(own, ownField{name: "network_userid", typ: sluice.TypeVarchar, raw: appendString(nil, nuid)})
+		own = append(own, ownField{name: "network_userid", typ: sluice.TypeVarchar, raw: jsonseq.AppendString(nil, nuid)})
 	}
 	if duid != "" {
 		canon[canonicalIndex["anonymous_id"]] = duid

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"time"
 
@@ -68,26 +67,18 @@ RFC 3339 time.`,
 					return fmt.Errorf("--until: %w", err)
 				}
 			}
-			api := c.apiAddr
-			c.apiAddr = ""
-			cfg, err := c.load()
+			ctx := cmd.Context()
+			cfg, client, err := c.client(ctx)
 			if err != nil {
 				return err
-			}
-			ctx := cmd.Context()
-			if api != "" && !strings.Contains(api, "://") {
-				api = "http://" + api
-			}
-			if api == "" {
-				api = server.Discover(ctx, cfg.DataDir)
 			}
 			var res struct {
 				Matched  json.Number            `json:"matched"`
 				Replayed json.Number            `json:"replayed"`
 				ByType   map[string]json.Number `json:"by_type"`
 			}
-			if api != "" {
-				if err := (&server.Client{URL: api, Token: token(cfg)}).Replay(ctx, req, &res); err != nil {
+			if client != nil {
+				if err := client.Replay(ctx, req, &res); err != nil {
 					return err
 				}
 			} else {
@@ -136,12 +127,4 @@ func parseWhen(s string, now time.Time) (time.Time, error) {
 		return t, nil
 	}
 	return time.Time{}, fmt.Errorf("%q is neither a duration (24h, 7d), a date (2026-11-25) nor an RFC 3339 time", s)
-}
-
-// token is the API token: SLUICE_TOKEN, else auth.token.
-func token(cfg *config.Config) string {
-	if t := os.Getenv("SLUICE_TOKEN"); t != "" {
-		return t
-	}
-	return cfg.Auth.Token
 }

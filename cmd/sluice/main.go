@@ -11,11 +11,13 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
 
 	"github.com/sluice-data/sluice/config"
+	"github.com/sluice-data/sluice/server"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -74,6 +76,32 @@ func (c *common) load() (*config.Config, error) {
 		return nil, err
 	}
 	return cfg, nil
+}
+
+// client loads the config for a command that talks to a running server and
+// returns the server to ask: --api-addr (which names a server here, not a
+// listener), else the one running on the data dir; "" when none runs.
+func (c *common) client(ctx context.Context) (*config.Config, *server.Client, error) {
+	api := c.apiAddr
+	c.apiAddr = ""
+	cfg, err := c.load()
+	if err != nil {
+		return nil, nil, err
+	}
+	if api != "" && !strings.Contains(api, "://") {
+		api = "http://" + api
+	}
+	if api == "" {
+		api = server.Discover(ctx, cfg.DataDir)
+	}
+	if api == "" {
+		return cfg, nil, nil
+	}
+	token := cfg.Auth.Token
+	if t := os.Getenv("SLUICE_TOKEN"); t != "" {
+		token = t
+	}
+	return cfg, &server.Client{URL: api, Token: token}, nil
 }
 
 func (c *common) logger() *slog.Logger {

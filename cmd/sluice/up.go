@@ -12,7 +12,6 @@ import (
 
 	"github.com/sluice-data/sluice/demo"
 	"github.com/sluice-data/sluice/node"
-	"github.com/sluice-data/sluice/server"
 	"github.com/sluice-data/sluice/warehouse"
 )
 
@@ -142,23 +141,14 @@ func sqlCmd() *cobra.Command {
 		Short: "Run a read-only query: through the running server for the data dir, else directly on it",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			// Here --api-addr names the server to ask, not a listener.
-			api := c.apiAddr
-			c.apiAddr = ""
-			cfg, err := c.load()
+			ctx := cmd.Context()
+			cfg, client, err := c.client(ctx)
 			if err != nil {
 				return err
 			}
-			ctx := cmd.Context()
-			if api != "" && !strings.Contains(api, "://") {
-				api = "http://" + api
-			}
-			if api == "" {
-				api = server.Discover(ctx, cfg.DataDir)
-			}
 			var res *warehouse.Result
-			if api != "" {
-				res, err = (&server.Client{URL: api, Token: token(cfg)}).SQL(ctx, args[0])
+			if client != nil {
+				res, err = client.SQL(ctx, args[0])
 			} else {
 				res, err = queryDirect(ctx, cfg.DataDir, cfg.LakeDir(), args[0])
 			}

@@ -10,7 +10,8 @@ import (
 	"regexp"
 	"strconv"
 	"time"
-	"unicode/utf8"
+
+	"github.com/sluice-data/sluice/internal/jsonseq"
 )
 
 // Parser reads one record.
@@ -94,7 +95,7 @@ func (r *Record) AppendFieldsJSON(dst []byte) []byte {
 		if i > 0 {
 			dst = append(dst, ',')
 		}
-		dst = appendString(dst, f.Name)
+		dst = jsonseq.AppendString(dst, f.Name)
 		dst = append(dst, ':')
 		switch f.Kind {
 		case Int, Float:
@@ -113,53 +114,9 @@ func (r *Record) AppendFieldsJSON(dst []byte) []byte {
 				continue
 			}
 		}
-		dst = appendString(dst, f.Value)
+		dst = jsonseq.AppendString(dst, f.Value)
 	}
 	return append(dst, '}')
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendString appends s as a JSON string.
-func appendString(dst []byte, s string) []byte {
-	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			dst = append(dst, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				dst = append(dst, '\\', c)
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, "\ufffd"...)
-			i++
-			start = i
-			continue
-		}
-		i += size
-	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
 }
 
 // isJSONNumber reports whether s is a number in JSON's grammar.
