@@ -84,6 +84,8 @@ type Enricher struct {
 		seen   [][]byte
 		params []param
 		pairs  []param // what the event fingerprint covers
+		// slab holds the encoded values of the event's own fields (see raw).
+		slab []byte
 	}
 }
 
@@ -398,7 +400,21 @@ func (e *Enricher) startEvent() (canon []string, own []ownField) {
 	}
 	clear(sc.canon)
 	sc.pairs = sc.pairs[:0]
+	sc.slab = sc.slab[:0]
 	return sc.canon, sc.own[:0]
+}
+
+// slab is where to append an own field's encoded value; pass the result to
+// raw. Values of one event share it, saving an allocation each: a value's
+// bytes are never written again while the event is built, even when the
+// slab grows (the old array stays with the values that point into it).
+func (e *Enricher) slab() []byte { return e.scratch.slab }
+
+// raw takes the value just appended to the slab.
+func (e *Enricher) raw(grown []byte) []byte {
+	start := len(e.scratch.slab)
+	e.scratch.slab = grown
+	return grown[start:len(grown):len(grown)]
 }
 
 // toEvent builds one canonical event from a JSON value that jsonseq.Split
@@ -424,7 +440,7 @@ func (e *Enricher) toEvent(v []byte, p *sluice.Payload, seq uint64, pi, vi int) 
 		// Fold as columnIndex does, or two fields of one event could land
 		// in one column.
 		for _, s := range seen {
-			if bytes.EqualFold(s, key) {
+			if len(s) == len(key) && bytes.EqualFold(s, key) {
 				f = &failure{typ: sluice.BadSchemaViolation, msg: fmt.Sprintf("field %q appears twice (names are case-insensitive in SQL)", key)}
 				return errStop
 			}
@@ -497,7 +513,7 @@ func (e *Enricher) toEvent(v []byte, p *sluice.Payload, seq uint64, pi, vi int) 
 // enrichments, its columns checked against the table schema, the encoded line.
 func (e *Enricher) finish(canon []string, own []ownField, eventTime time.Time, fingerprint string, p *sluice.Payload, seq uint64, pi, vi int) (*built, *failure) {
 	if fingerprint != "" {
-		own = append(own, ownField{name: "event_fingerprint", typ: sluice.TypeVarchar, raw: jsonseq.AppendString(nil, fingerprint)})
+		own = append(own, ownField{name: "event_fingerprint", typ: sluice.TypeVarchar, raw: e.raw(jsonseq.AppendString(e.slab(), fingerprint))})
 	}
 	switch {
 	case canon[colEventID] != "":
@@ -508,7 +524,7 @@ func (e *Enricher) finish(canon []string, own []ownField, eventTime time.Time, f
 	}
 	canon[colCollector] = p.Collector
 	if len(e.enrichments) > 0 {
-		ev := Event{canon: canon, own: &own}
+		ev := Event{canon: canon, own: &own, e: e}
 		for _, en := range e.enrichments {
 			en.Enrich(&ev)
 		}
@@ -818,6 +834,29 @@ func allDigits(s string) bool {
 // TimeLayout is how timestamps are written on the events stream.
 const TimeLayout = "2006-01-02T15:04:05.000000Z"
 
+// appendTime appends t in UTC as TimeLayout, faster than AppendFormat (it
+// is written two or three times for every event).
+func appendTime(buf []byte, t time.Time) []byte {
+	t = t.UTC()
+	year, month, day := t.Date()
+	hour, minute, sec := t.Clock()
+	if year < 0 || year > 9999 {
+		return t.AppendFormat(buf, TimeLayout)
+	}
+	two := func(b []byte, v int) []byte { return append(b, byte('0'+v/10), byte('0'+v%10)) }
+	buf = append(buf, byte('0'+year/1000), byte('0'+year/100%10), byte('0'+year/10%10), byte('0'+year%10), '-')
+	buf = append(two(buf, int(month)), '-')
+	buf = append(two(buf, day), 'T')
+	buf = append(two(buf, hour), ':')
+	buf = append(two(buf, minute), ':')
+	buf = append(two(buf, sec), '.')
+	us := t.Nanosecond() / 1000
+	for d := 100000; d > 0; d /= 10 {
+		buf = append(buf, byte('0'+us/d%10))
+	}
+	return append(buf, 'Z')
+}
+
 // encodeEvent writes one NDJSON line: event_id first (the dedupe rebuild
 // reads it without decoding the line), canonical columns, then own fields.
 func encodeEvent(canon []string, eventTime, receivedAt time.Time, own []ownField) []byte {
@@ -825,9 +864,9 @@ func encodeEvent(canon []string, eventTime, receivedAt time.Time, own []ownField
 	buf = append(buf, `{"event_id":`...)
 	buf = jsonseq.AppendString(buf, canon[colEventID])
 	buf = append(buf, `,"event_time":"`...)
-	buf = eventTime.UTC().AppendFormat(buf, TimeLayout)
+	buf = appendTime(buf, eventTime)
 	buf = append(buf, `","received_at":"`...)
-	buf = receivedAt.UTC().AppendFormat(buf, TimeLayout)
+	buf = appendTime(buf, receivedAt)
 	buf = append(buf, '"')
 	for i, c := range sluice.EventColumns {
 		if i == colEventID || i == colEventTime || i == colReceivedAt || canon[i] == "" {

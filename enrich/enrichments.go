@@ -27,6 +27,7 @@ type Enrichment interface {
 type Event struct {
 	canon []string
 	own   *[]ownField
+	e     *Enricher // for its scratch space
 }
 
 // Get returns a canonical column ("" when unset).
@@ -52,7 +53,13 @@ func (ev *Event) SetField(name, value string) {
 			return
 		}
 	}
-	*ev.own = append(*ev.own, ownField{name: name, typ: sluice.TypeVarchar, raw: jsonseq.AppendString(nil, value)})
+	var raw []byte
+	if ev.e != nil {
+		raw = ev.e.raw(jsonseq.AppendString(ev.e.slab(), value))
+	} else {
+		raw = jsonseq.AppendString(nil, value)
+	}
+	*ev.own = append(*ev.own, ownField{name: name, typ: sluice.TypeVarchar, raw: raw})
 }
 
 // UserAgent fills browser, os and device_class from useragent. Parsing a

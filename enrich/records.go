@@ -71,7 +71,7 @@ func (e *Enricher) enrichRecords(res *result, p *sluice.Payload, bad func(typ, m
 	if format == "" {
 		format = "plain"
 	}
-	received := p.ReceivedAt.UTC().AppendFormat(nil, TimeLayout)
+	received := appendTime(nil, p.ReceivedAt)
 	err = sluice.ReadRecords(p.Body, func(rec []byte, truncated bool) error {
 		if truncated {
 			bad(sluice.BadSizeViolation, fmt.Sprintf("source %s: record longer than the limit; the payload holds its first %d bytes", source, len(rec)), string(rec), "")
@@ -106,7 +106,7 @@ func appendLogRecord(buf []byte, r *logparse.Record, received []byte, p *sluice.
 	if r.Time.IsZero() {
 		buf = append(buf, received...)
 	} else {
-		buf = r.Time.UTC().AppendFormat(buf, TimeLayout)
+		buf = appendTime(buf, r.Time)
 	}
 	buf = append(buf, `","received_at":"`...)
 	buf = append(buf, received...)

@@ -225,8 +225,8 @@ func (e *Enricher) snowplowEvent(params []param, p *sluice.Payload, seq uint64, 
 			if !ok || err1 != nil || err2 != nil || wn < 0 || hn < 0 {
 				return fail("field %s: %q is not WIDTHxHEIGHT", kv.k, kv.v)
 			}
-			own = append(own, ownField{name: dims[0], typ: sluice.TypeBigint, raw: strconv.AppendInt(nil, wn, 10)},
-				ownField{name: dims[1], typ: sluice.TypeBigint, raw: strconv.AppendInt(nil, hn, 10)})
+			own = append(own, ownField{name: dims[0], typ: sluice.TypeBigint, raw: e.raw(strconv.AppendInt(e.slab(), wn, 10))},
+				ownField{name: dims[1], typ: sluice.TypeBigint, raw: e.raw(strconv.AppendInt(e.slab(), hn, 10))})
 			continue
 		}
 		col, ok := spFields[kv.k]
@@ -240,19 +240,19 @@ func (e *Enricher) snowplowEvent(params []param, p *sluice.Payload, seq uint64, 
 		var raw []byte
 		switch col.typ {
 		case sluice.TypeVarchar:
-			raw = jsonseq.AppendString(nil, kv.v)
+			raw = e.raw(jsonseq.AppendString(e.slab(), kv.v))
 		case sluice.TypeDouble:
 			f, err := strconv.ParseFloat(kv.v, 64)
 			if err != nil || f != f || f > 1.7976931348623157e308 || f < -1.7976931348623157e308 {
 				return fail("field %s (%s): %q is not a number", kv.k, col.name, kv.v)
 			}
-			raw = strconv.AppendFloat(nil, f, 'g', -1, 64)
+			raw = e.raw(strconv.AppendFloat(e.slab(), f, 'g', -1, 64))
 		case sluice.TypeBigint:
 			n, err := strconv.ParseInt(kv.v, 10, 64)
 			if err != nil {
 				return fail("field %s (%s): %q is not an integer", kv.k, col.name, kv.v)
 			}
-			raw = strconv.AppendInt(nil, n, 10)
+			raw = e.raw(strconv.AppendInt(e.slab(), n, 10))
 		case sluice.TypeTimestamp:
 			t, ok := epochMillis(kv.v)
 			if !ok {
@@ -266,7 +266,7 @@ func (e *Enricher) snowplowEvent(params []param, p *sluice.Payload, seq uint64, 
 			case "ttm":
 				ttm = t
 			}
-			raw = append(t.AppendFormat(append(make([]byte, 0, 30), '"'), TimeLayout), '"')
+			raw = e.raw(append(appendTime(append(e.slab(), '"'), t), '"'))
 		}
 		own = append(own, ownField{name: col.name, typ: col.typ, raw: raw})
 	}
@@ -278,7 +278,7 @@ func (e *Enricher) snowplowEvent(params []param, p *sluice.Payload, seq uint64, 
 	case !ok:
 		return fail("unknown event type e=%q (pv, pp, se, ue, tr or ti)", kind)
 	}
-	own = append(own, ownField{name: "event_type", typ: sluice.TypeVarchar, raw: jsonseq.AppendString(nil, typ)})
+	own = append(own, ownField{name: "event_type", typ: sluice.TypeVarchar, raw: e.raw(jsonseq.AppendString(e.slab(), typ))})
 	canon[colEvent] = typ
 	if kind == "se" && (!hasField(own, "se_category") || !hasField(own, "se_action")) {
 		// Snowplow's schema for structured events requires both.
@@ -301,10 +301,10 @@ func (e *Enricher) snowplowEvent(params []param, p *sluice.Payload, seq uint64, 
 		k := inner.key
 		canon[colEvent] = k.Name
 		own = append(own,
-			ownField{name: "event_vendor", typ: sluice.TypeVarchar, raw: jsonseq.AppendString(nil, k.Vendor)},
-			ownField{name: "event_name", typ: sluice.TypeVarchar, raw: jsonseq.AppendString(nil, k.Name)},
-			ownField{name: "event_format", typ: sluice.TypeVarchar, raw: jsonseq.AppendString(nil, k.Format)},
-			ownField{name: "event_version", typ: sluice.TypeVarchar, raw: jsonseq.AppendString(nil, k.Version())},
+			ownField{name: "event_vendor", typ: sluice.TypeVarchar, raw: e.raw(jsonseq.AppendString(e.slab(), k.Vendor))},
+			ownField{name: "event_name", typ: sluice.TypeVarchar, raw: e.raw(jsonseq.AppendString(e.slab(), k.Name))},
+			ownField{name: "event_format", typ: sluice.TypeVarchar, raw: e.raw(jsonseq.AppendString(e.slab(), k.Format))},
+			ownField{name: "event_version", typ: sluice.TypeVarchar, raw: e.raw(jsonseq.AppendString(e.slab(), k.Version()))},
 			ownField{name: "unstruct_event_" + k.column, typ: sluice.TypeJSON, raw: inner.data})
 	}
 	if cxt, err := decodeSDJ(co, cx, "co", "cx"); err != nil {
@@ -324,7 +324,7 @@ func (e *Enricher) snowplowEvent(params []param, p *sluice.Payload, seq uint64, 
 		nuid = tnuid
 	}
 	if nuid != "" {
-		own = append(own, ownField{name: "network_userid", typ: sluice.TypeVarchar, raw: jsonseq.AppendString(nil, nuid)})
+		own = append(own, ownField{name: "network_userid", typ: sluice.TypeVarchar, raw: e.raw(jsonseq.AppendString(e.slab(), nuid))})
 	}
 	if duid != "" {
 		canon[canonicalIndex["anonymous_id"]] = duid

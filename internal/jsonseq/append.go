@@ -11,6 +11,14 @@ func AppendString(dst []byte, s string) []byte {
 	dst = append(dst, '"')
 	start := 0
 	for i := 0; i < len(s); {
+		// Eight plain bytes at a time: most strings need no escaping.
+		for i+8 <= len(s) && plain8(uint64(s[i])|uint64(s[i+1])<<8|uint64(s[i+2])<<16|uint64(s[i+3])<<24|
+			uint64(s[i+4])<<32|uint64(s[i+5])<<40|uint64(s[i+6])<<48|uint64(s[i+7])<<56) {
+			i += 8
+		}
+		if i >= len(s) {
+			break
+		}
 		c := s[i]
 		if c < utf8.RuneSelf {
 			if c >= 0x20 && c != '"' && c != '\\' {
@@ -46,4 +54,16 @@ func AppendString(dst []byte, s string) []byte {
 	}
 	dst = append(dst, s[start:]...)
 	return append(dst, '"')
+}
+
+// plain8 reports whether none of the eight bytes of w needs a look: none is
+// a control character, '"', '\\' or beyond ASCII.
+func plain8(w uint64) bool {
+	const lo, hi = 0x0101010101010101, 0x8080808080808080
+	ctrl := (w - lo*0x20) & ^w & hi // bytes < 0x20
+	quote := w ^ (lo * '"')
+	quote = (quote - lo) & ^quote & hi // bytes == '"'
+	bs := w ^ (lo * '\\')
+	bs = (bs - lo) & ^bs & hi // bytes == '\\'
+	return (ctrl | quote | bs | w&hi) == 0
 }

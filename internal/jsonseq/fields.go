@@ -1,6 +1,7 @@
 package jsonseq
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -68,14 +69,21 @@ func Fields(obj []byte, fn func(key, val []byte) error) error {
 // b[i], and whether it contains escapes.
 func stringEnd(b []byte, i int) (int, bool) {
 	esc := false
-	for j := i + 1; j < len(b); j++ {
-		switch b[j] {
-		case '\\':
-			esc = true
-			j++
-		case '"':
-			return j, esc
+	j, q := i+1, -1 // q: the next '"' at or after j
+	for j < len(b) {
+		if q < j {
+			k := bytes.IndexByte(b[j:], '"')
+			if k < 0 {
+				return -1, esc
+			}
+			q = j + k
 		}
+		k := bytes.IndexByte(b[j:q], '\\')
+		if k < 0 {
+			return q, esc
+		}
+		esc = true
+		j += k + 2 // past the escaped byte, which may be that '"'
 	}
 	return -1, esc
 }

@@ -154,3 +154,38 @@ func FuzzFields(f *testing.F) {
 		}
 	})
 }
+
+func TestAppendString(t *testing.T) {
+	for _, s := range []string{"", "plain ascii text, longer than eight bytes", `quo"te`, `back\slash`, "tab\tnew\nline\r",
+		"\x00\x01\x1f\x7f", "héllo wörld ✓ 😀", "bad \xff\xfe utf8", "12345678\"2345678\\", strings.Repeat("a", 7) + "\n", "\u2028\u2029"} {
+		got := AppendString(nil, s)
+		var back, want string
+		if err := json.Unmarshal(got, &back); err != nil {
+			t.Errorf("%q: %s is not JSON: %v", s, got, err)
+			continue
+		}
+		// encoding/json writes each invalid byte as U+FFFD, too.
+		ref, _ := json.Marshal(s)
+		_ = json.Unmarshal(ref, &want)
+		if back != want {
+			t.Errorf("%q: round trip %q, want %q", s, back, want)
+		}
+	}
+	// Every single byte, alone and inside plain text.
+	for b := 0; b < 256; b++ {
+		for _, s := range []string{string([]byte{byte(b)}), "abcdefgh" + string([]byte{byte(b)}) + "ijklmnop"} {
+			if got := AppendString(nil, s); !json.Valid(got) {
+				t.Errorf("byte %#x: %q is not JSON", b, got)
+			}
+		}
+	}
+}
+
+func BenchmarkAppendString(b *testing.B) {
+	s := "https://shop.example/products/42?utm_source=newsletter&utm_medium=email Mozilla/5.0 (X11; Linux x86_64)"
+	buf := make([]byte, 0, 256)
+	b.SetBytes(int64(len(s)))
+	for b.Loop() {
+		buf = AppendString(buf[:0], s)
+	}
+}
