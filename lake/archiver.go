@@ -60,6 +60,7 @@ type Archiver struct {
 
 	schema sluice.Schema
 	parts  map[string]*partition
+	dirs   map[string]string // partition directory by the hour, "2006-01-02T15"
 	rows   int
 	first  uint64 // first sequence in the buffer
 	last   uint64 // last sequence in the buffer
@@ -266,11 +267,10 @@ func (a *Archiver) add(m bus.Msg) error {
 		if len(bytes.TrimSpace(line)) == 0 {
 			continue
 		}
-		t, err := partitionTime(line, a.o.Table.PartitionBy)
+		dir, err := a.partition(line)
 		if err != nil {
 			return err
 		}
-		dir := PartitionDir(a.o.Table.Name, t)
 		p := a.parts[dir]
 		if p == nil {
 			p = &partition{dir: dir}
@@ -285,6 +285,33 @@ func (a *Archiver) add(m bus.Msg) error {
 
 // partitionTime finds the partition column in a line without decoding it:
 // the stages write it near the front as "name":"<RFC 3339>".
+// partition returns the partition directory of a row. Rows carry their
+// time as enrich writes it (2006-01-02T15:04:05.000000Z), whose first 13
+// bytes name the hour: directories are cached by them.
+func (a *Archiver) partition(line []byte) (string, error) {
+	key := `"` + a.o.Table.PartitionBy + `":"`
+	if i := bytes.Index(line, []byte(key)); i >= 0 {
+		rest := line[i+len(key):]
+		// A malformed rest of the time still fails, when the file is
+		// encoded.
+		if end := bytes.IndexByte(rest, '"'); end == 27 && rest[26] == 'Z' {
+			if dir, ok := a.dirs[string(rest[:13])]; ok {
+				return dir, nil
+			}
+		}
+	}
+	t, err := partitionTime(line, a.o.Table.PartitionBy)
+	if err != nil {
+		return "", err
+	}
+	dir := PartitionDir(a.o.Table.Name, t)
+	if a.dirs == nil || len(a.dirs) > 10000 {
+		a.dirs = map[string]string{}
+	}
+	a.dirs[t.UTC().Format("2006-01-02T15")] = dir
+	return dir, nil
+}
+
 func partitionTime(line []byte, col string) (time.Time, error) {
 	key := `"` + col + `":"`
 	i := bytes.Index(line, []byte(key))

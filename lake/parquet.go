@@ -61,12 +61,19 @@ func encodeParquet(table string, cols []sluice.Column, lines [][]byte) ([]byte, 
 	}
 	var buf bytes.Buffer
 	w := parquet.NewWriter(&buf, schema, parquet.Compression(&snappy.Codec{}))
-	rows := make([]parquet.Row, 0, 1024)
+	// Rows are built 1024 at a time in one slab, reused after each
+	// WriteRows (which copies the values), starting from a row of nulls.
+	const chunk = 1024
+	nulls := make(parquet.Row, len(cols))
+	for i := range cols {
+		nulls[index[i]] = parquet.NullValue().Level(0, 0, index[i])
+	}
+	slab := make([]parquet.Value, chunk*len(cols))
+	rows := make([]parquet.Row, 0, chunk)
 	for n, line := range lines {
-		row := make(parquet.Row, len(cols))
-		for i := range cols {
-			row[index[i]] = parquet.NullValue().Level(0, 0, index[i])
-		}
+		k := len(rows) * len(cols)
+		row := parquet.Row(slab[k : k+len(cols) : k+len(cols)])
+		copy(row, nulls)
 		err := jsonseq.Fields(line, func(name []byte, raw []byte) error {
 			i, ok := byName[string(name)]
 			if !ok {
@@ -134,11 +141,15 @@ func toValue(t sluice.ColumnType, raw []byte) (parquet.Value, bool, error) {
 		if err != nil {
 			return parquet.Value{}, false, fmt.Errorf("%s is not a timestamp string", raw)
 		}
-		ts, err := time.Parse(time.RFC3339Nano, string(s))
-		if err != nil {
-			return parquet.Value{}, false, err
+		us, ok := parseMicros(s)
+		if !ok {
+			ts, err := time.Parse(time.RFC3339Nano, string(s))
+			if err != nil {
+				return parquet.Value{}, false, err
+			}
+			us = ts.UnixMicro()
 		}
-		return parquet.Int64Value(ts.UnixMicro()), false, nil
+		return parquet.Int64Value(us), false, nil
 	case sluice.TypeJSON:
 		return parquet.ByteArrayValue(raw), false, nil
 	default:
@@ -148,6 +159,40 @@ func toValue(t sluice.ColumnType, raw []byte) (parquet.Value, bool, error) {
 		}
 		return parquet.ByteArrayValue(s), false, nil
 	}
+}
+
+// parseMicros reads the layout enrich writes, 2006-01-02T15:04:05.000000Z,
+// as microseconds since the epoch, without time.Parse; ok is false for
+// anything else (which the caller parses the slow way).
+func parseMicros(s []byte) (int64, bool) {
+	if len(s) != 27 || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':' || s[19] != '.' || s[26] != 'Z' {
+		return 0, false
+	}
+	num := func(from, to int) (int, bool) {
+		n := 0
+		for _, c := range s[from:to] {
+			if c < '0' || c > '9' {
+				return 0, false
+			}
+			n = n*10 + int(c-'0')
+		}
+		return n, true
+	}
+	year, ok1 := num(0, 4)
+	month, ok2 := num(5, 7)
+	day, ok3 := num(8, 10)
+	hour, ok4 := num(11, 13)
+	minute, ok5 := num(14, 16)
+	sec, ok6 := num(17, 19)
+	us, ok7 := num(20, 26)
+	if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6 && ok7) || month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 || minute > 59 || sec > 59 {
+		return 0, false
+	}
+	t := time.Date(year, time.Month(month), day, hour, minute, sec, 0, time.UTC)
+	if t.Day() != day { // 31 February
+		return 0, false
+	}
+	return t.Unix()*1e6 + int64(us), true
 }
 
 // unquote returns the content of a JSON string; without escapes it is a

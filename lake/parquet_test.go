@@ -294,3 +294,18 @@ func TestParquetManyRows(t *testing.T) {
 		t.Errorf("read %d rows, %d ids, sum(price) %v; want %d, %d, %v", count, distinct, sum, n, n, want)
 	}
 }
+
+func TestParseMicros(t *testing.T) {
+	for _, s := range []string{"2026-11-25T10:00:00.123456Z", "1970-01-01T00:00:00.000000Z", "9999-12-31T23:59:59.999999Z", "2024-02-29T12:00:00.000001Z"} {
+		got, ok := parseMicros([]byte(s))
+		want, _ := time.Parse(time.RFC3339Nano, s)
+		if !ok || got != want.UnixMicro() {
+			t.Errorf("%s: %d %v, want %d", s, got, ok, want.UnixMicro())
+		}
+	}
+	for _, s := range []string{"2026-11-25T10:00:00Z", "2026-02-30T10:00:00.000000Z", "2026-11-25T24:00:00.000000Z", "2026-11-25T10:00:00.00000aZ", "2026-11-25 10:00:00.000000Z", "2026-13-01T00:00:00.000000Z"} {
+		if _, ok := parseMicros([]byte(s)); ok {
+			t.Errorf("%s parsed", s)
+		}
+	}
+}
