@@ -212,16 +212,24 @@ func (e *Enricher) handle(ctx context.Context, batch []bus.Msg) error {
 
 // appendChunks cuts NDJSON lines into messages below max bytes.
 func appendChunks(out []bus.Outgoing, stream, id string, lines [][]byte, max int) []bus.Outgoing {
+	total := 0
+	for _, l := range lines {
+		total += len(l)
+	}
 	var buf []byte
 	k := 0
 	emit := func() {
 		out = append(out, bus.Outgoing{Stream: stream, Data: buf, MsgID: id + "-" + strconv.Itoa(k)})
 		k++
+		total -= len(buf)
 		buf = nil
 	}
 	for _, l := range lines {
 		if len(buf) > 0 && len(buf)+len(l) > max {
 			emit()
+		}
+		if buf == nil {
+			buf = make([]byte, 0, min(total, max))
 		}
 		buf = append(buf, l...)
 	}
