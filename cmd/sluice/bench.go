@@ -57,6 +57,10 @@ fresh temporary data dir (or --data), so the numbers include the whole server.`,
 				if err != nil {
 					return err
 				}
+				if c.dataDir == "" {
+					// A temporary data dir holds gigabytes after a run.
+					defer os.RemoveAll(cfg.DataDir)
+				}
 				n, err := node.Start(ctx, cfg, c.logger())
 				if err != nil {
 					return err
