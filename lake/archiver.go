@@ -396,20 +396,33 @@ func (a *Archiver) columns(lines [][]byte) ([]sluice.Column, error) {
 	if !a.o.Table.Dynamic {
 		return cols, nil
 	}
-	fixed := make(map[string]bool, len(cols))
-	for _, c := range cols {
-		fixed[c.Name] = true
-	}
-	used := map[string]bool{}
+	// Every field name seen, fixed columns included: rows mostly repeat the
+	// same names in the same order, which the lookup answers without the map.
+	var seen []string
+	look := newLookup(nil)
 	for _, l := range lines {
+		look.start()
 		err := jsonseq.Fields(l, func(k []byte, _ []byte) error {
-			if !fixed[string(k)] && !used[string(k)] {
-				used[string(k)] = true
+			if _, ok := look.index(k); !ok {
+				name := string(k)
+				look.byName[name] = len(look.names)
+				look.names = append(look.names, name)
+				seen = append(seen, name)
 			}
 			return nil
 		})
 		if err != nil {
 			return nil, err
+		}
+	}
+	fixed := make(map[string]bool, len(cols))
+	for _, c := range cols {
+		fixed[c.Name] = true
+	}
+	used := map[string]bool{}
+	for _, name := range seen {
+		if !fixed[name] {
+			used[name] = true
 		}
 	}
 	names := make([]string, 0, len(used))

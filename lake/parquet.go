@@ -55,10 +55,7 @@ func encodeParquet(table string, cols []sluice.Column, lines [][]byte) ([]byte, 
 		}
 		index[i] = leaf.ColumnIndex
 	}
-	byName := make(map[string]int, len(cols))
-	for i, c := range cols {
-		byName[c.Name] = i
-	}
+	look := newLookup(cols)
 	var buf bytes.Buffer
 	w := parquet.NewWriter(&buf, schema, parquet.Compression(&snappy.Codec{}))
 	// Rows are built 1024 at a time in one slab, reused after each
@@ -74,8 +71,9 @@ func encodeParquet(table string, cols []sluice.Column, lines [][]byte) ([]byte, 
 		k := len(rows) * len(cols)
 		row := parquet.Row(slab[k : k+len(cols) : k+len(cols)])
 		copy(row, nulls)
+		look.start()
 		err := jsonseq.Fields(line, func(name []byte, raw []byte) error {
-			i, ok := byName[string(name)]
+			i, ok := look.index(name)
 			if !ok {
 				// A fixed table's messages may carry fields for other
 				// readers of the stream (a bad row's headers, for replay).
@@ -108,6 +106,50 @@ func encodeParquet(table string, cols []sluice.Column, lines [][]byte) ([]byte, 
 		return nil, err
 	}
 	return buf.Bytes(), nil
+}
+
+// lookup finds the column of a field by name. Rows of a stream mostly list
+// their fields in the same order, so it first tries the column that the
+// field in the same place of the previous row had, and asks the map only
+// when that guess is wrong.
+type lookup struct {
+	byName map[string]int
+	names  []string
+	guess  []int // column of the k-th field of the previous row
+	k      int
+}
+
+func newLookup(cols []sluice.Column) *lookup {
+	l := &lookup{byName: make(map[string]int, len(cols))}
+	for i, c := range cols {
+		l.byName[c.Name] = i
+		l.names = append(l.names, c.Name)
+	}
+	return l
+}
+
+// start begins a row.
+func (l *lookup) start() { l.k = 0 }
+
+// index returns the column of the next field of the row.
+func (l *lookup) index(name []byte) (int, bool) {
+	k := l.k
+	l.k++
+	if k < len(l.guess) {
+		if g := l.guess[k]; g >= 0 && l.names[g] == string(name) {
+			return g, true
+		}
+	}
+	i, ok := l.byName[string(name)]
+	if !ok {
+		i = -1
+	}
+	if k < len(l.guess) {
+		l.guess[k] = i
+	} else {
+		l.guess = append(l.guess, i)
+	}
+	return i, ok
 }
 
 // toValue converts a JSON value to the Parquet value of a column type.
