@@ -9,7 +9,9 @@
 //     the same guarantee (docs/operations.md).
 //   - Consume delivers a stream through a durable consumer with explicit
 //     acks, in order while handlers succeed; a batch whose handler fails is
-//     redelivered after the messages already pulled behind it. Delivery is
+//     redelivered after the messages already pulled behind it.
+//     ConsumePipelined lets a stage store one batch's output while it works
+//     on the next; a batch is acknowledged only once its output is stored. Delivery is
 //     at-least-once, so stages make their output idempotent (message ids, file
 //     names by sequence range) and must not depend on order across a failure.
 //   - Read follows a stream from a sequence the caller keeps itself.
@@ -351,6 +353,27 @@ type Handler func(ctx context.Context, batch []Msg) error
 // Consume reads stream through the durable consumer name until ctx is done,
 // handing batches of up to maxBatch messages to handle.
 func (b *Bus) Consume(ctx context.Context, stream, name string, maxBatch int, handle Handler) error {
+	return b.ConsumePipelined(ctx, stream, name, maxBatch, func(ctx context.Context, batch []Msg) (Finish, error) {
+		return nil, handle(ctx, batch)
+	})
+}
+
+// Finish completes a batch of a PipelinedHandler: typically it stores what
+// the handler made of it. Returning nil acknowledges the batch.
+type Finish func(ctx context.Context) error
+
+// PipelinedHandler works on a batch and returns how to finish it (nil: it
+// is done). While one batch's Finish runs, Consume hands the next batch to
+// the handler, so a stage computes while its previous output is being
+// stored. Finishes run one at a time, in stream order.
+//
+// When a Finish fails, its batch and the batch handled during it are both
+// redelivered (the latter was handled as if the former had been stored); the
+// handler must forget what it assumed about both.
+type PipelinedHandler func(ctx context.Context, batch []Msg) (Finish, error)
+
+// ConsumePipelined is Consume with a PipelinedHandler.
+func (b *Bus) ConsumePipelined(ctx context.Context, stream, name string, maxBatch int, handle PipelinedHandler) error {
 	cons, err := b.js.CreateOrUpdateConsumer(ctx, stream, jetstream.ConsumerConfig{
 		Durable:       name,
 		Description:   "sluice stage " + name,
@@ -380,30 +403,84 @@ func (b *Bus) Consume(ctx context.Context, stream, name string, maxBatch int, ha
 	}
 	msgs := pump(ctx, it)
 	backoff := 100 * time.Millisecond
-	for {
-		batch, ok := nextBatch(ctx, msgs, maxBatch)
-		if !ok {
-			return ctx.Err()
+	fail := func(batch []Msg, err error) {
+		b.log.Error("stage failed; batch will be redelivered", "consumer", name, "stream", stream,
+			"first_seq", batch[0].Seq, "last_seq", batch[len(batch)-1].Seq, "err", err)
+		for _, m := range batch {
+			_ = m.raw.NakWithDelay(backoff)
 		}
-		if err := handle(ctx, batch); err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			b.log.Error("stage failed; batch will be redelivered", "consumer", name, "stream", stream,
-				"first_seq", batch[0].Seq, "last_seq", batch[len(batch)-1].Seq, "err", err)
-			for _, m := range batch {
-				_ = m.raw.NakWithDelay(backoff)
-			}
-			sleep(ctx, backoff)
-			backoff = min(2*backoff, 30*time.Second)
-			continue
-		}
-		backoff = 100 * time.Millisecond
+	}
+	ack := func(batch []Msg) {
 		for _, m := range batch {
 			if err := m.raw.Ack(); err != nil {
 				b.log.Warn("ack failed; message will be redelivered", "stream", stream, "seq", m.Seq, "err", err)
 			}
 		}
+	}
+	// The batch whose Finish is running, and where its result arrives.
+	var prev []Msg
+	var prevDone chan error
+	result := func(err error) error {
+		if err != nil {
+			if ctx.Err() == nil {
+				fail(prev, err)
+			}
+		} else {
+			ack(prev)
+		}
+		prev, prevDone = nil, nil
+		return err
+	}
+	settle := func() error {
+		if prevDone == nil {
+			return nil
+		}
+		return result(<-prevDone)
+	}
+	defer settle()
+	for {
+		var first *Msg
+		if prevDone != nil {
+			// Acknowledge as soon as the Finish ends, not only when the
+			// next batch comes. (A failure seen here is seen before the
+			// next batch is handled: only its own batch comes again.)
+			select {
+			case err := <-prevDone:
+				_ = result(err)
+			case m, ok := <-msgs:
+				if !ok {
+					return ctx.Err()
+				}
+				first = &m
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		batch, ok := nextBatch(ctx, msgs, maxBatch, first)
+		if !ok {
+			return ctx.Err()
+		}
+		finish, err := handle(ctx, batch)
+		if perr := settle(); perr != nil && err == nil {
+			err = fmt.Errorf("handled after a batch that failed: %w", perr)
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			fail(batch, err)
+			sleep(ctx, backoff)
+			backoff = min(2*backoff, 30*time.Second)
+			continue
+		}
+		if finish == nil {
+			backoff = 100 * time.Millisecond
+			ack(batch)
+			continue
+		}
+		prev, prevDone = batch, make(chan error, 1)
+		go func(done chan error) { done <- finish(ctx) }(prevDone)
+		backoff = 100 * time.Millisecond
 	}
 }
 
@@ -439,16 +516,22 @@ func pump(ctx context.Context, it jetstream.MessagesContext) <-chan Msg {
 	return ch
 }
 
-func nextBatch(ctx context.Context, ch <-chan Msg, max int) ([]Msg, bool) {
+// nextBatch waits for a message (unless first is one already taken) and
+// adds those that are ready, up to max.
+func nextBatch(ctx context.Context, ch <-chan Msg, max int, first *Msg) ([]Msg, bool) {
 	var batch []Msg
-	select {
-	case m, ok := <-ch:
-		if !ok {
+	if first != nil {
+		batch = append(batch, *first)
+	} else {
+		select {
+		case m, ok := <-ch:
+			if !ok {
+				return nil, false
+			}
+			batch = append(batch, m)
+		case <-ctx.Done():
 			return nil, false
 		}
-		batch = append(batch, m)
-	case <-ctx.Done():
-		return nil, false
 	}
 	for len(batch) < max {
 		select {

@@ -794,3 +794,84 @@ func TestRetentionApplied(t *testing.T) {
 		t.Fatalf("stream with MaxBytes 4096 after 100 x 100 bytes: %+v", info)
 	}
 }
+
+// A pipelined stage handles the next batch while the previous one's Finish
+// runs; a batch is acknowledged when its Finish succeeds (also when no next
+// batch comes), and a failed Finish brings back its batch and the one
+// handled meanwhile.
+func TestConsumePipelined(t *testing.T) {
+	b := newEmbedded(t)
+	const n = 40
+	publishN(t, b, "events", 1, n)
+	var (
+		mu        sync.Mutex
+		stored    = map[uint64]int{} // by a successful Finish
+		handled   = map[uint64]int{}
+		batches   int // handled so far
+		finishes  int // ended so far
+		overlap   bool
+		failOnce  = true
+		failedSeq uint64
+	)
+	stop := consumeUntil2(t, b, "events", "pipe", 4, func(ctx context.Context, batch []bus.Msg) (bus.Finish, error) {
+		mu.Lock()
+		if finishes < batches {
+			overlap = true // the previous batch's Finish has not ended
+		}
+		batches++
+		for _, m := range batch {
+			handled[m.Seq]++
+		}
+		mu.Unlock()
+		return func(ctx context.Context) error {
+			time.Sleep(30 * time.Millisecond) // storing takes a while
+			mu.Lock()
+			defer mu.Unlock()
+			finishes++
+			last := batch[len(batch)-1].Seq
+			if failOnce && last >= 8 {
+				failOnce, failedSeq = false, last
+				return errors.New("store failed")
+			}
+			for _, m := range batch {
+				stored[m.Seq]++
+			}
+			return nil
+		}, nil
+	})
+	waitFor(t, 20*time.Second, "every message stored", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(stored) == n
+	})
+	waitFor(t, 10*time.Second, "every message acknowledged", pendingIs(t, b, "events", "pipe", 0))
+	if err := stop(); !errors.Is(err, context.Canceled) {
+		t.Fatalf("ConsumePipelined returned %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !overlap {
+		t.Error("no batch was handled while a Finish ran")
+	}
+	if failedSeq == 0 || handled[failedSeq] < 2 {
+		t.Errorf("the batch whose Finish failed (up to seq %d) was handled %d times", failedSeq, handled[failedSeq])
+	}
+}
+
+// consumeUntil2 is consumeUntil for a pipelined handler.
+func consumeUntil2(t *testing.T, b *bus.Bus, stream, name string, maxBatch int, h bus.PipelinedHandler) (stop func() error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- b.ConsumePipelined(ctx, stream, name, maxBatch, h) }()
+	return func() error {
+		cancel()
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(10 * time.Second):
+			t.Fatal("ConsumePipelined did not return within 10s of its context being cancelled")
+			return nil
+		}
+	}
+}

@@ -8,7 +8,9 @@
 //     from the raw sequence, event ids that enrich assigns are derived from the
 //     raw position, and duplicate event ids within the dedupe window are
 //     dropped (the window is rebuilt from `events` on start, so a crash does not
-//     forget it). A raw message is acknowledged only after its output is stored.
+//     forget it). A raw message is acknowledged only after its output is
+//     stored. The output of one batch is stored while the next is enriched
+//     (bus.ConsumePipelined); the ids being stored count as seen.
 //   - A column's type never changes silently: the first value of a field fixes
 //     its type in the table schema; BIGINT may widen to DOUBLE; any other
 //     conflict sends the event to `bad` as a schema_violation.
@@ -25,6 +27,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -73,8 +76,14 @@ type Enricher struct {
 	rejectUnknown bool
 	fingerprint   bool
 	keys          map[string]schemaKey // parsed Iglu URIs
-	streams       []string
-	parsers       map[string]parserEntry // by format and pattern
+
+	// The ids of the batch being stored while the next one is enriched;
+	// storeFailed says that storing failed and both batches come again.
+	mu          sync.Mutex
+	inflight    map[string]struct{}
+	storeFailed bool
+	streams     []string
+	parsers     map[string]parserEntry // by format and pattern
 
 	// Scratch space reused from event to event (handle runs one batch at a
 	// time), so the hot path allocates little.
@@ -100,7 +109,7 @@ func New(o Options) *Enricher {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	return &Enricher{bus: o.Bus, log: o.Logger, seen: newDedupe(o.DedupeWindow), now: time.Now, enrichments: o.Enrichments,
+	return &Enricher{inflight: map[string]struct{}{}, bus: o.Bus, log: o.Logger, seen: newDedupe(o.DedupeWindow), now: time.Now, enrichments: o.Enrichments,
 		iglu: o.Iglu, rejectUnknown: o.RejectUnknownSchemas, fingerprint: o.Fingerprint, streams: o.Streams}
 }
 
@@ -114,7 +123,7 @@ func (e *Enricher) Run(ctx context.Context) error {
 	if err := e.rebuild(ctx); err != nil {
 		return fmt.Errorf("enrich: rebuild dedupe window: %w", err)
 	}
-	err = e.bus.Consume(ctx, sluice.StreamRaw, consumerName, 64, e.handle)
+	err = e.bus.ConsumePipelined(ctx, sluice.StreamRaw, consumerName, 64, e.handle)
 	if errors.Is(err, context.Canceled) {
 		return nil
 	}
@@ -169,8 +178,17 @@ func (e *Enricher) rebuild(ctx context.Context) error {
 	}
 }
 
-// handle enriches a batch of raw messages and stores the output.
-func (e *Enricher) handle(ctx context.Context, batch []bus.Msg) error {
+// handle enriches a batch of raw messages and returns how to store the
+// output; Consume stores it while the next batch is enriched.
+func (e *Enricher) handle(ctx context.Context, batch []bus.Msg) (bus.Finish, error) {
+	e.mu.Lock()
+	if e.storeFailed {
+		// That batch and the one enriched meanwhile come again: forget
+		// their ids.
+		clear(e.inflight)
+		e.storeFailed = false
+	}
+	e.mu.Unlock()
 	var out []bus.Outgoing
 	schemaChanged := false
 	var stats counts
@@ -188,26 +206,41 @@ func (e *Enricher) handle(ctx context.Context, batch []bus.Msg) error {
 		}
 	}
 	if schemaChanged {
+		// Saved before the rows that need it are published: the archiver
+		// types rows by the schema record.
 		rev, err := e.bus.SaveSchema(ctx, e.schema, e.rev)
 		if err != nil {
 			// Another node changed the schema: start over with its version.
 			e.schema, e.rev, _ = e.bus.Schema(ctx, sluice.StreamEvents)
 			e.colIdx = nil
-			return fmt.Errorf("save schema: %w", err)
+			return nil, fmt.Errorf("save schema: %w", err)
 		}
 		e.rev = rev
 	}
-	if err := e.bus.PublishAll(ctx, out); err != nil {
-		return err
-	}
-	// Only now are the ids published: a failed batch is redelivered and must
-	// not find its own events already "seen".
-	now := e.now()
+	e.mu.Lock()
 	for id := range ids {
-		e.seen.add(id, now)
+		e.inflight[id] = struct{}{}
 	}
-	stats.publish()
-	return nil
+	e.mu.Unlock()
+	return func(ctx context.Context) error {
+		if err := e.bus.PublishAll(ctx, out); err != nil {
+			e.mu.Lock()
+			e.storeFailed = true
+			e.mu.Unlock()
+			return err
+		}
+		// Only now are the ids published: a failed batch is redelivered
+		// and must not find its own events already "seen".
+		now := e.now()
+		e.mu.Lock()
+		for id := range ids {
+			e.seen.add(id, now)
+			delete(e.inflight, id)
+		}
+		e.mu.Unlock()
+		stats.publish()
+		return nil
+	}, nil
 }
 
 // appendChunks cuts NDJSON lines into messages below max bytes.
@@ -313,6 +346,15 @@ func (e *Enricher) addEvent(res *result, v []byte, p *sluice.Payload, seq uint64
 	e.keep(res, ev, ids)
 }
 
+// published reports whether an event id was published within the dedupe
+// window, or is being published with the batch before this one.
+func (e *Enricher) published(id string) bool {
+	e.mu.Lock()
+	_, ok := e.inflight[id]
+	e.mu.Unlock()
+	return ok || e.seen.contains(id, e.now())
+}
+
 // keep adds a built event to the batch unless it is a duplicate.
 func (e *Enricher) keep(res *result, ev *built, ids map[string]struct{}) {
 	// Even a duplicate has extended e.schema: save it, or a later event
@@ -320,7 +362,7 @@ func (e *Enricher) keep(res *result, ev *built, ids map[string]struct{}) {
 	if ev.schemaChanged {
 		res.schemaChanged = true
 	}
-	if _, dup := ids[ev.id]; dup || e.seen.contains(ev.id, e.now()) {
+	if _, dup := ids[ev.id]; dup || e.published(ev.id) {
 		res.duplicates++
 		return
 	}

@@ -365,7 +365,11 @@ func TestGeneratedIDsAreStableWhenRawIsReprocessed(t *testing.T) {
 
 	dups := counter("duplicate")
 	before, _ := b.Info(ctx, sluice.StreamEvents)
-	if err := e.handle(ctx, raw); err != nil {
+	finish, err := e.handle(ctx, raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := finish(ctx); err != nil {
 		t.Fatal(err)
 	}
 	after, _ := b.Info(ctx, sluice.StreamEvents)
