@@ -58,19 +58,31 @@ func encodeParquet(table string, cols []sluice.Column, lines [][]byte) ([]byte, 
 	look := newLookup(cols)
 	var buf bytes.Buffer
 	w := parquet.NewWriter(&buf, schema, parquet.Compression(&snappy.Codec{}))
-	// Rows are built 1024 at a time in one slab, reused after each
-	// WriteRows (which copies the values), starting from a row of nulls.
+	// Values are gathered by column, 1024 rows at a time, and handed to
+	// each column's writer (cheaper than assembling rows): every value
+	// starts as the column's null and is replaced when the row has one.
 	const chunk = 1024
-	nulls := make(parquet.Row, len(cols))
+	writers := w.ColumnWriters()
+	nulls := make([]parquet.Value, len(cols))
+	values := make([][]parquet.Value, len(cols))
 	for i := range cols {
-		nulls[index[i]] = parquet.NullValue().Level(0, 0, index[i])
+		nulls[i] = parquet.NullValue().Level(0, 0, index[i])
+		values[i] = make([]parquet.Value, chunk)
 	}
-	slab := make([]parquet.Value, chunk*len(cols))
-	rows := make([]parquet.Row, 0, chunk)
+	r := 0 // rows gathered
+	flush := func() error {
+		for i := range cols {
+			if _, err := writers[index[i]].WriteRowValues(values[i][:r]); err != nil {
+				return fmt.Errorf("column %s: %w", cols[i].Name, err)
+			}
+		}
+		r = 0
+		return nil
+	}
 	for n, line := range lines {
-		k := len(rows) * len(cols)
-		row := parquet.Row(slab[k : k+len(cols) : k+len(cols)])
-		copy(row, nulls)
+		for i := range cols {
+			values[i][r] = nulls[i]
+		}
 		look.start()
 		err := jsonseq.Fields(line, func(name []byte, raw []byte) error {
 			i, ok := look.index(name)
@@ -84,22 +96,20 @@ func encodeParquet(table string, cols []sluice.Column, lines [][]byte) ([]byte, 
 				return fmt.Errorf("column %s: %w", name, err)
 			}
 			if !null {
-				row[index[i]] = v.Level(0, 1, index[i])
+				values[i][r] = v.Level(0, 1, index[i])
 			}
 			return nil
 		})
 		if err != nil {
 			return nil, fmt.Errorf("row %d: %w", n, err)
 		}
-		rows = append(rows, row)
-		if len(rows) == cap(rows) {
-			if _, err := w.WriteRows(rows); err != nil {
+		if r++; r == chunk {
+			if err := flush(); err != nil {
 				return nil, err
 			}
-			rows = rows[:0]
 		}
 	}
-	if _, err := w.WriteRows(rows); err != nil {
+	if err := flush(); err != nil {
 		return nil, err
 	}
 	if err := w.Close(); err != nil {
