@@ -214,19 +214,9 @@ func TestPublishAllStoresEverything(t *testing.T) {
 // for Consume to return, returning its error.
 func consumeUntil(t *testing.T, b *bus.Bus, stream, name string, maxBatch int, h bus.Handler) (stop func() error) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- b.Consume(ctx, stream, name, maxBatch, h) }()
-	return func() error {
-		cancel()
-		select {
-		case err := <-done:
-			return err
-		case <-time.After(10 * time.Second):
-			t.Fatal("Consume did not return within 10s of its context being cancelled")
-			return nil
-		}
-	}
+	return consumeUntil2(t, b, stream, name, maxBatch, func(ctx context.Context, batch []bus.Msg) (bus.Finish, error) {
+		return nil, h(ctx, batch)
+	})
 }
 
 // waitFor polls cond every 20ms until it holds, failing after d.
