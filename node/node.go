@@ -247,6 +247,9 @@ func replayFilter(req server.ReplayRequest) enrich.ReplayFilter {
 // data dir: it opens the bus alone and puts them on raw, for enrich to take
 // at the next start.
 func Replay(ctx context.Context, cfg *config.Config, req server.ReplayRequest) (enrich.ReplayResult, error) {
+	if _, err := os.Stat(filepath.Join(cfg.DataDir, "bus")); err != nil {
+		return enrich.ReplayResult{}, fmt.Errorf("no sluice data in %s (data_dir, --data): nothing to replay", cfg.DataDir)
+	}
 	lock, err := lockDataDir(cfg.DataDir)
 	if err != nil {
 		return enrich.ReplayResult{}, err
