@@ -2,6 +2,7 @@ package collect
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -24,7 +25,9 @@ const maxSyslogMessage = 64 << 10
 // Syslog is a syslog listener: UDP (one message per datagram), or TCP and TLS
 // (RFC 6587 octet counting or newline framing, told apart per message). Syslog has
 // no acknowledgements, so messages are handed to the collector's group commit
-// without waiting; when the bus cannot keep up, reading slows down.
+// without waiting; when the bus cannot keep up, reading slows down. Messages
+// that arrive together from one sender share a records payload (parse:
+// syslog); enrich parses each.
 type Syslog struct {
 	c       *Collector
 	source  string // the listen URL, recorded on every payload
@@ -95,9 +98,30 @@ func (s *Syslog) Close() {
 func (s *Syslog) serveUDP() {
 	defer s.wg.Done()
 	buf := make([]byte, 64<<10)
+	// Datagrams that arrive within udpGather of the first one waiting are
+	// stored together, one records payload per sender.
+	batches := map[string][]byte{}
+	size := 0
+	flush := func() {
+		for host, body := range batches {
+			s.storeRecords(body, host)
+		}
+		clear(batches)
+		size = 0
+	}
 	for {
+		if size > 0 {
+			_ = s.pc.SetReadDeadline(time.Now().Add(udpGather))
+		} else {
+			_ = s.pc.SetReadDeadline(time.Time{})
+		}
 		n, addr, err := s.pc.ReadFrom(buf)
 		if err != nil {
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				flush()
+				continue
+			}
+			flush()
 			if s.isStopped() {
 				return
 			}
@@ -105,9 +129,20 @@ func (s *Syslog) serveUDP() {
 			continue
 		}
 		host, _, _ := net.SplitHostPort(addr.String())
-		s.store(append([]byte(nil), buf[:n]...), host, false)
+		msg := bytes.TrimRight(buf[:n], "\r\n")
+		if len(msg) == 0 {
+			continue
+		}
+		batches[host] = sluice.AppendRecord(batches[host], msg, false)
+		if size += n; size >= syslogBatch {
+			flush()
+		}
 	}
 }
+
+// udpGather is how long a UDP listener waits for more datagrams before it
+// stores those it has.
+const udpGather = 2 * time.Millisecond
 
 func (s *Syslog) serveTCP() {
 	defer s.wg.Done()
@@ -235,27 +270,6 @@ func (s *Syslog) storeRecords(body []byte, ip string) {
 		events: n,
 		done:   make(chan error, 1),
 	}, n)
-}
-
-// store hands one message to the collector's group commit, without waiting
-// for the write (there is nobody to answer).
-func (s *Syslog) store(msg []byte, ip string, cut bool) {
-	p := &pending{
-		payload: sluice.Payload{
-			ReceivedAt:  time.Now().UTC(),
-			Collector:   "syslog",
-			Path:        s.source,
-			ContentType: sluice.ContentTypeSyslog,
-			IP:          ip,
-			Body:        msg,
-		},
-		events: 1,
-		done:   make(chan error, 1),
-	}
-	if cut {
-		p.payload.Headers = map[string]string{"Truncated": strconv.Itoa(maxSyslogMessage)}
-	}
-	s.enqueue(p, 1)
 }
 
 func (s *Syslog) enqueue(p *pending, messages int) {

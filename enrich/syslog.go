@@ -40,8 +40,9 @@ type logRow struct {
 	Fields     json.RawMessage `json:"fields"` // parsed fields of a tailed record; null for syslog
 }
 
-// enrichSyslog parses a payload of one syslog message (UDP) into a row of
-// `logs`; messages over TCP come in records payloads (enrichRecords).
+// enrichSyslog parses a payload of one syslog message into a row of `logs`:
+// what listeners stored before they framed messages as records (see
+// enrichRecords), still read from the bus and in bad rows being replayed.
 func (e *Enricher) enrichSyslog(res *result, p *sluice.Payload, bad func(typ, msg, payload, eventID string)) {
 	if n := p.Headers["Truncated"]; n != "" {
 		bad(sluice.BadSizeViolation, fmt.Sprintf("syslog message longer than %s bytes; the payload holds its beginning", n), string(p.Body), "")
