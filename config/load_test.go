@@ -566,6 +566,15 @@ func TestCheckOverrides(t *testing.T) {
 	if err := c.CheckOverrides(); err == nil || !strings.Contains(err.Error(), "--collector-addr") {
 		t.Errorf("bad address: %v", err)
 	}
+	c = Default()
+	c.Lake.URL = "s3://bucket/lake" // as --lake sets it
+	if err := c.CheckOverrides(); err == nil || !strings.Contains(err.Error(), "--lake") || !strings.Contains(err.Error(), "s3://") {
+		t.Errorf("--lake s3://: %v", err)
+	}
+	c.Lake.URL = "/srv/lake"
+	if err := c.CheckOverrides(); err != nil || c.LakeDir() != "/srv/lake" {
+		t.Errorf("--lake DIR: %v, %s", err, c.LakeDir())
+	}
 }
 
 func TestEnrichmentSwitches(t *testing.T) {

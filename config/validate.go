@@ -337,5 +337,10 @@ func (c *Config) CheckOverrides() error {
 	if c.Auth.Token == "" && !isLoopback(c.HTTP.API) {
 		return fmt.Errorf("the API at %s would be reachable from other machines without a token: set auth.token (e.g. token: ${SLUICE_TOKEN}) or listen on 127.0.0.1", c.HTTP.API)
 	}
+	var l loader
+	l.checkLakeURL(c.Lake.URL)
+	if len(l.errs) > 0 {
+		return fmt.Errorf("--lake: %s (%s)", l.errs[0].Message, l.errs[0].Hint)
+	}
 	return nil
 }

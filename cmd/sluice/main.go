@@ -43,6 +43,7 @@ func main() {
 type common struct {
 	configFile    string
 	dataDir       string
+	lake          string
 	collectorAddr string
 	apiAddr       string
 	logLevel      string
@@ -52,6 +53,7 @@ func (c *common) register(cmd *cobra.Command, listeners bool) {
 	f := cmd.Flags()
 	f.StringVarP(&c.configFile, "config", "c", "", "config file (default: built-in defaults, or ./sluice.yaml if present)")
 	f.StringVar(&c.dataDir, "data", "", "data directory (overrides data_dir; default ./sluice-data)")
+	f.StringVar(&c.lake, "lake", "", "lake directory (overrides lake.url; default <data>/lake)")
 	f.StringVar(&c.apiAddr, "api-addr", "", "API address HOST:PORT (overrides http.api)")
 	if listeners {
 		f.StringVar(&c.collectorAddr, "collector-addr", "", "collector address HOST:PORT (overrides http.collector)")
@@ -72,6 +74,9 @@ func (c *common) load() (*config.Config, error) {
 		return nil, err
 	}
 	cfg.ApplyOverrides(c.dataDir, c.collectorAddr, c.apiAddr)
+	if c.lake != "" {
+		cfg.Lake.URL = c.lake
+	}
 	if err := cfg.CheckOverrides(); err != nil {
 		return nil, err
 	}
