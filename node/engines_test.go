@@ -32,7 +32,7 @@ func TestAnotherEngineReadsTheLake(t *testing.T) {
 		ev := map[string]any{
 			"event_id": fmt.Sprintf("ev-%d", i), "event": []string{"page_view", "add_to_cart", "purchase"}[i%3],
 			"event_time": time.Date(2026, 11, 25, 9+i%2, i%60, i%60, i*1000, time.UTC).Format(time.RFC3339Nano),
-			"user_id": fmt.Sprintf("u%d", i%37), "page_url": fmt.Sprintf("https://shop.example/p/%d?q=ü", i%11),
+			"user_id":    fmt.Sprintf("u%d", i%37), "page_url": fmt.Sprintf("https://shop.example/p/%d?q=ü", i%11),
 			"quantity": i % 7, "vip": i%5 == 0, "cart": map[string]any{"items": []int{i % 3, i % 4}},
 		}
 		if i%3 == 2 {
