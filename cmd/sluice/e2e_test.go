@@ -202,6 +202,15 @@ func TestTenThousandEventsEndToEnd(t *testing.T) {
 	if len(files) == 0 {
 		t.Errorf("no files at lake/events/dt=2026-11-25/hr=10/events-<first>-<last>.parquet")
 	}
+	// sluice lake verify agrees, and counts the rows from the files' footers.
+	out, err := exec.Command(binary, "lake", "verify", "--data", data).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "10000 rows") {
+		t.Errorf("sluice lake verify: %v\n%s", err, out)
+	}
+	out, err = exec.Command(binary, "lake", "ls", "--data", data).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "events") || !strings.Contains(string(out), "10000") {
+		t.Errorf("sluice lake ls: %v\n%s", err, out)
+	}
 }
 
 func TestKillNineLosesNothingAcknowledged(t *testing.T) {
