@@ -78,6 +78,9 @@ func fillDefaults(c *Config, set func(path string) bool) {
 	if !set("lake.max_rows") {
 		c.Lake.MaxRows = d.Lake.MaxRows
 	}
+	if len(c.Lake.Retention) == 0 {
+		c.Lake.Retention = nil
+	}
 	if len(c.Enrich.Iglu.Registries) == 0 {
 		c.Enrich.Iglu.Registries = nil
 	}

@@ -129,6 +129,17 @@ func (l *loader) validate(c *Config) {
 	}
 
 	l.checkLakeURL(c.Lake.URL)
+	for _, table := range sortedKeys(c.Lake.Retention) {
+		path := "lake.retention." + table
+		tables := append(slices.Clone(sluice.Streams[1:]), c.SourceStreams()...)
+		if !slices.Contains(tables, table) {
+			l.addAtKey(path, fmt.Sprintf("no table %q in the lake", table), "the tables are "+strings.Join(tables, ", "))
+			continue
+		}
+		if d := c.Lake.Retention[table]; d < Duration(time.Hour) {
+			l.addAt(path, fmt.Sprintf("%s is %s; keep a table at least 1h", path, d), "e.g. 400d; events arriving later than the retention are deleted with their partition")
+		}
+	}
 	if c.Lake.FlushInterval.D() < 100*time.Millisecond {
 		l.addAt("lake.flush_interval", fmt.Sprintf("lake.flush_interval is %s; it must be at least 100ms", c.Lake.FlushInterval),
 			"the default is 5s; very short intervals write many tiny Parquet files")

@@ -175,6 +175,9 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Node, er
 		}
 	}()
 	go n.watchLag(actx)
+	if len(cfg.Lake.Retention) > 0 {
+		go n.expire(actx, store)
+	}
 
 	n.coll = collect.New(collect.Options{
 		Store: n.bus, MaxBody: int64(cfg.HTTP.MaxBody), MaxEvents: cfg.HTTP.MaxEvents, WriteKeys: cfg.HTTP.WriteKeys,
@@ -325,6 +328,44 @@ func (n *Node) watchLag(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// expire deletes the partitions that lake.retention no longer keeps, at
+// start and then hourly.
+func (n *Node) expire(ctx context.Context, store lake.Store) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		deleted, err := Expire(ctx, n.cfg, store, time.Now())
+		if err != nil {
+			n.log.Error("lake retention", "err", err)
+		}
+		if deleted > 0 {
+			n.log.Info("lake retention: deleted expired files", "files", deleted)
+			if err := n.wh.RefreshAll(ctx); err != nil {
+				n.log.Error("warehouse refresh after retention", "err", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Expire deletes, table by table, the lake files lake.retention no longer
+// keeps, and returns how many it deleted.
+func Expire(ctx context.Context, cfg *config.Config, store lake.Store, now time.Time) (int, error) {
+	deleted := 0
+	for _, table := range slices.Sorted(maps.Keys(cfg.Lake.Retention)) {
+		keys, err := lake.Expire(ctx, store, table, cfg.Lake.Retention[table].D(), now)
+		deleted += len(keys)
+		if err != nil {
+			return deleted, fmt.Errorf("expire %s: %w", table, err)
+		}
+	}
+	return deleted, nil
 }
 
 // Stop drains and stops every role in flow order.

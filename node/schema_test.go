@@ -1,7 +1,14 @@
 package node_test
 
 import (
+	"context"
+	"fmt"
 	"testing"
+	"time"
+
+	"github.com/sluice-data/sluice/config"
+	"github.com/sluice-data/sluice/lake"
+	"github.com/sluice-data/sluice/node"
 )
 
 // A field that changes type mid-stream, a new field and a nested object,
@@ -32,4 +39,35 @@ func TestSchemaChangesAcrossFiles(t *testing.T) {
 	send(`[{"event":"buy","event_id":"c1","price":"ten"},{"event":"buy","event_id":"c2","price":7,"qty":"x"},{"event":"buy","event_id":"c3","price":4}]`)
 	waitFor(t, api, "SELECT type, event_id FROM bad ORDER BY event_id", "[[schema_violation c1] [schema_violation c2]]")
 	waitFor(t, api, "SELECT count(*), sum(price), sum(qty) FROM events", "[[4 36.5 6]]")
+}
+
+// lake.retention deletes the partitions it no longer keeps; the table then
+// answers without them.
+func TestRetentionExpiresOldPartitions(t *testing.T) {
+	data := t.TempDir()
+	configure := func(cfg *config.Config) {
+		cfg.Lake.Retention = map[string]config.Duration{"events": config.Duration(48 * time.Hour)}
+	}
+	n := startNode(t, data, configure)
+	defer n.Stop()
+	api := n.APIURL()
+	now := time.Now().UTC()
+	body := fmt.Sprintf(`[{"event":"old","event_time":%q},{"event":"old","event_time":%q},{"event":"new","event_time":%q}]`,
+		now.Add(-30*24*time.Hour).Format(time.RFC3339), now.Add(-72*time.Hour).Format(time.RFC3339), now.Format(time.RFC3339))
+	if code, msg := post(t, n.CollectorURL(), "application/json", []byte(body)); code != 200 {
+		t.Fatalf("post: %d %s", code, msg)
+	}
+	waitFor(t, api, "SELECT count(*) FROM events", "[[3]]")
+	cfg := config.Default()
+	cfg.ApplyOverrides(data, "", "")
+	configure(cfg)
+	store, err := lake.NewDir(cfg.LakeDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	deleted, err := node.Expire(context.Background(), cfg, store, now)
+	if err != nil || deleted != 2 {
+		t.Fatalf("expired %d files (%v), want the 2 old partitions' files", deleted, err)
+	}
+	waitFor(t, api, "SELECT event, count(*) FROM events GROUP BY event", "[[new 1]]")
 }

@@ -165,6 +165,11 @@ func (w *Warehouse) refresh(ctx context.Context, table string, force bool) error
 		}
 		body = "SELECT " + strings.Join(cols, ", ") + " WHERE false"
 	default:
+		// A table of no built-in shape whose files are all gone (expired).
+		if _, err := w.db.ExecContext(ctx, "DROP VIEW IF EXISTS "+quoteIdent(table)); err != nil {
+			return fmt.Errorf("warehouse: drop view %s: %w", table, err)
+		}
+		w.live[table] = false
 		return nil
 	}
 	if _, err := w.db.ExecContext(ctx, fmt.Sprintf("CREATE OR REPLACE VIEW %s AS %s", quoteIdent(table), body)); err != nil {

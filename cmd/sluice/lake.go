@@ -3,12 +3,17 @@ package main
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
+	"slices"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/sluice-data/sluice/config"
 	"github.com/sluice-data/sluice/lake"
+	"github.com/sluice-data/sluice/node"
 )
 
 func lakeCmd() *cobra.Command {
@@ -16,21 +21,66 @@ func lakeCmd() *cobra.Command {
 		Use:   "lake",
 		Short: "Look into the Parquet lake: list its files, verify it",
 	}
-	cmd.AddCommand(lakeLsCmd(), lakeVerifyCmd())
+	cmd.AddCommand(lakeLsCmd(), lakeVerifyCmd(), lakeGCCmd())
 	return cmd
 }
 
 // openLake opens the lake the config and flags name; it must exist.
 func openLake(c *common) (*lake.Dir, error) {
+	_, d, err := loadLake(c)
+	return d, err
+}
+
+func loadLake(c *common) (*config.Config, *lake.Dir, error) {
 	cfg, err := c.load()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	dir := cfg.LakeDir()
 	if _, err := os.Stat(dir); err != nil {
-		return nil, fmt.Errorf("no lake at %s (lake.url, --lake, --data): %w", dir, err)
+		return nil, nil, fmt.Errorf("no lake at %s (lake.url, --lake, --data): %w", dir, err)
 	}
-	return lake.NewDir(dir)
+	d, err := lake.NewDir(dir)
+	return cfg, d, err
+}
+
+func lakeGCCmd() *cobra.Command {
+	var c common
+	var dryRun bool
+	cmd := &cobra.Command{
+		Use:   "gc",
+		Short: "Delete the partitions lake.retention no longer keeps (a running sluice does this hourly)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, d, err := loadLake(&c)
+			if err != nil {
+				return err
+			}
+			if len(cfg.Lake.Retention) == 0 {
+				return errors.New("lake.retention keeps every table forever: set it per table, e.g. retention: {events: 400d}")
+			}
+			out := cmd.OutOrStdout()
+			now := time.Now()
+			if dryRun {
+				for _, table := range slices.Sorted(maps.Keys(cfg.Lake.Retention)) {
+					keys, err := lake.Expired(cmd.Context(), d, table, cfg.Lake.Retention[table].D(), now)
+					if err != nil {
+						return err
+					}
+					for _, k := range keys {
+						fmt.Fprintln(out, "would delete", k)
+					}
+				}
+				return nil
+			}
+			n, err := node.Expire(cmd.Context(), cfg, d, now)
+			fmt.Fprintf(out, "deleted %d expired files\n", n)
+			return err
+		},
+	}
+	c.register(cmd, false)
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "list what would be deleted")
+	return cmd
 }
 
 func lakeLsCmd() *cobra.Command {
