@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
@@ -15,11 +14,7 @@ import (
 // process and build — reads the lake as plain hive-partitioned Parquet and
 // gets the same answers as Sluice's SQL API.
 func TestAnotherEngineReadsTheLake(t *testing.T) {
-	dir, _ := filepath.Abs(filepath.Join("testdata", "duckdb-node"))
-	nodeBin, err := exec.LookPath("node")
-	need(t, "node", err)
-	_, err = os.Stat(filepath.Join(dir, "node_modules", "@duckdb", "node-api"))
-	need(t, "@duckdb/node-api (npm install --prefix "+dir+")", err)
+	nodeBin, dir := npmClient(t, "duckdb-node", "@duckdb/node-api")
 	data := t.TempDir()
 	n := startNode(t, data)
 	defer n.Stop()

@@ -9,6 +9,8 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -297,6 +299,19 @@ func TestOneProcessPerDataDir(t *testing.T) {
 
 // need fails the test in CI (or with SLUICE_INTEGRATION=1) and skips it
 // elsewhere when a real client it needs is missing.
+// npmClient returns the node binary and the absolute path of
+// testdata/<folder>, after checking that the npm package pkg is installed
+// there (.ci/run runs npm install --prefix for each).
+func npmClient(t *testing.T, folder, pkg string) (nodeBin, dir string) {
+	t.Helper()
+	dir, _ = filepath.Abs(filepath.Join("testdata", folder))
+	nodeBin, err := exec.LookPath("node")
+	need(t, "node", err)
+	_, err = os.Stat(filepath.Join(dir, "node_modules", filepath.FromSlash(pkg)))
+	need(t, pkg+" (npm install --prefix "+dir+")", err)
+	return nodeBin, dir
+}
+
 func need(t *testing.T, what string, err error) {
 	t.Helper()
 	if err == nil {

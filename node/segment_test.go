@@ -4,7 +4,6 @@ import (
 	"encoding/base64"
 	"fmt"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -16,11 +15,7 @@ import (
 func TestSegmentFromTheRealClient(t *testing.T) {
 	// The real @segment/analytics-node, installed by `npm install --prefix
 	// node/testdata/segment` (.ci/run does).
-	dir, _ := filepath.Abs(filepath.Join("testdata", "segment"))
-	nodeBin, err := exec.LookPath("node")
-	need(t, "node", err)
-	_, err = os.Stat(filepath.Join(dir, "node_modules", "@segment", "analytics-node"))
-	need(t, "@segment/analytics-node (npm install --prefix "+dir+")", err)
+	nodeBin, dir := npmClient(t, "segment", "@segment/analytics-node")
 	n := startNode(t, t.TempDir(), func(cfg *config.Config) { cfg.HTTP.WriteKeys = []string{"wk-good"} })
 	defer n.Stop()
 

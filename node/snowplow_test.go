@@ -134,11 +134,7 @@ func value(t *testing.T, api, q string) string {
 }
 
 func TestSnowplowFromTheNodeTracker(t *testing.T) {
-	dir, _ := filepath.Abs(filepath.Join("testdata", "snowplow"))
-	nodeBin, err := exec.LookPath("node")
-	need(t, "node", err)
-	_, err = os.Stat(filepath.Join(dir, "node_modules", "@snowplow", "node-tracker"))
-	need(t, "@snowplow/node-tracker (npm install --prefix "+dir+")", err)
+	nodeBin, dir := npmClient(t, "snowplow", "@snowplow/node-tracker")
 	n := startNode(t, t.TempDir(), igluConfig(t, ""))
 	defer n.Stop()
 	api := n.APIURL()
