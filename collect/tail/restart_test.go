@@ -82,9 +82,18 @@ func TestCheckpointOnTheBusWinsOverTheStateFile(t *testing.T) {
 	want := appendLines(t, path, "a", 0, 100)
 	stop := start(t, o)
 	waitStored(t, b, 100)
-	old, err := os.ReadFile(statePath)
-	if err != nil {
-		t.Fatal(err)
+	// The state file is replaced just after the publish: wait for it.
+	var old []byte
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var err error
+		if old, err = os.ReadFile(statePath); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	want = append(want, appendLines(t, path, "b", 0, 100)...)
 	waitStored(t, b, 200)
