@@ -128,6 +128,7 @@ type Lake struct {
 	URL           string   `yaml:"url" json:"url,omitempty" jsonschema:"description=Directory of the lake. Default <data_dir>/lake"`
 	FlushInterval Duration `yaml:"flush_interval" json:"flush_interval,omitempty" jsonschema:"description=Longest time an event waits before its file is written. Default 5s"`
 	MaxRows       int      `yaml:"max_rows" json:"max_rows,omitempty" jsonschema:"description=Rows that force a flush. Default 200000"`
+	MaxBytes      ByteSize `yaml:"max_bytes" json:"max_bytes,omitempty" jsonschema:"description=Buffered rows (as JSON) that force a flush\\, e.g. 256MiB. Default 256MiB"`
 	// Retention keeps a table's partitions (hours of event time) this long.
 	Retention map[string]Duration `yaml:"retention" json:"retention,omitempty" jsonschema:"description=Per table: delete partitions (hours of event time) that ended longer ago than this\\, e.g. {events: 400d\\, logs: 30d}. Checked hourly. Default: keep everything"`
 }

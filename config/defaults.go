@@ -31,7 +31,7 @@ func Default() *Config {
 		Bus:       Bus{URL: "embedded"},
 		Streams:   map[string]Stream{},
 		Enrich:    Enrich{DedupeWindow: Duration(10 * time.Minute), UserAgent: true, Campaign: true, Referrer: true, Iglu: Iglu{Unknown: "accept"}},
-		Lake:      Lake{FlushInterval: Duration(5 * time.Second), MaxRows: 200000},
+		Lake:      Lake{FlushInterval: Duration(5 * time.Second), MaxRows: 200000, MaxBytes: 256 * MiB},
 		Warehouse: Warehouse{URL: "duckdb"},
 	}
 	for name, retention := range defaultRetention {
@@ -77,6 +77,9 @@ func fillDefaults(c *Config, set func(path string) bool) {
 	}
 	if !set("lake.max_rows") {
 		c.Lake.MaxRows = d.Lake.MaxRows
+	}
+	if !set("lake.max_bytes") {
+		c.Lake.MaxBytes = d.Lake.MaxBytes
 	}
 	if len(c.Lake.Retention) == 0 {
 		c.Lake.Retention = nil

@@ -55,7 +55,7 @@ streams:
   logs: {max_bytes: 1GB}
   bad:
 enrich: {dedupe_window: 1h30m, fingerprint: true, iglu: {unknown: bad}}
-lake: {url: /data/lake, flush_interval: 250ms, max_rows: 1_000}
+lake: {url: /data/lake, flush_interval: 250ms, max_rows: 1_000, max_bytes: 64MiB}
 warehouse: {url: duckdb}
 pipelines: {}
 sinks:
@@ -73,7 +73,7 @@ jobs: []
 		Bus:  Bus{URL: "nats://a:4222,tls://b:4222"},
 		Enrich: Enrich{DedupeWindow: Duration(90 * time.Minute), UserAgent: true, Campaign: true, Referrer: true,
 			Fingerprint: true, Iglu: Iglu{Unknown: "bad"}},
-		Lake:      Lake{URL: "/data/lake", FlushInterval: Duration(250 * time.Millisecond), MaxRows: 1000},
+		Lake:      Lake{URL: "/data/lake", FlushInterval: Duration(250 * time.Millisecond), MaxRows: 1000, MaxBytes: 64 * MiB},
 		Warehouse: Warehouse{URL: "duckdb"},
 		Streams: map[string]Stream{
 			"raw":    {Retention: Duration(24 * time.Hour), MaxBytes: 10 * GiB},

@@ -144,6 +144,10 @@ func (l *loader) validate(c *Config) {
 		l.addAt("lake.flush_interval", fmt.Sprintf("lake.flush_interval is %s; it must be at least 100ms", c.Lake.FlushInterval),
 			"the default is 5s; very short intervals write many tiny Parquet files")
 	}
+	if c.Lake.MaxBytes < 64*KiB || c.Lake.MaxBytes > 4*GiB {
+		l.addAt("lake.max_bytes", fmt.Sprintf("lake.max_bytes is %s; it must be between 64KiB and 4GiB", c.Lake.MaxBytes),
+			"the default is 256MiB; the archiver holds this much in memory (twice, while it writes)")
+	}
 	if c.Lake.MaxRows < 1 {
 		l.addAt("lake.max_rows", fmt.Sprintf("lake.max_rows is %d; it must be at least 1", c.Lake.MaxRows),
 			"the default is 200000")

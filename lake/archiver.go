@@ -47,6 +47,7 @@ type ArchiverOptions struct {
 	Table         Table
 	FlushInterval time.Duration // longest a row waits for its file; default 5s
 	MaxRows       int           // rows that force a flush; default 200000
+	MaxBytes      int64         // buffered row bytes (JSON) that force a flush; default 256 MiB
 	// OnCommit is called after each commit (the warehouse refreshes views).
 	OnCommit func(table string)
 	Logger   *slog.Logger
@@ -62,6 +63,7 @@ type Archiver struct {
 	parts  map[string]*partition
 	dirs   map[string]string // partition directory by the hour, "2006-01-02T15"
 	rows   int
+	bytes  int64  // of the buffered rows
 	first  uint64 // first sequence in the buffer
 	last   uint64 // last sequence in the buffer
 	// replays are the ends of ranges that files already in the lake hold
@@ -90,6 +92,9 @@ type commitRecord struct {
 func NewArchiver(o ArchiverOptions) *Archiver {
 	if o.FlushInterval <= 0 {
 		o.FlushInterval = 5 * time.Second
+	}
+	if o.MaxBytes <= 0 {
+		o.MaxBytes = 256 << 20
 	}
 	if o.MaxRows <= 0 {
 		o.MaxRows = 200000
@@ -168,7 +173,7 @@ func (a *Archiver) flushDue() bool {
 	if len(a.replays) > 0 {
 		return a.last >= a.replays[0]
 	}
-	return a.rows >= a.o.MaxRows
+	return a.rows >= a.o.MaxRows || a.bytes >= a.o.MaxBytes
 }
 
 // flushRetrying flushes, retrying with backoff until it works or ctx ends.
@@ -278,6 +283,7 @@ func (a *Archiver) add(m bus.Msg) error {
 		}
 		p.lines = append(p.lines, line)
 		a.rows++
+		a.bytes += int64(len(line))
 	}
 	archiveBuffered.WithLabelValues(a.o.Table.Name).Set(float64(a.rows))
 	return nil
@@ -380,7 +386,7 @@ func (a *Archiver) flush(ctx context.Context) error {
 	if len(a.replays) > 0 && a.last >= a.replays[0] {
 		a.replays = a.replays[1:]
 	}
-	a.first, a.last, a.rows = 0, 0, 0
+	a.first, a.last, a.rows, a.bytes = 0, 0, 0, 0
 	archiveBuffered.WithLabelValues(a.o.Table.Name).Set(0)
 	clear(a.parts)
 	if a.o.OnCommit != nil {

@@ -600,3 +600,24 @@ func sameFiles(t *testing.T, before, after map[string][]string) {
 		}
 	}
 }
+
+func TestArchiverMaxBytesForcesAFlush(t *testing.T) {
+	b := openBus(t, bus.StreamConfig{})
+	d := newDir(t)
+	line := event("a", "2026-11-25T10:00:00.000000Z", "")
+	ar := &archiver{done: make(chan error, 1)}
+	ar.Archiver = NewArchiver(ArchiverOptions{Bus: b, Store: d, Table: EventsTable, FlushInterval: time.Hour, MaxRows: 1000,
+		MaxBytes: int64(2*len(line) + 1), Logger: quiet})
+	ctx, cancel := context.WithCancel(context.Background())
+	ar.cancel = cancel
+	go func() { ar.done <- ar.Run(ctx) }()
+	t.Cleanup(func() { ar.stop(t) })
+	publish(t, b, "events", line)
+	publish(t, b, "events", event("b", "2026-11-25T10:00:00.000000Z", ""))
+	time.Sleep(200 * time.Millisecond)
+	if c := ar.Committed(); c != 0 {
+		t.Fatalf("committed %d below the byte limit", c)
+	}
+	publish(t, b, "events", event("c", "2026-11-25T10:00:00.000000Z", ""))
+	ar.waitCommitted(t, 3)
+}

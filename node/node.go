@@ -122,7 +122,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Node, er
 	for _, t := range tables {
 		a := lake.NewArchiver(lake.ArchiverOptions{
 			Bus: n.bus, Store: store, Table: t, Logger: log,
-			FlushInterval: cfg.Lake.FlushInterval.D(), MaxRows: cfg.Lake.MaxRows,
+			FlushInterval: cfg.Lake.FlushInterval.D(), MaxRows: cfg.Lake.MaxRows, MaxBytes: int64(cfg.Lake.MaxBytes),
 			// Off the archiver's goroutine: a busy warehouse must never hold
 			// up the lake.
 			OnCommit: func(table string) {
