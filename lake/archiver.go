@@ -86,6 +86,10 @@ type commitRecord struct {
 	LastSeq     uint64    `json:"last_seq"`
 	CommittedAt time.Time `json:"committed_at"`
 	Files       []string  `json:"files"`
+	// Columns is the table's schema as of this commit: every column any
+	// file may hold, with its type and when it was added. Readers other
+	// than sluice find the types here without opening every file.
+	Columns []sluice.Column `json:"columns"`
 }
 
 // NewArchiver returns an archiver; Run starts it.
@@ -374,7 +378,7 @@ func (a *Archiver) flush(ctx context.Context) error {
 	}
 	rec, _ := json.Marshal(commitRecord{
 		Table: a.o.Table.Name, Stream: a.o.Table.Stream, LastSeq: a.last,
-		CommittedAt: time.Now().UTC(), Files: keys,
+		CommittedAt: time.Now().UTC(), Files: keys, Columns: a.tableColumns(),
 	})
 	if err := a.o.Store.Put(ctx, commitKey(a.o.Table.Name), rec); err != nil {
 		return err
@@ -393,6 +397,21 @@ func (a *Archiver) flush(ctx context.Context) error {
 		a.o.OnCommit(a.o.Table.Name)
 	}
 	return nil
+}
+
+// tableColumns is the table's schema: the fixed columns, then those of the
+// schema record (dynamic tables).
+func (a *Archiver) tableColumns() []sluice.Column {
+	cols := slices.Clone(a.o.Table.Fixed)
+	if !a.o.Table.Dynamic {
+		return cols
+	}
+	for _, c := range a.schema.Columns {
+		if !slices.ContainsFunc(cols, func(f sluice.Column) bool { return f.Name == c.Name }) {
+			cols = append(cols, c)
+		}
+	}
+	return cols
 }
 
 // columns is the Parquet schema of a file: the fixed columns, then the

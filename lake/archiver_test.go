@@ -248,6 +248,19 @@ func TestArchiverEndToEnd(t *testing.T) {
 	if rec.LastSeq != 3 || rec.Table != "events" || rec.Stream != "events" || !slices.Equal(rec.Files, want) || rec.CommittedAt.IsZero() {
 		t.Errorf("commit record %+v", rec)
 	}
+	// The commit record states the table's columns: the fixed ones, then
+	// the schema record's, with their types.
+	var names []string
+	for _, c := range rec.Columns {
+		names = append(names, c.Name+" "+string(c.Type))
+	}
+	wantCols := []string{}
+	for _, c := range append(slices.Clone(sluice.EventColumns), ownColumns...) {
+		wantCols = append(wantCols, c.Name+" "+string(c.Type))
+	}
+	if !slices.Equal(names, wantCols) {
+		t.Errorf("commit record columns %q, want %q", names, wantCols)
+	}
 	if got := keys(t, d, "bad/"); !slices.Equal(got, []string{"bad/dt=2026-11-25/hr=12/bad-1-1.parquet"}) {
 		t.Errorf("bad files: %q", got)
 	}

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/parquet-go/parquet-go"
+	"github.com/sluice-data/sluice"
 )
 
 // FileInfo is a data file as Inspect finds it.
@@ -25,8 +26,9 @@ type FileInfo struct {
 // TableInfo is a table of the lake: its committed position and its files.
 type TableInfo struct {
 	Table     string
-	Committed uint64   // last stream sequence committed; 0: no commit record
-	Last      []string // the files of the last commit
+	Committed uint64          // last stream sequence committed; 0: no commit record
+	Last      []string        // the files of the last commit
+	Columns   []sluice.Column // the table's columns as of the last commit
 	Files     []FileInfo
 }
 
@@ -43,7 +45,7 @@ func Inspect(ctx context.Context, s Store, table string) (TableInfo, error) {
 		if err := json.Unmarshal(data, &rec); err != nil {
 			return ti, fmt.Errorf("%s: commit record: %w", table, err)
 		}
-		ti.Committed, ti.Last = rec.LastSeq, rec.Files
+		ti.Committed, ti.Last, ti.Columns = rec.LastSeq, rec.Files, rec.Columns
 	}
 	files, err := Files(ctx, s, table)
 	if err != nil {

@@ -121,6 +121,14 @@ func lakeLsCmd() *cobra.Command {
 				}
 				if len(args) == 0 {
 					fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%d\t\n", t, len(ti.Files), rows, size, ti.Committed)
+					continue
+				}
+				if err := w.Flush(); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "\n%s: %d files, %d rows, committed through sequence %d; columns:\n", t, len(ti.Files), rows, ti.Committed)
+				for _, col := range ti.Columns {
+					fmt.Fprintf(cmd.OutOrStdout(), "  %-32s %s\n", col.Name, col.Type)
 				}
 			}
 			return w.Flush()
