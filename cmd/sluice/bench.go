@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -31,6 +32,7 @@ func benchCmd() *cobra.Command {
 		skipIngest  bool
 		protocol    string
 		lakeBatch   int
+		queryReps   int
 	)
 	cmd := &cobra.Command{
 		Use:   "bench",
@@ -51,7 +53,7 @@ fresh temporary data dir (or --data), so the numbers include the whole server.`,
 			if err != nil {
 				return fmt.Errorf("--batch: %w", err)
 			}
-			collector := target
+			collector, lakeDir := target, c.lake
 			if collector == "" {
 				cfg, err := benchConfig(&c)
 				if err != nil {
@@ -67,6 +69,7 @@ fresh temporary data dir (or --data), so the numbers include the whole server.`,
 				}
 				defer n.Stop()
 				collector, api = n.CollectorURL(), n.APIURL()
+				lakeDir = cfg.LakeDir()
 				fmt.Fprintf(out, "sluice running in-process on %s (data %s)\n", collector, cfg.DataDir)
 			}
 			corpus, err := bench.NewCorpus(5000, 1, protocol)
@@ -121,6 +124,14 @@ fresh temporary data dir (or --data), so the numbers include the whole server.`,
 				fmt.Fprintf(out, "\ningest: %.0f events/s over %s; lake: all %d rows queryable after %s (%.0f events/s end to end), %s after the last acknowledgement\n",
 					r.IngestPerSec, r.IngestTime.Round(time.Millisecond), r.Events, r.LakeTime.Round(time.Millisecond), r.LakePerSec, r.CatchUp.Round(time.Millisecond))
 			}
+			if queryReps > 0 {
+				if api == "" || lakeDir == "" {
+					return fmt.Errorf("the query benchmark needs the API and the lake: pass --api and --lake with --target")
+				}
+				if err := benchQueries(ctx, out, api, lakeDir, queryReps); err != nil {
+					return err
+				}
+			}
 			return nil
 		},
 	}
@@ -134,11 +145,44 @@ fresh temporary data dir (or --data), so the numbers include the whole server.`,
 	f.Int64Var(&lakeEvents, "lake-events", 1000000, "events for the ingest-to-lake run (0: skip)")
 	f.IntVar(&lakeClients, "lake-clients", 8, "clients for the ingest-to-lake run")
 	f.IntVar(&lakeBatch, "lake-batch", 100, "events per request in the ingest-to-lake run")
+	f.IntVar(&queryReps, "queries", 0, "then time the analytical queries this many times each, through the SQL API and with DuckDB reading the lake directly (0: skip)")
 	f.Float64Var(&lakeRate, "lake-rate", 0, "pace the ingest-to-lake run to this many events/s (0: full speed)")
 	f.BoolVar(&skipLake, "skip-lake", false, "skip the ingest-to-lake run")
 	f.BoolVar(&skipIngest, "skip-ingest", false, "skip the ingest matrix")
 	f.StringVar(&protocol, "protocol", "json", "request format: json (POST /v1/events) or tp2 (Snowplow POST, 50 events a request by default)")
 	return cmd
+}
+
+// benchQueries times the analytical queries through the API and directly.
+func benchQueries(ctx context.Context, out io.Writer, api, lakeDir string, reps int) error {
+	client := &server.Client{URL: api, Token: os.Getenv("SLUICE_TOKEN")}
+	viaAPI := func(ctx context.Context, q string) (int, error) {
+		res, err := client.SQL(ctx, q)
+		if err != nil {
+			return 0, err
+		}
+		return len(res.Rows), nil
+	}
+	db, direct, err := bench.DirectDuckDB(ctx, lakeDir)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	timings, err := bench.TimeQueries(ctx, bench.AnalyticalQueries(), viaAPI, direct, reps)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "\nAnalytical queries, median of %d (SQL API vs DuckDB reading the lake directly)\n\n", reps)
+	fmt.Fprintln(out, "| query | rows | API | direct | overhead |")
+	fmt.Fprintln(out, "|---|--:|--:|--:|--:|")
+	var sa, sd time.Duration
+	for _, t := range timings {
+		sa += t.API
+		sd += t.Direct
+		fmt.Fprintf(out, "| %s | %d | %s | %s | %+.0f %% |\n", t.Title, t.Rows, t.API.Round(time.Millisecond), t.Direct.Round(time.Millisecond), 100*t.Overhead())
+	}
+	fmt.Fprintf(out, "| all | | %s | %s | %+.0f %% |\n", sa.Round(time.Millisecond), sd.Round(time.Millisecond), 100*(sa.Seconds()/sd.Seconds()-1))
+	return nil
 }
 
 // benchConfig is the config for an in-process bench server: the usual file
