@@ -121,3 +121,21 @@ func TestTP2Bodies(t *testing.T) {
 		t.Error("unknown protocol accepted")
 	}
 }
+
+func TestTimeQueries(t *testing.T) {
+	qs := AnalyticalQueries()
+	if len(qs) != 10 {
+		t.Fatalf("%d analytical queries, want 10", len(qs))
+	}
+	slow := func(d time.Duration, n int) Runner {
+		return func(context.Context, string) (int, error) { time.Sleep(d); return n, nil }
+	}
+	got, err := TimeQueries(context.Background(), qs[:2], slow(4*time.Millisecond, 3), slow(2*time.Millisecond, 3), 3)
+	if err != nil || len(got) != 2 || got[0].Rows != 3 || got[0].API < got[0].Direct || got[0].Overhead() <= 0 {
+		t.Fatalf("%+v %v", got, err)
+	}
+	// Different answers are an error, not a timing.
+	if _, err := TimeQueries(context.Background(), qs[:1], slow(0, 3), slow(0, 4), 1); err == nil {
+		t.Error("3 rows against 4 were not reported")
+	}
+}
