@@ -32,9 +32,7 @@ func TestRestartNeitherLosesNorRepeats(t *testing.T) {
 	want = append(want, "half a line, finished")
 	want = append(want, appendLines(t, path, "two", 0, 100)...)
 	start(t, o)
-	got := waitStored(t, b, len(want))
-	exactlyOnce(t, texts(got), want)
-	settle(t, b, want)
+	storedOnce(t, b, want)
 }
 
 func TestRestartAfterRotationWhileStopped(t *testing.T) {
@@ -61,9 +59,7 @@ func TestRestartAfterRotationWhileStopped(t *testing.T) {
 	}
 	want = append(want, appendLines(t, path, "second", 0, 50)...)
 	start(t, o)
-	got := waitStored(t, b, len(want))
-	exactlyOnce(t, texts(got), want)
-	settle(t, b, want)
+	storedOnce(t, b, want)
 }
 
 // forgetful is a bus whose stream lost the tailer's last message (retention).
@@ -122,9 +118,7 @@ func TestCheckpointOnTheBusWinsOverTheStateFile(t *testing.T) {
 	fo := o
 	fo.Bus = forgetful{b}
 	start(t, fo)
-	got := waitStored(t, b, len(want))
-	exactlyOnce(t, texts(got), want)
-	settle(t, b, want)
+	storedOnce(t, b, want)
 }
 
 // TestHelperProcess is the child of TestCrashAtAnyPoint: an embedded bus and

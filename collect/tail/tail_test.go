@@ -185,6 +185,16 @@ func exactlyOnce(t testing.TB, got, want []string) {
 	}
 }
 
+// storedOnce waits for want on the bus, each record exactly once, and checks
+// that nothing more arrives.
+func storedOnce(t testing.TB, b *bus.Bus, want []string) []record {
+	t.Helper()
+	got := waitStored(t, b, len(want))
+	exactlyOnce(t, texts(got), want)
+	settle(t, b, want)
+	return got
+}
+
 // settle checks that nothing more than want arrives.
 func settle(t testing.TB, b *bus.Bus, want []string) {
 	t.Helper()
@@ -261,9 +271,7 @@ func TestAppendsAndNewFiles(t *testing.T) {
 	writeString(t, a, " line\r\n")
 	want = append(want, "partial line")
 	want = append(want, appendLines(t, filepath.Join(dir, "b.log"), "b", 0, 50)...)
-	got := waitStored(t, b, len(want))
-	exactlyOnce(t, texts(got), want)
-	settle(t, b, want)
+	got := storedOnce(t, b, want)
 	for _, r := range got {
 		base := "a.log"
 		if strings.HasPrefix(r.text, "b ") {
@@ -334,9 +342,7 @@ func TestRenameRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	want = append(want, "late 1", "late 2 without newline")
-	got := waitStored(t, b, len(want))
-	exactlyOnce(t, texts(got), want)
-	settle(t, b, want)
+	storedOnce(t, b, want)
 }
 
 func TestCopyTruncate(t *testing.T) {
@@ -365,9 +371,7 @@ func TestCopyTruncate(t *testing.T) {
 		t.Fatal(err)
 	}
 	want = append(want, appendLines(t, path, "again", 0, 300)...)
-	got := waitStored(t, b, len(want))
-	exactlyOnce(t, texts(got), want)
-	settle(t, b, want)
+	storedOnce(t, b, want)
 }
 
 func TestMultiline(t *testing.T) {
