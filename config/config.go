@@ -131,6 +131,17 @@ type Lake struct {
 	MaxBytes      ByteSize `yaml:"max_bytes" json:"max_bytes,omitempty" jsonschema:"description=Buffered rows (as JSON) that force a flush\\, e.g. 256MiB. Default 256MiB"`
 	// Retention keeps a table's partitions (hours of event time) this long.
 	Retention map[string]Duration `yaml:"retention" json:"retention,omitempty" jsonschema:"description=Per table: delete partitions (hours of event time) that ended longer ago than this\\, e.g. {events: 400d\\, logs: 30d}. Checked hourly. Default: keep everything"`
+	// Compaction merges the small files of closed partitions.
+	Compaction Compaction `yaml:"compaction" json:"compaction,omitempty"`
+}
+
+// Compaction configures the lake's compaction of closed partitions.
+type Compaction struct {
+	Enabled     bool     `yaml:"enabled" json:"enabled,omitempty" jsonschema:"description=Merge the small files of closed partitions into large files sorted by time. Default true"`
+	After       Duration `yaml:"after" json:"after,omitempty" jsonschema:"description=How long after its hour ends a partition is closed (late events after that get a file of their own\\, merged by the next pass). Default 1h"`
+	Interval    Duration `yaml:"interval" json:"interval,omitempty" jsonschema:"description=How often closed partitions are looked at. Default 10m"`
+	TargetBytes ByteSize `yaml:"target_bytes" json:"target_bytes,omitempty" jsonschema:"description=Size compacted files aim for. Default 256MiB"`
+	Grace       Duration `yaml:"grace" json:"grace,omitempty" jsonschema:"description=How long replaced files stay after the swap\\, for queries that started before it. Default 2m"`
 }
 
 // Warehouse selects the SQL engine.

@@ -28,10 +28,11 @@ func Default() *Config {
 			MaxEvents: 10000,
 			Cookie:    Cookie{Enabled: true, Name: "sp", Expiration: Duration(365 * 24 * time.Hour), Secure: true, SameSite: "None"},
 		},
-		Bus:       Bus{URL: "embedded"},
-		Streams:   map[string]Stream{},
-		Enrich:    Enrich{DedupeWindow: Duration(10 * time.Minute), UserAgent: true, Campaign: true, Referrer: true, Iglu: Iglu{Unknown: "accept"}},
-		Lake:      Lake{FlushInterval: Duration(5 * time.Second), MaxRows: 200000, MaxBytes: 256 * MiB},
+		Bus:     Bus{URL: "embedded"},
+		Streams: map[string]Stream{},
+		Enrich:  Enrich{DedupeWindow: Duration(10 * time.Minute), UserAgent: true, Campaign: true, Referrer: true, Iglu: Iglu{Unknown: "accept"}},
+		Lake: Lake{FlushInterval: Duration(5 * time.Second), MaxRows: 200000, MaxBytes: 256 * MiB,
+			Compaction: Compaction{Enabled: true, After: Duration(time.Hour), Interval: Duration(10 * time.Minute), TargetBytes: 256 * MiB, Grace: Duration(2 * time.Minute)}},
 		Warehouse: Warehouse{URL: "duckdb"},
 	}
 	for name, retention := range defaultRetention {
@@ -80,6 +81,24 @@ func fillDefaults(c *Config, set func(path string) bool) {
 	}
 	if !set("lake.max_bytes") {
 		c.Lake.MaxBytes = d.Lake.MaxBytes
+	}
+	if !set("lake.compaction.enabled") {
+		c.Lake.Compaction.Enabled = true
+	}
+	for _, f := range []struct {
+		path     string
+		to, from *Duration
+	}{
+		{"lake.compaction.after", &c.Lake.Compaction.After, &d.Lake.Compaction.After},
+		{"lake.compaction.interval", &c.Lake.Compaction.Interval, &d.Lake.Compaction.Interval},
+		{"lake.compaction.grace", &c.Lake.Compaction.Grace, &d.Lake.Compaction.Grace},
+	} {
+		if !set(f.path) {
+			*f.to = *f.from
+		}
+	}
+	if !set("lake.compaction.target_bytes") {
+		c.Lake.Compaction.TargetBytes = d.Lake.Compaction.TargetBytes
 	}
 	if len(c.Lake.Retention) == 0 {
 		c.Lake.Retention = nil

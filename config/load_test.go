@@ -55,7 +55,8 @@ streams:
   logs: {max_bytes: 1GB}
   bad:
 enrich: {dedupe_window: 1h30m, fingerprint: true, iglu: {unknown: bad}}
-lake: {url: /data/lake, flush_interval: 250ms, max_rows: 1_000, max_bytes: 64MiB}
+lake: {url: /data/lake, flush_interval: 250ms, max_rows: 1_000, max_bytes: 64MiB,
+  compaction: {enabled: false, after: 2h, interval: 1m, target_bytes: 1GiB, grace: 5m}}
 warehouse: {url: duckdb}
 pipelines: {}
 sinks:
@@ -73,7 +74,8 @@ jobs: []
 		Bus:  Bus{URL: "nats://a:4222,tls://b:4222"},
 		Enrich: Enrich{DedupeWindow: Duration(90 * time.Minute), UserAgent: true, Campaign: true, Referrer: true,
 			Fingerprint: true, Iglu: Iglu{Unknown: "bad"}},
-		Lake:      Lake{URL: "/data/lake", FlushInterval: Duration(250 * time.Millisecond), MaxRows: 1000, MaxBytes: 64 * MiB},
+		Lake: Lake{URL: "/data/lake", FlushInterval: Duration(250 * time.Millisecond), MaxRows: 1000, MaxBytes: 64 * MiB,
+			Compaction: Compaction{After: Duration(2 * time.Hour), Interval: Duration(time.Minute), TargetBytes: GiB, Grace: Duration(5 * time.Minute)}},
 		Warehouse: Warehouse{URL: "duckdb"},
 		Streams: map[string]Stream{
 			"raw":    {Retention: Duration(24 * time.Hour), MaxBytes: 10 * GiB},

@@ -144,6 +144,17 @@ func (l *loader) validate(c *Config) {
 		l.addAt("lake.flush_interval", fmt.Sprintf("lake.flush_interval is %s; it must be at least 100ms", c.Lake.FlushInterval),
 			"the default is 5s; very short intervals write many tiny Parquet files")
 	}
+	if cp := c.Lake.Compaction; cp.Enabled {
+		if cp.Interval.D() < time.Second {
+			l.addAt("lake.compaction.interval", fmt.Sprintf("lake.compaction.interval is %s; it must be at least 1s", cp.Interval), "the default is 10m")
+		}
+		if cp.After < 0 || cp.Grace < 0 {
+			l.addAt("lake.compaction", "lake.compaction.after and .grace cannot be negative", "the defaults are 1h and 2m")
+		}
+		if cp.TargetBytes < 1*MiB {
+			l.addAt("lake.compaction.target_bytes", fmt.Sprintf("lake.compaction.target_bytes is %s; it must be at least 1MiB", cp.TargetBytes), "the default is 256MiB")
+		}
+	}
 	if c.Lake.MaxBytes < 64*KiB || c.Lake.MaxBytes > 4*GiB {
 		l.addAt("lake.max_bytes", fmt.Sprintf("lake.max_bytes is %s; it must be between 64KiB and 4GiB", c.Lake.MaxBytes),
 			"the default is 256MiB; the archiver holds this much in memory (twice, while it writes)")

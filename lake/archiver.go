@@ -5,7 +5,6 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -86,6 +85,9 @@ type commitRecord struct {
 	LastSeq     uint64    `json:"last_seq"`
 	CommittedAt time.Time `json:"committed_at"`
 	Files       []string  `json:"files"`
+	// Rows is how many rows each of Files holds (sluice lake verify
+	// compares them with the files).
+	Rows map[string]int64 `json:"rows,omitempty"`
 	// Columns is the table's schema as of this commit: every column any
 	// file may hold, with its type and when it was added. Readers other
 	// than sluice find the types here without opening every file.
@@ -201,16 +203,9 @@ func (a *Archiver) flushRetrying(ctx context.Context) error {
 // recover reads the committed position and deals with files a crashed flush
 // left behind: they are replayed into the same names.
 func (a *Archiver) recover(ctx context.Context) (uint64, error) {
-	var rec commitRecord
-	data, err := a.o.Store.Get(ctx, commitKey(a.o.Table.Name))
-	switch {
-	case errors.Is(err, ErrNotExist):
-	case err != nil:
+	rec, err := readCommit(ctx, a.o.Store, a.o.Table.Name)
+	if err != nil {
 		return 0, err
-	default:
-		if err := json.Unmarshal(data, &rec); err != nil {
-			return 0, fmt.Errorf("commit record %s is corrupt: %w", commitKey(a.o.Table.Name), err)
-		}
 	}
 	files, err := Files(ctx, a.o.Store, a.o.Table.Name)
 	if err != nil {
@@ -218,7 +213,7 @@ func (a *Archiver) recover(ctx context.Context) (uint64, error) {
 	}
 	var orphans []DataFile
 	for _, f := range files {
-		if f.Stream == a.o.Table.Stream && f.Last > rec.LastSeq {
+		if f.Stream == a.o.Table.Stream && f.Last > rec.LastSeq && !f.Compacted {
 			orphans = append(orphans, f)
 		}
 	}
@@ -359,6 +354,7 @@ func (a *Archiver) flush(ctx context.Context) error {
 		}
 	}
 	var keys []string
+	rows := make(map[string]int64, len(dirs))
 	for _, d := range dirs {
 		p := a.parts[d]
 		cols, err := a.columns(p.lines)
@@ -374,11 +370,12 @@ func (a *Archiver) flush(ctx context.Context) error {
 			return err
 		}
 		keys = append(keys, key)
+		rows[key] = int64(len(p.lines))
 		archiveBytes.WithLabelValues(a.o.Table.Name).Add(float64(len(data)))
 	}
 	rec, _ := json.Marshal(commitRecord{
 		Table: a.o.Table.Name, Stream: a.o.Table.Stream, LastSeq: a.last,
-		CommittedAt: time.Now().UTC(), Files: keys, Columns: a.tableColumns(),
+		CommittedAt: time.Now().UTC(), Files: keys, Rows: rows, Columns: a.tableColumns(),
 	})
 	if err := a.o.Store.Put(ctx, commitKey(a.o.Table.Name), rec); err != nil {
 		return err

@@ -2,12 +2,12 @@ package lake
 
 import (
 	"bytes"
+	"cmp"
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
+	"maps"
 	"path"
-	"sort"
+	"slices"
 	"strings"
 
 	"github.com/parquet-go/parquet-go"
@@ -21,38 +21,52 @@ type FileInfo struct {
 	Rows      int64
 	Bytes     int64
 	Err       error // the file could not be read as Parquet
+	// Live: readers read this file (LiveFiles). A file that is not live is
+	// beyond the committed position, or a compaction replaced it (or has
+	// not swapped it in yet).
+	Live bool
 }
 
 // TableInfo is a table of the lake: its committed position and its files.
 type TableInfo struct {
 	Table     string
-	Committed uint64          // last stream sequence committed; 0: no commit record
-	Last      []string        // the files of the last commit
-	Columns   []sluice.Column // the table's columns as of the last commit
-	Files     []FileInfo
+	Committed uint64           // last stream sequence committed; 0: no commit record
+	Last      []string         // the files of the last commit
+	LastRows  map[string]int64 // rows of each, as the commit recorded them
+	// Compactions are the compactions not yet settled (in their grace
+	// period, or interrupted).
+	Compactions int
+	Columns     []sluice.Column // the table's columns as of the last commit
+	Files       []FileInfo
 }
 
 // Inspect reads a table's commit record and every data file's footer.
 func Inspect(ctx context.Context, s Store, table string) (TableInfo, error) {
 	ti := TableInfo{Table: table}
-	data, err := s.Get(ctx, commitKey(table))
-	switch {
-	case errors.Is(err, ErrNotExist):
-	case err != nil:
+	rec, err := readCommit(ctx, s, table)
+	if err != nil {
 		return ti, err
-	default:
-		var rec commitRecord
-		if err := json.Unmarshal(data, &rec); err != nil {
-			return ti, fmt.Errorf("%s: commit record: %w", table, err)
-		}
-		ti.Committed, ti.Last, ti.Columns = rec.LastSeq, rec.Files, rec.Columns
+	}
+	ti.Committed, ti.Last, ti.LastRows, ti.Columns = rec.LastSeq, rec.Files, rec.Rows, rec.Columns
+	comps, err := readCompactions(ctx, s, table)
+	if err != nil {
+		return ti, err
+	}
+	ti.Compactions = len(comps)
+	live, err := LiveFiles(ctx, s, table)
+	if err != nil {
+		return ti, err
+	}
+	isLive := map[string]bool{}
+	for _, f := range live {
+		isLive[f.Key] = true
 	}
 	files, err := Files(ctx, s, table)
 	if err != nil {
 		return ti, err
 	}
 	for _, f := range files {
-		fi := FileInfo{DataFile: f, Partition: strings.TrimPrefix(path.Dir(f.Key), table+"/")}
+		fi := FileInfo{DataFile: f, Partition: strings.TrimPrefix(path.Dir(f.Key), table+"/"), Live: isLive[f.Key]}
 		data, err := s.Get(ctx, f.Key)
 		if err != nil {
 			return ti, err
@@ -112,39 +126,68 @@ func check(ti TableInfo) []Problem {
 	if ti.Committed == 0 && len(ti.Files) > 0 {
 		bad("", "%d files but no commit record (%s)", len(ti.Files), commitKey(ti.Table))
 	}
-	present := map[string]bool{}
+	present := map[string]FileInfo{}
 	for _, f := range ti.Files {
-		present[f.Key] = true
+		present[f.Key] = f
 		switch {
 		case f.Err != nil:
 			bad(f.Key, "not readable as Parquet: %v", f.Err)
 		case f.Rows == 0:
 			bad(f.Key, "holds no rows")
 		}
-		if f.Last > ti.Committed {
+		if !f.Compacted && f.Last > ti.Committed {
 			bad(f.Key, "lies beyond the committed position %d: a flush that did not finish; the archiver rewrites it when it next starts", ti.Committed)
 		}
 	}
 	for _, k := range ti.Last {
-		if !present[k] {
-			bad(k, "named by the last commit but missing")
+		f, ok := present[k]
+		switch {
+		case !ok:
+			if !ti.replaced(k) {
+				bad(k, "named by the last commit but missing")
+			}
+		case ti.LastRows != nil && f.Err == nil && f.Rows != ti.LastRows[k]:
+			bad(k, "holds %d rows; its commit recorded %d", f.Rows, ti.LastRows[k])
 		}
 	}
 	// One flush writes one range into each partition it touches; ranges of
-	// different flushes must not overlap.
+	// different flushes must not overlap. A compacted file spans the
+	// ranges it replaced, so it is checked within its partition only.
 	ranges := map[[2]uint64]bool{}
+	parts := map[string][][2]uint64{}
 	for _, f := range ti.Files {
-		ranges[[2]uint64{f.First, f.Last}] = true
-	}
-	sorted := make([][2]uint64, 0, len(ranges))
-	for r := range ranges {
-		sorted = append(sorted, r)
-	}
-	sort.Slice(sorted, func(i, j int) bool { return sorted[i][0] < sorted[j][0] })
-	for i := 1; i < len(sorted); i++ {
-		if prev, r := sorted[i-1], sorted[i]; r[0] <= prev[1] {
-			bad("", "sequence ranges %d-%d and %d-%d overlap: rows may be counted twice", prev[0], prev[1], r[0], r[1])
+		r := [2]uint64{f.First, f.Last}
+		if f.Live {
+			parts[f.Partition] = append(parts[f.Partition], r)
+		}
+		if !f.Compacted {
+			ranges[r] = true
 		}
 	}
+	overlaps := func(rs [][2]uint64, where string) {
+		slices.SortFunc(rs, func(a, b [2]uint64) int { return cmp.Compare(a[0], b[0]) })
+		for i := 1; i < len(rs); i++ {
+			if prev, r := rs[i-1], rs[i]; r[0] <= prev[1] {
+				bad("", "sequence ranges %d-%d and %d-%d overlap%s: rows may be counted twice", prev[0], prev[1], r[0], r[1], where)
+			}
+		}
+	}
+	overlaps(slices.Collect(maps.Keys(ranges)), "")
+	for _, p := range slices.Sorted(maps.Keys(parts)) {
+		overlaps(parts[p], " in "+p)
+	}
 	return out
+}
+
+// replaced tells whether a compaction replaced key (and deleted it).
+func (ti TableInfo) replaced(key string) bool {
+	part := strings.TrimPrefix(path.Dir(key), ti.Table+"/")
+	for _, f := range ti.Files {
+		if f.Compacted && f.Live && f.Partition == part {
+			if df, ok := parseFile(key); ok && df.First >= f.First && df.Last <= f.Last {
+				return true
+			}
+		}
+	}
+	return false
 }

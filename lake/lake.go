@@ -50,13 +50,17 @@ func FileName(stream string, first, last uint64) string {
 	return fmt.Sprintf("%s-%d-%d.parquet", stream, first, last)
 }
 
-var fileRe = regexp.MustCompile(`^([A-Za-z0-9_]+)-(\d+)-(\d+)\.parquet$`)
+var fileRe = regexp.MustCompile(`^([A-Za-z0-9_]+)-(\d+)-(\d+)(\.compacted)?\.parquet$`)
 
 // DataFile is a Parquet file of a table, with the range it holds.
 type DataFile struct {
 	Key         string
 	Stream      string
 	First, Last uint64
+	// Compacted files hold the rows of their partition from every file
+	// they replaced; First..Last spans the ranges of those files (other
+	// partitions hold files within it).
+	Compacted bool
 }
 
 // Files lists the data files of table.
@@ -67,15 +71,22 @@ func Files(ctx context.Context, s Store, table string) ([]DataFile, error) {
 	}
 	var out []DataFile
 	for _, k := range keys {
-		m := fileRe.FindStringSubmatch(path.Base(k))
-		if m == nil {
-			continue
+		if f, ok := parseFile(k); ok {
+			out = append(out, f)
 		}
-		first, _ := strconv.ParseUint(m[2], 10, 64)
-		last, _ := strconv.ParseUint(m[3], 10, 64)
-		out = append(out, DataFile{Key: k, Stream: m[1], First: first, Last: last})
 	}
 	return out, nil
+}
+
+// parseFile reads a data file's stream and range from its key.
+func parseFile(key string) (DataFile, bool) {
+	m := fileRe.FindStringSubmatch(path.Base(key))
+	if m == nil {
+		return DataFile{}, false
+	}
+	first, _ := strconv.ParseUint(m[2], 10, 64)
+	last, _ := strconv.ParseUint(m[3], 10, 64)
+	return DataFile{Key: key, Stream: m[1], First: first, Last: last, Compacted: m[4] != ""}, true
 }
 
 // Tables lists the tables that have files in the lake.

@@ -53,14 +53,18 @@ type Node struct {
 	enr     *enrich.Enricher
 	iglu    *iglu.Registry
 	arch    []*lake.Archiver
-	tcancel context.CancelFunc // stops the file tailers
-	twg     sync.WaitGroup
-	cancel  context.CancelFunc // stops enrich
-	acanc   context.CancelFunc // stops the archivers
-	wg      sync.WaitGroup     // enrich
-	awg     sync.WaitGroup     // archivers
-	errs    chan error
-	lock    *os.File
+	// compactor merges small files of closed partitions; compactMu keeps
+	// its passes (the loop's, the API's) apart.
+	compactor *lake.Compactor
+	compactMu sync.Mutex
+	tcancel   context.CancelFunc // stops the file tailers
+	twg       sync.WaitGroup
+	cancel    context.CancelFunc // stops enrich
+	acanc     context.CancelFunc // stops the archivers
+	wg        sync.WaitGroup     // enrich
+	awg       sync.WaitGroup     // archivers
+	errs      chan error
+	lock      *os.File
 }
 
 var consumerLag = promauto.NewGaugeVec(prometheus.GaugeOpts{
@@ -175,6 +179,18 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Node, er
 		}
 	}()
 	go n.watchLag(actx)
+	n.compactor = NewCompactor(cfg, store, tables, func(table string) {
+		if err := n.wh.Refresh(context.Background(), table); err != nil {
+			log.Error("warehouse refresh after compaction", "table", table, "err", err)
+		}
+	})
+	if cfg.Lake.Compaction.Enabled {
+		n.awg.Add(1)
+		go func() {
+			defer n.awg.Done()
+			n.compactLoop(actx)
+		}()
+	}
 	if len(cfg.Lake.Retention) > 0 {
 		go n.expire(actx, store)
 	}

@@ -18,6 +18,7 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -32,8 +33,9 @@ import (
 type Warehouse struct {
 	db      *sql.DB
 	lakeDir string
+	store   lake.Store
 	mu      sync.Mutex
-	live    map[string]bool // tables whose view reads files (not the empty stub)
+	views   map[string]string // the file list each view reads
 }
 
 // maxConns bounds concurrent queries (and view refreshes) on the warehouse.
@@ -80,7 +82,12 @@ func Open(ctx context.Context, path, lakeDir string) (*Warehouse, error) {
 			return nil, fmt.Errorf("warehouse setup %q: %w", s, err)
 		}
 	}
-	w := &Warehouse{db: db, lakeDir: absLake, live: map[string]bool{}}
+	store, err := lake.NewDir(absLake)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	w := &Warehouse{db: db, lakeDir: absLake, store: store, views: map[string]string{}}
 	if err := w.RefreshAll(ctx); err != nil {
 		db.Close()
 		return nil, err
@@ -94,23 +101,22 @@ func (w *Warehouse) Close() error { return w.db.Close() }
 // RefreshAll (re)creates the view of every built-in table and every table
 // found in the lake.
 func (w *Warehouse) RefreshAll(ctx context.Context) error {
-	d, err := lake.NewDir(w.lakeDir)
-	if err != nil {
-		return err
-	}
-	tables, err := lake.Tables(ctx, d)
+	tables, err := lake.Tables(ctx, w.store)
 	if err != nil {
 		return fmt.Errorf("warehouse: list lake tables: %w", err)
 	}
-	w.mu.Lock()
-	clear(w.live)
-	w.mu.Unlock()
 	for _, t := range knownTables {
 		if err := w.refresh(ctx, t.Name, true); err != nil {
 			return err
 		}
 	}
-	for _, t := range tables {
+	w.mu.Lock()
+	for t := range w.views {
+		tables = append(tables, t) // a table whose files all expired loses its view
+	}
+	w.mu.Unlock()
+	slices.Sort(tables)
+	for _, t := range slices.Compact(tables) {
 		if err := w.refresh(ctx, t, true); err != nil {
 			return err
 		}
@@ -118,8 +124,9 @@ func (w *Warehouse) RefreshAll(ctx context.Context) error {
 	return nil
 }
 
-// Refresh points the view of table at its files once it has any. The
-// archiver calls it after each commit; it is cheap when nothing changes.
+// Refresh points the view of table at its live files (lake.LiveFiles). The
+// archiver calls it after each commit, the compactor after each swap; a
+// view whose files did not change is left alone.
 func (w *Warehouse) Refresh(ctx context.Context, table string) error {
 	return w.refresh(ctx, table, false)
 }
@@ -127,11 +134,18 @@ func (w *Warehouse) Refresh(ctx context.Context, table string) error {
 func (w *Warehouse) refresh(ctx context.Context, table string, force bool) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.live[table] && !force {
+	files, err := lake.LiveFiles(ctx, w.store, table)
+	if err != nil {
+		return fmt.Errorf("warehouse: files of %s: %w", table, err)
+	}
+	paths := make([]string, len(files))
+	for i, f := range files {
+		paths[i] = quoteString(w.localPath(f.Key))
+	}
+	list := "[" + strings.Join(paths, ", ") + "]"
+	if !force && w.views[table] == list {
 		return nil
 	}
-	glob := filepath.Join(w.lakeDir, table, "*", "*", "*.parquet")
-	matches, _ := filepath.Glob(glob)
 	var fixed []sluice.Column
 	for _, t := range knownTables {
 		if t.Name == table {
@@ -140,8 +154,8 @@ func (w *Warehouse) refresh(ctx context.Context, table string, force bool) error
 	}
 	var body string
 	switch {
-	case len(matches) > 0:
-		src := fmt.Sprintf("read_parquet(%s, hive_partitioning = true, hive_types = {'dt': DATE, 'hr': INTEGER}, union_by_name = true)", quoteString(glob))
+	case len(files) > 0:
+		src := fmt.Sprintf("read_parquet(%s, hive_partitioning = true, hive_types = {'dt': DATE, 'hr': INTEGER}, union_by_name = true)", list)
 		if len(fixed) == 0 {
 			body = "SELECT * FROM " + src
 		} else {
@@ -149,8 +163,8 @@ func (w *Warehouse) refresh(ctx context.Context, table string, force bool) error
 			for i, c := range fixed {
 				names[i] = quoteIdent(c.Name)
 			}
-			list := strings.Join(names, ", ")
-			body = fmt.Sprintf("SELECT %s, * EXCLUDE (%s) FROM %s", list, list, src)
+			cols := strings.Join(names, ", ")
+			body = fmt.Sprintf("SELECT %s, * EXCLUDE (%s) FROM %s", cols, cols, src)
 		}
 	case len(fixed) > 0:
 		// No files yet: an empty view with the table's columns, so queries
@@ -169,14 +183,19 @@ func (w *Warehouse) refresh(ctx context.Context, table string, force bool) error
 		if _, err := w.db.ExecContext(ctx, "DROP VIEW IF EXISTS "+quoteIdent(table)); err != nil {
 			return fmt.Errorf("warehouse: drop view %s: %w", table, err)
 		}
-		w.live[table] = false
+		w.views[table] = list
 		return nil
 	}
 	if _, err := w.db.ExecContext(ctx, fmt.Sprintf("CREATE OR REPLACE VIEW %s AS %s", quoteIdent(table), body)); err != nil {
 		return fmt.Errorf("warehouse: view %s: %w", table, err)
 	}
-	w.live[table] = len(matches) > 0
+	w.views[table] = list
 	return nil
+}
+
+// localPath is where DuckDB reads the lake object key.
+func (w *Warehouse) localPath(key string) string {
+	return filepath.Join(w.lakeDir, filepath.FromSlash(key))
 }
 
 // Column is a result column.

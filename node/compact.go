@@ -1,0 +1,50 @@
+package node
+
+import (
+	"context"
+	"path/filepath"
+	"time"
+
+	"github.com/sluice-data/sluice/config"
+	"github.com/sluice-data/sluice/lake"
+	"github.com/sluice-data/sluice/warehouse"
+)
+
+// NewCompactor is the lake compactor the config describes, merging with
+// DuckDB; onSwap is told the table whose files were swapped.
+func NewCompactor(cfg *config.Config, store lake.Store, tables []lake.Table, onSwap func(table string)) *lake.Compactor {
+	cp := cfg.Lake.Compaction
+	return lake.NewCompactor(lake.CompactorOptions{
+		Store: store, Tables: tables, Merge: warehouse.MergeParquet,
+		After: cp.After.D(), TargetBytes: int64(cp.TargetBytes), Grace: cp.Grace.D(),
+		TempDir: filepath.Join(cfg.DataDir, "tmp"), OnSwap: onSwap,
+	})
+}
+
+// compactLoop compacts closed partitions every lake.compaction.interval.
+func (n *Node) compactLoop(ctx context.Context) {
+	t := time.NewTicker(n.cfg.Lake.Compaction.Interval.D())
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if _, err := n.Compact(ctx, time.Now()); err != nil && ctx.Err() == nil {
+			n.log.Error("lake compaction", "err", err)
+		}
+	}
+}
+
+// Compact runs one compaction pass now: every closed partition with small
+// files, and the settling of earlier compactions whose grace has passed.
+func (n *Node) Compact(ctx context.Context, now time.Time) (lake.Report, error) {
+	n.compactMu.Lock()
+	defer n.compactMu.Unlock()
+	r, err := n.compactor.Compact(ctx, now)
+	if r.Partitions > 0 || r.Finished > 0 {
+		n.log.Info("lake compaction", "partitions", r.Partitions, "files_merged", r.Inputs, "files_written", r.Outputs, "rows", r.Rows, "settled", r.Finished)
+	}
+	return r, err
+}
