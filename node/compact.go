@@ -3,20 +3,40 @@ package node
 import (
 	"context"
 	"path/filepath"
+	"slices"
 	"time"
 
+	"github.com/sluice-data/sluice"
 	"github.com/sluice-data/sluice/config"
 	"github.com/sluice-data/sluice/lake"
 	"github.com/sluice-data/sluice/warehouse"
 )
 
+// Tables are the lake's tables: the built-in ones and one per source
+// stream.
+func Tables(cfg *config.Config) []lake.Table {
+	tables := slices.Clone(lake.BuiltinTables)
+	for _, s := range cfg.SourceStreams() {
+		tables = append(tables, lake.Table{Name: s, Stream: s, Fixed: sluice.LogColumns, PartitionBy: "timestamp"})
+	}
+	return tables
+}
+
 // NewCompactor is the lake compactor the config describes, merging with
 // DuckDB; onSwap is told the table whose files were swapped.
 func NewCompactor(cfg *config.Config, store lake.Store, tables []lake.Table, onSwap func(table string)) *lake.Compactor {
 	cp := cfg.Lake.Compaction
+	// The lake's zero values mean "default"; the config's mean zero.
+	after, grace := cp.After.D(), cp.Grace.D()
+	if after == 0 {
+		after = time.Nanosecond
+	}
+	if grace == 0 {
+		grace = -1
+	}
 	return lake.NewCompactor(lake.CompactorOptions{
 		Store: store, Tables: tables, Merge: warehouse.MergeParquet,
-		After: cp.After.D(), TargetBytes: int64(cp.TargetBytes), Grace: cp.Grace.D(),
+		After: after, TargetBytes: int64(cp.TargetBytes), Grace: grace,
 		TempDir: filepath.Join(cfg.DataDir, "tmp"), OnSwap: onSwap,
 	})
 }

@@ -119,10 +119,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Node, er
 
 	actx, acancel := context.WithCancel(context.Background())
 	n.acanc = acancel
-	tables := slices.Clone(lake.BuiltinTables)
-	for _, s := range cfg.SourceStreams() {
-		tables = append(tables, lake.Table{Name: s, Stream: s, Fixed: sluice.LogColumns, PartitionBy: "timestamp"})
-	}
+	tables := Tables(cfg)
 	for _, t := range tables {
 		a := lake.NewArchiver(lake.ArchiverOptions{
 			Bus: n.bus, Store: store, Table: t, Logger: log,
@@ -240,7 +237,8 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Node, er
 		log.Info("syslog listening", "source", name, "listen", s.Addr())
 	}
 	n.collS = &http.Server{Handler: n.coll.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute}
-	n.apiS = &http.Server{Handler: server.Handler(server.Options{Warehouse: n.wh, Token: cfg.Auth.Token, Replay: n.replay}), ReadHeaderTimeout: 10 * time.Second}
+	n.apiS = &http.Server{Handler: server.Handler(server.Options{Warehouse: n.wh, Token: cfg.Auth.Token, Replay: n.replay,
+		Compact: func(ctx context.Context) (any, error) { return n.Compact(ctx, time.Now()) }}), ReadHeaderTimeout: 10 * time.Second}
 	go n.serve(n.collS, n.collL)
 	go n.serve(n.apiS, n.apiL)
 	if err := server.WriteAddress(cfg.DataDir, server.Address{

@@ -95,6 +95,12 @@ func (c *Client) Replay(ctx context.Context, req ReplayRequest, out any) error {
 	return c.post(ctx, "/api/v1/bad/replay", req, out)
 }
 
+// Compact has the server run a lake compaction pass now; out receives its
+// report.
+func (c *Client) Compact(ctx context.Context, out any) error {
+	return c.post(ctx, "/api/v1/lake/compact", struct{}{}, out)
+}
+
 // post sends in as JSON and decodes the answer into out (numbers as
 // json.Number); an answer other than 200 is an error with the server's
 // message.

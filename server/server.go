@@ -3,7 +3,7 @@
 // public side and the operator side can be exposed differently.
 //
 // Routes: GET /healthz, GET /metrics (Prometheus), POST /api/v1/sql,
-// POST /api/v1/bad/replay, and
+// POST /api/v1/bad/replay, POST /api/v1/lake/compact, and
 // Go's profiler under /debug/pprof/ (for operators, behind the token). When a
 // token is configured every /api/ route requires `Authorization: Bearer
 // <token>`; /healthz and /metrics stay open for probes and scrapers.
@@ -31,6 +31,9 @@ type Options struct {
 	QueryTimeout time.Duration // default 60s
 	// Replay serves POST /api/v1/bad/replay; nil: the route answers 501.
 	Replay func(ctx context.Context, req ReplayRequest) (any, error)
+	// Compact serves POST /api/v1/lake/compact (one compaction pass now);
+	// nil: the route answers 501.
+	Compact func(ctx context.Context) (any, error)
 }
 
 // ReplayRequest is the body of POST /api/v1/bad/replay: which bad rows to
@@ -60,6 +63,7 @@ func Handler(o Options) http.Handler {
 	mux.Handle("GET /metrics", promhttp.Handler())
 	mux.Handle("POST /api/v1/sql", auth(o.Token, sqlHandler(o)))
 	mux.Handle("POST /api/v1/bad/replay", auth(o.Token, replayHandler(o)))
+	mux.Handle("POST /api/v1/lake/compact", auth(o.Token, compactHandler(o)))
 	mux.Handle("GET /debug/pprof/", auth(o.Token, http.HandlerFunc(pprof.Index)))
 	mux.Handle("GET /debug/pprof/profile", auth(o.Token, http.HandlerFunc(pprof.Profile)))
 	return mux
@@ -98,6 +102,21 @@ func sqlHandler(o Options) http.HandlerFunc {
 		default:
 			fail(w, http.StatusInternalServerError, err.Error())
 		}
+	}
+}
+
+func compactHandler(o Options) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if o.Compact == nil {
+			fail(w, http.StatusNotImplemented, "this server cannot compact the lake")
+			return
+		}
+		res, err := o.Compact(r.Context())
+		if err != nil {
+			fail(w, http.StatusInternalServerError, err.Error())
+			return
+		}
+		writeJSON(w, http.StatusOK, res)
 	}
 }
 

@@ -21,7 +21,7 @@ func lakeCmd() *cobra.Command {
 		Use:   "lake",
 		Short: "Look into the Parquet lake: list its files, verify it",
 	}
-	cmd.AddCommand(lakeLsCmd(), lakeVerifyCmd(), lakeGCCmd())
+	cmd.AddCommand(lakeLsCmd(), lakeVerifyCmd(), lakeGCCmd(), lakeCompactCmd())
 	return cmd
 }
 
