@@ -420,6 +420,11 @@ func (c *Compactor) merge(ctx context.Context, t Table, partition string, group 
 		c.o.Store.Delete(context.WithoutCancel(ctx), recKey)
 		return 0, fmt.Errorf("compact %s/%s: %w", t.Name, partition, err)
 	}
+	if c.o.TempDir != "" {
+		if err := os.MkdirAll(c.o.TempDir, 0o755); err != nil {
+			return undo(err)
+		}
+	}
 	tmp, err := os.MkdirTemp(c.o.TempDir, "sluice-compact-")
 	if err != nil {
 		return undo(err)
