@@ -125,7 +125,7 @@ type Iglu struct {
 
 // Lake configures where archived Parquet files go and how often.
 type Lake struct {
-	URL           string   `yaml:"url" json:"url,omitempty" jsonschema:"description=Directory of the lake. Default <data_dir>/lake"`
+	URL           string   `yaml:"url" json:"url,omitempty" jsonschema:"description=Where the lake lives: a directory\\, or s3://bucket/prefix?endpoint=…&region=…&use_path_style=true on any S3-compatible store (credentials from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY). Default <data_dir>/lake"`
 	FlushInterval Duration `yaml:"flush_interval" json:"flush_interval,omitempty" jsonschema:"description=Longest time an event waits before its file is written. Default 5s"`
 	MaxRows       int      `yaml:"max_rows" json:"max_rows,omitempty" jsonschema:"description=Rows that force a flush. Default 200000"`
 	MaxBytes      ByteSize `yaml:"max_bytes" json:"max_bytes,omitempty" jsonschema:"description=Buffered rows (as JSON) that force a flush\\, e.g. 256MiB. Default 256MiB"`

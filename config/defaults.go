@@ -2,6 +2,7 @@ package config
 
 import (
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/sluice-data/sluice"
@@ -133,13 +134,31 @@ func defaultString(s *string, def string) {
 	}
 }
 
-// LakeDir is where the lake lives: lake.url, or <data_dir>/lake when lake.url
-// is empty (the default), so that it follows an overridden data dir.
-func (c *Config) LakeDir() string {
+// LakeURL is where the lake lives, a directory or s3://bucket/prefix?…:
+// lake.url, or <data_dir>/lake when lake.url is empty (the default), so that
+// it follows an overridden data dir.
+func (c *Config) LakeURL() string {
 	if c.Lake.URL == "" {
 		return filepath.Join(c.DataDir, "lake")
 	}
 	return c.Lake.URL
+}
+
+// LakeIsRemote reports a lake in an object store (s3://), not a directory.
+func (c *Config) LakeIsRemote() bool { return strings.HasPrefix(c.Lake.URL, "s3://") }
+
+// LakeDir is the local directory of the lake: the lake itself when it is a
+// directory (lake.url as a path or file:///path), and <data_dir>/lake-cache,
+// a local copy for the warehouse to read, when it is in an object store.
+func (c *Config) LakeDir() string {
+	switch u := c.LakeURL(); {
+	case c.LakeIsRemote():
+		return filepath.Join(c.DataDir, "lake-cache")
+	case strings.HasPrefix(u, "file://"):
+		return strings.TrimPrefix(u, "file://")
+	default:
+		return u
+	}
 }
 
 // ApplyOverrides applies the command-line flags --data, --collector-addr and

@@ -458,10 +458,18 @@ func TestValidationErrors(t *testing.T) {
 			wantErr{2, 8, "warehouse.url", "a PostgreSQL warehouse is not available yet in this version of sluice", "duckdb"}},
 		{"unknown warehouse", "warehouse: {url: sqlite}\n",
 			wantErr{1, 18, "warehouse.url", `unknown warehouse "sqlite"`, "duckdb"}},
-		{"s3 lake", "lake:\n  url: s3://bucket/prefix?region=x\n",
-			wantErr{2, 8, "lake.url", "a lake on s3:// is not available yet in this version of sluice", "directory path"}},
-		{"lake URL with another scheme", "lake: {url: 'file:///srv/lake'}\n",
-			wantErr{1, 13, "lake.url", `lake.url must be a directory path, not "file:///srv/lake"`, "without a scheme"}},
+		{"s3 lake with an unknown parameter", "lake:\n  url: s3://bucket/prefix?region=x&path_style=true\n",
+			wantErr{2, 8, "lake.url", `lake.url has an unknown parameter "path_style"`, "use_path_style"}},
+		{"s3 lake without a bucket", "lake:\n  url: s3:///prefix?region=x\n",
+			wantErr{2, 8, "lake.url", `lake.url "s3:///prefix?region=x" names no bucket`, "s3://bucket/prefix"}},
+		{"s3 lake with credentials", "lake:\n  url: s3://AKIA:secret@bucket/prefix\n",
+			wantErr{2, 8, "lake.url", "lake.url must not hold credentials", "AWS_ACCESS_KEY_ID"}},
+		{"s3 lake that is not a URL", "lake:\n  url: s3://bucket/%zz\n",
+			wantErr{2, 8, "lake.url", "is not a URL", "s3://bucket/prefix"}},
+		{"lake URL with another scheme", "lake: {url: 'gs://bucket/lake'}\n",
+			wantErr{1, 13, "lake.url", `lake.url must be a directory path or s3://, not "gs://bucket/lake"`, "s3://bucket/prefix"}},
+		{"remote file URL", "lake: {url: 'file://host/srv/lake'}\n",
+			wantErr{1, 13, "lake.url", `lake.url "file://host/srv/lake" is not a local file URL`, "file:///absolute/path"}},
 		{"flush interval too short", "lake: {flush_interval: 50ms}\n",
 			wantErr{1, 24, "lake.flush_interval", "lake.flush_interval is 50ms; it must be at least 100ms", ""}},
 		{"max rows 0", "lake: {max_rows: 0}\n",
@@ -538,7 +546,7 @@ streams:
   raw: {retention: forever}
   clicks: {}
 lake:
-  url: s3://b/p
+  url: s3://b/p?endpont=x
   flush_interval: 1ms
 warehouse: {url: "${WAREHOUSE_URL_FOR_TEST}"}
 jobs: {nightly: {sql: "select 1"}}
@@ -551,7 +559,7 @@ jobs: {nightly: {sql: "select 1"}}
 		{6, 12, "bus.url", `bus.url "embeded" is neither embedded`, ""},
 		{8, 20, "streams.raw.retention", `"forever" is not a duration`, ""},
 		{9, 3, "streams.clicks", `unknown stream "clicks"`, ""},
-		{11, 8, "lake.url", "s3:// is not available yet", ""},
+		{11, 8, "lake.url", `unknown parameter "endpont"`, ""},
 		{12, 19, "lake.flush_interval", "it must be at least 100ms", ""},
 		{13, 19, "", "environment variable WAREHOUSE_URL_FOR_TEST is not set", "${WAREHOUSE_URL_FOR_TEST:-default}"},
 		{14, 1, "jobs", "jobs are not available in this version of sluice", ""},
@@ -573,13 +581,42 @@ func TestCheckOverrides(t *testing.T) {
 		t.Errorf("bad address: %v", err)
 	}
 	c = Default()
-	c.Lake.URL = "s3://bucket/lake" // as --lake sets it
+	c.Lake.URL = "s3://bucket/lake?region=x&bogus=1" // as --lake sets it
+	if err := c.CheckOverrides(); err == nil || !strings.Contains(err.Error(), "--lake") || !strings.Contains(err.Error(), `"bogus"`) {
+		t.Errorf("--lake s3://…&bogus=1: %v", err)
+	}
+	c.Lake.URL = "ftp://host/lake"
 	if err := c.CheckOverrides(); err == nil || !strings.Contains(err.Error(), "--lake") || !strings.Contains(err.Error(), "s3://") {
-		t.Errorf("--lake s3://: %v", err)
+		t.Errorf("--lake ftp://: %v", err)
 	}
 	c.Lake.URL = "/srv/lake"
 	if err := c.CheckOverrides(); err != nil || c.LakeDir() != "/srv/lake" {
 		t.Errorf("--lake DIR: %v, %s", err, c.LakeDir())
+	}
+}
+
+func TestLakeURL(t *testing.T) {
+	for _, tt := range []struct {
+		url, wantURL, wantDir string
+		remote                bool
+	}{
+		{"", "/data/lake", "/data/lake", false},
+		{"/srv/lake", "/srv/lake", "/srv/lake", false},
+		{"file:///srv/lake", "file:///srv/lake", "/srv/lake", false},
+		// The lake is in the bucket; the data dir holds a local copy for
+		// the warehouse.
+		{"s3://bucket/lake?endpoint=http://127.0.0.1:7070&region=us-east-1&use_path_style=true",
+			"s3://bucket/lake?endpoint=http://127.0.0.1:7070&region=us-east-1&use_path_style=true", "/data/lake-cache", true},
+	} {
+		c, err := Parse("sluice.yaml", []byte("data_dir: /data\nlake: {url: '"+tt.url+"'}\n"))
+		if err != nil {
+			t.Errorf("lake.url %q: %v", tt.url, err)
+			continue
+		}
+		if c.LakeURL() != tt.wantURL || c.LakeDir() != tt.wantDir || c.LakeIsRemote() != tt.remote {
+			t.Errorf("lake.url %q: LakeURL %q, LakeDir %q, remote %v; want %q, %q, %v",
+				tt.url, c.LakeURL(), c.LakeDir(), c.LakeIsRemote(), tt.wantURL, tt.wantDir, tt.remote)
+		}
 	}
 }
 

@@ -339,15 +339,41 @@ func (c *Config) SourceStreams() []string {
 	return out
 }
 
-// checkLakeURL checks lake.url: empty (<data_dir>/lake) or a directory.
+// s3Params are the query parameters of an s3:// lake URL: those
+// gocloud.dev's s3blob reads.
+var s3Params = []string{"endpoint", "region", "use_path_style", "disable_https", "profile", "anonymous",
+	"accelerate", "dualstack", "fips", "hostname_immutable", "rate_limiter_capacity", "role", "ssetype", "kmskeyid",
+	"request_checksum_calculation", "response_checksum_validation", "s3ForcePathStyle", "awssdk"}
+
+// checkLakeURL checks lake.url: empty (<data_dir>/lake), a directory (a path
+// or file:///path) or s3://bucket/prefix?params. Whether the bucket exists
+// and the credentials work is checked when sluice starts.
 func (l *loader) checkLakeURL(u string) {
+	const s3Hint = "write s3://bucket/prefix?endpoint=http://host:port&region=us-east-1&use_path_style=true; credentials come from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
 	switch {
 	case strings.HasPrefix(u, "s3://"):
-		l.addAt("lake.url", "a lake on s3:// is not available yet in this version of sluice",
-			"use a directory path, or leave lake.url out for <data_dir>/lake")
+		p, err := url.Parse(u)
+		switch {
+		case err != nil:
+			l.addAt("lake.url", fmt.Sprintf("lake.url %q is not a URL: %v", u, err), s3Hint)
+		case p.User != nil:
+			l.addAt("lake.url", "lake.url must not hold credentials", "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the environment instead")
+		case p.Host == "":
+			l.addAt("lake.url", fmt.Sprintf("lake.url %q names no bucket", u), s3Hint)
+		default:
+			for _, k := range sortedKeys(p.Query()) {
+				if !slices.Contains(s3Params, k) {
+					l.addAt("lake.url", fmt.Sprintf("lake.url has an unknown parameter %q", k), "the parameters are "+strings.Join(s3Params[:6], ", ")+" and others of gocloud.dev's s3blob")
+				}
+			}
+		}
+	case strings.HasPrefix(u, "file://"):
+		if !strings.HasPrefix(u, "file:///") {
+			l.addAt("lake.url", fmt.Sprintf("lake.url %q is not a local file URL", u), "write file:///absolute/path, or just the path")
+		}
 	case strings.Contains(u, "://"):
-		l.addAt("lake.url", fmt.Sprintf("lake.url must be a directory path, not %q", u),
-			"write a path such as ./sluice-data/lake, without a scheme")
+		l.addAt("lake.url", fmt.Sprintf("lake.url must be a directory path or s3://, not %q", u),
+			"write a path such as ./sluice-data/lake, or s3://bucket/prefix?endpoint=…&region=…")
 	}
 }
 

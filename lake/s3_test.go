@@ -468,3 +468,46 @@ func TestS3BucketGone(t *testing.T) {
 		t.Errorf("List in a deleted bucket: %v", err)
 	}
 }
+
+func TestOpen(t *testing.T) {
+	srv := s3test.StartFake(t)
+	srv.Setenv(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	for _, tt := range []struct {
+		url     string
+		wantDir string // "" for S3
+		wantErr string
+	}{
+		{url: filepath.Join(dir, "a"), wantDir: filepath.Join(dir, "a")},
+		{url: "file://" + filepath.Join(dir, "b"), wantDir: filepath.Join(dir, "b")},
+		{url: srv.URL},
+		{url: "", wantErr: "no lake"},
+		{url: "file://host/srv/lake", wantErr: "file:///absolute/path"},
+		{url: "gs://bucket/lake", wantErr: "not gs://"},
+		{url: "s3://no-such-bucket/lake?endpoint=" + srv.Endpoint + "&region=us-east-1&use_path_style=true", wantErr: "does not exist"},
+	} {
+		s, err := Open(ctx, tt.url)
+		if tt.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("Open(%q): %v; want an error saying %q", tt.url, err, tt.wantErr)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("Open(%q): %v", tt.url, err)
+			continue
+		}
+		switch s := s.(type) {
+		case *Dir:
+			if s.Root() != tt.wantDir || IsRemote(tt.url) {
+				t.Errorf("Open(%q) = Dir %s, want %s", tt.url, s.Root(), tt.wantDir)
+			}
+		case *S3:
+			if tt.wantDir != "" || !IsRemote(tt.url) || s.String() != "s3://sluice-lake/lake/" {
+				t.Errorf("Open(%q) = %s", tt.url, s)
+			}
+			s.Close()
+		}
+	}
+}
