@@ -225,6 +225,21 @@ func (w *Warehouse) Query(ctx context.Context, query string, maxRows int) (*Resu
 	if strings.TrimSpace(query) == "" {
 		return nil, &QueryError{errors.New("empty query")}
 	}
+	res, err := w.query(ctx, query, maxRows)
+	if err != nil && missingFile(err) {
+		// A file a view names is gone: deleted by retention or by
+		// `sluice lake gc` in another process, or replaced by a compaction
+		// whose grace period outlasted this view. The lake is the truth:
+		// read it again and retry once.
+		if rerr := w.RefreshAll(ctx); rerr != nil {
+			return nil, rerr
+		}
+		res, err = w.query(ctx, query, maxRows)
+	}
+	return res, err
+}
+
+func (w *Warehouse) query(ctx context.Context, query string, maxRows int) (*Result, error) {
 	conn, err := w.db.Conn(ctx)
 	if err != nil {
 		return nil, err
@@ -239,6 +254,12 @@ func (w *Warehouse) Query(ctx context.Context, query string, maxRows int) (*Resu
 	}
 	defer rows.Close()
 	return collect(rows, maxRows)
+}
+
+// missingFile tells whether DuckDB failed because a file is not there.
+func missingFile(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, "No files found that match the pattern") || strings.Contains(msg, "No such file or directory")
 }
 
 // checkReadOnly prepares the statement to learn its type without running it.
