@@ -101,7 +101,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Node, er
 	if err != nil {
 		return nil, err
 	}
-	store, err := lake.NewDir(cfg.LakeDir())
+	store, err := lake.Open(ctx, cfg.LakeURL())
 	if err != nil {
 		return nil, err
 	}

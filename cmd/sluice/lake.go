@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"maps"
@@ -26,22 +27,24 @@ func lakeCmd() *cobra.Command {
 }
 
 // openLake opens the lake the config and flags name; it must exist.
-func openLake(c *common) (*lake.Dir, error) {
+func openLake(c *common) (lake.Store, error) {
 	_, d, err := loadLake(c)
 	return d, err
 }
 
-func loadLake(c *common) (*config.Config, *lake.Dir, error) {
+func loadLake(c *common) (*config.Config, lake.Store, error) {
 	cfg, err := c.load()
 	if err != nil {
 		return nil, nil, err
 	}
-	dir := cfg.LakeDir()
-	if _, err := os.Stat(dir); err != nil {
-		return nil, nil, fmt.Errorf("no lake at %s (lake.url, --lake, --data): %w", dir, err)
+	if !cfg.LakeIsRemote() {
+		// Opening a directory creates it; a mistyped path must not.
+		if _, err := os.Stat(cfg.LakeDir()); err != nil {
+			return nil, nil, fmt.Errorf("no lake at %s (lake.url, --lake, --data): %w", cfg.LakeDir(), err)
+		}
 	}
-	d, err := lake.NewDir(dir)
-	return cfg, d, err
+	s, err := lake.Open(context.Background(), cfg.LakeURL())
+	return cfg, s, err
 }
 
 func lakeGCCmd() *cobra.Command {

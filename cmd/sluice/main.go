@@ -53,7 +53,7 @@ func (c *common) register(cmd *cobra.Command, listeners bool) {
 	f := cmd.Flags()
 	f.StringVarP(&c.configFile, "config", "c", "", "config file (default: built-in defaults, or ./sluice.yaml if present)")
 	f.StringVar(&c.dataDir, "data", "", "data directory (overrides data_dir; default ./sluice-data)")
-	f.StringVar(&c.lake, "lake", "", "lake directory (overrides lake.url; default <data>/lake)")
+	f.StringVar(&c.lake, "lake", "", "lake directory, or s3://bucket/prefix?endpoint=…&region=…&use_path_style=true (overrides lake.url; default <data>/lake)")
 	f.StringVar(&c.apiAddr, "api-addr", "", "API address HOST:PORT (overrides http.api)")
 	if listeners {
 		f.StringVar(&c.collectorAddr, "collector-addr", "", "collector address HOST:PORT (overrides http.collector)")
