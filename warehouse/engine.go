@@ -1,0 +1,21 @@
+package warehouse
+
+import "context"
+
+// Engine is what answers the SQL API and `sluice sql`: the DuckDB warehouse
+// (*Warehouse, the default) or PostgreSQL (*Postgres, warehouse.url:
+// postgres://…). Both take the same statements for the lake's tables and
+// answer in the same Result shape.
+type Engine interface {
+	// Query runs one read-only statement and returns at most maxRows rows
+	// (0: all). A problem with the statement itself (syntax, unknown
+	// table, a statement that would change something) is a *QueryError;
+	// one that would change something also wraps ErrNotReadOnly. Any other
+	// error is the engine's.
+	Query(ctx context.Context, query string, maxRows int) (*Result, error)
+}
+
+var (
+	_ Engine = (*Warehouse)(nil)
+	_ Engine = (*Postgres)(nil)
+)

@@ -1,0 +1,125 @@
+package warehouse
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/sluice-data/sluice"
+	"github.com/sluice-data/sluice/lake"
+)
+
+// The lake's own column types, which ReadFiles hands over as the driver
+// scans them; other types (JSON among them) come as their text.
+var scannedTypes = map[string]bool{
+	"VARCHAR": true, "BIGINT": true, "INTEGER": true, "DOUBLE": true, "BOOLEAN": true,
+	"TIMESTAMP": true, "TIMESTAMP WITH TIME ZONE": true, "DATE": true,
+}
+
+// LiveFiles lists the data files of table that its view reads
+// (lake.LiveFiles): committed, and not replaced by compaction.
+func (w *Warehouse) LiveFiles(ctx context.Context, table string) ([]lake.DataFile, error) {
+	return lake.LiveFiles(ctx, w.store, table)
+}
+
+// TableColumns describes what SELECT * on the view of table returns: its
+// columns in order, with DuckDB's type names. A built-in table's columns
+// have their declared types even while its view is the empty stub (which
+// types JSON as VARCHAR).
+func (w *Warehouse) TableColumns(ctx context.Context, table string) ([]Column, error) {
+	cols, err := w.describe(ctx, "SELECT * FROM "+quoteIdent(table))
+	if err != nil {
+		return nil, err
+	}
+	for _, t := range knownTables {
+		if t.Name != table {
+			continue
+		}
+		for _, f := range t.Fixed {
+			for i := range cols {
+				if cols[i].Name == f.Name && f.Type == sluice.TypeJSON {
+					cols[i].Type = string(sluice.TypeJSON)
+				}
+			}
+		}
+	}
+	return cols, nil
+}
+
+func (w *Warehouse) describe(ctx context.Context, query string) ([]Column, error) {
+	rows, err := w.db.QueryContext(ctx, "DESCRIBE "+query)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	names, err := rows.Columns()
+	if err != nil {
+		return nil, err
+	}
+	var cols []Column
+	for rows.Next() {
+		vals := make([]any, len(names))
+		ptrs := make([]any, len(names))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		if err := rows.Scan(ptrs...); err != nil {
+			return nil, err
+		}
+		cols = append(cols, Column{Name: fmt.Sprint(vals[0]), Type: fmt.Sprint(vals[1])})
+	}
+	return cols, rows.Err()
+}
+
+// ReadFiles reads the rows of the lake files keys (as one table: columns
+// matched by name, types widened as the views widen them, dt and hr from
+// the partition path) and calls fn for each. cols are the same for every
+// row: names and DuckDB's types. Values of VARCHAR, BIGINT, INTEGER,
+// DOUBLE, BOOLEAN, TIMESTAMP (WITH TIME ZONE) and DATE columns are what the
+// driver scans (string, int64, int32, float64, bool, time.Time); values of
+// other types (JSON, lists, …) are their text. An error from fn stops the
+// read and is returned.
+func (w *Warehouse) ReadFiles(ctx context.Context, keys []string, fn func(cols []Column, row []any) error) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	paths := make([]string, len(keys))
+	for i, k := range keys {
+		paths[i] = quoteString(w.localPath(k))
+	}
+	src := fmt.Sprintf("read_parquet([%s], hive_partitioning = true, hive_types = {'dt': DATE, 'hr': INTEGER}, union_by_name = true)",
+		strings.Join(paths, ", "))
+	cols, err := w.describe(ctx, "SELECT * FROM "+src)
+	if err != nil {
+		return fmt.Errorf("read %d lake files: %w", len(keys), err)
+	}
+	list := make([]string, len(cols))
+	for i, c := range cols {
+		list[i] = quoteIdent(c.Name)
+		if !scannedTypes[c.Type] {
+			list[i] = fmt.Sprintf("CAST(%s AS VARCHAR) AS %s", list[i], list[i])
+		}
+	}
+	rows, err := w.db.QueryContext(ctx, "SELECT "+strings.Join(list, ", ")+" FROM "+src)
+	if err != nil {
+		return fmt.Errorf("read %d lake files: %w", len(keys), err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		row := make([]any, len(cols))
+		ptrs := make([]any, len(cols))
+		for i := range row {
+			ptrs[i] = &row[i]
+		}
+		if err := rows.Scan(ptrs...); err != nil {
+			return fmt.Errorf("read lake files: %w", err)
+		}
+		if err := fn(cols, row); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read lake files: %w", err)
+	}
+	return nil
+}
