@@ -25,7 +25,9 @@ import (
 
 // Options configure the API.
 type Options struct {
-	Warehouse    *warehouse.Warehouse
+	// Warehouse answers POST /api/v1/sql: DuckDB, or PostgreSQL when it
+	// is the active engine.
+	Warehouse    warehouse.Engine
 	Token        string        // empty: no auth
 	MaxRows      int           // rows per SQL answer; default 10000
 	QueryTimeout time.Duration // default 60s

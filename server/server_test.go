@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluice-data/sluice/internal/pgtest"
 	"github.com/sluice-data/sluice/warehouse"
 )
 
@@ -150,4 +151,34 @@ func TestEveryConnectionIsConfined(t *testing.T) {
 		}
 	}
 	wg.Wait()
+}
+
+// With PostgreSQL as the engine the API answers the same codes: 400 for the
+// user's SQL, 403 for what would write, 504 past the timeout.
+func TestSQLErrorsOnPostgres(t *testing.T) {
+	pg, err := warehouse.OpenPostgres(context.Background(), pgtest.URL(t), warehouse.PostgresOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pg.Close()
+	srv := httptest.NewServer(Handler(Options{Warehouse: pg, MaxRows: 2, QueryTimeout: 500 * time.Millisecond}))
+	defer srv.Close()
+	for _, c := range []struct {
+		body string
+		code int
+		msg  string
+	}{
+		{`{"sql":"SELEC 1"}`, 400, "syntax error"},
+		{`{"sql":"SELECT * FROM nowhere"}`, 400, "nowhere"},
+		{`{"sql":"SELECT 1; SELECT 2"}`, 400, "one statement"},
+		{`{"sql":"DROP TABLE _sluice_loads"}`, 403, "read-only"},
+		{`{"sql":"WITH d AS (DELETE FROM _sluice_loads RETURNING 1) SELECT count(*) FROM d"}`, 403, "read-only"},
+		{`{"sql":"SELECT pg_sleep(5)"}`, 504, "cancelled"},
+		{`{"sql":"SELECT n, n * 1.5 AS f, sum(n) OVER () AS s FROM generate_series(1::bigint, 3) n"}`, 200, `"rows":[[1,1.5,"6"],[2,3,"6"]],"truncated":true`},
+	} {
+		code, body := call(t, "POST", srv.URL+"/api/v1/sql", c.body, "")
+		if code != c.code || !strings.Contains(body, c.msg) {
+			t.Errorf("%s: %d %s; want %d with %q", c.body, code, body, c.code, c.msg)
+		}
+	}
 }

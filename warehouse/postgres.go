@@ -90,17 +90,20 @@ func OpenPostgres(ctx context.Context, url string, o PostgresOptions) (*Postgres
 func (p *Postgres) Close() { p.pool.Close() }
 
 // Query runs one read-only statement (SELECT, WITH, EXPLAIN, VALUES, TABLE)
-// in a READ ONLY transaction and returns at most maxRows rows (0: all).
+// in a READ ONLY transaction and returns at most maxRows rows (0: all). Other
+// statements are only parsed, for their syntax errors, and refused; the READ
+// ONLY transaction refuses what writes behind a SELECT (a data-modifying
+// WITH, EXPLAIN ANALYZE DELETE …).
 // Values come as the DuckDB warehouse gives them: integral numerics as
 // decimal text, other numerics as floats, times as RFC 3339 in UTC, jsonb
 // decoded.
 func (p *Postgres) Query(ctx context.Context, query string, maxRows int) (*Result, error) {
+	reads := false
 	switch firstKeyword(query) {
 	case "":
 		return nil, &QueryError{errors.New("empty query")}
 	case "select", "with", "explain", "values", "table":
-	default:
-		return nil, &QueryError{ErrNotReadOnly}
+		reads = true
 	}
 	timeout := p.timeout
 	if d, ok := ctx.Deadline(); ok {
@@ -115,6 +118,14 @@ func (p *Postgres) Query(ctx context.Context, query string, maxRows int) (*Resul
 	defer tx.Rollback(context.WithoutCancel(ctx))
 	if _, err := tx.Exec(ctx, "SET LOCAL statement_timeout = "+strconv.FormatInt(max(timeout.Milliseconds(), 1), 10)); err != nil {
 		return nil, fmt.Errorf("warehouse: %w", err)
+	}
+	if !reads {
+		// Parsed, not run: a typo is the user's syntax error, anything
+		// else is refused.
+		if _, err := tx.Conn().PgConn().Prepare(ctx, "", query, nil); err != nil {
+			return nil, pgQueryError(ctx, err, timeout)
+		}
+		return nil, &QueryError{ErrNotReadOnly}
 	}
 	// The extended protocol takes exactly one statement: "SELECT 1; DROP
 	// …" fails to parse rather than running both.
