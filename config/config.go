@@ -107,11 +107,12 @@ type Stream struct {
 type Enrich struct {
 	DedupeWindow Duration `yaml:"dedupe_window" json:"dedupe_window,omitempty" jsonschema:"description=Events whose event_id was seen within this window are dropped. Default 10m"`
 	// The enrichments, each switchable.
-	UserAgent   bool `yaml:"useragent" json:"useragent" jsonschema:"description=Fill browser\\, os and device_class from the user agent. Default true"`
-	Campaign    bool `yaml:"campaign" json:"campaign" jsonschema:"description=Columns mkt_source\\, mkt_medium\\, mkt_campaign\\, mkt_term\\, mkt_content from utm_* parameters of page_url. Default true"`
-	Referrer    bool `yaml:"referrer" json:"referrer" jsonschema:"description=Columns refr_medium (search\\, social\\, internal\\, other) and refr_source from the referrer. Default true"`
-	AnonymizeIP bool `yaml:"anonymize_ip" json:"anonymize_ip" jsonschema:"description=Zero the last octet of IPv4 and the last 80 bits of IPv6 addresses. Default false"`
-	Fingerprint bool `yaml:"fingerprint" json:"fingerprint" jsonschema:"description=Column event_fingerprint (a hash of what the client sent\\, without ids and send times); events that came without an event_id get one derived from it\\, so a retried request is deduplicated. Default false"`
+	UserAgent     bool `yaml:"useragent" json:"useragent" jsonschema:"description=Fill browser\\, os and device_class from the user agent. Default true"`
+	Campaign      bool `yaml:"campaign" json:"campaign" jsonschema:"description=Columns mkt_source\\, mkt_medium\\, mkt_campaign\\, mkt_term\\, mkt_content from utm_* parameters of page_url. Default true"`
+	Referrer      bool `yaml:"referrer" json:"referrer" jsonschema:"description=Columns refr_medium (search\\, social\\, internal\\, other) and refr_source from the referrer. Default true"`
+	AnonymizeIP   bool `yaml:"anonymize_ip" json:"anonymize_ip" jsonschema:"description=Zero the last octet of IPv4 and the last 80 bits of IPv6 addresses. Default false"`
+	WidenToString bool `yaml:"widen_to_string" json:"widen_to_string" jsonschema:"description=A field whose value has a type its column cannot widen to turns the column into VARCHAR (other values kept as their JSON text) instead of making the event a schema_violation bad row. Default false"`
+	Fingerprint   bool `yaml:"fingerprint" json:"fingerprint" jsonschema:"description=Column event_fingerprint (a hash of what the client sent\\, without ids and send times); events that came without an event_id get one derived from it\\, so a retried request is deduplicated. Default false"`
 	// Iglu validates self-describing JSON.
 	Iglu Iglu `yaml:"iglu" json:"iglu,omitempty"`
 }
@@ -146,7 +147,7 @@ type Compaction struct {
 
 // Warehouse selects the SQL engine.
 type Warehouse struct {
-	URL string `yaml:"url" json:"url,omitempty" jsonschema:"description=duckdb (default: <data_dir>/warehouse.duckdb)"`
+	URL string `yaml:"url" json:"url,omitempty" jsonschema:"description=duckdb (default: <data_dir>/warehouse.duckdb) or postgres://user:password@host:5432/database: PostgreSQL\\, loaded from the lake by COPY; the SQL API and sluice sql run there"`
 }
 
 // Duration is a time.Duration written as "90s", "15m", "72h" or "7d".

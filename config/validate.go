@@ -13,8 +13,12 @@ import (
 	"time"
 
 	"github.com/goccy/go-yaml/ast"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/sluice-data/sluice"
 )
+
+// pgHint is the shape of a PostgreSQL warehouse.url.
+const pgHint = "postgres://user:password@host:5432/database (a search_path parameter picks the schema)"
 
 // unavailableSections are top-level keys of the config shape (DESIGN.md) whose
 // features this version of sluice does not have yet. A file that uses them is
@@ -167,10 +171,13 @@ func (l *loader) validate(c *Config) {
 	switch u := c.Warehouse.URL; {
 	case u == "duckdb":
 	case strings.HasPrefix(u, "postgres://"), strings.HasPrefix(u, "postgresql://"):
-		l.addAt("warehouse.url", "a PostgreSQL warehouse is not available yet in this version of sluice",
-			"use warehouse.url: duckdb (the default)")
+		// Parsed as the engine will parse it (pgx, like libpq); the error
+		// shows the URL with its password masked.
+		if _, err := pgconn.ParseConfig(u); err != nil {
+			l.addAt("warehouse.url", "warehouse.url is not a PostgreSQL URL: "+err.Error(), pgHint)
+		}
 	default:
-		l.addAt("warehouse.url", fmt.Sprintf("unknown warehouse %q", u), "use warehouse.url: duckdb (the default)")
+		l.addAt("warehouse.url", fmt.Sprintf("unknown warehouse %q", u), "use warehouse.url: duckdb (the default) or "+pgHint)
 	}
 }
 

@@ -54,6 +54,11 @@ type Options struct {
 	// Fingerprint adds event_fingerprint and derives the ids of events that
 	// came without one from it (enrich.fingerprint).
 	Fingerprint bool
+	// WidenToString turns a column into VARCHAR when a value of another
+	// type arrives for it (enrich.widen_to_string), instead of making the
+	// event a schema_violation; values that are not strings are kept as
+	// their JSON text.
+	WidenToString bool
 	// Streams are the streams of sources' own (besides logs) that records
 	// may go to.
 	Streams []string
@@ -75,6 +80,7 @@ type Enricher struct {
 	iglu          *iglu.Registry
 	rejectUnknown bool
 	fingerprint   bool
+	widenToString bool
 	keys          map[string]schemaKey // parsed Iglu URIs
 
 	// The ids of the batch being stored while the next one is enriched;
@@ -110,7 +116,7 @@ func New(o Options) *Enricher {
 		o.Logger = slog.Default()
 	}
 	return &Enricher{inflight: map[string]struct{}{}, bus: o.Bus, log: o.Logger, seen: newDedupe(o.DedupeWindow), now: time.Now, enrichments: o.Enrichments,
-		iglu: o.Iglu, rejectUnknown: o.RejectUnknownSchemas, fingerprint: o.Fingerprint, streams: o.Streams}
+		iglu: o.Iglu, rejectUnknown: o.RejectUnknownSchemas, fingerprint: o.Fingerprint, widenToString: o.WidenToString, streams: o.Streams}
 }
 
 // Run rebuilds the dedupe window from `events`, then enriches raw messages
@@ -630,6 +636,19 @@ func (e *Enricher) checkSchema(own []ownField) (bool, *failure) {
 			f.typ = sluice.TypeDouble
 		case col.Type == sluice.TypeBigint && f.typ == sluice.TypeDouble:
 			widen = append(widen, change{i, sluice.TypeDouble})
+		case e.widenToString:
+			if col.Type != sluice.TypeVarchar {
+				widen = append(widen, change{i, sluice.TypeVarchar})
+			}
+			if f.typ != sluice.TypeVarchar {
+				var cb bytes.Buffer
+				if json.Compact(&cb, f.raw) != nil {
+					cb.Reset()
+					cb.Write(f.raw)
+				}
+				f.raw = e.raw(jsonseq.AppendString(e.slab(), cb.String()))
+				f.typ = sluice.TypeVarchar
+			}
 		default:
 			return false, &failure{typ: sluice.BadSchemaViolation, msg: fmt.Sprintf(
 				"field %q is %s in table events, but this event has %s %s; send a %s or use a new field name",

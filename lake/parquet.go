@@ -205,6 +205,12 @@ func toValue(t sluice.ColumnType, raw []byte) (parquet.Value, bool, error) {
 	case sluice.TypeJSON:
 		return parquet.ByteArrayValue(raw), false, nil
 	default:
+		if raw[0] != '"' {
+			// A number, boolean, object or array in a column that was
+			// widened to VARCHAR (enrich.widen_to_string) while this row
+			// waited: its JSON text, as enrich now writes such values.
+			return parquet.ByteArrayValue(raw), false, nil
+		}
 		s, err := unquote(raw)
 		if err != nil {
 			return parquet.Value{}, false, err

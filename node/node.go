@@ -166,7 +166,8 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Node, er
 	n.enr = enrich.New(enrich.Options{
 		Bus: n.bus, DedupeWindow: cfg.Enrich.DedupeWindow.D(), Enrichments: enrichments,
 		Iglu: n.iglu, RejectUnknownSchemas: cfg.Enrich.Iglu.Unknown == "bad", Fingerprint: cfg.Enrich.Fingerprint,
-		Streams: cfg.SourceStreams(), Logger: log,
+		WidenToString: cfg.Enrich.WidenToString,
+		Streams:       cfg.SourceStreams(), Logger: log,
 	})
 	n.wg.Add(1)
 	go func() {

@@ -71,3 +71,25 @@ func TestRetentionExpiresOldPartitions(t *testing.T) {
 	}
 	waitFor(t, api, "SELECT event, count(*) FROM events GROUP BY event", "[[new 1]]")
 }
+
+// enrich.widen_to_string: a value its column cannot take turns the column
+// into VARCHAR instead of making a bad row; older files' values read as
+// text too.
+func TestWidenToString(t *testing.T) {
+	n := startNode(t, t.TempDir(), func(c *config.Config) { c.Enrich.WidenToString = true })
+	defer n.Stop()
+	api, coll := n.APIURL(), n.CollectorURL()
+	send := func(body string) {
+		t.Helper()
+		if code, msg := post(t, coll, "application/json", []byte(body)); code != 200 {
+			t.Fatalf("post: %d %s", code, msg)
+		}
+	}
+	send(`[{"event":"e","event_id":"a","code":5,"n":1},{"event":"e","event_id":"b","code":6,"n":2.5}]`)
+	waitFor(t, api, "SELECT typeof(code), sum(code), typeof(n) FROM events GROUP BY ALL", "[[BIGINT 11 DOUBLE]]")
+	send(`[{"event":"e","event_id":"c","code":"A7"},{"event":"e","event_id":"d","code":{"x": [1, 2]}},{"event":"e","event_id":"f","code":true}]`)
+	waitFor(t, api, "SELECT event_id, code, typeof(code) FROM events ORDER BY event_id",
+		`[[a 5 VARCHAR] [b 6 VARCHAR] [c A7 VARCHAR] [d {"x":[1,2]} VARCHAR] [f true VARCHAR]]`)
+	waitFor(t, api, "SELECT count(*) FROM bad", "[[0]]")
+	// Without the option the same conflict is a bad row (TestSchemaChangesAcrossFiles).
+}
