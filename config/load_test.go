@@ -454,8 +454,8 @@ func TestValidationErrors(t *testing.T) {
 			wantErr{2, 13, "sources.k.type", `unknown source type "sylog"`, "did you mean syslog?"}},
 		{"source without type", "sources:\n  k: {paths: [a]}\n",
 			wantErr{2, 3, "sources.k", `source "k" has no type`, "syslog, file, postgres_cdc"}},
-		{"postgres warehouse", "warehouse:\n  url: postgres://u@h/db\n",
-			wantErr{2, 8, "warehouse.url", "a PostgreSQL warehouse is not available yet in this version of sluice", "duckdb"}},
+		{"postgres warehouse URL that does not parse", "warehouse:\n  url: postgres://u:s3cret@h:port/db\n",
+			wantErr{2, 8, "warehouse.url", "warehouse.url is not a PostgreSQL URL: cannot parse `postgres://u:xxxxx@h:port/db`: invalid port", "postgres://user:password@host:5432/database"}},
 		{"unknown warehouse", "warehouse: {url: sqlite}\n",
 			wantErr{1, 18, "warehouse.url", `unknown warehouse "sqlite"`, "duckdb"}},
 		{"s3 lake with an unknown parameter", "lake:\n  url: s3://bucket/prefix?region=x&path_style=true\n",
@@ -616,6 +616,15 @@ func TestLakeURL(t *testing.T) {
 		if c.LakeURL() != tt.wantURL || c.LakeDir() != tt.wantDir || c.LakeIsRemote() != tt.remote {
 			t.Errorf("lake.url %q: LakeURL %q, LakeDir %q, remote %v; want %q, %q, %v",
 				tt.url, c.LakeURL(), c.LakeDir(), c.LakeIsRemote(), tt.wantURL, tt.wantDir, tt.remote)
+		}
+	}
+}
+
+func TestWarehouseURL(t *testing.T) {
+	for _, u := range []string{"duckdb", "postgres://sluice:pw@127.0.0.1:5432/sluice?sslmode=disable", "postgresql://db.internal/analytics?search_path=sluice"} {
+		c, err := Parse("sluice.yaml", []byte("warehouse: {url: '"+u+"'}\n"))
+		if err != nil || c.Warehouse.URL != u {
+			t.Errorf("warehouse.url %q: %v", u, err)
 		}
 	}
 }
