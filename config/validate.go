@@ -14,12 +14,8 @@ import (
 
 	"github.com/goccy/go-yaml/ast"
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/sluice-data/sluice"
 )
-
-// pgHint is the shape of a PostgreSQL warehouse.url.
-const pgHint = "postgres://user:password@host:5432/database (a search_path parameter picks the schema)"
 
 // pgHint is the shape of a PostgreSQL warehouse.url.
 const pgHint = "postgres://user:password@host:5432/database (a search_path parameter picks the schema)"
