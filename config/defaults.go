@@ -147,6 +147,12 @@ func (c *Config) LakeURL() string {
 // LakeIsRemote reports a lake in an object store (s3://), not a directory.
 func (c *Config) LakeIsRemote() bool { return strings.HasPrefix(c.Lake.URL, "s3://") }
 
+// WarehouseIsPostgres reports PostgreSQL as the warehouse (warehouse.url
+// postgres://… or postgresql://…), not DuckDB.
+func (c *Config) WarehouseIsPostgres() bool {
+	return strings.HasPrefix(c.Warehouse.URL, "postgres://") || strings.HasPrefix(c.Warehouse.URL, "postgresql://")
+}
+
 // LakeDir is the local directory of the lake: the lake itself when it is a
 // directory (lake.url as a path or file:///path), and <data_dir>/lake-cache,
 // a local copy for the warehouse to read, when it is in an object store.

@@ -170,7 +170,7 @@ func (l *loader) validate(c *Config) {
 
 	switch u := c.Warehouse.URL; {
 	case u == "duckdb":
-	case strings.HasPrefix(u, "postgres://"), strings.HasPrefix(u, "postgresql://"):
+	case c.WarehouseIsPostgres():
 		// Parsed as the engine will parse it (pgx, like libpq); the error
 		// shows the URL with its password masked.
 		if _, err := pgconn.ParseConfig(u); err != nil {
