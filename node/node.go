@@ -97,11 +97,12 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Node, er
 	if err != nil {
 		return nil, err
 	}
-	n.wh, err = warehouse.Open(ctx, filepath.Join(cfg.DataDir, "warehouse.duckdb"), cfg.LakeDir())
+	store, err := lake.Open(ctx, cfg.LakeURL())
 	if err != nil {
 		return nil, err
 	}
-	store, err := lake.Open(ctx, cfg.LakeURL())
+	// A remote lake is read through a local cache (cfg.LakeDir()).
+	n.wh, err = warehouse.OpenLake(ctx, filepath.Join(cfg.DataDir, "warehouse.duckdb"), store, cfg.LakeDir())
 	if err != nil {
 		return nil, err
 	}

@@ -34,6 +34,7 @@ type Warehouse struct {
 	db      *sql.DB
 	lakeDir string
 	store   lake.Store
+	cache   *cache // nil: the lake is the local directory lakeDir
 	mu      sync.Mutex
 	views   map[string]string // the file list each view reads
 }
@@ -47,12 +48,35 @@ var knownTables = lake.BuiltinTables
 
 // Open opens (or creates) the DuckDB file at path over the lake directory.
 func Open(ctx context.Context, path, lakeDir string) (*Warehouse, error) {
-	absLake, err := filepath.Abs(lakeDir)
+	store, err := lake.NewDir(lakeDir)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("warehouse: %w", err)
 	}
-	if err := os.MkdirAll(absLake, 0o755); err != nil {
-		return nil, fmt.Errorf("warehouse: lake dir: %w", err)
+	return OpenLake(ctx, path, store, "")
+}
+
+// OpenLake opens (or creates) the DuckDB file at path over a lake in any
+// store. DuckDB reads only local files: a lake that is not a directory is
+// read through a cache in cacheDir, which holds a copy of every live file
+// (fetched when a view first needs it, removed a while after it stops being
+// live).
+func OpenLake(ctx context.Context, path string, store lake.Store, cacheDir string) (*Warehouse, error) {
+	var absLake string
+	var c *cache
+	if d, ok := store.(*lake.Dir); ok {
+		absLake = d.Root()
+	} else {
+		if cacheDir == "" {
+			return nil, errors.New("warehouse: a lake that is not a directory needs a cache directory")
+		}
+		var err error
+		if absLake, err = filepath.Abs(cacheDir); err != nil {
+			return nil, err
+		}
+		if err := os.MkdirAll(absLake, 0o755); err != nil {
+			return nil, fmt.Errorf("warehouse: lake cache: %w", err)
+		}
+		c = newCache(store, absLake)
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("warehouse: %w", err)
@@ -82,12 +106,7 @@ func Open(ctx context.Context, path, lakeDir string) (*Warehouse, error) {
 			return nil, fmt.Errorf("warehouse setup %q: %w", s, err)
 		}
 	}
-	store, err := lake.NewDir(absLake)
-	if err != nil {
-		db.Close()
-		return nil, err
-	}
-	w := &Warehouse{db: db, lakeDir: absLake, store: store, views: map[string]string{}}
+	w := &Warehouse{db: db, lakeDir: absLake, store: store, cache: c, views: map[string]string{}}
 	if err := w.RefreshAll(ctx); err != nil {
 		db.Close()
 		return nil, err
@@ -137,6 +156,13 @@ func (w *Warehouse) refresh(ctx context.Context, table string, force bool) error
 	files, err := lake.LiveFiles(ctx, w.store, table)
 	if err != nil {
 		return fmt.Errorf("warehouse: files of %s: %w", table, err)
+	}
+	keys := make([]string, len(files))
+	for i, f := range files {
+		keys[i] = f.Key
+	}
+	if err := w.fetch(ctx, table, keys); err != nil {
+		return err
 	}
 	paths := make([]string, len(files))
 	for i, f := range files {
@@ -193,7 +219,17 @@ func (w *Warehouse) refresh(ctx context.Context, table string, force bool) error
 	return nil
 }
 
-// localPath is where DuckDB reads the lake object key.
+// fetch makes sure the lake files keys are local, for table's view (a
+// directory lake: they are). The cache forgets the files the table's view
+// no longer reads, after a while.
+func (w *Warehouse) fetch(ctx context.Context, table string, keys []string) error {
+	if w.cache == nil {
+		return nil
+	}
+	return w.cache.hold(ctx, table, keys)
+}
+
+// localPath is where DuckDB reads the lake object key (fetch it first).
 func (w *Warehouse) localPath(key string) string {
 	return filepath.Join(w.lakeDir, filepath.FromSlash(key))
 }
