@@ -44,6 +44,7 @@ type Node struct {
 	log     *slog.Logger
 	bus     *bus.Bus
 	wh      *warehouse.Warehouse
+	pgl     *pgLoader // loads PostgreSQL when it is the warehouse
 	coll    *collect.Collector
 	syslogs []*collect.Syslog
 	collL   net.Listener
@@ -106,6 +107,9 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Node, er
 	if err != nil {
 		return nil, err
 	}
+	if err := n.openPostgres(ctx); err != nil {
+		return nil, err
+	}
 	if int64(cfg.HTTP.MaxBody) > n.bus.MaxPayload()/2 {
 		return nil, fmt.Errorf("http.max_body %d is more than half the bus's message limit %d: lower it or raise the NATS server's max_payload", cfg.HTTP.MaxBody, n.bus.MaxPayload())
 	}
@@ -132,6 +136,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Node, er
 					if err := n.wh.Refresh(context.Background(), table); err != nil {
 						log.Error("warehouse refresh", "table", table, "err", err)
 					}
+					n.lakeChanged(table)
 				}()
 			},
 		})
@@ -182,6 +187,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Node, er
 		if err := n.wh.Refresh(context.Background(), table); err != nil {
 			log.Error("warehouse refresh after compaction", "table", table, "err", err)
 		}
+		n.lakeChanged(table)
 	})
 	if cfg.Lake.Compaction.Enabled {
 		n.awg.Add(1)
@@ -239,7 +245,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Node, er
 		log.Info("syslog listening", "source", name, "listen", s.Addr())
 	}
 	n.collS = &http.Server{Handler: n.coll.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute}
-	n.apiS = &http.Server{Handler: server.Handler(server.Options{Warehouse: n.wh, Token: cfg.Auth.Token, Replay: n.replay,
+	n.apiS = &http.Server{Handler: server.Handler(server.Options{Warehouse: n.engine(), Token: cfg.Auth.Token, Replay: n.replay,
 		Compact: func(ctx context.Context) (any, error) { return n.Compact(ctx, time.Now()) }}), ReadHeaderTimeout: 10 * time.Second}
 	go n.serve(n.collS, n.collL)
 	go n.serve(n.apiS, n.apiL)
@@ -361,6 +367,7 @@ func (n *Node) expire(ctx context.Context, store lake.Store) {
 			if err := n.wh.RefreshAll(ctx); err != nil {
 				n.log.Error("warehouse refresh after retention", "err", err)
 			}
+			n.lakeChanged("")
 		}
 		select {
 		case <-ctx.Done():
@@ -404,6 +411,11 @@ func (n *Node) Stop() error {
 	n.wg.Wait()
 	n.acanc()
 	n.awg.Wait()
+	if n.pgl != nil {
+		// The archivers' last commits reach PostgreSQL before it closes.
+		n.pgl.syncAll(ctx, n.cfg)
+		n.pgl.drain(ctx)
+	}
 	if err := n.apiS.Shutdown(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("api: %w", err))
 	}
@@ -424,6 +436,9 @@ func (n *Node) closeResources() {
 		if l != nil {
 			l.Close()
 		}
+	}
+	if n.pgl != nil {
+		n.pgl.close()
 	}
 	if n.wh != nil {
 		n.wh.Close()

@@ -22,6 +22,11 @@ func (w *Warehouse) LiveFiles(ctx context.Context, table string) ([]lake.DataFil
 	return lake.LiveFiles(ctx, w.store, table)
 }
 
+// LakeTables lists the tables that have files in the lake.
+func (w *Warehouse) LakeTables(ctx context.Context) ([]string, error) {
+	return lake.Tables(ctx, w.store)
+}
+
 // TableColumns describes what SELECT * on the view of table returns: its
 // columns in order, with DuckDB's type names. A built-in table's columns
 // have their declared types even while its view is the empty stub (which
