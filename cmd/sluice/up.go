@@ -149,6 +149,8 @@ func sqlCmd() *cobra.Command {
 			var res *warehouse.Result
 			if client != nil {
 				res, err = client.SQL(ctx, args[0])
+			} else if cfg.WarehouseIsPostgres() {
+				res, err = queryPostgres(ctx, cfg.Warehouse.URL, args[0])
 			} else {
 				res, err = queryDirect(ctx, cfg.DataDir, cfg.LakeDir(), args[0])
 			}
@@ -161,6 +163,16 @@ func sqlCmd() *cobra.Command {
 	c.register(cmd, false)
 	cmd.Flags().StringVar(&format, "format", "table", "output format: table, csv or json")
 	return cmd
+}
+
+// queryPostgres runs q on the PostgreSQL warehouse as it was last loaded.
+func queryPostgres(ctx context.Context, url, q string) (*warehouse.Result, error) {
+	pg, err := warehouse.OpenPostgres(ctx, url, warehouse.PostgresOptions{})
+	if err != nil {
+		return nil, err
+	}
+	defer pg.Close()
+	return pg.Query(ctx, q, 0)
 }
 
 func queryDirect(ctx context.Context, dataDir, lakeDir, q string) (*warehouse.Result, error) {
