@@ -14,6 +14,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/sluice-data/sluice/internal/pgtest"
+	"github.com/sluice-data/sluice/internal/s3test"
+	"github.com/sluice-data/sluice/lake"
 )
 
 // testLake is a lake directory whose files a private DuckDB writes, the
@@ -382,5 +384,52 @@ func TestPgName(t *testing.T) {
 	a, b := strings.Repeat("é", 40)+"a", strings.Repeat("é", 40)+"b"
 	if len(pgName(a)) > 63 || pgName(a) == pgName(b) || !strings.HasPrefix(pgName(a), strings.Repeat("é", 27)+"_") {
 		t.Errorf("long names: %q %q", pgName(a), pgName(b))
+	}
+}
+
+// A lake on S3: the loader reads the local cache, and fetches a file that
+// was committed after the view's last refresh.
+func TestPostgresSyncFromS3(t *testing.T) {
+	url := pgtest.URL(t)
+	srv := s3test.StartFake(t)
+	srv.Setenv(t)
+	ctx := context.Background()
+	store, err := lake.Open(ctx, srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The files are made locally, then put in the bucket.
+	l := newTestLake(t, PostgresOptions{})
+	put := func(hr int, name, query string) {
+		t.Helper()
+		l.write("ev", "2026-11-25", hr, name, query)
+		key := fmt.Sprintf("ev/dt=2026-11-25/hr=%02d/%s", hr, name)
+		for k, path := range map[string]string{key: filepath.Join(l.dir, filepath.FromSlash(key)), "_sluice/commits/ev.json": filepath.Join(l.dir, "_sluice", "commits", "ev.json")} {
+			data, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := store.Put(ctx, k, data); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	put(9, "s-1-2.parquet", "SELECT * FROM (VALUES (1), (2)) t(n)")
+	w, err := OpenLake(ctx, filepath.Join(t.TempDir(), "s3.duckdb"), store, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	pg, err := OpenPostgres(ctx, url, PostgresOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pg.Close()
+	put(10, "s-3-3.parquet", "SELECT 3 AS n")
+	if st, err := pg.Sync(ctx, w, "ev"); err != nil || st != (SyncStats{Loaded: 2, Rows: 3}) {
+		t.Fatalf("sync: %+v %v", st, err)
+	}
+	if res, err := pg.Query(ctx, "SELECT hr, sum(n) FROM ev GROUP BY hr ORDER BY hr", 0); err != nil || fmt.Sprint(res.Rows) != "[[9 3] [10 3]]" {
+		t.Errorf("PostgreSQL: %v %v", res, err)
 	}
 }

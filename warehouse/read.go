@@ -88,6 +88,13 @@ func (w *Warehouse) ReadFiles(ctx context.Context, keys []string, fn func(cols [
 	if len(keys) == 0 {
 		return nil
 	}
+	// A remote lake is read from the local cache; a file committed since
+	// the view's last refresh is not there yet.
+	if w.cache != nil {
+		if err := w.cache.download(ctx, keys); err != nil {
+			return err
+		}
+	}
 	paths := make([]string, len(keys))
 	for i, k := range keys {
 		paths[i] = quoteString(w.localPath(k))
