@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/sluice-data/sluice/config"
 	"github.com/sluice-data/sluice/warehouse"
@@ -27,6 +28,9 @@ type pgLoader struct {
 	closed  bool
 	wg      sync.WaitGroup
 }
+
+// retryLoad is how long after a failed load it is tried again.
+const retryLoad = 30 * time.Second
 
 func newPGLoader(pg *warehouse.Postgres, wh *warehouse.Warehouse, log *slog.Logger) *pgLoader {
 	ctx, cancel := context.WithCancel(context.Background())
@@ -52,7 +56,9 @@ func (l *pgLoader) sync(table string) {
 			st, err := l.pg.Sync(l.ctx, l.wh, table)
 			switch {
 			case err != nil && l.ctx.Err() == nil:
-				l.log.Error("PostgreSQL warehouse: load", "table", table, "err", err)
+				l.log.Error("PostgreSQL warehouse: load", "table", table, "err", err, "retry_in", retryLoad)
+				// A table may see no commit for long: try again.
+				time.AfterFunc(retryLoad, func() { l.sync(table) })
 			case st.Loaded > 0 || st.Deleted > 0:
 				l.log.Info("PostgreSQL warehouse: loaded", "table", table, "partitions", st.Loaded, "rows", st.Rows, "deleted_partitions", st.Deleted)
 			}
