@@ -60,6 +60,9 @@ func OpenPostgres(ctx context.Context, url string, o PostgresOptions) (*Postgres
 	if err != nil {
 		return nil, fmt.Errorf("warehouse.url: %w", err)
 	}
+	// Tables change shape under the loader (ALTER TABLE): cached statement
+	// descriptions, COPY's among them, would go stale.
+	cfg.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeDescribeExec
 	if _, ok := cfg.ConnConfig.RuntimeParams["application_name"]; !ok {
 		cfg.ConnConfig.RuntimeParams["application_name"] = "sluice"
 	}
@@ -302,7 +305,7 @@ func numericValue(n pgtype.Numeric) any {
 
 // SyncStats says what a Sync did.
 type SyncStats struct {
-	Loaded  int   // partitions (re)loaded
+	Loaded  int   // partitions loaded: whole, or the rows of their new files
 	Deleted int   // partitions deleted because their files left the lake
 	Rows    int64 // rows copied
 }
@@ -559,10 +562,12 @@ func (p *Postgres) ensureTable(ctx context.Context, name string, cols []pgColumn
 }
 
 // adjust adds the columns of want that table name lacks and widens those
-// whose type widened (integer -> bigint -> double precision), and returns
-// the table's column types by name. A column the lake narrowed (a file
-// typed BIGINT where the table has double precision) keeps its type; any
-// other disagreement is an error.
+// whose type widened: integer -> bigint -> double precision, and anything
+// -> text (enrich.widen_to_string; PostgreSQL's cast turns the old values
+// into text). It returns the table's column types by name. A column the
+// lake has narrower than the table (a file typed BIGINT where the table has
+// double precision or text) keeps its type; any other disagreement is an
+// error.
 func adjust(ctx context.Context, tx pgx.Tx, name string, have, want []pgColumn) (map[string]string, error) {
 	types := map[string]string{}
 	for _, c := range have {
@@ -575,9 +580,9 @@ func adjust(ctx context.Context, tx pgx.Tx, name string, have, want []pgColumn) 
 		switch {
 		case !ok:
 			alter = fmt.Sprintf("ADD COLUMN %s %s", quoteIdent(c.name), c.typ)
-		case cur == c.typ:
+		case cur == c.typ, cur == "text":
 			continue
-		case rank[cur] > 0 && rank[c.typ] > rank[cur]:
+		case c.typ == "text", rank[cur] > 0 && rank[c.typ] > rank[cur]:
 			alter = fmt.Sprintf("ALTER COLUMN %[1]s TYPE %[2]s USING %[1]s::%[2]s", quoteIdent(c.name), c.typ)
 		case rank[c.typ] > 0 && rank[cur] > rank[c.typ]:
 			continue
@@ -595,30 +600,13 @@ func adjust(ctx context.Context, tx pgx.Tx, name string, have, want []pgColumn) 
 // errStopRead ends a read of lake files early.
 var errStopRead = errors.New("stop reading")
 
-// loadPartition replaces the rows of partition pt of table (name in
-// PostgreSQL) with the rows of the files keys, in one transaction, and
-// returns how many rows it copied.
+// loadPartition makes partition pt of table (name in PostgreSQL) hold the
+// rows of the files keys, in one transaction, and returns how many rows it
+// copied. When the partition was loaded from some of keys before (the
+// archiver added files), only the new files' rows are copied; otherwise
+// (first load, or files replaced by compaction or rewritten) its rows are
+// deleted and all are copied.
 func (p *Postgres) loadPartition(ctx context.Context, from *Warehouse, table, name string, pt partition, keys []string) (int64, error) {
-	var readErr error
-	next, stop := iter.Pull2(func(yield func([]Column, []any) bool) {
-		readErr = from.ReadFiles(ctx, keys, func(cols []Column, row []any) error {
-			if !yield(cols, row) {
-				return errStopRead
-			}
-			return nil
-		})
-		if errors.Is(readErr, errStopRead) {
-			readErr = nil
-		}
-	})
-	defer stop()
-	// The first row brings the columns: the table must have them before
-	// the copy starts.
-	cols, first, ok := next()
-	if readErr != nil {
-		return 0, readErr
-	}
-
 	tx, err := p.pool.Begin(ctx)
 	if err != nil {
 		return 0, err
@@ -628,12 +616,24 @@ func (p *Postgres) loadPartition(ctx context.Context, from *Warehouse, table, na
 		return 0, err
 	}
 	var current []string
-	err = tx.QueryRow(ctx, "SELECT files FROM "+quoteIdent(loadsTable)+" WHERE table_name = $1 AND dt = $2::date AND hr = $3",
-		table, pt.dt, pt.hr).Scan(&current)
+	var rows int64
+	err = tx.QueryRow(ctx, "SELECT files, rows FROM "+quoteIdent(loadsTable)+" WHERE table_name = $1 AND dt = $2::date AND hr = $3",
+		table, pt.dt, pt.hr).Scan(&current, &rows)
 	switch {
 	case err == nil && slices.Equal(current, keys):
 		return 0, nil // loaded meanwhile by another Sync
 	case err != nil && !errors.Is(err, pgx.ErrNoRows):
+		return 0, err
+	}
+	read := keys
+	appending := len(current) > 0 && !slices.ContainsFunc(current, func(k string) bool { return !slices.Contains(keys, k) })
+	if appending {
+		read = slices.DeleteFunc(slices.Clone(keys), func(k string) bool { return slices.Contains(current, k) })
+	} else {
+		rows = 0
+	}
+	cols, err := from.FileColumns(ctx, read)
+	if err != nil {
 		return 0, err
 	}
 	have, err := columnsOf(ctx, tx, name)
@@ -647,25 +647,41 @@ func (p *Postgres) loadPartition(ctx context.Context, from *Warehouse, table, na
 	if err != nil {
 		return 0, err
 	}
-	if _, err := tx.Exec(ctx, fmt.Sprintf("DELETE FROM %s WHERE dt = $1::date AND hr = $2", quoteIdent(name)), pt.dt, pt.hr); err != nil {
-		return 0, fmt.Errorf("delete old rows: %w", err)
+	if !appending {
+		if _, err := tx.Exec(ctx, fmt.Sprintf("DELETE FROM %s WHERE dt = $1::date AND hr = $2", quoteIdent(name)), pt.dt, pt.hr); err != nil {
+			return 0, fmt.Errorf("delete old rows: %w", err)
+		}
 	}
-	var n int64
-	if ok {
-		src := &copySource{next: next, row: first, pending: true, readErr: &readErr}
-		names := make([]string, len(cols))
-		for i, c := range cols {
-			names[i] = pgName(c.Name)
-			src.conv = append(src.conv, converter(types[names[i]]))
+	names := make([]string, len(cols))
+	asText := map[string]bool{}
+	src := &copySource{}
+	for i, c := range cols {
+		names[i] = pgName(c.Name)
+		typ := types[names[i]]
+		asText[c.Name] = typ == "text"
+		src.conv = append(src.conv, converter(typ))
+	}
+	next, stop := iter.Pull(func(yield func([]any) bool) {
+		src.err = from.ReadFiles(ctx, read, asText, func(row []any) error {
+			if !yield(row) {
+				return errStopRead
+			}
+			return nil
+		})
+		if errors.Is(src.err, errStopRead) {
+			src.err = nil
 		}
-		if n, err = tx.CopyFrom(ctx, pgx.Identifier{name}, names, src); err != nil {
-			return 0, fmt.Errorf("copy: %w", err)
-		}
+	})
+	defer stop()
+	src.next = next
+	n, err := tx.CopyFrom(ctx, pgx.Identifier{name}, names, src)
+	if err != nil {
+		return 0, fmt.Errorf("copy: %w", err)
 	}
 	if _, err := tx.Exec(ctx, "INSERT INTO "+quoteIdent(loadsTable)+` (table_name, dt, hr, files, rows, loaded_at)
 		VALUES ($1, $2::date, $3, $4, $5, now())
 		ON CONFLICT (table_name, dt, hr) DO UPDATE SET files = EXCLUDED.files, rows = EXCLUDED.rows, loaded_at = EXCLUDED.loaded_at`,
-		table, pt.dt, pt.hr, keys, n); err != nil {
+		table, pt.dt, pt.hr, keys, rows+n); err != nil {
 		return 0, fmt.Errorf("record load: %w", err)
 	}
 	return n, tx.Commit(ctx)
@@ -698,34 +714,29 @@ func (p *Postgres) deletePartition(ctx context.Context, table, name string, pt p
 
 // copySource feeds CopyFrom from a pulled read of lake files.
 type copySource struct {
-	next    func() ([]Column, []any, bool)
-	row     []any
-	pending bool // row is the first, not yet copied
-	conv    []func(any) any
-	readErr *error
+	next func() ([]any, bool)
+	row  []any
+	conv []func(any) any
+	err  error // the read's, once next reports the end
 }
 
 func (s *copySource) Next() bool {
-	if s.pending {
-		s.pending = false
-	} else {
-		_, row, ok := s.next()
-		if !ok {
-			return false
-		}
-		s.row = row
+	row, ok := s.next()
+	if !ok {
+		return false
 	}
 	for i, f := range s.conv {
-		if f != nil && s.row[i] != nil {
-			s.row[i] = f(s.row[i])
+		if f != nil && row[i] != nil {
+			row[i] = f(row[i])
 		}
 	}
+	s.row = row
 	return true
 }
 
 func (s *copySource) Values() ([]any, error) { return s.row, nil }
 
-func (s *copySource) Err() error { return *s.readErr }
+func (s *copySource) Err() error { return s.err }
 
 // converter turns a value read from the lake into one PostgreSQL's column
 // type takes: PostgreSQL text cannot hold NUL (it becomes U+FFFD), nor can

@@ -165,7 +165,7 @@ func TestPostgresLoadsEveryLakeType(t *testing.T) {
 	l.same("SELECT count(*), sum(id), avg(d), count(j), min(ts), max(day) FROM things")
 }
 
-func TestPostgresSyncReloadsChangedPartitionsOnly(t *testing.T) {
+func TestPostgresSyncLoadsWhatChanged(t *testing.T) {
 	l := newTestLake(t, PostgresOptions{})
 	ctx := context.Background()
 	l.write("ev", "2026-11-25", 9, "s-1-3.parquet", `SELECT * FROM (VALUES ('a', 10::BIGINT), ('b', 20), ('c', 30)) AS t(id, price)`)
@@ -185,9 +185,9 @@ func TestPostgresSyncReloadsChangedPartitionsOnly(t *testing.T) {
 	}
 
 	// A new file in hour 10 with a price that widens to DOUBLE and a new
-	// column: only hour 10 is reloaded, its rows once.
+	// column: only its row is copied; the column is widened, and added.
 	l.write("ev", "2026-11-25", 10, "s-6-6.parquet", `SELECT 'f' AS id, 2.5::DOUBLE AS price, 'XMAS' AS coupon`)
-	if st := l.sync("ev"); st != (SyncStats{Loaded: 1, Rows: 3}) {
+	if st := l.sync("ev"); st != (SyncStats{Loaded: 1, Rows: 1}) {
 		t.Fatalf("sync after a new file: %+v", st)
 	}
 	if got := fmt.Sprint(l.same(q)); got != "[[9 3 60] [10 3 5.5]]" {
@@ -197,7 +197,6 @@ func TestPostgresSyncReloadsChangedPartitionsOnly(t *testing.T) {
 	if got := strings.Join(l.pgColumnTypes("ev"), ", "); got != "id text, price double precision, dt date, hr integer, coupon text" {
 		t.Errorf("columns after widening: %s", got)
 	}
-
 	// Loads are recorded per partition, with their files.
 	res, err := l.pg.Query(ctx, "SELECT hr, files, rows FROM _sluice_loads WHERE table_name = 'ev' ORDER BY hr", 0)
 	if err != nil {
@@ -205,6 +204,22 @@ func TestPostgresSyncReloadsChangedPartitionsOnly(t *testing.T) {
 	}
 	if got := fmt.Sprint(res.Rows); got != "[[9 [ev/dt=2026-11-25/hr=09/s-1-3.parquet] 3] [10 [ev/dt=2026-11-25/hr=10/s-4-5.parquet ev/dt=2026-11-25/hr=10/s-6-6.parquet] 3]]" {
 		t.Errorf("_sluice_loads: %s", got)
+	}
+
+	// Compaction replaces hour 10's files by one with the same rows: the
+	// hour is reloaded whole, its rows once.
+	for _, f := range []string{"s-4-5.parquet", "s-6-6.parquet"} {
+		if err := os.Remove(filepath.Join(l.dir, "ev", "dt=2026-11-25", "hr=10", f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l.write("ev", "2026-11-25", 10, "s-4-6.compacted.parquet",
+		`SELECT * FROM (VALUES ('d', 1::DOUBLE, NULL::VARCHAR), ('e', 2, NULL), ('f', 2.5, 'XMAS')) AS t(id, price, coupon)`)
+	if st := l.sync("ev"); st != (SyncStats{Loaded: 1, Rows: 3}) {
+		t.Fatalf("sync after compaction: %+v", st)
+	}
+	if got := fmt.Sprint(l.same(q)); got != "[[9 3 60] [10 3 5.5]]" {
+		t.Errorf("after compaction: %s", got)
 	}
 
 	// A partition that leaves the lake (retention) leaves PostgreSQL.
@@ -220,6 +235,25 @@ func TestPostgresSyncReloadsChangedPartitionsOnly(t *testing.T) {
 	}
 	if tables, err := l.pg.LoadedTables(ctx); err != nil || fmt.Sprint(tables) != "[ev]" {
 		t.Errorf("loaded tables: %v %v", tables, err)
+	}
+}
+
+// enrich.widen_to_string: a column that gets a string where it had numbers
+// becomes text in both engines, the old values too.
+func TestPostgresColumnWidensToText(t *testing.T) {
+	l := newTestLake(t, PostgresOptions{})
+	l.write("w", "2026-11-25", 9, "s-1-2.parquet", `SELECT * FROM (VALUES ('a', 1::BIGINT), ('b', 2)) AS t(id, n)`)
+	l.sync("w")
+	l.write("w", "2026-11-25", 9, "s-3-3.parquet", `SELECT 'c' AS id, 'three' AS n`)
+	l.write("w", "2026-11-25", 10, "s-4-4.parquet", `SELECT 'd' AS id, 'four' AS n`)
+	if st := l.sync("w"); st != (SyncStats{Loaded: 2, Rows: 2}) {
+		t.Fatalf("sync: %+v", st)
+	}
+	if got := fmt.Sprint(l.same("SELECT id, n, hr FROM w ORDER BY id")); got != "[[a 1 9] [b 2 9] [c three 9] [d four 10]]" {
+		t.Errorf("rows: %s", got)
+	}
+	if got := strings.Join(l.pgColumnTypes("w"), ", "); got != "id text, n text, dt date, hr integer" {
+		t.Errorf("columns: %s", got)
 	}
 }
 

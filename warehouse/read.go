@@ -76,39 +76,61 @@ func (w *Warehouse) describe(ctx context.Context, query string) ([]Column, error
 	return cols, rows.Err()
 }
 
-// ReadFiles reads the rows of the lake files keys (as one table: columns
-// matched by name, types widened as the views widen them, dt and hr from
-// the partition path) and calls fn for each. cols are the same for every
-// row: names and DuckDB's types. Values of VARCHAR, BIGINT, INTEGER,
-// DOUBLE, BOOLEAN, TIMESTAMP (WITH TIME ZONE) and DATE columns are what the
-// driver scans (string, int64, int32, float64, bool, time.Time); values of
-// other types (JSON, lists, …) are their text. An error from fn stops the
-// read and is returned.
-func (w *Warehouse) ReadFiles(ctx context.Context, keys []string, fn func(cols []Column, row []any) error) error {
-	if len(keys) == 0 {
-		return nil
-	}
-	// A remote lake is read from the local cache; a file committed since
-	// the view's last refresh is not there yet.
+// lakeSource is the table function that reads the lake files keys as one
+// table: columns matched by name, types widened as the views widen them, dt
+// and hr from the partition path. A remote lake is read from the local
+// cache; a file committed since the view's last refresh is fetched first.
+func (w *Warehouse) lakeSource(ctx context.Context, keys []string) (string, error) {
 	if w.cache != nil {
 		if err := w.cache.download(ctx, keys); err != nil {
-			return err
+			return "", err
 		}
 	}
 	paths := make([]string, len(keys))
 	for i, k := range keys {
 		paths[i] = quoteString(w.localPath(k))
 	}
-	src := fmt.Sprintf("read_parquet([%s], hive_partitioning = true, hive_types = {'dt': DATE, 'hr': INTEGER}, union_by_name = true)",
-		strings.Join(paths, ", "))
+	return fmt.Sprintf("read_parquet([%s], hive_partitioning = true, hive_types = {'dt': DATE, 'hr': INTEGER}, union_by_name = true)",
+		strings.Join(paths, ", ")), nil
+}
+
+// FileColumns describes the lake files keys read as one table (as
+// ReadFiles reads them): names and DuckDB's types, in order.
+func (w *Warehouse) FileColumns(ctx context.Context, keys []string) ([]Column, error) {
+	src, err := w.lakeSource(ctx, keys)
+	if err != nil {
+		return nil, err
+	}
 	cols, err := w.describe(ctx, "SELECT * FROM "+src)
 	if err != nil {
-		return fmt.Errorf("read %d lake files: %w", len(keys), err)
+		return nil, fmt.Errorf("read %d lake files: %w", len(keys), err)
+	}
+	return cols, nil
+}
+
+// ReadFiles reads the rows of the lake files keys and calls fn for each,
+// with the columns FileColumns describes, in its order. Values of VARCHAR,
+// BIGINT, INTEGER, DOUBLE, BOOLEAN, TIMESTAMP (WITH TIME ZONE) and DATE
+// columns are what the driver scans (string, int64, int32, float64, bool,
+// time.Time); values of other types (JSON, lists, …), and of the columns
+// named in asText, are their text as DuckDB casts it to VARCHAR. An error
+// from fn stops the read and is returned.
+func (w *Warehouse) ReadFiles(ctx context.Context, keys []string, asText map[string]bool, fn func(row []any) error) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	cols, err := w.FileColumns(ctx, keys)
+	if err != nil {
+		return err
+	}
+	src, err := w.lakeSource(ctx, keys)
+	if err != nil {
+		return err
 	}
 	list := make([]string, len(cols))
 	for i, c := range cols {
 		list[i] = quoteIdent(c.Name)
-		if !scannedTypes[c.Type] {
+		if !scannedTypes[c.Type] || (asText[c.Name] && c.Type != "VARCHAR") {
 			list[i] = fmt.Sprintf("CAST(%s AS VARCHAR) AS %s", list[i], list[i])
 		}
 	}
@@ -126,7 +148,7 @@ func (w *Warehouse) ReadFiles(ctx context.Context, keys []string, fn func(cols [
 		if err := rows.Scan(ptrs...); err != nil {
 			return fmt.Errorf("read lake files: %w", err)
 		}
-		if err := fn(cols, row); err != nil {
+		if err := fn(row); err != nil {
 			return err
 		}
 	}
