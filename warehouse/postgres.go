@@ -101,8 +101,9 @@ func (p *Postgres) Close() { p.pool.Close() }
 // decimal text, other numerics as floats, times as RFC 3339 in UTC, jsonb
 // decoded.
 func (p *Postgres) Query(ctx context.Context, query string, maxRows int) (*Result, error) {
+	kw := firstKeyword(query)
 	reads := false
-	switch firstKeyword(query) {
+	switch kw {
 	case "":
 		return nil, &QueryError{errors.New("empty query")}
 	case "select", "with", "explain", "values", "table":
@@ -132,7 +133,16 @@ func (p *Postgres) Query(ctx context.Context, query string, maxRows int) (*Resul
 	}
 	// The extended protocol takes exactly one statement: "SELECT 1; DROP
 	// …" fails to parse rather than running both.
-	rows, err := tx.Query(ctx, query, pgx.QueryExecModeDescribeExec)
+	run := query
+	if maxRows > 0 && kw != "explain" {
+		// As a cursor, the server makes and sends only the rows the
+		// answer keeps, and one more to tell that it was cut.
+		if _, err := tx.Conn().PgConn().ExecParams(ctx, "DECLARE sluice_query NO SCROLL CURSOR FOR "+query, nil, nil, nil, nil).Close(); err != nil {
+			return nil, pgQueryError(ctx, err, timeout)
+		}
+		run = "FETCH FORWARD " + strconv.Itoa(maxRows+1) + " FROM sluice_query"
+	}
+	rows, err := tx.Query(ctx, run, pgx.QueryExecModeDescribeExec)
 	if err != nil {
 		return nil, pgQueryError(ctx, err, timeout)
 	}
@@ -230,7 +240,8 @@ func pgQueryError(ctx context.Context, err error, timeout time.Duration) error {
 		return fmt.Errorf("warehouse: %w", err)
 	}
 	switch {
-	case pe.Code == "25006": // read_only_sql_transaction
+	case pe.Code == "25006", // read_only_sql_transaction
+		pe.Code == "0A000" && strings.Contains(pe.Message, "data-modifying"): // a cursor over WITH … DELETE
 		return &QueryError{fmt.Errorf("%w: %s", ErrNotReadOnly, pe.Message)}
 	case pe.Code == "57014": // query_canceled, by statement_timeout
 		return &QueryError{fmt.Errorf("query took longer than %s and was cancelled", timeout.Round(time.Millisecond))}

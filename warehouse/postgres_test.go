@@ -305,13 +305,13 @@ func TestPostgresQueriesAreReadOnly(t *testing.T) {
 		"/* SELECT */ DELETE FROM ev",
 		"-- SELECT\nUPDATE ev SET n = 0",
 	} {
-		_, err := l.pg.Query(ctx, q, 0)
-		var qe *QueryError
-		if !errors.As(err, &qe) {
-			t.Errorf("%s: want a QueryError, got %v", q, err)
-		}
-		if !errors.Is(err, ErrNotReadOnly) {
-			t.Errorf("%s: want ErrNotReadOnly, got %v", q, err)
+		// With a row limit (a cursor) and without.
+		for _, maxRows := range []int{0, 10} {
+			_, err := l.pg.Query(ctx, q, maxRows)
+			var qe *QueryError
+			if !errors.As(err, &qe) || !errors.Is(err, ErrNotReadOnly) {
+				t.Errorf("%s (maxRows %d): want a QueryError wrapping ErrNotReadOnly, got %v", q, maxRows, err)
+			}
 		}
 	}
 	// Two statements in one query: the extended protocol refuses them, so
@@ -346,19 +346,32 @@ func TestPostgresQueriesAreReadOnly(t *testing.T) {
 		"TABLE _sluice_loads",
 		"EXPLAIN SELECT * FROM ev",
 	} {
-		res, err := l.pg.Query(ctx, q, 0)
-		if err != nil || len(res.Rows) == 0 {
-			t.Errorf("%s: %v", q, err)
-			continue
-		}
-		if strings.Contains(q, "count") || strings.HasPrefix(q, "VALUES") {
-			if got := fmt.Sprint(res.Rows); got != "[[2]]" {
-				t.Errorf("%s: %s", q, got)
+		for _, maxRows := range []int{0, 5} {
+			res, err := l.pg.Query(ctx, q, maxRows)
+			if err != nil || len(res.Rows) == 0 {
+				t.Errorf("%s (maxRows %d): %v", q, maxRows, err)
+				continue
+			}
+			if strings.Contains(q, "count") || strings.HasPrefix(q, "VALUES") {
+				if got := fmt.Sprint(res.Rows); got != "[[2]]" {
+					t.Errorf("%s (maxRows %d): %s", q, maxRows, got)
+				}
 			}
 		}
 	}
-	// maxRows cuts the answer and says so.
-	res, err := l.pg.Query(ctx, "SELECT * FROM generate_series(1, 10)", 3)
+	// maxRows cuts the answer and says so; the rows past it are never
+	// made: a billion would keep the server busy until the timeout.
+	slow, err := OpenPostgres(ctx, l.url, PostgresOptions{QueryTimeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.Close()
+	start = time.Now()
+	res, err := slow.Query(ctx, "SELECT generate_series(1, 1000000000)", 3)
+	if err != nil || fmt.Sprint(res.Rows) != "[[1] [2] [3]]" || !res.Truncated || time.Since(start) > 3*time.Second {
+		t.Errorf("maxRows on a billion rows: %+v %v after %s", res, err, time.Since(start))
+	}
+	res, err = l.pg.Query(ctx, "SELECT * FROM generate_series(1, 10)", 3)
 	if err != nil || len(res.Rows) != 3 || !res.Truncated || res.Columns[0].Name != "generate_series" || res.Columns[0].Type != "int4" {
 		t.Errorf("maxRows: %+v %v", res, err)
 	}
