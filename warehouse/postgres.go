@@ -365,9 +365,18 @@ func (p *Postgres) Sync(ctx context.Context, from *Warehouse, table string) (Syn
 			want[pt] = append(want[pt], f.Key)
 		}
 	}
-	loaded, err := p.loads(ctx, table)
-	if err != nil {
+	name := pgName(table)
+	var exists bool
+	if err := p.pool.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", quoteIdent(name)).Scan(&exists); err != nil {
 		return st, fmt.Errorf("sync %s: %w", table, err)
+	}
+	// Without its table (never made, or dropped by hand) nothing of the
+	// table is loaded, whatever _sluice_loads says; creating it clears that.
+	loaded := map[partition][]string{}
+	if exists {
+		if loaded, err = p.loads(ctx, table); err != nil {
+			return st, fmt.Errorf("sync %s: %w", table, err)
+		}
 	}
 	var changed, gone []partition
 	for pt, keys := range want {
@@ -381,18 +390,13 @@ func (p *Postgres) Sync(ctx context.Context, from *Warehouse, table string) (Syn
 			gone = append(gone, pt)
 		}
 	}
-	name := pgName(table)
-	var exists bool
-	if err := p.pool.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", quoteIdent(name)).Scan(&exists); err != nil {
-		return st, fmt.Errorf("sync %s: %w", table, err)
-	}
 	if exists && len(changed) == 0 && len(gone) == 0 {
 		return st, nil
 	}
 	// The view's columns, when it has any: a built-in table exists (empty)
 	// before its first file, and the table is created in the view's order.
 	if cols, err := from.TableColumns(ctx, table); err == nil {
-		if err := p.ensureTable(ctx, name, pgColumns(cols)); err != nil {
+		if err := p.ensureTable(ctx, table, name, pgColumns(cols)); err != nil {
 			return st, fmt.Errorf("sync %s: %w", table, err)
 		}
 	} else if len(want) > 0 {
@@ -534,9 +538,10 @@ func columnsOf(ctx context.Context, q interface {
 	return out, rows.Err()
 }
 
-// ensureTable creates table name with cols (and the partition columns dt
-// and hr, indexed), or brings an existing one up to cols.
-func (p *Postgres) ensureTable(ctx context.Context, name string, cols []pgColumn) error {
+// ensureTable creates the table of lake table table, name in PostgreSQL,
+// with cols (and the partition columns dt and hr, indexed) and no loads
+// recorded, or brings an existing one up to cols.
+func (p *Postgres) ensureTable(ctx context.Context, table, name string, cols []pgColumn) error {
 	tx, err := p.pool.Begin(ctx)
 	if err != nil {
 		return err
@@ -562,9 +567,12 @@ func (p *Postgres) ensureTable(ctx context.Context, name string, cols []pgColumn
 		if _, err := tx.Exec(ctx, fmt.Sprintf("CREATE TABLE %s (%s)", quoteIdent(name), strings.Join(defs, ", "))); err != nil {
 			return fmt.Errorf("create table: %w", err)
 		}
-		// Each load deletes a partition's rows first.
+		// Loads find a partition's rows by dt and hr.
 		if _, err := tx.Exec(ctx, fmt.Sprintf("CREATE INDEX ON %s (dt, hr)", quoteIdent(name))); err != nil {
 			return fmt.Errorf("create index: %w", err)
+		}
+		if _, err := tx.Exec(ctx, "DELETE FROM "+quoteIdent(loadsTable)+" WHERE table_name = $1", table); err != nil {
+			return err
 		}
 	} else if _, err := adjust(ctx, tx, name, have, cols); err != nil {
 		return err

@@ -236,6 +236,22 @@ func TestPostgresSyncLoadsWhatChanged(t *testing.T) {
 	if tables, err := l.pg.LoadedTables(ctx); err != nil || fmt.Sprint(tables) != "[ev]" {
 		t.Errorf("loaded tables: %v %v", tables, err)
 	}
+
+	// A table dropped by hand is loaded again, whole.
+	conn, err := pgx.Connect(ctx, l.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "DROP TABLE ev"); err != nil {
+		t.Fatal(err)
+	}
+	if st := l.sync("ev"); st != (SyncStats{Loaded: 1, Rows: 3}) {
+		t.Fatalf("sync after DROP TABLE: %+v", st)
+	}
+	if got := fmt.Sprint(l.same(q)); got != "[[10 3 5.5]]" {
+		t.Errorf("after DROP TABLE: %s", got)
+	}
 }
 
 // enrich.widen_to_string: a column that gets a string where it had numbers
