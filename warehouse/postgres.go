@@ -29,10 +29,11 @@ import (
 // the SQL API's statements there.
 //
 // Promises: a partition (dt, hr) of a table holds exactly the rows of the
-// lake files it was last loaded from, never a mix and never twice: each
-// reload deletes the partition's rows and copies the files' rows in one
-// transaction, which also records the file set in _sluice_loads. Queries run
-// in READ ONLY transactions, one statement each, bounded in time and rows.
+// lake files _sluice_loads records for it, never a mix and never twice: a
+// load copies the rows of the files the partition lacks (after deleting its
+// rows, when files were replaced or removed) and records the new set, in
+// one transaction. Queries run in READ ONLY transactions, one statement
+// each, bounded in time and rows.
 type Postgres struct {
 	pool    *pgxpool.Pool
 	timeout time.Duration
