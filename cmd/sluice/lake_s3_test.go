@@ -41,6 +41,11 @@ func TestLakeOnS3CLI(t *testing.T) {
 	if err != nil || !strings.Contains(string(out), "events/dt=2026-11-25/hr=10/events-") {
 		t.Errorf("sluice lake ls events: %v\n%s", err, out)
 	}
+	// With no server, sluice sql reads the bucket through the local cache.
+	out, err = exec.Command(binary, "sql", "--data", data, "--lake", srv.URL, "--format", "json", "SELECT count(*), count(DISTINCT event_id) FROM events").CombinedOutput()
+	if err != nil || !strings.Contains(strings.Join(strings.Fields(string(out)), ""), `[[1000,1000]]`) {
+		t.Errorf("sluice sql on the S3 lake without a server: %v\n%s", err, out)
+	}
 	if _, err := os.Stat(data + "/lake"); err == nil {
 		t.Errorf("a lake directory was made in the data dir although the lake is on S3")
 	}

@@ -5,12 +5,15 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/sluice-data/sluice/config"
 	"github.com/sluice-data/sluice/demo"
+	"github.com/sluice-data/sluice/lake"
 	"github.com/sluice-data/sluice/node"
 	"github.com/sluice-data/sluice/warehouse"
 )
@@ -152,7 +155,7 @@ func sqlCmd() *cobra.Command {
 			} else if cfg.WarehouseIsPostgres() {
 				res, err = queryPostgres(ctx, cfg.Warehouse.URL, args[0])
 			} else {
-				res, err = queryDirect(ctx, cfg.DataDir, cfg.LakeDir(), args[0])
+				res, err = queryDirect(ctx, cfg, args[0])
 			}
 			if err != nil {
 				return err
@@ -175,8 +178,13 @@ func queryPostgres(ctx context.Context, url, q string) (*warehouse.Result, error
 	return pg.Query(ctx, q, 0)
 }
 
-func queryDirect(ctx context.Context, dataDir, lakeDir, q string) (*warehouse.Result, error) {
-	wh, err := warehouse.Open(ctx, dataDir+"/warehouse.duckdb", lakeDir)
+func queryDirect(ctx context.Context, cfg *config.Config, q string) (*warehouse.Result, error) {
+	store, err := lake.Open(ctx, cfg.LakeURL())
+	if err != nil {
+		return nil, err
+	}
+	// A lake on S3 is read through the same local cache the server uses.
+	wh, err := warehouse.OpenLake(ctx, filepath.Join(cfg.DataDir, "warehouse.duckdb"), store, cfg.LakeDir())
 	if err != nil {
 		return nil, err
 	}
