@@ -21,7 +21,7 @@ var quiet = slog.New(slog.DiscardHandler)
 
 // openBus opens an embedded bus with the streams node.go creates; events
 // may be given a retention.
-func openBus(t *testing.T, events bus.StreamConfig) *bus.Bus {
+func openBus(t testing.TB, events bus.StreamConfig) *bus.Bus {
 	t.Helper()
 	streams := map[string]bus.StreamConfig{}
 	for _, s := range sluice.Streams {

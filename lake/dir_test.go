@@ -14,7 +14,7 @@ import (
 	"testing"
 )
 
-func newDir(t *testing.T) *Dir {
+func newDir(t testing.TB) *Dir {
 	t.Helper()
 	d, err := NewDir(filepath.Join(t.TempDir(), "lake"))
 	if err != nil {
