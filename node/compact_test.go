@@ -76,6 +76,9 @@ func TestCompactionUnderQueries(t *testing.T) {
 	}
 	want := fmt.Sprintf("[[%d %d]]", sent, sum)
 	waitFor(t, api, "SELECT count(*), sum(price) FROM events", want)
+	// The catalog's statistics, from the files' footers.
+	stats := "SELECT files, rows, partitions, first_hour = last_hour FROM sluice_tables WHERE table_name = 'events'"
+	waitFor(t, api, stats, fmt.Sprintf("[[%d %d 1 true]]", before, sent))
 
 	// Two clients query without pause while the partition is compacted and
 	// its old files are deleted.
@@ -129,4 +132,5 @@ func TestCompactionUnderQueries(t *testing.T) {
 		t.Fatalf("partition after compaction: %v %v", left, err)
 	}
 	waitFor(t, api, "SELECT count(*), sum(price) FROM events", want)
+	waitFor(t, api, stats, fmt.Sprintf("[[1 %d 1 true]]", sent))
 }

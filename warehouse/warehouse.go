@@ -37,6 +37,11 @@ type Warehouse struct {
 	cache   *cache // nil: the lake is the local directory lakeDir
 	mu      sync.Mutex
 	views   map[string]string // the file list each view reads
+	// stats are each table's statistics (sluice_tables), from the footers
+	// in fileStats.
+	stats     map[string]TableStats
+	fileStats map[string]fileStats
+	statsView string
 }
 
 // maxConns bounds concurrent queries (and view refreshes) on the warehouse.
@@ -106,7 +111,8 @@ func OpenLake(ctx context.Context, path string, store lake.Store, cacheDir strin
 			return nil, fmt.Errorf("warehouse setup %q: %w", s, err)
 		}
 	}
-	w := &Warehouse{db: db, lakeDir: absLake, store: store, cache: c, views: map[string]string{}}
+	w := &Warehouse{db: db, lakeDir: absLake, store: store, cache: c, views: map[string]string{},
+		stats: map[string]TableStats{}, fileStats: map[string]fileStats{}}
 	if err := w.RefreshAll(ctx); err != nil {
 		db.Close()
 		return nil, err
@@ -171,6 +177,9 @@ func (w *Warehouse) refresh(ctx context.Context, table string, force bool) error
 	list := "[" + strings.Join(paths, ", ") + "]"
 	if !force && w.views[table] == list {
 		return nil
+	}
+	if err := w.updateStats(ctx, table, files); err != nil {
+		return err
 	}
 	var fixed []sluice.Column
 	for _, t := range knownTables {
