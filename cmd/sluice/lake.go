@@ -107,7 +107,7 @@ func lakeLsCmd() *cobra.Command {
 			if len(args) == 0 {
 				fmt.Fprintln(w, "table\tfiles\trows\tbytes\tcommitted seq\t")
 			} else {
-				fmt.Fprintln(w, "file\tseqs\trows\tbytes\t")
+				fmt.Fprintln(w, "file\tseqs\trows\tbytes\tlive\t")
 			}
 			for _, t := range tables {
 				ti, err := lake.Inspect(ctx, d, t)
@@ -115,21 +115,29 @@ func lakeLsCmd() *cobra.Command {
 					return err
 				}
 				var rows, size int64
+				live := 0
 				for _, f := range ti.Files {
-					rows += f.Rows
-					size += f.Bytes
+					if f.Live {
+						live++
+						rows += f.Rows
+						size += f.Bytes
+					}
 					if len(args) > 0 {
-						fmt.Fprintf(w, "%s\t%d-%d\t%d\t%d\t\n", f.Key, f.First, f.Last, f.Rows, f.Bytes)
+						state := "yes"
+						if !f.Live {
+							state = "no" // beyond the commit, or replaced by a compaction (or not yet swapped in)
+						}
+						fmt.Fprintf(w, "%s\t%d-%d\t%d\t%d\t%s\t\n", f.Key, f.First, f.Last, f.Rows, f.Bytes, state)
 					}
 				}
 				if len(args) == 0 {
-					fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%d\t\n", t, len(ti.Files), rows, size, ti.Committed)
+					fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%d\t\n", t, live, rows, size, ti.Committed)
 					continue
 				}
 				if err := w.Flush(); err != nil {
 					return err
 				}
-				fmt.Fprintf(cmd.OutOrStdout(), "\n%s: %d files, %d rows, committed through sequence %d; columns:\n", t, len(ti.Files), rows, ti.Committed)
+				fmt.Fprintf(cmd.OutOrStdout(), "\n%s: %d live files (of %d), %d rows, committed through sequence %d; columns:\n", t, live, len(ti.Files), rows, ti.Committed)
 				for _, col := range ti.Columns {
 					fmt.Fprintf(cmd.OutOrStdout(), "  %-32s %s\n", col.Name, col.Type)
 				}
@@ -164,13 +172,15 @@ func lakeVerifyCmd() *cobra.Command {
 			for _, ti := range infos {
 				files += len(ti.Files)
 				for _, f := range ti.Files {
-					rows += f.Rows
+					if f.Live {
+						rows += f.Rows
+					}
 				}
 			}
 			if len(problems) > 0 {
 				return errors.New(fmt.Sprint(len(problems), " problem(s) in ", len(infos), " tables"))
 			}
-			fmt.Fprintf(out, "ok: %d tables, %d files, %d rows\n", len(infos), files, rows)
+			fmt.Fprintf(out, "ok: %d tables, %d files, %d rows in the live files\n", len(infos), files, rows)
 			return nil
 		},
 	}
