@@ -15,6 +15,8 @@ require (
 	github.com/vbauerster/mpb/v8 v8.16.2
 )
 
+require github.com/expr-lang/expr v1.17.8
+
 require (
 	github.com/VividCortex/ewma v1.2.0 // indirect
 	github.com/acarl005/stripansi v0.0.0-20180116102854-5a71ef0e047d // indirect

@@ -25,6 +25,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -673,6 +674,23 @@ func (b *Bus) Info(ctx context.Context, stream string) (StreamInfo, error) {
 	}
 	st := s.CachedInfo().State
 	return StreamInfo{FirstSeq: st.FirstSeq, LastSeq: st.LastSeq, Msgs: st.Msgs, Bytes: st.Bytes}, nil
+}
+
+// Streams lists, sorted, the streams sluice keeps on the bus: those it created
+// (on an external NATS server, not the others that live there).
+func (b *Bus) Streams(ctx context.Context) ([]string, error) {
+	l := b.js.ListStreams(ctx)
+	var names []string
+	for info := range l.Info() {
+		if c := info.Config; len(c.Subjects) > 0 && c.Subjects[0] == subject(c.Name) {
+			names = append(names, c.Name)
+		}
+	}
+	if err := l.Err(); err != nil {
+		return nil, fmt.Errorf("list streams: %w", err)
+	}
+	slices.Sort(names)
+	return names, nil
 }
 
 // Pending is how many messages of stream consumer name has not yet acknowledged.

@@ -865,3 +865,15 @@ func consumeUntil2(t *testing.T, b *bus.Bus, stream, name string, maxBatch int, 
 		}
 	}
 }
+
+func TestStreamsListsOnlySluiceStreams(t *testing.T) {
+	b := newEmbedded(t)
+	names, err := b.Streams(testCtx(t, 10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The state bucket is a stream too, but not one of sluice's.
+	if want := []string{"events", "other"}; !slices.Equal(names, want) {
+		t.Errorf("streams: %v, want %v", names, want)
+	}
+}

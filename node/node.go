@@ -245,8 +245,10 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Node, er
 		log.Info("syslog listening", "source", name, "listen", s.Addr())
 	}
 	n.collS = &http.Server{Handler: n.coll.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute}
+	tap := server.NewTap(n.bus)
 	n.apiS = &http.Server{Handler: server.Handler(server.Options{Warehouse: n.engine(), Token: cfg.Auth.Token, Replay: n.replay,
-		Compact: func(ctx context.Context) (any, error) { return n.Compact(ctx, time.Now()) }}), ReadHeaderTimeout: 10 * time.Second}
+		Compact: func(ctx context.Context) (any, error) { return n.Compact(ctx, time.Now()) }, Tap: tap}), ReadHeaderTimeout: 10 * time.Second}
+	n.apiS.RegisterOnShutdown(tap.Close)
 	go n.serve(n.collS, n.collL)
 	go n.serve(n.apiS, n.apiL)
 	if err := server.WriteAddress(cfg.DataDir, server.Address{

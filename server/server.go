@@ -3,7 +3,8 @@
 // public side and the operator side can be exposed differently.
 //
 // Routes: GET /healthz, GET /metrics (Prometheus), POST /api/v1/sql,
-// POST /api/v1/bad/replay, POST /api/v1/lake/compact, and
+// POST /api/v1/bad/replay, POST /api/v1/lake/compact, GET /api/v1/tap (live
+// events of a stream, tap.go), and
 // Go's profiler under /debug/pprof/ (for operators, behind the token). When a
 // token is configured every /api/ route requires `Authorization: Bearer
 // <token>`; /healthz and /metrics stay open for probes and scrapers.
@@ -36,6 +37,8 @@ type Options struct {
 	// Compact serves POST /api/v1/lake/compact (one compaction pass now);
 	// nil: the route answers 501.
 	Compact func(ctx context.Context) (any, error)
+	// Tap serves GET /api/v1/tap; nil: the route answers 501.
+	Tap *Tap
 }
 
 // ReplayRequest is the body of POST /api/v1/bad/replay: which bad rows to
@@ -66,6 +69,7 @@ func Handler(o Options) http.Handler {
 	mux.Handle("POST /api/v1/sql", auth(o.Token, sqlHandler(o)))
 	mux.Handle("POST /api/v1/bad/replay", auth(o.Token, replayHandler(o)))
 	mux.Handle("POST /api/v1/lake/compact", auth(o.Token, compactHandler(o)))
+	mux.Handle("GET /api/v1/tap", auth(o.Token, tapHandler(o)))
 	mux.Handle("GET /debug/pprof/", auth(o.Token, http.HandlerFunc(pprof.Index)))
 	mux.Handle("GET /debug/pprof/profile", auth(o.Token, http.HandlerFunc(pprof.Profile)))
 	return mux
@@ -120,6 +124,15 @@ func compactHandler(o Options) http.HandlerFunc {
 		}
 		writeJSON(w, http.StatusOK, res)
 	}
+}
+
+func tapHandler(o Options) http.Handler {
+	if o.Tap == nil {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			fail(w, http.StatusNotImplemented, "this server cannot tap streams")
+		})
+	}
+	return o.Tap
 }
 
 func replayHandler(o Options) http.HandlerFunc {
