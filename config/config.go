@@ -24,21 +24,21 @@ import "time"
 // Config is the whole sluice.yaml. Field names (yaml tags) are a contract:
 // users' files and tests use them.
 type Config struct {
-	DataDir    string            `yaml:"data_dir" json:"data_dir,omitempty" jsonschema:"description=Directory for the bus store\\, the lake (unless s3://)\\, the warehouse file and state. Default ./sluice-data"`
-	HTTP       HTTP              `yaml:"http" json:"http,omitempty"`
-	Auth       Auth              `yaml:"auth" json:"auth,omitempty"`
-	Bus        Bus               `yaml:"bus" json:"bus,omitempty"`
-	Sources    map[string]Source `yaml:"sources" json:"sources,omitempty" jsonschema:"description=Extra sources by name. The HTTP collector is always on."`
-	Streams    map[string]Stream `yaml:"streams" json:"streams,omitempty" jsonschema:"description=Per-stream settings for raw\\, events\\, bad and logs"`
-	Enrich     Enrich            `yaml:"enrich" json:"enrich,omitempty"`
-	Pipelines  map[string]any    `yaml:"pipelines" json:"pipelines,omitempty" jsonschema:"description=User stream pipelines (not available in this version)"`
-	Sinks      map[string]any    `yaml:"sinks" json:"sinks,omitempty" jsonschema:"description=Sinks (not available in this version)"`
-	Lake       Lake              `yaml:"lake" json:"lake,omitempty"`
-	Warehouse  Warehouse         `yaml:"warehouse" json:"warehouse,omitempty"`
-	Jobs       map[string]any    `yaml:"jobs" json:"jobs,omitempty" jsonschema:"description=Scheduled jobs (not available in this version)"`
-	Rollups    map[string]any    `yaml:"rollups" json:"rollups,omitempty" jsonschema:"description=Real-time rollups (not available in this version)"`
-	Semantic   map[string]any    `yaml:"semantic" json:"semantic,omitempty" jsonschema:"description=Semantic layer (not available in this version)"`
-	Dashboards map[string]any    `yaml:"dashboards" json:"dashboards,omitempty" jsonschema:"description=Dashboards (not available in this version)"`
+	DataDir    string              `yaml:"data_dir" json:"data_dir,omitempty" jsonschema:"description=Directory for the bus store\\, the lake (unless s3://)\\, the warehouse file and state. Default ./sluice-data"`
+	HTTP       HTTP                `yaml:"http" json:"http,omitempty"`
+	Auth       Auth                `yaml:"auth" json:"auth,omitempty"`
+	Bus        Bus                 `yaml:"bus" json:"bus,omitempty"`
+	Sources    map[string]Source   `yaml:"sources" json:"sources,omitempty" jsonschema:"description=Extra sources by name. The HTTP collector is always on."`
+	Streams    map[string]Stream   `yaml:"streams" json:"streams,omitempty" jsonschema:"description=Per-stream settings for raw\\, events\\, bad and logs"`
+	Enrich     Enrich              `yaml:"enrich" json:"enrich,omitempty"`
+	Pipelines  map[string]Pipeline `yaml:"pipelines" json:"pipelines,omitempty" jsonschema:"description=User stream pipelines: name -> {from\\, steps\\, to}"`
+	Sinks      map[string]any      `yaml:"sinks" json:"sinks,omitempty" jsonschema:"description=Sinks (not available in this version)"`
+	Lake       Lake                `yaml:"lake" json:"lake,omitempty"`
+	Warehouse  Warehouse           `yaml:"warehouse" json:"warehouse,omitempty"`
+	Jobs       map[string]any      `yaml:"jobs" json:"jobs,omitempty" jsonschema:"description=Scheduled jobs (not available in this version)"`
+	Rollups    map[string]any      `yaml:"rollups" json:"rollups,omitempty" jsonschema:"description=Real-time rollups (not available in this version)"`
+	Semantic   map[string]any      `yaml:"semantic" json:"semantic,omitempty" jsonschema:"description=Semantic layer (not available in this version)"`
+	Dashboards map[string]any      `yaml:"dashboards" json:"dashboards,omitempty" jsonschema:"description=Dashboards (not available in this version)"`
 }
 
 // HTTP configures the two listeners and the collector's request limits.

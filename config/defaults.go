@@ -107,6 +107,9 @@ func fillDefaults(c *Config, set func(path string) bool) {
 	if len(c.Enrich.Iglu.Registries) == 0 {
 		c.Enrich.Iglu.Registries = nil
 	}
+	if len(c.Pipelines) == 0 {
+		c.Pipelines = nil
+	}
 	if len(c.Sources) == 0 {
 		c.Sources = nil // "sources: {}" is the same as no sources
 	}

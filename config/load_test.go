@@ -524,10 +524,9 @@ jobs: {daily_revenue: {schedule: "@daily", params: {date: date}, requires: [...]
 semantic: {models: ./models}             # LookML-like YAML files
 dashboards: {dir: ./dashboards}
 `
-	// The syslog sources of the sketch are valid.
+	// The syslog sources and the pipeline of the sketch are valid.
 	checkErrors(t, src, []wantErr{
 		{9, 22, "sources.orders_cdc.type", "source type postgres_cdc is not available", ""},
-		{11, 1, "pipelines", "pipelines are not available in this version of sluice", ""},
 		{20, 1, "rollups", "rollups are not available in this version of sluice", ""},
 		{21, 1, "jobs", "jobs are not available in this version of sluice", ""},
 		{22, 1, "semantic", "semantic are not available in this version of sluice", ""},

@@ -18,9 +18,11 @@ import (
 // the file can still be decoded and validated.
 
 var (
-	configType   = reflect.TypeFor[Config]()
-	durationType = reflect.TypeFor[Duration]()
-	byteSizeType = reflect.TypeFor[ByteSize]()
+	configType     = reflect.TypeFor[Config]()
+	durationType   = reflect.TypeFor[Duration]()
+	byteSizeType   = reflect.TypeFor[ByteSize]()
+	stringListType = reflect.TypeFor[StringList]()
+	outputsType    = reflect.TypeFor[Outputs]()
 )
 
 // maxDepth bounds the walk; aliases could otherwise make it loop.
@@ -66,6 +68,16 @@ func (l *loader) check(n ast.Node, t reflect.Type, path string) bool {
 		return true
 	}
 	switch {
+	case t == stringListType:
+		if _, ok := n.(*ast.SequenceNode); ok {
+			return l.check(n, reflect.TypeFor[[]string](), path)
+		}
+		return l.check(n, reflect.TypeFor[string](), path)
+	case t == outputsType:
+		if _, ok := n.(*ast.SequenceNode); ok {
+			return l.check(n, reflect.TypeFor[[]Output](), path)
+		}
+		return l.check(n, reflect.TypeFor[Output](), path)
 	case t == durationType:
 		return l.checkScalar(n, at, path, "a duration such as 72h", durationHint, func(s string) error {
 			_, err := ParseDuration(s)
@@ -120,6 +132,15 @@ func (l *loader) check(n ast.Node, t reflect.Type, path string) bool {
 		})
 	case reflect.Interface:
 		return true
+	case reflect.Pointer:
+		return l.check(n, t.Elem(), path)
+	case reflect.Float64:
+		return l.checkScalar(n, at, path, "a number", "write a number, e.g. 0.1", func(s string) error {
+			if _, err := strconv.ParseFloat(s, 64); err != nil {
+				return fmt.Errorf("%q is not a number", s)
+			}
+			return nil
+		})
 	}
 	panic(fmt.Sprintf("config: no shape check for %s at %s", t, path))
 }

@@ -58,6 +58,8 @@ type Node struct {
 	// its passes (the loop's, the API's) apart.
 	compactor *lake.Compactor
 	compactMu sync.Mutex
+	pcancel   context.CancelFunc // stops the pipelines
+	pwg       sync.WaitGroup
 	tcancel   context.CancelFunc // stops the file tailers
 	twg       sync.WaitGroup
 	cancel    context.CancelFunc // stops enrich
@@ -182,6 +184,9 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Node, er
 			n.errs <- err
 		}
 	}()
+	if err := n.startPipelines(); err != nil {
+		return nil, err
+	}
 	go n.watchLag(actx)
 	n.compactor = NewCompactor(cfg, store, tables, func(table string) {
 		if err := n.wh.Refresh(context.Background(), table); err != nil {
@@ -295,6 +300,11 @@ func streamConfigs(cfg *config.Config) map[string]bus.StreamConfig {
 	for _, name := range append(slices.Clone(sluice.Streams), cfg.SourceStreams()...) {
 		s := cfg.Streams[name]
 		streams[name] = bus.StreamConfig{Retention: s.Retention.D(), MaxBytes: int64(s.MaxBytes)}
+	}
+	for _, name := range cfg.PipelineStreams() {
+		if _, ok := streams[name]; !ok {
+			streams[name] = bus.StreamConfig{Retention: 7 * 24 * time.Hour}
+		}
 	}
 	return streams
 }
@@ -411,6 +421,7 @@ func (n *Node) Stop() error {
 	n.coll.Close()
 	n.cancel()
 	n.wg.Wait()
+	n.stopPipelines()
 	n.acanc()
 	n.awg.Wait()
 	if n.pgl != nil {
@@ -426,6 +437,7 @@ func (n *Node) Stop() error {
 }
 
 func (n *Node) closeResources() {
+	n.stopPipelines()
 	if n.tcancel != nil {
 		n.tcancel()
 		n.twg.Wait()

@@ -36,6 +36,7 @@ type Warehouse struct {
 	store   lake.Store
 	cache   *cache // nil: the lake is the local directory lakeDir
 	mu      sync.Mutex
+	tmu     sync.Mutex        // serialises WriteRows
 	views   map[string]string // the file list each view reads
 	// stats are each table's statistics (sluice_tables), from the footers
 	// in fileStats.

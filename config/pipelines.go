@@ -1,0 +1,359 @@
+package config
+
+import (
+	"fmt"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/vm"
+	"github.com/goccy/go-yaml"
+	"github.com/invopop/jsonschema"
+	"github.com/sluice-data/sluice"
+)
+
+// Pipeline is a user stream pipeline: events from one or more streams go
+// through the steps, in order, and the results to the outputs.
+type Pipeline struct {
+	From  StringList `yaml:"from" json:"from" jsonschema:"description=The stream(s) to read: events\\, logs\\, bad\\, a source's stream or another pipeline's output stream"`
+	Steps []Step     `yaml:"steps" json:"steps,omitempty" jsonschema:"description=Steps\\, each a mapping with one key: filter\\, set\\, drop\\, keep\\, rename\\, parse\\, route\\, dedupe\\, sample\\, window"`
+	To    Outputs    `yaml:"to" json:"to" jsonschema:"description=Where results go: {stream: NAME} or {table: NAME} (a warehouse table)\\, or a list of them"`
+	// Start is where a new pipeline starts reading: "beginning" (default)
+	// or "now". A pipeline that ran before goes on from its checkpoint.
+	Start string `yaml:"start" json:"start,omitempty" jsonschema:"enum=beginning,enum=now,description=Where a pipeline without a checkpoint starts: beginning (default) or now"`
+}
+
+// Step is one step of a pipeline; exactly one field is set.
+type Step struct {
+	Filter string            `yaml:"filter" json:"filter,omitempty" jsonschema:"description=Keep the events for which this expression is true\\, e.g. event == \"purchase\""`
+	Set    map[string]string `yaml:"set" json:"set,omitempty" jsonschema:"description=Fields to set\\, each to the value of an expression\\, e.g. {total: price * qty}"`
+	Drop   []string          `yaml:"drop" json:"drop,omitempty" jsonschema:"description=Fields to remove"`
+	Keep   []string          `yaml:"keep" json:"keep,omitempty" jsonschema:"description=The only fields to keep"`
+	Rename map[string]string `yaml:"rename" json:"rename,omitempty" jsonschema:"description=Fields to rename: {old: new}"`
+	Parse  *ParseStep        `yaml:"parse" json:"parse,omitempty"`
+	Route  []Route           `yaml:"route" json:"route,omitempty" jsonschema:"description=Conditions and where matching events go instead of the pipeline's outputs; the first that matches wins; events matching none go on"`
+	Dedupe *DedupeStep       `yaml:"dedupe" json:"dedupe,omitempty"`
+	Sample *SampleStep       `yaml:"sample" json:"sample,omitempty"`
+	Window *WindowStep       `yaml:"window" json:"window,omitempty"`
+}
+
+// ParseStep parses a text field into fields.
+type ParseStep struct {
+	Field   string `yaml:"field" json:"field" jsonschema:"description=The field holding the text"`
+	Format  string `yaml:"format" json:"format" jsonschema:"enum=json,enum=regex,enum=kv,enum=timestamp,description=json (an object whose members become fields)\\, regex (named groups)\\, kv (key=value pairs)\\, timestamp (the field becomes a time\\, with layout)"`
+	Pattern string `yaml:"pattern" json:"pattern,omitempty" jsonschema:"description=regex: a regular expression with named groups (?P<name>…)"`
+	Layout  string `yaml:"layout" json:"layout,omitempty" jsonschema:"description=timestamp: a Go time layout (default RFC 3339)\\, or unix\\, unix_ms"`
+	Into    string `yaml:"into" json:"into,omitempty" jsonschema:"description=Put the parsed fields under this field instead of at the top (json\\, regex\\, kv)\\; timestamp: the field to write (default: the field itself)"`
+}
+
+// Route sends the events matching If to To.
+type Route struct {
+	If string  `yaml:"if" json:"if" jsonschema:"description=An expression over the event"`
+	To Outputs `yaml:"to" json:"to"`
+}
+
+// DedupeStep drops events whose key was seen within Window.
+type DedupeStep struct {
+	Key    StringList `yaml:"key" json:"key" jsonschema:"description=The field(s) that identify an event\\, e.g. event_id"`
+	Window Duration   `yaml:"window" json:"window,omitempty" jsonschema:"description=How long a key is remembered. Default 10m"`
+}
+
+// SampleStep keeps a fraction of the events.
+type SampleStep struct {
+	Rate float64    `yaml:"rate" json:"rate" jsonschema:"description=The fraction kept\\, between 0 and 1"`
+	Key  StringList `yaml:"key" json:"key,omitempty" jsonschema:"description=Keep or drop by a hash of these fields (all events of a user together); default: at random"`
+}
+
+// WindowStep aggregates events into windows of event time.
+type WindowStep struct {
+	Type       string            `yaml:"type" json:"type" jsonschema:"enum=tumbling,enum=hopping,description=tumbling (back to back) or hopping (of size\\, starting every every)"`
+	Size       Duration          `yaml:"size" json:"size" jsonschema:"description=Window length\\, e.g. 1m"`
+	Every      Duration          `yaml:"every" json:"every,omitempty" jsonschema:"description=hopping: how often a window starts"`
+	Time       string            `yaml:"time" json:"time,omitempty" jsonschema:"description=The event-time field. Default event_time"`
+	GroupBy    []string          `yaml:"group_by" json:"group_by,omitempty" jsonschema:"description=Fields that split a window into groups"`
+	Aggregates map[string]string `yaml:"aggregates" json:"aggregates" jsonschema:"description=Result fields: count()\\, sum(f)\\, min(f)\\, max(f)\\, avg(f)\\, distinct(f) (approximate)\\, quantile(f\\, 0.95) (approximate)"`
+	Watermark  Duration          `yaml:"watermark" json:"watermark,omitempty" jsonschema:"description=How far behind the newest event time a window closes (out-of-order events within it count). Default 0s"`
+	Lateness   Duration          `yaml:"allowed_lateness" json:"allowed_lateness,omitempty" jsonschema:"description=How long after closing a window still takes late events (its result is then updated). Default 0s"`
+	Idle       Duration          `yaml:"idle" json:"idle,omitempty" jsonschema:"description=With no event for this long\\, time moves on by the clock so that windows close. Default: the window size"`
+}
+
+// Output is one place results go: exactly one field is set.
+type Output struct {
+	Stream string `yaml:"stream" json:"stream,omitempty" jsonschema:"description=A stream on the bus (created when new\\, with a lake table of the same name)"`
+	Table  string `yaml:"table" json:"table,omitempty" jsonschema:"description=A warehouse table; window results replace the rows of their window and group\\, so a result written twice is one row"`
+}
+
+// StringList is a string or a list of strings.
+type StringList []string
+
+// UnmarshalYAML accepts a single string or a list.
+func (s *StringList) UnmarshalYAML(unmarshal func(any) error) error {
+	var one string
+	if err := unmarshal(&one); err == nil {
+		*s = StringList{one}
+		return nil
+	}
+	var many []string
+	if err := unmarshal(&many); err != nil {
+		return err
+	}
+	*s = many
+	return nil
+}
+
+// JSONSchema: a string or a list of strings.
+func (StringList) JSONSchema() *jsonschema.Schema {
+	return &jsonschema.Schema{OneOf: []*jsonschema.Schema{{Type: "string"}, {Type: "array", Items: &jsonschema.Schema{Type: "string"}}}}
+}
+
+// Outputs is one output or a list of them.
+type Outputs []Output
+
+// UnmarshalYAML accepts one output (a mapping) or a list.
+func (o *Outputs) UnmarshalYAML(unmarshal func(any) error) error {
+	var one Output
+	if err := unmarshal(&one); err == nil {
+		*o = Outputs{one}
+		return nil
+	}
+	var many []Output
+	if err := unmarshal(&many); err != nil {
+		return err
+	}
+	*o = many
+	return nil
+}
+
+// JSONSchema: an output or a list of outputs.
+func (Outputs) JSONSchema() *jsonschema.Schema {
+	out := &jsonschema.Schema{Type: "object", Properties: jsonschema.NewProperties()}
+	out.Properties.Set("stream", &jsonschema.Schema{Type: "string"})
+	out.Properties.Set("table", &jsonschema.Schema{Type: "string"})
+	return &jsonschema.Schema{OneOf: []*jsonschema.Schema{out, {Type: "array", Items: out}}}
+}
+
+var _ yaml.InterfaceUnmarshaler = (*StringList)(nil)
+
+func (o Output) String() string {
+	if o.Stream != "" {
+		return "stream " + o.Stream
+	}
+	return fmt.Sprintf("table %s", o.Table)
+}
+
+// Aggregate is a parsed window aggregate such as sum(revenue).
+type Aggregate struct {
+	Func  string  // count, sum, min, max, avg, distinct, quantile
+	Field string  // empty for count()
+	Q     float64 // quantile's fraction
+}
+
+var aggregateRe = regexp.MustCompile(`^\s*([a-z_]+)\s*\(\s*([A-Za-z_][A-Za-z0-9_]*)?\s*(?:,\s*([0-9.]+)\s*)?\)\s*$`)
+
+// ParseAggregate reads an aggregate of a window step.
+func ParseAggregate(s string) (Aggregate, error) {
+	m := aggregateRe.FindStringSubmatch(s)
+	if m == nil {
+		return Aggregate{}, fmt.Errorf("%q is not an aggregate such as count(), sum(revenue) or quantile(latency, 0.95)", s)
+	}
+	a := Aggregate{Func: m[1], Field: m[2]}
+	switch a.Func {
+	case "count":
+		if m[3] != "" {
+			return a, fmt.Errorf("%q: count takes no fraction", s)
+		}
+	case "sum", "min", "max", "avg", "distinct":
+		if a.Field == "" || m[3] != "" {
+			return a, fmt.Errorf("%q: %s takes one field, e.g. %s(revenue)", s, a.Func, a.Func)
+		}
+	case "quantile":
+		q, err := strconv.ParseFloat(m[3], 64)
+		if a.Field == "" || err != nil || q < 0 || q > 1 {
+			return a, fmt.Errorf("%q: quantile takes a field and a fraction between 0 and 1, e.g. quantile(latency, 0.95)", s)
+		}
+		a.Q = q
+	default:
+		return a, fmt.Errorf("%q: unknown aggregate %s; use count, sum, min, max, avg, distinct or quantile", s, a.Func)
+	}
+	return a, nil
+}
+
+// CompileExpr compiles an expression of a pipeline over an event's fields
+// (absent fields are nil).
+func CompileExpr(src string, asBool bool) (*vm.Program, error) {
+	opts := []expr.Option{expr.Env(map[string]any{}), expr.AllowUndefinedVariables()}
+	if asBool {
+		opts = append(opts, expr.AsBool())
+	}
+	return expr.Compile(src, opts...)
+}
+
+var identRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// PipelineStreams are the streams pipelines write to, sorted.
+func (c *Config) PipelineStreams() []string {
+	var out []string
+	for _, p := range c.Pipelines {
+		for _, o := range allOutputs(p) {
+			if o.Stream != "" && !slices.Contains(out, o.Stream) {
+				out = append(out, o.Stream)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func allOutputs(p Pipeline) []Output {
+	out := slices.Clone(p.To)
+	for _, s := range p.Steps {
+		for _, r := range s.Route {
+			out = append(out, r.To...)
+		}
+	}
+	return out
+}
+
+func (l *loader) validatePipelines(c *Config) {
+	streams := append(slices.Clone(sluice.Streams), c.SourceStreams()...)
+	streams = append(streams, c.PipelineStreams()...)
+	lakeTables := append(slices.Clone(sluice.Streams[1:]), c.SourceStreams()...)
+	for _, name := range sortedKeys(c.Pipelines) {
+		p := c.Pipelines[name]
+		path := "pipelines." + name
+		if !identRe.MatchString(name) {
+			l.addAtKey(path, fmt.Sprintf("pipeline name %q: use letters, digits and _", name), "e.g. revenue_per_minute")
+		}
+		if len(p.From) == 0 {
+			l.addAtKey(path, fmt.Sprintf("pipeline %s has no from", name), "e.g. from: events")
+		}
+		for i, s := range p.From {
+			if !slices.Contains(streams, s) {
+				l.addAt(fmt.Sprintf("%s.from", path), fmt.Sprintf("pipeline %s reads %q, which is no stream", name, s), "the streams are "+strings.Join(streams, ", "))
+			} else if s == sluice.StreamRaw {
+				l.addAt(fmt.Sprintf("%s.from", path), fmt.Sprintf("pipeline %s reads raw: raw holds collector payloads, not events", name), "read events (what enrich makes of raw) or logs")
+			}
+			_ = i
+		}
+		if p.Start != "" && p.Start != "beginning" && p.Start != "now" {
+			l.addAt(path+".start", fmt.Sprintf("%s.start is %q", path, p.Start), "beginning (default) or now")
+		}
+		if len(p.To) == 0 {
+			l.addAtKey(path, fmt.Sprintf("pipeline %s has no to", name), "e.g. to: {table: revenue_per_minute} or to: {stream: purchases}")
+		}
+		windows := 0
+		for i, s := range p.Steps {
+			sp := fmt.Sprintf("%s.steps[%d]", path, i)
+			set := 0
+			for _, on := range []bool{s.Filter != "", s.Set != nil, s.Drop != nil, s.Keep != nil, s.Rename != nil, s.Parse != nil, s.Route != nil, s.Dedupe != nil, s.Sample != nil, s.Window != nil} {
+				if on {
+					set++
+				}
+			}
+			if set != 1 {
+				l.addAt(sp, fmt.Sprintf("%s must have exactly one of filter, set, drop, keep, rename, parse, route, dedupe, sample, window (it has %d)", sp, set),
+					"write each step as its own list item: - filter: '…'")
+				continue
+			}
+			l.checkExpr(sp+".filter", s.Filter, true)
+			for _, k := range sortedKeys(s.Set) {
+				l.checkExpr(sp+".set."+k, s.Set[k], false)
+			}
+			for j, r := range s.Route {
+				l.checkExpr(fmt.Sprintf("%s.route[%d].if", sp, j), r.If, true)
+				if r.If == "" {
+					l.addAt(fmt.Sprintf("%s.route[%d]", sp, j), "a route needs if: an expression", `e.g. - {if: 'severity <= 3', to: {stream: alerts}}`)
+				}
+				l.checkOutputs(fmt.Sprintf("%s.route[%d].to", sp, j), r.To, lakeTables)
+			}
+			if ps := s.Parse; ps != nil {
+				switch ps.Format {
+				case "json", "kv", "timestamp":
+				case "regex":
+					if _, err := regexp.Compile(ps.Pattern); err != nil || ps.Pattern == "" {
+						l.addAt(sp+".parse.pattern", fmt.Sprintf("%s.parse.pattern: %v", sp, err), "a regular expression with named groups (?P<name>…)")
+					}
+				default:
+					l.addAt(sp+".parse.format", fmt.Sprintf("%s.parse.format is %q", sp, ps.Format), "json, regex, kv or timestamp")
+				}
+				if ps.Field == "" {
+					l.addAt(sp+".parse", sp+".parse needs field: the field holding the text", "e.g. parse: {field: message, format: kv}")
+				}
+			}
+			if d := s.Dedupe; d != nil && len(d.Key) == 0 {
+				l.addAt(sp+".dedupe", sp+".dedupe needs key: the field(s) that identify an event", "e.g. dedupe: {key: order_id, window: 1h}")
+			}
+			if sa := s.Sample; sa != nil && (sa.Rate <= 0 || sa.Rate > 1) {
+				l.addAt(sp+".sample.rate", fmt.Sprintf("%s.sample.rate is %g; it must be above 0 and at most 1", sp, sa.Rate), "e.g. rate: 0.1 keeps one event in ten")
+			}
+			if w := s.Window; w != nil {
+				windows++
+				l.checkWindow(sp+".window", w)
+			}
+		}
+		if windows > 1 {
+			l.addAtKey(path+".steps", fmt.Sprintf("pipeline %s has %d window steps; one is allowed", name, windows), "split it into two pipelines joined by a stream")
+		}
+		l.checkOutputs(path+".to", p.To, lakeTables)
+	}
+}
+
+func (l *loader) checkExpr(path, src string, asBool bool) {
+	if src == "" {
+		return
+	}
+	if _, err := CompileExpr(src, asBool); err != nil {
+		l.addAt(path, fmt.Sprintf("%s: %v", path, err), "expressions use expr-lang syntax over the event's fields, e.g. event == \"purchase\" && revenue > 10")
+	}
+}
+
+func (l *loader) checkOutputs(path string, outs Outputs, lakeTables []string) {
+	for i, o := range outs {
+		op := path
+		if len(outs) > 1 {
+			op = fmt.Sprintf("%s[%d]", path, i)
+		}
+		switch {
+		case (o.Stream == "") == (o.Table == ""):
+			l.addAt(op, op+" must name exactly one of stream or table", "e.g. {table: revenue_per_minute} or {stream: purchases}")
+		case o.Stream != "" && (!identRe.MatchString(o.Stream) || slices.Contains(sluice.Streams, o.Stream)):
+			l.addAt(op+".stream", fmt.Sprintf("%s.stream %q: a pipeline writes a new stream (letters, digits, _), not raw, events, bad or logs", op, o.Stream), "e.g. stream: purchases")
+		case o.Table != "" && !identRe.MatchString(o.Table):
+			l.addAt(op+".table", fmt.Sprintf("%s.table %q: use letters, digits and _", op, o.Table), "e.g. table: revenue_per_minute")
+		case o.Table != "" && (slices.Contains(lakeTables, o.Table) || strings.HasPrefix(o.Table, "sluice_")):
+			l.addAt(op+".table", fmt.Sprintf("%s.table %q is a lake table's (or sluice's) name", op, o.Table), "pick a name of its own")
+		}
+	}
+}
+
+func (l *loader) checkWindow(path string, w *WindowStep) {
+	switch w.Type {
+	case "tumbling":
+	case "hopping":
+		if w.Every <= 0 || w.Size <= 0 || w.Size%w.Every != 0 {
+			l.addAt(path+".every", path+".every must divide size", "e.g. {type: hopping, size: 10m, every: 1m}")
+		}
+	default:
+		l.addAt(path+".type", fmt.Sprintf("%s.type is %q", path, w.Type), "tumbling or hopping")
+	}
+	if w.Size < Duration(time.Second) {
+		l.addAt(path+".size", fmt.Sprintf("%s.size is %s; it must be at least 1s", path, w.Size), "e.g. size: 1m")
+	}
+	if w.Watermark < 0 || w.Lateness < 0 || w.Idle < 0 {
+		l.addAt(path, path+": watermark, allowed_lateness and idle cannot be negative", "e.g. watermark: 5s")
+	}
+	if len(w.Aggregates) == 0 {
+		l.addAt(path, path+" needs aggregates", "e.g. aggregates: {purchases: count(), revenue: sum(revenue)}")
+	}
+	for _, k := range sortedKeys(w.Aggregates) {
+		if !identRe.MatchString(k) || k == "window_start" || k == "window_end" || slices.Contains(w.GroupBy, k) {
+			l.addAt(path+".aggregates."+k, fmt.Sprintf("%s.aggregates: %q cannot be a result field name", path, k), "use letters, digits and _, not window_start or a group_by field")
+		}
+		if _, err := ParseAggregate(w.Aggregates[k]); err != nil {
+			l.addAt(path+".aggregates."+k, fmt.Sprintf("%s.aggregates.%s: %v", path, k, err), "count(), sum(f), min(f), max(f), avg(f), distinct(f), quantile(f, 0.95)")
+		}
+	}
+}

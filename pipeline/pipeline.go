@@ -1,0 +1,487 @@
+// Package pipeline runs the user pipelines of the config file: events read
+// from streams go through steps (filter, set, drop, keep, rename, parse,
+// route, dedupe, sample, window) to outputs (streams, warehouse tables).
+//
+// Delivery. A pipeline keeps its own position on each input stream in the
+// bus's state bucket (key pipeline.<name>), saved only after every output
+// of the messages before it was stored; after a crash it reads again from
+// there. Stream outputs carry a message id per input message and output, so
+// the bus drops what it already stored; window results are written keyed by
+// window_start and group, so a result written twice is one row.
+//
+// Windows are exactly-once: the position saved is that of the first message
+// any open window depends on, and the checkpoint also records the event time
+// up to which windows are final. After a restart the open windows are
+// rebuilt whole from the messages read again, and events of final windows
+// are skipped: every window is emitted with its whole value, and a window
+// emitted before the crash is written again with the same value.
+package pipeline
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/sluice-data/sluice"
+	"github.com/sluice-data/sluice/bus"
+	"github.com/sluice-data/sluice/config"
+)
+
+// BadPipelineFailure is the bad-row type of an event a step could not
+// process (an expression error, a field of the wrong type).
+const BadPipelineFailure = "pipeline_failure"
+
+// TableWriter writes result rows into warehouse tables.
+type TableWriter interface {
+	// WriteRows writes rows into table, creating it, and adding columns,
+	// as needed. Rows whose key columns equal an existing row's replace it;
+	// an empty key appends.
+	WriteRows(ctx context.Context, table string, key []string, rows []map[string]any) error
+}
+
+// Options configure a pipeline.
+type Options struct {
+	Name   string
+	Config config.Pipeline
+	Bus    *bus.Bus
+	Tables TableWriter
+	Logger *slog.Logger
+	// MaxBatch is how many messages are processed between writes of the
+	// outputs; default 100.
+	MaxBatch int
+}
+
+var (
+	eventsIn = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "sluice_pipeline_events_in_total", Help: "Events a pipeline read.",
+	}, []string{"pipeline"})
+	eventsOut = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "sluice_pipeline_events_out_total", Help: "Events and window results a pipeline wrote, per output.",
+	}, []string{"pipeline", "output"})
+	badEvents = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "sluice_pipeline_bad_total", Help: "Events a pipeline's steps could not process (sent to bad).",
+	}, []string{"pipeline"})
+	lateEvents = promauto.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "sluice_pipeline_late_events", Help: "Events ignored because their window was final, since start.",
+	}, []string{"pipeline"})
+)
+
+// Pipeline is one running pipeline.
+type Pipeline struct {
+	o      Options
+	log    *slog.Logger
+	pre    []step // steps before the window (all of them when none)
+	post   []step // steps after the window
+	labels []string
+	win    *window
+	winKey []string
+	rev    uint64 // of the checkpoint
+	saved  time.Time
+}
+
+// checkpoint is a pipeline's durable position.
+type checkpoint struct {
+	// Positions: per input stream, the next message to read.
+	Positions map[string]uint64 `json:"positions"`
+	// Final: windows ending at or before it were emitted for good.
+	Final time.Time `json:"final,omitzero"`
+	Saved time.Time `json:"saved"`
+}
+
+// New checks and builds a pipeline; Run starts it.
+func New(o Options) (*Pipeline, error) {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.MaxBatch <= 0 {
+		o.MaxBatch = 100
+	}
+	p := &Pipeline{o: o, log: o.Logger.With("pipeline", o.Name)}
+	for i, s := range o.Config.Steps {
+		if s.Window != nil {
+			w, err := newWindow(*s.Window)
+			if err != nil {
+				return nil, fmt.Errorf("pipeline %s: steps[%d]: %w", o.Name, i, err)
+			}
+			p.win = w
+			p.winKey = append([]string{"window_start"}, s.Window.GroupBy...)
+			continue
+		}
+		st, err := newStep(s)
+		if err != nil {
+			return nil, fmt.Errorf("pipeline %s: steps[%d]: %w", o.Name, i, err)
+		}
+		if p.win == nil {
+			p.pre = append(p.pre, st)
+		} else {
+			p.post = append(p.post, st)
+		}
+		p.labels = append(p.labels, fmt.Sprintf("steps[%d]", i))
+	}
+	for _, out := range o.Config.To {
+		if out.Table != "" && o.Tables == nil {
+			return nil, fmt.Errorf("pipeline %s: no warehouse to write table %s to", o.Name, out.Table)
+		}
+	}
+	return p, nil
+}
+
+func (p *Pipeline) stateKey() string { return "pipeline." + p.o.Name }
+
+// Run reads and processes until ctx is done.
+func (p *Pipeline) Run(ctx context.Context) error {
+	cp, err := p.load(ctx)
+	if err != nil {
+		return err
+	}
+	if p.win != nil {
+		p.win.final = cp.Final
+	}
+	p.log.Info("pipeline starting", "positions", cp.Positions, "final", cp.Final)
+	type item struct {
+		stream string
+		m      bus.Msg
+	}
+	in := make(chan item, p.o.MaxBatch)
+	rctx, rcancel := context.WithCancel(ctx)
+	defer rcancel()
+	var wg sync.WaitGroup
+	for _, s := range p.o.Config.From {
+		r, err := p.o.Bus.ReadFrom(rctx, s, cp.Positions[s])
+		if err != nil {
+			return fmt.Errorf("pipeline %s: %w", p.o.Name, err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer r.Close()
+			for m := range r.C() {
+				select {
+				case in <- item{s, m}:
+				case <-rctx.Done():
+					return
+				}
+			}
+		}()
+	}
+	defer wg.Wait()
+	defer rcancel()
+
+	last := maps.Clone(cp.Positions) // next to read, per stream
+	lastEvent := time.Now()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		var batch []item
+		select {
+		case <-ctx.Done():
+			return p.save(context.WithoutCancel(ctx), last, true)
+		case it := <-in:
+			batch = append(batch, it)
+		fill:
+			for len(batch) < p.o.MaxBatch {
+				select {
+				case it := <-in:
+					batch = append(batch, it)
+				default:
+					break fill
+				}
+			}
+		case now := <-tick.C:
+			if p.win == nil || now.Sub(lastEvent) < p.win.idle() {
+				continue
+			}
+			// Nothing new for a while: time moves on by the clock, so the
+			// last windows close.
+			p.win.advanceTo(now.Add(-p.win.delay))
+		}
+		out := newOutputs()
+		for _, it := range batch {
+			if err := p.process(ctx, it.stream, it.m, out); err != nil {
+				return err
+			}
+			last[it.stream] = it.m.Seq + 1
+		}
+		if len(batch) > 0 {
+			lastEvent = time.Now()
+		}
+		if p.win != nil {
+			for _, row := range p.win.emit() {
+				p.through(p.post, row, "", 0, out, true)
+			}
+			lateEvents.WithLabelValues(p.o.Name).Set(float64(p.win.late))
+		}
+		if err := p.write(ctx, out); err != nil {
+			return nil // ctx ended while retrying
+		}
+		if err := p.save(ctx, last, false); err != nil {
+			return err
+		}
+	}
+}
+
+// outputs collects what a batch produces, per output.
+type outputs struct {
+	rows  map[config.Output][]Event
+	keyed map[config.Output]bool
+	msgs  []bus.Outgoing // stream outputs of single messages (ids per message)
+	bad   [][]byte
+}
+
+func newOutputs() *outputs {
+	return &outputs{rows: map[config.Output][]Event{}, keyed: map[config.Output]bool{}}
+}
+
+// process runs the events of one message through the steps before the
+// window (or all of them).
+func (p *Pipeline) process(ctx context.Context, stream string, m bus.Msg, out *outputs) error {
+	per := map[config.Output][]byte{}
+	for line := range bytes.Lines(m.Data) {
+		if len(bytes.TrimSpace(line)) == 0 {
+			continue
+		}
+		eventsIn.WithLabelValues(p.o.Name).Inc()
+		ev, err := decode(line)
+		if err != nil {
+			out.bad = append(out.bad, p.badLine(stream, m.Seq, "decode", err, line))
+			continue
+		}
+		if p.win != nil {
+			// Every event read moves event time on, also those the steps
+			// drop before the window.
+			if t, ok := asTime(ev[p.win.timeField]); ok {
+				p.win.advanceTo(t.Add(-p.win.delay))
+			}
+		}
+		res, to, label, err := p.apply(p.pre, ev, 0)
+		switch {
+		case err != nil:
+			out.bad = append(out.bad, p.badLine(stream, m.Seq, label, err, line))
+			continue
+		case res == nil:
+			continue
+		case to == nil && p.win != nil:
+			if err := p.win.add(res, stream, m.Seq); err != nil {
+				out.bad = append(out.bad, p.badLine(stream, m.Seq, "window", err, line))
+			}
+			continue
+		}
+		if to == nil {
+			to = p.o.Config.To
+		}
+		for _, o := range to {
+			if o.Stream != "" {
+				b, err := encode(per[o], res)
+				if err != nil {
+					out.bad = append(out.bad, p.badLine(stream, m.Seq, "output", err, line))
+					continue
+				}
+				per[o] = b
+				continue
+			}
+			out.rows[o] = append(out.rows[o], res)
+		}
+	}
+	for _, o := range slices.SortedFunc(maps.Keys(per), func(a, b config.Output) int { return compareOutput(a, b) }) {
+		out.msgs = append(out.msgs, bus.Outgoing{Stream: o.Stream, Data: per[o], MsgID: fmt.Sprintf("pipeline:%s:%s:%d:%s", p.o.Name, stream, m.Seq, o.Stream)})
+		eventsOut.WithLabelValues(p.o.Name, o.String()).Add(float64(bytes.Count(per[o], []byte{'\n'})))
+	}
+	return ctx.Err()
+}
+
+func compareOutput(a, b config.Output) int {
+	if a.Stream != b.Stream {
+		if a.Stream < b.Stream {
+			return -1
+		}
+		return 1
+	}
+	if a.Table < b.Table {
+		return -1
+	} else if a.Table > b.Table {
+		return 1
+	}
+	return 0
+}
+
+// apply runs ev through steps; it returns the event (nil: dropped), the
+// outputs a route chose, and on error the step's label.
+func (p *Pipeline) apply(steps []step, ev Event, offset int) (Event, config.Outputs, string, error) {
+	now := time.Now()
+	for i, s := range steps {
+		var to config.Outputs
+		var err error
+		ev, to, err = s.apply(ev, now)
+		if err != nil {
+			return nil, nil, p.labels[offset+i], err
+		}
+		if ev == nil || to != nil {
+			return ev, to, "", nil
+		}
+	}
+	return ev, nil, "", nil
+}
+
+// through runs a window result through the steps after the window and
+// collects it for its outputs.
+func (p *Pipeline) through(steps []step, row Event, stream string, seq uint64, out *outputs, keyed bool) {
+	res, to, label, err := p.apply(steps, row, len(p.pre))
+	if err != nil {
+		line, _ := encode(nil, row)
+		out.bad = append(out.bad, p.badLine(stream, seq, label, err, line))
+		return
+	}
+	if res == nil {
+		return
+	}
+	if to == nil {
+		to = p.o.Config.To
+	}
+	for _, o := range to {
+		out.rows[o] = append(out.rows[o], res)
+		out.keyed[o] = keyed
+	}
+}
+
+func (p *Pipeline) badLine(stream string, seq uint64, step string, err error, payload []byte) []byte {
+	badEvents.WithLabelValues(p.o.Name).Inc()
+	now := time.Now().UTC()
+	line, _ := json.Marshal(sluice.BadRow{
+		FailedAt: now, ReceivedAt: now, Type: BadPipelineFailure, Collector: "pipeline",
+		Path:    fmt.Sprintf("pipeline %s %s", p.o.Name, step),
+		Message: fmt.Sprintf("pipeline %s, %s, on %s message %d: %v", p.o.Name, step, stream, seq, err),
+		RawSeq:  seq, Payload: string(bytes.TrimRight(payload, "\n")),
+	})
+	return append(line, '\n')
+}
+
+// write stores a batch's outputs, retrying until it works (consumption
+// waits meanwhile: back-pressure) or ctx ends.
+func (p *Pipeline) write(ctx context.Context, out *outputs) error {
+	backoff := 100 * time.Millisecond
+	for {
+		err := p.writeOnce(ctx, out)
+		if err == nil {
+			return nil
+		}
+		p.log.Error("pipeline output failed; retrying", "err", err, "in", backoff)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 30*time.Second)
+	}
+}
+
+func (p *Pipeline) writeOnce(ctx context.Context, out *outputs) error {
+	msgs := slices.Clone(out.msgs)
+	if len(out.bad) > 0 {
+		msgs = append(msgs, bus.Outgoing{Stream: sluice.StreamBad, Data: bytes.Join(out.bad, nil)})
+	}
+	for o, rows := range out.rows {
+		if o.Stream == "" {
+			continue
+		}
+		var data []byte
+		for _, r := range rows {
+			var err error
+			if data, err = encode(data, r); err != nil {
+				return err
+			}
+		}
+		msgs = append(msgs, bus.Outgoing{Stream: o.Stream, Data: data})
+	}
+	if len(msgs) > 0 {
+		if err := p.o.Bus.PublishAll(ctx, msgs); err != nil {
+			return err
+		}
+	}
+	for _, o := range slices.SortedFunc(maps.Keys(out.rows), compareOutput) {
+		rows := out.rows[o]
+		if o.Table == "" {
+			continue
+		}
+		var key []string
+		if out.keyed[o] {
+			key = p.winKey
+		}
+		if err := p.o.Tables.WriteRows(ctx, o.Table, key, rows); err != nil {
+			return fmt.Errorf("table %s: %w", o.Table, err)
+		}
+		eventsOut.WithLabelValues(p.o.Name, o.String()).Add(float64(len(rows)))
+	}
+	out.msgs, out.bad = nil, nil
+	clear(out.rows)
+	return nil
+}
+
+func (p *Pipeline) load(ctx context.Context) (checkpoint, error) {
+	cp := checkpoint{Positions: map[string]uint64{}}
+	data, rev, err := p.o.Bus.GetState(ctx, p.stateKey())
+	if err != nil {
+		return cp, err
+	}
+	p.rev = rev
+	if data != nil {
+		if err := json.Unmarshal(data, &cp); err != nil {
+			return cp, fmt.Errorf("pipeline %s: checkpoint: %w", p.o.Name, err)
+		}
+	}
+	for _, s := range p.o.Config.From {
+		if _, ok := cp.Positions[s]; ok {
+			continue
+		}
+		cp.Positions[s] = 1
+		if p.o.Config.Start == "now" {
+			info, err := p.o.Bus.Info(ctx, s)
+			if err != nil {
+				return cp, err
+			}
+			cp.Positions[s] = info.LastSeq + 1
+		}
+	}
+	return cp, nil
+}
+
+// save writes the checkpoint: for each stream the next message to read, or
+// the first one an open window depends on. Saves are at most twice a
+// second unless forced (an older checkpoint only means more to read again).
+func (p *Pipeline) save(ctx context.Context, next map[string]uint64, force bool) error {
+	if !force && time.Since(p.saved) < 500*time.Millisecond {
+		return nil
+	}
+	cp := checkpoint{Positions: maps.Clone(next), Saved: time.Now().UTC()}
+	if p.win != nil {
+		cp.Final = p.win.final
+		for s, q := range p.win.minSeq() {
+			if q < cp.Positions[s] {
+				cp.Positions[s] = q
+			}
+		}
+	}
+	data, _ := json.Marshal(cp)
+	rev, err := p.o.Bus.PutState(ctx, p.stateKey(), data, p.rev)
+	if errors.Is(err, bus.ErrConflict) {
+		return fmt.Errorf("pipeline %s: its checkpoint was changed by another process (is the pipeline running twice?): %w", p.o.Name, err)
+	}
+	if err != nil {
+		return err
+	}
+	p.rev, p.saved = rev, time.Now()
+	return nil
+}
+
+func sortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }
+
+func mapsKeys[V any](m map[int]V) func(func(int) bool) { return maps.Keys(m) }
