@@ -19,6 +19,7 @@ import (
 
 	"github.com/sluice-data/sluice"
 	"github.com/sluice-data/sluice/bus"
+	"github.com/sluice-data/sluice/config"
 )
 
 // TapSource is what GET /api/v1/tap reads: the bus, followed from a sequence
@@ -288,9 +289,8 @@ func numbers(v any) any {
 	return v
 }
 
-// compileFilter compiles a tap filter (nil for ""): a boolean expr
-// expression over an event's top-level fields, where a field the event lacks
-// is nil.
+// compileFilter compiles a tap filter (nil for ""): a boolean expression
+// over an event's top-level fields, as a pipeline's filter step reads it.
 func compileFilter(src string) (*vm.Program, error) {
 	if strings.TrimSpace(src) == "" {
 		return nil, nil
@@ -298,7 +298,7 @@ func compileFilter(src string) (*vm.Program, error) {
 	if len(src) > MaxFilter {
 		return nil, fmt.Errorf("filter is %d bytes long; the limit is %d", len(src), MaxFilter)
 	}
-	prog, err := expr.Compile(src, expr.Env(map[string]any{}), expr.AllowUndefinedVariables(), expr.AsBool())
+	prog, err := config.CompileExpr(src, true)
 	if err != nil {
 		return nil, fmt.Errorf("filter: %w", err)
 	}
