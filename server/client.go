@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -101,6 +103,39 @@ func (c *Client) Compact(ctx context.Context, out any) error {
 	return c.post(ctx, "/api/v1/lake/compact", struct{}{}, out)
 }
 
+// TapRequest says which events GET /api/v1/tap streams.
+type TapRequest struct {
+	Stream string
+	Filter string // an expression over an event's fields; "" for all
+	From   string // now (""), beginning, or a sequence number
+	Limit  int    // stop after this many events; 0: no limit
+}
+
+// Tap opens a tap on a stream. The caller reads the events from body, one
+// JSON object per line, and closes it; from is the first sequence it reads.
+func (c *Client) Tap(ctx context.Context, tr TapRequest) (body io.ReadCloser, from uint64, err error) {
+	q := url.Values{"stream": {tr.Stream}}
+	if tr.Filter != "" {
+		q.Set("filter", tr.Filter)
+	}
+	if tr.From != "" {
+		q.Set("from", tr.From)
+	}
+	if tr.Limit > 0 {
+		q.Set("limit", strconv.Itoa(tr.Limit))
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(c.URL, "/")+"/api/v1/tap?"+q.Encode(), nil)
+	if err != nil {
+		return nil, 0, err
+	}
+	resp, err := c.do(req)
+	if err != nil {
+		return nil, 0, err
+	}
+	from, _ = strconv.ParseUint(resp.Header.Get("Sluice-Tap-From"), 10, 64)
+	return resp.Body, from, nil
+}
+
 // post sends in as JSON and decodes the answer into out (numbers as
 // json.Number); an answer other than 200 is an error with the server's
 // message.
@@ -111,6 +146,22 @@ func (c *Client) post(ctx context.Context, path string, in, out any) error {
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	dec := json.NewDecoder(resp.Body)
+	dec.UseNumber()
+	if err := dec.Decode(out); err != nil {
+		return fmt.Errorf("sluice server answer: %w", err)
+	}
+	return nil
+}
+
+// do sends req with the token; an answer other than 200 is an error with
+// the server's message.
+func (c *Client) do(req *http.Request) (*http.Response, error) {
 	if c.Token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.Token)
 	}
@@ -120,10 +171,10 @@ func (c *Client) post(ctx context.Context, path string, in, out any) error {
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return fmt.Errorf("sluice server at %s: %w", c.URL, err)
+		return nil, fmt.Errorf("sluice server at %s: %w", c.URL, err)
 	}
-	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
+		defer resp.Body.Close()
 		var e struct {
 			Error string `json:"error"`
 		}
@@ -131,14 +182,9 @@ func (c *Client) post(ctx context.Context, path string, in, out any) error {
 		if e.Error == "" {
 			e.Error = resp.Status
 		}
-		return errors.New(e.Error)
+		return nil, errors.New(e.Error)
 	}
-	dec := json.NewDecoder(resp.Body)
-	dec.UseNumber()
-	if err := dec.Decode(out); err != nil {
-		return fmt.Errorf("sluice server answer: %w", err)
-	}
-	return nil
+	return resp, nil
 }
 
 // Lag sums the consumer lag gauges a server exports on /metrics: how many
