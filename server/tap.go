@@ -54,6 +54,7 @@ const MaxFilter = 4096
 // event (that event is skipped); it is written once per tap.
 const TapError = "_tap_error"
 
+// ServeHTTP answers one tap request.
 func (t *Tap) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	stream := q.Get("stream")
@@ -82,10 +83,18 @@ func (t *Tap) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	from, err := t.start(r.Context(), stream, q.Get("from"))
+	from, err := parseFrom(q.Get("from"))
 	if err != nil {
 		fail(w, http.StatusBadRequest, err.Error())
 		return
+	}
+	if from == 0 { // now
+		info, err := t.src.Info(r.Context(), stream)
+		if err != nil {
+			fail(w, http.StatusInternalServerError, err.Error())
+			return
+		}
+		from = info.LastSeq + 1
 	}
 
 	ctx, cancel := context.WithCancel(r.Context())
@@ -145,15 +154,11 @@ func (t *Tap) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// start resolves from= to the first sequence to read.
-func (t *Tap) start(ctx context.Context, stream, from string) (uint64, error) {
+// parseFrom reads from=: the first sequence to read, 0 for now.
+func parseFrom(from string) (uint64, error) {
 	switch from {
 	case "", "now":
-		info, err := t.src.Info(ctx, stream)
-		if err != nil {
-			return 0, err
-		}
-		return info.LastSeq + 1, nil
+		return 0, nil
 	case "beginning":
 		return 1, nil
 	}
