@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -639,5 +640,48 @@ func TestEnrichmentSwitches(t *testing.T) {
 	_, err = Parse("s.yaml", []byte("enrich:\n  referrer: maybe\n"))
 	if err == nil || !strings.Contains(err.Error(), "s.yaml:2:13") || !strings.Contains(err.Error(), "true or false") {
 		t.Errorf("bad bool: %v", err)
+	}
+}
+
+func TestPipelineErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name, src string
+		want      wantErr
+	}{
+		{"unknown stream", "pipelines:\n  p: {from: evnts, to: {stream: out}}\n",
+			wantErr{2, 13, "pipelines.p.from", `pipeline p reads "evnts", which is no stream`, "the streams are"}},
+		{"raw", "pipelines:\n  p: {from: raw, to: {stream: out}}\n",
+			wantErr{2, 13, "pipelines.p.from", "pipeline p reads raw", ""}},
+		{"no to", "pipelines:\n  p: {from: events}\n",
+			wantErr{2, 3, "pipelines.p", "pipeline p has no to", ""}},
+		{"two keys in a step", "pipelines:\n  p:\n    from: events\n    steps:\n      - {filter: 'true', drop: [a]}\n    to: {stream: out}\n",
+			wantErr{5, 26, "pipelines.p.steps[0].drop", "pipelines.p.steps[0] must have exactly one of filter", ""}},
+		{"bad expression", "pipelines:\n  p:\n    from: events\n    steps:\n      - filter: 'event =='\n    to: {stream: out}\n",
+			wantErr{5, 17, "pipelines.p.steps[0].filter", "pipelines.p.steps[0].filter: unexpected token EOF", ""}},
+		{"unknown function", "pipelines:\n  p:\n    from: events\n    steps:\n      - set: {x: 'lowr(event)'}\n    to: {stream: out}\n",
+			wantErr{5, 18, "pipelines.p.steps[0].set.x", "pipelines.p.steps[0].set.x: lowr is not a function", ""}},
+		{"bad aggregate", "pipelines:\n  p:\n    from: events\n    steps:\n      - window: {type: tumbling, size: 1m, aggregates: {n: cnt()}}\n    to: {table: t}\n",
+			wantErr{5, 60, "pipelines.p.steps[0].window.aggregates.n", `pipelines.p.steps[0].window.aggregates.n: "cnt()": unknown aggregate cnt`, ""}},
+		{"hopping every", "pipelines:\n  p:\n    from: events\n    steps:\n      - window: {type: hopping, size: 5m, every: 2m, aggregates: {n: count()}}\n    to: {table: t}\n",
+			wantErr{5, 50, "pipelines.p.steps[0].window.every", "pipelines.p.steps[0].window.every must divide size", ""}},
+		{"lake table name", "pipelines:\n  p: {from: events, to: {table: events}}\n",
+			wantErr{2, 33, "pipelines.p.to.table", `pipelines.p.to.table "events" is a lake table's`, ""}},
+		{"built-in stream out", "pipelines:\n  p: {from: events, to: {stream: events}}\n",
+			wantErr{2, 34, "pipelines.p.to.stream", `pipelines.p.to.stream "events": a pipeline writes a new stream`, ""}},
+		{"sample rate", "pipelines:\n  p:\n    from: events\n    steps:\n      - sample: {rate: 1.5}\n    to: {stream: out}\n",
+			wantErr{5, 24, "pipelines.p.steps[0].sample.rate", "pipelines.p.steps[0].sample.rate is 1.5; it must be above 0 and at most 1", ""}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			checkErrors(t, tc.src, []wantErr{tc.want})
+		})
+	}
+	// A pipeline may read another's output stream; from and to take one or a list.
+	ok := "pipelines:\n  a: {from: [events, logs], to: [{stream: mid}, {table: t1}]}\n  b: {from: mid, steps: [{keep: [x]}], to: {table: t2}}\n"
+	c, err := Parse("sluice.yaml", []byte(ok))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(c.Pipelines["a"].From, c.Pipelines["a"].To, c.PipelineStreams()) != "[events logs] [stream mid table t1] [mid]" {
+		t.Errorf("decoded %+v", c.Pipelines)
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/ast"
+	"github.com/expr-lang/expr/file"
 	"github.com/expr-lang/expr/vm"
 	"github.com/goccy/go-yaml"
 	"github.com/invopop/jsonschema"
@@ -18,9 +20,9 @@ import (
 // Pipeline is a user stream pipeline: events from one or more streams go
 // through the steps, in order, and the results to the outputs.
 type Pipeline struct {
-	From  StringList `yaml:"from" json:"from" jsonschema:"description=The stream(s) to read: events\\, logs\\, bad\\, a source's stream or another pipeline's output stream"`
+	From  StringList `yaml:"from" json:"from" jsonschema:"description=The stream(s) to read: events\\, logs\\, bad\\, a source's stream or another pipeline's output stream\\; or a Kafka topic: kafka://host:port[\\,host:port]/topic?group=NAME"`
 	Steps []Step     `yaml:"steps" json:"steps,omitempty" jsonschema:"description=Steps\\, each a mapping with one key: filter\\, set\\, drop\\, keep\\, rename\\, parse\\, route\\, dedupe\\, sample\\, window"`
-	To    Outputs    `yaml:"to" json:"to" jsonschema:"description=Where results go: {stream: NAME} or {table: NAME} (a warehouse table)\\, or a list of them"`
+	To    Outputs    `yaml:"to" json:"to" jsonschema:"description=Where results go: {stream: NAME}\\, {table: NAME} (a warehouse table) or {kafka: kafka://host:port/topic\\, key: FIELD}\\, or a list of them"`
 	// Start is where a new pipeline starts reading: "beginning" (default)
 	// or "now". A pipeline that ran before goes on from its checkpoint.
 	Start string `yaml:"start" json:"start,omitempty" jsonschema:"enum=beginning,enum=now,description=Where a pipeline without a checkpoint starts: beginning (default) or now"`
@@ -84,6 +86,10 @@ type WindowStep struct {
 type Output struct {
 	Stream string `yaml:"stream" json:"stream,omitempty" jsonschema:"description=A stream on the bus (created when new\\, with a lake table of the same name)"`
 	Table  string `yaml:"table" json:"table,omitempty" jsonschema:"description=A warehouse table; window results replace the rows of their window and group\\, so a result written twice is one row"`
+	Kafka  string `yaml:"kafka" json:"kafka,omitempty" jsonschema:"description=A Kafka topic: kafka://host:port[\\,host:port]/topic (the topic must exist)"`
+	// Key is the event field whose value is the Kafka record key; empty:
+	// the _key the event came with from a Kafka input.
+	Key string `yaml:"key" json:"key,omitempty" jsonschema:"description=kafka: the field whose value is the record key. Default: _key (the key of the Kafka record the event came from)"`
 }
 
 // StringList is a string or a list of strings.
@@ -132,14 +138,19 @@ func (Outputs) JSONSchema() *jsonschema.Schema {
 	out := &jsonschema.Schema{Type: "object", Properties: jsonschema.NewProperties()}
 	out.Properties.Set("stream", &jsonschema.Schema{Type: "string"})
 	out.Properties.Set("table", &jsonschema.Schema{Type: "string"})
+	out.Properties.Set("kafka", &jsonschema.Schema{Type: "string"})
+	out.Properties.Set("key", &jsonschema.Schema{Type: "string"})
 	return &jsonschema.Schema{OneOf: []*jsonschema.Schema{out, {Type: "array", Items: out}}}
 }
 
 var _ yaml.InterfaceUnmarshaler = (*StringList)(nil)
 
 func (o Output) String() string {
-	if o.Stream != "" {
+	switch {
+	case o.Stream != "":
 		return "stream " + o.Stream
+	case o.Kafka != "":
+		return "kafka " + o.Kafka
 	}
 	return fmt.Sprintf("table %s", o.Table)
 }
@@ -181,15 +192,39 @@ func ParseAggregate(s string) (Aggregate, error) {
 	return a, nil
 }
 
-// CompileExpr compiles an expression of a pipeline over an event's fields
-// (absent fields are nil).
+// CompileExpr compiles an expression of a pipeline (or a tap filter) over
+// an event's fields; absent fields are nil. A call of a name that is not one
+// of expr's functions is an error now rather than on every event.
 func CompileExpr(src string, asBool bool) (*vm.Program, error) {
 	opts := []expr.Option{expr.Env(map[string]any{}), expr.AllowUndefinedVariables()}
 	if asBool {
 		opts = append(opts, expr.AsBool())
 	}
-	return expr.Compile(src, opts...)
+	prog, err := expr.Compile(src, opts...)
+	if err != nil {
+		return nil, err
+	}
+	var calls []*ast.CallNode
+	root := prog.Node()
+	ast.Walk(&root, visitor(func(n *ast.Node) {
+		if c, ok := (*n).(*ast.CallNode); ok {
+			calls = append(calls, c)
+		}
+	}))
+	if len(calls) > 0 {
+		c := calls[0]
+		e := &file.Error{Location: c.Location(), Message: fmt.Sprintf(
+			"%s is not a function: expressions can call expr's built-in functions (len, lower, upper, trim, split, int, float, string, now, date, duration, abs, round, any, all, filter, map, count, …)", c.Callee)}
+		return nil, e.Bind(file.NewSource(src))
+	}
+	return prog, nil
 }
+
+type visitor func(*ast.Node)
+
+func (v visitor) Visit(n *ast.Node) { v(n) }
+
+var stepKinds = []string{"filter", "set", "drop", "keep", "rename", "parse", "route", "dedupe", "sample", "window"}
 
 var identRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
@@ -230,9 +265,18 @@ func (l *loader) validatePipelines(c *Config) {
 		if len(p.From) == 0 {
 			l.addAtKey(path, fmt.Sprintf("pipeline %s has no from", name), "e.g. from: events")
 		}
+		topics := map[string]bool{}
 		for i, s := range p.From {
-			if !slices.Contains(streams, s) {
-				l.addAt(fmt.Sprintf("%s.from", path), fmt.Sprintf("pipeline %s reads %q, which is no stream", name, s), "the streams are "+strings.Join(streams, ", "))
+			if IsKafkaURL(s) {
+				k, err := ParseKafkaURL(s)
+				if err != nil {
+					l.addAt(path+".from", fmt.Sprintf("pipeline %s: %v", name, err), "e.g. from: kafka://127.0.0.1:9092/orders?group=orders_pipeline")
+				} else if topics[k.Topic] {
+					l.addAt(path+".from", fmt.Sprintf("pipeline %s reads Kafka topic %s twice", name, k.Topic), "name each topic once")
+				}
+				topics[k.Topic] = true
+			} else if !slices.Contains(streams, s) {
+				l.addAt(fmt.Sprintf("%s.from", path), fmt.Sprintf("pipeline %s reads %q, which is no stream", name, s), "the streams are "+strings.Join(streams, ", ")+"; a Kafka topic is kafka://host:port/topic")
 			} else if s == sluice.StreamRaw {
 				l.addAt(fmt.Sprintf("%s.from", path), fmt.Sprintf("pipeline %s reads raw: raw holds collector payloads, not events", name), "read events (what enrich makes of raw) or logs")
 			}
@@ -247,14 +291,18 @@ func (l *loader) validatePipelines(c *Config) {
 		windows := 0
 		for i, s := range p.Steps {
 			sp := fmt.Sprintf("%s.steps[%d]", path, i)
-			set := 0
-			for _, on := range []bool{s.Filter != "", s.Set != nil, s.Drop != nil, s.Keep != nil, s.Rename != nil, s.Parse != nil, s.Route != nil, s.Dedupe != nil, s.Sample != nil, s.Window != nil} {
+			var set []string
+			for j, on := range []bool{s.Filter != "", s.Set != nil, s.Drop != nil, s.Keep != nil, s.Rename != nil, s.Parse != nil, s.Route != nil, s.Dedupe != nil, s.Sample != nil, s.Window != nil} {
 				if on {
-					set++
+					set = append(set, stepKinds[j])
 				}
 			}
-			if set != 1 {
-				l.addAt(sp, fmt.Sprintf("%s must have exactly one of filter, set, drop, keep, rename, parse, route, dedupe, sample, window (it has %d)", sp, set),
+			if len(set) != 1 {
+				at := path + ".steps"
+				if len(set) > 1 {
+					at = sp + "." + set[1]
+				}
+				l.addAtKey(at, fmt.Sprintf("%s must have exactly one of %s (it has %d)", sp, strings.Join(stepKinds, ", "), len(set)),
 					"write each step as its own list item: - filter: '…'")
 				continue
 			}
@@ -316,9 +364,23 @@ func (l *loader) checkOutputs(path string, outs Outputs, lakeTables []string) {
 		if len(outs) > 1 {
 			op = fmt.Sprintf("%s[%d]", path, i)
 		}
+		set := 0
+		for _, on := range []bool{o.Stream != "", o.Table != "", o.Kafka != ""} {
+			if on {
+				set++
+			}
+		}
 		switch {
-		case (o.Stream == "") == (o.Table == ""):
-			l.addAt(op, op+" must name exactly one of stream or table", "e.g. {table: revenue_per_minute} or {stream: purchases}")
+		case set != 1:
+			l.addAt(op, op+" must name exactly one of stream, table or kafka", "e.g. {table: revenue_per_minute}, {stream: purchases} or {kafka: kafka://127.0.0.1:9092/purchases}")
+		case o.Key != "" && o.Kafka == "":
+			l.addAt(op+".key", op+".key is the key of Kafka records; only a kafka output has one", "remove key, or write to {kafka: kafka://…/topic, key: FIELD}")
+		case o.Kafka != "":
+			if k, err := ParseKafkaURL(o.Kafka); err != nil {
+				l.addAt(op+".kafka", fmt.Sprintf("%s.kafka: %v", op, err), "e.g. kafka: kafka://127.0.0.1:9092/purchases")
+			} else if k.Group != "" {
+				l.addAt(op+".kafka", fmt.Sprintf("%s.kafka: group is for reading a topic, not writing one", op), "e.g. kafka: kafka://127.0.0.1:9092/purchases")
+			}
 		case o.Stream != "" && (!identRe.MatchString(o.Stream) || slices.Contains(sluice.Streams, o.Stream)):
 			l.addAt(op+".stream", fmt.Sprintf("%s.stream %q: a pipeline writes a new stream (letters, digits, _), not raw, events, bad or logs", op, o.Stream), "e.g. stream: purchases")
 		case o.Table != "" && !identRe.MatchString(o.Table):

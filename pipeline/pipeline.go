@@ -145,7 +145,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		return err
 	}
 	if p.win != nil {
-		p.win.final = cp.Final
+		p.win.final, p.win.resumed = cp.Final, cp.Final
 	}
 	p.log.Info("pipeline starting", "positions", cp.Positions, "final", cp.Final)
 	type item struct {

@@ -31,7 +31,10 @@ type window struct {
 	// final: every window ending at or before it is final; events for
 	// them are ignored (after a restart they were already emitted).
 	final time.Time
-	late  int64 // events dropped for arriving after their window was final
+	// resumed is final as the checkpoint this run started from had it:
+	// events of windows final by then were counted before the restart.
+	resumed time.Time
+	late    int64 // events dropped for arriving after their window was final
 }
 
 type aggSpec struct {
@@ -96,10 +99,10 @@ func (w *window) add(ev Event, stream string, seq uint64) error {
 	last := t.Truncate(w.every)
 	for s := last; s.After(t.Add(-w.size)); s = s.Add(-w.every) {
 		end := s.Add(w.size)
-		if !end.After(w.final) {
+		if !end.After(w.resumed) {
 			continue // final before this run began: already emitted
 		}
-		if !w.watermark.IsZero() && !end.Add(w.lateness).After(w.watermark) {
+		if !end.After(w.final) || (!w.watermark.IsZero() && !end.Add(w.lateness).After(w.watermark)) {
 			w.late++
 			continue
 		}

@@ -13,8 +13,6 @@ import (
 	"time"
 
 	"github.com/expr-lang/expr"
-	"github.com/expr-lang/expr/ast"
-	"github.com/expr-lang/expr/file"
 	"github.com/expr-lang/expr/vm"
 
 	"github.com/sluice-data/sluice"
@@ -307,24 +305,5 @@ func compileFilter(src string) (*vm.Program, error) {
 	if err != nil {
 		return nil, fmt.Errorf("filter: %w", err)
 	}
-	// An undefined name is a nil variable, and calling one fails only when
-	// it runs, on every event: say so now.
-	var calls []*ast.CallNode
-	root := prog.Node()
-	ast.Walk(&root, visitor(func(n *ast.Node) {
-		if c, ok := (*n).(*ast.CallNode); ok {
-			calls = append(calls, c)
-		}
-	}))
-	if len(calls) > 0 {
-		c := calls[0]
-		e := &file.Error{Location: c.Location(), Message: fmt.Sprintf(
-			"%s is not a function: a filter can call expr's built-in functions (len, lower, upper, trim, split, now, date, duration, abs, round, any, all, filter, map, count, …)", c.Callee)}
-		return nil, fmt.Errorf("filter: %w", e.Bind(file.NewSource(src)))
-	}
 	return prog, nil
 }
-
-type visitor func(*ast.Node)
-
-func (v visitor) Visit(n *ast.Node) { v(n) }
