@@ -90,6 +90,10 @@ type Output struct {
 	// Key is the event field whose value is the Kafka record key; empty:
 	// the _key the event came with from a Kafka input.
 	Key string `yaml:"key" json:"key,omitempty" jsonschema:"description=kafka: the field whose value is the record key. Default: _key (the key of the Kafka record the event came from)"`
+	// File appends NDJSON to a local file.
+	File string `yaml:"file" json:"file,omitempty" jsonschema:"description=A file that results are appended to as NDJSON (fsynced before the pipeline moves on)"`
+	// Webhook POSTs each batch as NDJSON.
+	Webhook string `yaml:"webhook" json:"webhook,omitempty" jsonschema:"description=An http(s) URL each batch is POSTed to as NDJSON; anything but a 2xx answer is retried"`
 }
 
 // StringList is a string or a list of strings.
@@ -140,6 +144,8 @@ func (Outputs) JSONSchema() *jsonschema.Schema {
 	out.Properties.Set("table", &jsonschema.Schema{Type: "string"})
 	out.Properties.Set("kafka", &jsonschema.Schema{Type: "string"})
 	out.Properties.Set("key", &jsonschema.Schema{Type: "string"})
+	out.Properties.Set("file", &jsonschema.Schema{Type: "string"})
+	out.Properties.Set("webhook", &jsonschema.Schema{Type: "string"})
 	return &jsonschema.Schema{OneOf: []*jsonschema.Schema{out, {Type: "array", Items: out}}}
 }
 
@@ -147,6 +153,10 @@ var _ yaml.InterfaceUnmarshaler = (*StringList)(nil)
 
 func (o Output) String() string {
 	switch {
+	case o.File != "":
+		return "file " + o.File
+	case o.Webhook != "":
+		return "webhook " + o.Webhook
 	case o.Stream != "":
 		return "stream " + o.Stream
 	case o.Kafka != "":
@@ -365,14 +375,16 @@ func (l *loader) checkOutputs(path string, outs Outputs, lakeTables []string) {
 			op = fmt.Sprintf("%s[%d]", path, i)
 		}
 		set := 0
-		for _, on := range []bool{o.Stream != "", o.Table != "", o.Kafka != ""} {
+		for _, on := range []bool{o.Stream != "", o.Table != "", o.Kafka != "", o.File != "", o.Webhook != ""} {
 			if on {
 				set++
 			}
 		}
 		switch {
 		case set != 1:
-			l.addAt(op, op+" must name exactly one of stream, table or kafka", "e.g. {table: revenue_per_minute}, {stream: purchases} or {kafka: kafka://127.0.0.1:9092/purchases}")
+			l.addAt(op, op+" must name exactly one of stream, table, kafka, file or webhook", "e.g. {table: revenue_per_minute}, {stream: purchases}, {kafka: kafka://127.0.0.1:9092/purchases}, {file: out.ndjson} or {webhook: https://…}")
+		case o.Webhook != "" && !strings.HasPrefix(o.Webhook, "http://") && !strings.HasPrefix(o.Webhook, "https://"):
+			l.addAt(op+".webhook", fmt.Sprintf("%s.webhook %q is not an http(s) URL", op, o.Webhook), "e.g. webhook: https://hooks.example.com/sluice")
 		case o.Key != "" && o.Kafka == "":
 			l.addAt(op+".key", op+".key is the key of Kafka records; only a kafka output has one", "remove key, or write to {kafka: kafka://…/topic, key: FIELD}")
 		case o.Kafka != "":

@@ -86,6 +86,7 @@ type Pipeline struct {
 	win    *window
 	winKey []string
 	rev    uint64 // of the checkpoint
+	sinks  *sinks // file and webhook outputs
 	saved  time.Time
 }
 
@@ -106,7 +107,7 @@ func New(o Options) (*Pipeline, error) {
 	if o.MaxBatch <= 0 {
 		o.MaxBatch = 100
 	}
-	p := &Pipeline{o: o, log: o.Logger.With("pipeline", o.Name)}
+	p := &Pipeline{o: o, log: o.Logger.With("pipeline", o.Name), sinks: newSinks()}
 	for i, s := range o.Config.Steps {
 		if s.Window != nil {
 			w, err := newWindow(*s.Window)
@@ -144,6 +145,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	defer p.sinks.close()
 	if p.win != nil {
 		p.win.final, p.win.resumed = cp.Final, cp.Final
 	}
@@ -409,7 +411,14 @@ func (p *Pipeline) writeOnce(ctx context.Context, out *outputs) error {
 	}
 	for _, o := range slices.SortedFunc(maps.Keys(out.rows), compareOutput) {
 		rows := out.rows[o]
-		if o.Table == "" {
+		switch {
+		case o.File != "" || o.Webhook != "":
+			if err := p.sinks.write(ctx, o, rows); err != nil {
+				return err
+			}
+			eventsOut.WithLabelValues(p.o.Name, o.String()).Add(float64(len(rows)))
+			continue
+		case o.Table == "":
 			continue
 		}
 		var key []string
