@@ -1,6 +1,7 @@
 // Package pipeline runs the user pipelines of the config file: events read
-// from streams go through steps (filter, set, drop, keep, rename, parse,
-// route, dedupe, sample, window) to outputs (streams, warehouse tables).
+// from streams (or Kafka topics, see kafka.go) go through steps (filter,
+// set, drop, keep, rename, parse, route, dedupe, sample, window) to outputs
+// (streams, warehouse tables).
 //
 // Delivery. A pipeline keeps its own position on each input stream in the
 // bus's state bucket (key pipeline.<name>), saved only after every output
@@ -31,6 +32,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluice-data/sluice"
 	"github.com/sluice-data/sluice/bus"
@@ -88,6 +90,9 @@ type Pipeline struct {
 	rev    uint64 // of the checkpoint
 	sinks  *sinks // file and webhook outputs
 	saved  time.Time
+
+	kafka     []*kafkaInput // of this run
+	producers producers     // of the Kafka outputs
 }
 
 // checkpoint is a pipeline's durable position.
@@ -107,7 +112,7 @@ func New(o Options) (*Pipeline, error) {
 	if o.MaxBatch <= 0 {
 		o.MaxBatch = 100
 	}
-	p := &Pipeline{o: o, log: o.Logger.With("pipeline", o.Name), sinks: newSinks()}
+	p := &Pipeline{o: o, log: o.Logger.With("pipeline", o.Name), producers: producers{}, sinks: newSinks()}
 	for i, s := range o.Config.Steps {
 		if s.Window != nil {
 			w, err := newWindow(*s.Window)
@@ -150,15 +155,28 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		p.win.final, p.win.resumed = cp.Final, cp.Final
 	}
 	p.log.Info("pipeline starting", "positions", cp.Positions, "final", cp.Final)
-	type item struct {
-		stream string
-		m      bus.Msg
-	}
+	defer p.producers.close()
 	in := make(chan item, p.o.MaxBatch)
 	rctx, rcancel := context.WithCancel(ctx)
 	defer rcancel()
 	var wg sync.WaitGroup
+	p.kafka = nil
 	for _, s := range p.o.Config.From {
+		if config.IsKafkaURL(s) {
+			k, err := newKafkaInput(p.o.Name, s, p.o.Config.Start, p.log)
+			if err != nil {
+				return fmt.Errorf("pipeline %s: %w", p.o.Name, err)
+			}
+			// Closed after the last commit (at return, save runs first).
+			defer k.close()
+			p.kafka = append(p.kafka, k)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				k.read(rctx, in)
+			}()
+			continue
+		}
 		r, err := p.o.Bus.ReadFrom(rctx, s, cp.Positions[s])
 		if err != nil {
 			return fmt.Errorf("pipeline %s: %w", p.o.Name, err)
@@ -169,7 +187,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			defer r.Close()
 			for m := range r.C() {
 				select {
-				case in <- item{s, m}:
+				case in <- item{stream: s, m: m}:
 				case <-rctx.Done():
 					return
 				}
@@ -209,7 +227,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		}
 		out := newOutputs()
 		for _, it := range batch {
-			if err := p.process(ctx, it.stream, it.m, out); err != nil {
+			if err := p.process(ctx, it.stream, it.m, it.rec, out); err != nil {
 				return err
 			}
 			last[it.stream] = it.m.Seq + 1
@@ -232,6 +250,14 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	}
 }
 
+// item is a message read from an input: a stream, or a Kafka topic's
+// partition (rec is the record; m.Seq is its offset).
+type item struct {
+	stream string
+	m      bus.Msg
+	rec    *kgo.Record
+}
+
 // outputs collects what a batch produces, per output.
 type outputs struct {
 	rows  map[config.Output][]Event
@@ -246,7 +272,7 @@ func newOutputs() *outputs {
 
 // process runs the events of one message through the steps before the
 // window (or all of them).
-func (p *Pipeline) process(ctx context.Context, stream string, m bus.Msg, out *outputs) error {
+func (p *Pipeline) process(ctx context.Context, stream string, m bus.Msg, rec *kgo.Record, out *outputs) error {
 	per := map[config.Output][]byte{}
 	for line := range bytes.Lines(m.Data) {
 		if len(bytes.TrimSpace(line)) == 0 {
@@ -257,6 +283,9 @@ func (p *Pipeline) process(ctx context.Context, stream string, m bus.Msg, out *o
 		if err != nil {
 			out.bad = append(out.bad, p.badLine(stream, m.Seq, "decode", err, line))
 			continue
+		}
+		if rec != nil {
+			recordFields(ev, rec)
 		}
 		if p.win != nil {
 			// Every event read moves event time on, also those the steps
@@ -409,6 +438,9 @@ func (p *Pipeline) writeOnce(ctx context.Context, out *outputs) error {
 			return err
 		}
 	}
+	if err := p.produce(ctx, out); err != nil {
+		return err
+	}
 	for _, o := range slices.SortedFunc(maps.Keys(out.rows), compareOutput) {
 		rows := out.rows[o]
 		switch {
@@ -448,8 +480,8 @@ func (p *Pipeline) load(ctx context.Context) (checkpoint, error) {
 		}
 	}
 	for _, s := range p.o.Config.From {
-		if _, ok := cp.Positions[s]; ok {
-			continue
+		if _, ok := cp.Positions[s]; ok || config.IsKafkaURL(s) {
+			continue // a Kafka input's positions are its group's offsets
 		}
 		cp.Positions[s] = 1
 		if p.o.Config.Start == "now" {
@@ -464,8 +496,9 @@ func (p *Pipeline) load(ctx context.Context) (checkpoint, error) {
 }
 
 // save writes the checkpoint: for each stream the next message to read, or
-// the first one an open window depends on. Saves are at most twice a
-// second unless forced (an older checkpoint only means more to read again).
+// the first one an open window depends on; Kafka inputs commit these
+// positions as their group's offsets. Saves are at most twice a second
+// unless forced (an older checkpoint only means more to read again).
 func (p *Pipeline) save(ctx context.Context, next map[string]uint64, force bool) error {
 	if !force && time.Since(p.saved) < 500*time.Millisecond {
 		return nil
@@ -479,6 +512,13 @@ func (p *Pipeline) save(ctx context.Context, next map[string]uint64, force bool)
 			}
 		}
 	}
+	offsets := map[string]uint64{}
+	for s, q := range cp.Positions {
+		if _, _, ok := parseKafkaStream(s); ok {
+			offsets[s] = q
+			delete(cp.Positions, s)
+		}
+	}
 	data, _ := json.Marshal(cp)
 	rev, err := p.o.Bus.PutState(ctx, p.stateKey(), data, p.rev)
 	if errors.Is(err, bus.ErrConflict) {
@@ -488,6 +528,13 @@ func (p *Pipeline) save(ctx context.Context, next map[string]uint64, force bool)
 		return err
 	}
 	p.rev, p.saved = rev, time.Now()
+	// After the checkpoint, whose final time covers the windows these
+	// offsets leave behind. A failed commit only means more to read again.
+	for _, k := range p.kafka {
+		if err := k.commit(ctx, offsets); err != nil {
+			p.log.Error("kafka offsets not committed; the records after the last commit will be read again", "err", err)
+		}
+	}
 	return nil
 }
 
