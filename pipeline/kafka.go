@@ -147,6 +147,10 @@ func (k *kafkaInput) commit(ctx context.Context, next map[string]uint64) error {
 	if len(offsets) == 0 {
 		return nil
 	}
+	// Bounded: at shutdown ctx does not end, and a broker away must not
+	// hold sluice up.
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
 	var failed error
 	k.cl.CommitOffsetsSync(ctx, map[string]map[int32]kgo.EpochOffset{k.url.Topic: offsets},
 		func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
