@@ -2,12 +2,18 @@ package node_test
 
 import (
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/sluice-data/sluice/config"
+	"github.com/sluice-data/sluice/internal/pgtest"
 )
 
 // loadConfig reads a config file as sluice does and applies configure-style
@@ -100,4 +106,84 @@ pipelines:
 	}
 	waitFor(t, api, "SELECT event_id, qty_n FROM big_order_ids ORDER BY event_id", "[[b 5] [d 3]]")
 	waitFor(t, api, "SELECT type, path, message LIKE '%steps[0]%many%' FROM bad", "[[pipeline_failure pipeline parse_qty steps[0] true]]")
+}
+
+// File and webhook outputs: NDJSON appended to a file; POSTed to a webhook
+// that fails at first, retried until it answers 2xx, nothing lost.
+func TestPipelineFileAndWebhook(t *testing.T) {
+	dir := t.TempDir()
+	var mu sync.Mutex
+	var got []string
+	fails := 3
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		if fails > 0 {
+			fails--
+			http.Error(w, "busy", http.StatusServiceUnavailable)
+			return
+		}
+		b, _ := io.ReadAll(r.Body)
+		got = append(got, strings.Fields(string(b))...)
+	}))
+	defer hook.Close()
+	cfgFile := dir + "/sluice.yaml"
+	os.WriteFile(cfgFile, []byte(fmt.Sprintf(`
+pipelines:
+  out:
+    from: events
+    steps:
+      - keep: [event_id]
+    to: [{file: %q}, {webhook: %q}]
+`, dir+"/out/events.ndjson", hook.URL)), 0o644)
+	n := startNode(t, dir+"/data", withConfigFile(t, cfgFile))
+	defer n.Stop()
+	for i := range 5 {
+		body := fmt.Sprintf(`[{"event":"e","event_id":"x%d"},{"event":"e","event_id":"y%d"}]`, i, i)
+		if code, msg := post(t, n.CollectorURL(), "application/json", []byte(body)); code != 200 {
+			t.Fatalf("post: %d %s", code, msg)
+		}
+	}
+	want := `{"event_id":"x0"} {"event_id":"x1"} {"event_id":"x2"} {"event_id":"x3"} {"event_id":"x4"} {"event_id":"y0"} {"event_id":"y1"} {"event_id":"y2"} {"event_id":"y3"} {"event_id":"y4"}`
+	sorted := func(lines []string) string {
+		s := slices.Clone(lines)
+		slices.Sort(s)
+		return strings.Join(s, " ")
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		data, _ := os.ReadFile(dir + "/out/events.ndjson")
+		mu.Lock()
+		hooked := sorted(got)
+		mu.Unlock()
+		if sorted(strings.Fields(string(data))) == want && hooked == want {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("file:\n%s\nwebhook: %s\nwant %s", data, hooked, want)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// With PostgreSQL as the warehouse, pipelines write their tables there, and
+// the SQL API (which then runs on PostgreSQL) finds them.
+func TestPipelineTablesInPostgres(t *testing.T) {
+	url := pgtest.URL(t)
+	example := withConfigFile(t, "../examples/streaming/sluice.yaml")
+	n := startNode(t, t.TempDir(), example, func(c *config.Config) { c.Warehouse.URL = url })
+	defer n.Stop()
+	base := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+	var b strings.Builder
+	for i := range 120 {
+		fmt.Fprintf(&b, `{"event_id":"p%d","event":"purchase","event_time":%q,"country":%q,"revenue":%d.5}`+"\n",
+			i, base.Add(time.Duration(i)*time.Second).Format(time.RFC3339), []string{"DE", "FR"}[i%2], i)
+	}
+	fmt.Fprintf(&b, `{"event_id":"late","event":"page_view","event_time":%q}`+"\n", base.Add(time.Hour).Format(time.RFC3339))
+	if code, msg := post(t, n.CollectorURL(), "application/x-ndjson", []byte(b.String())); code != 200 {
+		t.Fatalf("post: %d %s", code, msg)
+	}
+	waitFor(t, n.APIURL(), "SELECT count(*) FROM events", "[[121]]")
+	waitFor(t, n.APIURL(), "SELECT to_char(window_start, 'HH24:MI'), country, purchases, revenue FROM revenue_per_minute ORDER BY 1, 2",
+		"[[10:00 DE 30 885] [10:00 FR 30 915] [10:01 DE 30 2685] [10:01 FR 30 2715]]")
 }

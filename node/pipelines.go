@@ -17,7 +17,7 @@ func (n *Node) startPipelines() error {
 	n.pcancel = cancel
 	for _, name := range slices.Sorted(maps.Keys(n.cfg.Pipelines)) {
 		p, err := pipeline.New(pipeline.Options{
-			Name: name, Config: n.cfg.Pipelines[name], Bus: n.bus, Tables: n.wh, Logger: n.log,
+			Name: name, Config: n.cfg.Pipelines[name], Bus: n.bus, Tables: n.tables(), Logger: n.log,
 		})
 		if err != nil {
 			return err
@@ -43,6 +43,14 @@ func (n *Node) startPipelines() error {
 		n.log.Info("pipeline running", "pipeline", name, "from", fmt.Sprint(n.cfg.Pipelines[name].From))
 	}
 	return nil
+}
+
+// tables is where pipelines write their tables: the active warehouse.
+func (n *Node) tables() pipeline.TableWriter {
+	if n.pgl != nil {
+		return n.pgl.pg
+	}
+	return n.wh
 }
 
 func (n *Node) stopPipelines() {

@@ -438,8 +438,21 @@ func (p *Pipeline) writeOnce(ctx context.Context, out *outputs) error {
 			return err
 		}
 	}
+	// What is stored leaves out, so that a retry after a later output
+	// failed does not write it again.
+	out.msgs, out.bad = nil, nil
+	for o := range out.rows {
+		if o.Stream != "" {
+			delete(out.rows, o)
+		}
+	}
 	if err := p.produce(ctx, out); err != nil {
 		return err
+	}
+	for o := range out.rows {
+		if o.Kafka != "" {
+			delete(out.rows, o)
+		}
 	}
 	for _, o := range slices.SortedFunc(maps.Keys(out.rows), compareOutput) {
 		rows := out.rows[o]
@@ -449,6 +462,7 @@ func (p *Pipeline) writeOnce(ctx context.Context, out *outputs) error {
 				return err
 			}
 			eventsOut.WithLabelValues(p.o.Name, o.String()).Add(float64(len(rows)))
+			delete(out.rows, o)
 			continue
 		case o.Table == "":
 			continue
@@ -461,9 +475,8 @@ func (p *Pipeline) writeOnce(ctx context.Context, out *outputs) error {
 			return fmt.Errorf("table %s: %w", o.Table, err)
 		}
 		eventsOut.WithLabelValues(p.o.Name, o.String()).Add(float64(len(rows)))
+		delete(out.rows, o)
 	}
-	out.msgs, out.bad = nil, nil
-	clear(out.rows)
 	return nil
 }
 
