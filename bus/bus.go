@@ -27,6 +27,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -562,6 +563,58 @@ func sleep(ctx context.Context, d time.Duration) {
 type Reader struct {
 	ch     <-chan Msg
 	cancel context.CancelFunc
+	// With a budget, the bytes delivered and not yet released stay under
+	// it (one message may exceed it alone): a consumer that stops taking
+	// messages holds at most that much of the stream in memory.
+	budget int64
+	mu     sync.Mutex
+	cond   *sync.Cond
+	held   int64
+	done   bool
+}
+
+// ReadFromBounded is ReadFrom with a memory budget: the messages delivered
+// and not yet handed back with Release hold at most maxBytes (a single
+// larger message is still delivered, alone).
+func (b *Bus) ReadFromBounded(ctx context.Context, stream string, from uint64, maxBytes int64) (*Reader, error) {
+	return b.read(ctx, stream, func(c *jetstream.ConsumerConfig) {
+		c.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+		c.OptStartSeq = max(from, 1)
+	}, maxBytes)
+}
+
+// Release hands back the memory of a message the consumer is done with
+// (readers without a budget ignore it).
+func (r *Reader) Release(m Msg) {
+	if r.budget <= 0 {
+		return
+	}
+	r.mu.Lock()
+	r.held -= int64(len(m.Data))
+	r.mu.Unlock()
+	r.cond.Broadcast()
+}
+
+// Held is how many bytes of delivered messages are not yet released.
+func (r *Reader) Held() int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.held
+}
+
+// acquire waits until n more bytes fit the budget; false when the reader
+// stops meanwhile.
+func (r *Reader) acquire(n int64) bool {
+	if r.budget <= 0 {
+		return true
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for r.held > 0 && r.held+n > r.budget && !r.done {
+		r.cond.Wait()
+	}
+	r.held += n
+	return !r.done
 }
 
 // ReadFrom opens a Reader at sequence from (1 = the beginning).
@@ -584,7 +637,7 @@ func (b *Bus) ReadSince(ctx context.Context, stream string, t time.Time) (*Reade
 // Fetching in bounded requests (rather than a long-lived iterator) suits
 // readers that stop pulling for seconds, like the archiver writing a big
 // file; if the consumer is lost, it is recreated after the last message seen.
-func (b *Bus) read(ctx context.Context, stream string, start func(*jetstream.ConsumerConfig)) (*Reader, error) {
+func (b *Bus) read(ctx context.Context, stream string, start func(*jetstream.ConsumerConfig), budget ...int64) (*Reader, error) {
 	newConsumer := func(ctx context.Context, after uint64) (jetstream.Consumer, error) {
 		cfg := jetstream.ConsumerConfig{
 			AckPolicy:         jetstream.AckNonePolicy,
@@ -605,6 +658,20 @@ func (b *Bus) read(ctx context.Context, stream string, start func(*jetstream.Con
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	ch := make(chan Msg, 1024)
+	r := &Reader{ch: ch, cancel: cancel}
+	r.cond = sync.NewCond(&r.mu)
+	fetchBytes := pullBytes
+	if len(budget) > 0 && budget[0] > 0 {
+		r.budget = budget[0]
+		fetchBytes = int(min(int64(pullBytes), max(r.budget/4, 64<<10)))
+		go func() {
+			<-ctx.Done()
+			r.mu.Lock()
+			r.done = true
+			r.mu.Unlock()
+			r.cond.Broadcast()
+		}()
+	}
 	go func() {
 		defer close(ch)
 		defer func() {
@@ -614,7 +681,7 @@ func (b *Bus) read(ctx context.Context, stream string, start func(*jetstream.Con
 		}()
 		var last, delivered uint64 // stream sequence, and the consumer's delivery count
 		for ctx.Err() == nil {
-			batch, err := cons.Fetch(512, jetstream.FetchMaxBytes(pullBytes), jetstream.FetchMaxWait(time.Second))
+			batch, err := cons.Fetch(512, jetstream.FetchMaxBytes(fetchBytes), jetstream.FetchMaxWait(time.Second))
 			if err == nil {
 				for m := range batch.Messages() {
 					md, merr := m.Metadata()
@@ -629,6 +696,9 @@ func (b *Bus) read(ctx context.Context, stream string, start func(*jetstream.Con
 					}
 					delivered = md.Sequence.Consumer
 					last = md.Sequence.Stream
+					if !r.acquire(int64(len(m.Data()))) {
+						return
+					}
 					select {
 					case ch <- Msg{Seq: last, Time: md.Timestamp, Data: m.Data()}:
 					case <-ctx.Done():
@@ -651,7 +721,7 @@ func (b *Bus) read(ctx context.Context, stream string, start func(*jetstream.Con
 			}
 		}
 	}()
-	return &Reader{ch: ch, cancel: cancel}, nil
+	return r, nil
 }
 
 // C delivers the messages in order; it is closed when the reader stops.

@@ -25,7 +25,10 @@ type Pipeline struct {
 	To    Outputs    `yaml:"to" json:"to" jsonschema:"description=Where results go: {stream: NAME}\\, {table: NAME} (a warehouse table) or {kafka: kafka://host:port/topic\\, key: FIELD}\\, or a list of them"`
 	// Start is where a new pipeline starts reading: "beginning" (default)
 	// or "now". A pipeline that ran before goes on from its checkpoint.
-	Start string `yaml:"start" json:"start,omitempty" jsonschema:"enum=beginning,enum=now,description=Where a pipeline without a checkpoint starts: beginning (default) or now"`
+	// Memory bounds the messages the pipeline holds (read ahead and in the
+	// batch it works on); when an output stalls, reading waits.
+	Memory ByteSize `yaml:"memory" json:"memory,omitempty" jsonschema:"description=Memory for messages read ahead and in process (window state comes on top); when an output stalls\\, reading waits. Default 64MiB"`
+	Start  string   `yaml:"start" json:"start,omitempty" jsonschema:"enum=beginning,enum=now,description=Where a pipeline without a checkpoint starts: beginning (default) or now"`
 }
 
 // Step is one step of a pipeline; exactly one field is set.
@@ -291,6 +294,9 @@ func (l *loader) validatePipelines(c *Config) {
 				l.addAt(fmt.Sprintf("%s.from", path), fmt.Sprintf("pipeline %s reads raw: raw holds collector payloads, not events", name), "read events (what enrich makes of raw) or logs")
 			}
 			_ = i
+		}
+		if p.Memory != 0 && p.Memory < MiB {
+			l.addAt(path+".memory", fmt.Sprintf("%s.memory is %s; it must be at least 1MiB", path, p.Memory), "the default is 64MiB")
 		}
 		if p.Start != "" && p.Start != "beginning" && p.Start != "now" {
 			l.addAt(path+".start", fmt.Sprintf("%s.start is %q", path, p.Start), "beginning (default) or now")

@@ -73,6 +73,9 @@ var (
 	badEvents = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "sluice_pipeline_bad_total", Help: "Events a pipeline's steps could not process (sent to bad).",
 	}, []string{"pipeline"})
+	heldBytes = promauto.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "sluice_pipeline_held_bytes", Help: "Bytes of messages a pipeline holds: read ahead and in process (bounded by pipelines.<name>.memory).",
+	}, []string{"pipeline"})
 	lateEvents = promauto.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "sluice_pipeline_late_events", Help: "Events ignored because their window was final, since start.",
 	}, []string{"pipeline"})
@@ -89,7 +92,9 @@ type Pipeline struct {
 	winKey []string
 	rev    uint64 // of the checkpoint
 	sinks  *sinks // file and webhook outputs
-	saved  time.Time
+	// readers are the bus inputs (their memory is measured).
+	readers []*bus.Reader
+	saved   time.Time
 
 	kafka     []*kafkaInput // of this run
 	producers producers     // of the Kafka outputs
@@ -160,6 +165,8 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	rctx, rcancel := context.WithCancel(ctx)
 	defer rcancel()
 	var wg sync.WaitGroup
+	p.readers = nil
+	held := p.measureHeld
 	p.kafka = nil
 	for _, s := range p.o.Config.From {
 		if config.IsKafkaURL(s) {
@@ -177,17 +184,19 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			}()
 			continue
 		}
-		r, err := p.o.Bus.ReadFrom(rctx, s, cp.Positions[s])
+		// Half the budget holds messages read ahead, shared by the inputs.
+		r, err := p.o.Bus.ReadFromBounded(rctx, s, cp.Positions[s], p.budget()/2/int64(len(p.o.Config.From)))
 		if err != nil {
 			return fmt.Errorf("pipeline %s: %w", p.o.Name, err)
 		}
+		p.readers = append(p.readers, r)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			defer r.Close()
 			for m := range r.C() {
 				select {
-				case in <- item{stream: s, m: m}:
+				case in <- item{stream: s, m: m, release: func() { r.Release(m) }}:
 				case <-rctx.Done():
 					return
 				}
@@ -208,16 +217,20 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			return p.save(context.WithoutCancel(ctx), last, true)
 		case it := <-in:
 			batch = append(batch, it)
+			size := len(it.m.Data)
 		fill:
-			for len(batch) < p.o.MaxBatch {
+			// A batch is bounded by count and by a quarter of the budget.
+			for len(batch) < p.o.MaxBatch && int64(size) < p.budget()/4 {
 				select {
 				case it := <-in:
 					batch = append(batch, it)
+					size += len(it.m.Data)
 				default:
 					break fill
 				}
 			}
 		case now := <-tick.C:
+			held()
 			if p.win == nil || now.Sub(lastEvent) < p.win.idle() {
 				continue
 			}
@@ -225,6 +238,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			// last windows close.
 			p.win.advanceTo(now.Add(-p.win.delay))
 		}
+		held()
 		out := newOutputs()
 		for _, it := range batch {
 			if err := p.process(ctx, it.stream, it.m, it.rec, out); err != nil {
@@ -247,7 +261,30 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		if err := p.save(ctx, last, false); err != nil {
 			return err
 		}
+		for _, it := range batch {
+			if it.release != nil {
+				it.release()
+			}
+		}
 	}
+}
+
+// measureHeld publishes the bytes the pipeline's readers hold.
+func (p *Pipeline) measureHeld() {
+	var n int64
+	for _, r := range p.readers {
+		n += r.Held()
+	}
+	heldBytes.WithLabelValues(p.o.Name).Set(float64(n))
+}
+
+// budget is the memory the pipeline's messages may hold: read ahead, and in
+// the batch being processed (pipelines.<name>.memory).
+func (p *Pipeline) budget() int64 {
+	if m := int64(p.o.Config.Memory); m > 0 {
+		return m
+	}
+	return 64 << 20
 }
 
 // item is a message read from an input: a stream, or a Kafka topic's
@@ -256,6 +293,8 @@ type item struct {
 	stream string
 	m      bus.Msg
 	rec    *kgo.Record
+	// release hands the message's memory back to its reader's budget.
+	release func()
 }
 
 // outputs collects what a batch produces, per output.
@@ -405,6 +444,7 @@ func (p *Pipeline) write(ctx context.Context, out *outputs) error {
 		if err == nil {
 			return nil
 		}
+		p.measureHeld()
 		p.log.Error("pipeline output failed; retrying", "err", err, "in", backoff)
 		select {
 		case <-ctx.Done():
