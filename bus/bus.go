@@ -660,10 +660,8 @@ func (b *Bus) read(ctx context.Context, stream string, start func(*jetstream.Con
 	ch := make(chan Msg, 1024)
 	r := &Reader{ch: ch, cancel: cancel}
 	r.cond = sync.NewCond(&r.mu)
-	fetchBytes := pullBytes
 	if len(budget) > 0 && budget[0] > 0 {
 		r.budget = budget[0]
-		fetchBytes = int(min(int64(pullBytes), max(r.budget/4, 64<<10)))
 		go func() {
 			<-ctx.Done()
 			r.mu.Lock()
@@ -680,8 +678,19 @@ func (b *Bus) read(ctx context.Context, stream string, start func(*jetstream.Con
 			dcancel()
 		}()
 		var last, delivered uint64 // stream sequence, and the consumer's delivery count
+		largest := int64(64 << 10) // bounded readers: the largest message seen (a guess at first)
 		for ctx.Err() == nil {
-			batch, err := cons.Fetch(512, jetstream.FetchMaxBytes(fetchBytes), jetstream.FetchMaxWait(time.Second))
+			var batch jetstream.MessageBatch
+			var err error
+			if r.budget > 0 {
+				// As many messages as a quarter of the budget holds at the
+				// largest size seen so far (a fetch's byte limit below a
+				// message's size would never deliver it).
+				n := int(min(512, max(1, r.budget/4/max(largest, 1))))
+				batch, err = cons.Fetch(n, jetstream.FetchMaxWait(time.Second))
+			} else {
+				batch, err = cons.Fetch(512, jetstream.FetchMaxBytes(pullBytes), jetstream.FetchMaxWait(time.Second))
+			}
 			if err == nil {
 				for m := range batch.Messages() {
 					md, merr := m.Metadata()
@@ -696,6 +705,7 @@ func (b *Bus) read(ctx context.Context, stream string, start func(*jetstream.Con
 					}
 					delivered = md.Sequence.Consumer
 					last = md.Sequence.Stream
+					largest = max(largest, int64(len(m.Data())))
 					if !r.acquire(int64(len(m.Data()))) {
 						return
 					}
