@@ -222,6 +222,12 @@ func validSub(sub string) error {
 
 // ensureStream creates or updates a stream. Its sub-subjects carry
 // PublishTo's messages; consumers filter on nothing, so they read both.
+// EnsureStream creates stream name, or updates its limits; a stream a
+// running sluice adds (a pipeline's new output on reload).
+func (b *Bus) EnsureStream(ctx context.Context, name string, sc StreamConfig) error {
+	return b.ensureStream(ctx, name, sc)
+}
+
 func (b *Bus) ensureStream(ctx context.Context, name string, sc StreamConfig) error {
 	cfg := jetstream.StreamConfig{
 		Name:        name,

@@ -58,16 +58,18 @@ type Node struct {
 	// its passes (the loop's, the API's) apart.
 	compactor *lake.Compactor
 	compactMu sync.Mutex
-	pcancel   context.CancelFunc // stops the pipelines
-	pwg       sync.WaitGroup
-	tcancel   context.CancelFunc // stops the file tailers
-	twg       sync.WaitGroup
-	cancel    context.CancelFunc // stops enrich
-	acanc     context.CancelFunc // stops the archivers
-	wg        sync.WaitGroup     // enrich
-	awg       sync.WaitGroup     // archivers
-	errs      chan error
-	lock      *os.File
+	// pipes are the running pipelines; pipesMu keeps reloads apart.
+	pipes   map[string]*running
+	pipesMu sync.Mutex
+	loader  func() (*config.Config, error)
+	tcancel context.CancelFunc // stops the file tailers
+	twg     sync.WaitGroup
+	cancel  context.CancelFunc // stops enrich
+	acanc   context.CancelFunc // stops the archivers
+	wg      sync.WaitGroup     // enrich
+	awg     sync.WaitGroup     // archivers
+	errs    chan error
+	lock    *os.File
 }
 
 var consumerLag = promauto.NewGaugeVec(prometheus.GaugeOpts{
@@ -252,7 +254,8 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Node, er
 	n.collS = &http.Server{Handler: n.coll.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute}
 	tap := server.NewTap(n.bus)
 	n.apiS = &http.Server{Handler: server.Handler(server.Options{Warehouse: n.engine(), Token: cfg.Auth.Token, Replay: n.replay,
-		Compact: func(ctx context.Context) (any, error) { return n.Compact(ctx, time.Now()) }, Tap: tap}), ReadHeaderTimeout: 10 * time.Second}
+		Compact: func(ctx context.Context) (any, error) { return n.Compact(ctx, time.Now()) },
+		Reload:  n.ReloadConfig, Tap: tap}), ReadHeaderTimeout: 10 * time.Second}
 	n.apiS.RegisterOnShutdown(tap.Close)
 	go n.serve(n.collS, n.collL)
 	go n.serve(n.apiS, n.apiL)

@@ -39,6 +39,9 @@ type Options struct {
 	Compact func(ctx context.Context) (any, error)
 	// Tap serves GET /api/v1/tap; nil: the route answers 501.
 	Tap *Tap
+	// Reload serves POST /api/v1/reload (read the config file again and
+	// swap the pipelines that changed); nil: the route answers 501.
+	Reload func(ctx context.Context) (any, error)
 }
 
 // ReplayRequest is the body of POST /api/v1/bad/replay: which bad rows to
@@ -69,6 +72,7 @@ func Handler(o Options) http.Handler {
 	mux.Handle("POST /api/v1/sql", auth(o.Token, sqlHandler(o)))
 	mux.Handle("POST /api/v1/bad/replay", auth(o.Token, replayHandler(o)))
 	mux.Handle("POST /api/v1/lake/compact", auth(o.Token, compactHandler(o)))
+	mux.Handle("POST /api/v1/reload", auth(o.Token, actionHandler(o.Reload, "reload its config")))
 	mux.Handle("GET /api/v1/tap", auth(o.Token, tapHandler(o)))
 	mux.Handle("GET /debug/pprof/", auth(o.Token, http.HandlerFunc(pprof.Index)))
 	mux.Handle("GET /debug/pprof/profile", auth(o.Token, http.HandlerFunc(pprof.Profile)))
@@ -108,6 +112,22 @@ func sqlHandler(o Options) http.HandlerFunc {
 		default:
 			fail(w, http.StatusInternalServerError, err.Error())
 		}
+	}
+}
+
+// actionHandler serves a POST that runs do and answers its result as JSON.
+func actionHandler(do func(ctx context.Context) (any, error), what string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if do == nil {
+			fail(w, http.StatusNotImplemented, "this server cannot "+what)
+			return
+		}
+		res, err := do(r.Context())
+		if err != nil {
+			fail(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		writeJSON(w, http.StatusOK, res)
 	}
 }
 

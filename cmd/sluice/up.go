@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -34,6 +36,7 @@ func upCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			n.SetConfigLoader(c.load)
 			log.Info("sluice is up", "collector", n.CollectorURL(), "api", n.APIURL(), "data", cfg.DataDir)
 			return waitAndStop(cmd.Context(), n, cmd.ErrOrStderr())
 		},
@@ -42,14 +45,30 @@ func upCmd() *cobra.Command {
 	return cmd
 }
 
-// waitAndStop runs until a signal or a stage failure, then drains.
+// waitAndStop runs until a signal or a stage failure, then drains. SIGHUP
+// reloads the config file's pipelines (as POST /api/v1/reload does).
 func waitAndStop(ctx context.Context, n *node.Node, w io.Writer) error {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	var runErr error
-	select {
-	case <-ctx.Done():
-		fmt.Fprintln(w, "sluice: stopping (draining requests, flushing files)…")
-	case runErr = <-n.Errors():
-		fmt.Fprintln(w, "sluice: a stage failed, stopping:", runErr)
+wait:
+	for {
+		select {
+		case <-ctx.Done():
+			fmt.Fprintln(w, "sluice: stopping (draining requests, flushing files)…")
+			break wait
+		case runErr = <-n.Errors():
+			fmt.Fprintln(w, "sluice: a stage failed, stopping:", runErr)
+			break wait
+		case <-hup:
+			rep, err := n.ReloadConfig(ctx)
+			if err != nil {
+				fmt.Fprintln(w, "sluice: reload refused, the running config stays:", err)
+				continue
+			}
+			fmt.Fprintf(w, "sluice: reloaded: %+v\n", rep)
+		}
 	}
 	if err := n.Stop(); err != nil && runErr == nil {
 		runErr = err
@@ -73,6 +92,7 @@ func demoCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			n.SetConfigLoader(c.load)
 			out := cmd.OutOrStdout()
 			fmt.Fprintf(out, "\nSluice demo is running.\n  collector  %s  (POST /v1/events)\n  API        %s  (POST /api/v1/sql, /metrics)\n  data dir   %s\n\n",
 				n.CollectorURL(), n.APIURL(), cfg.DataDir)
