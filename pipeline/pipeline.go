@@ -58,6 +58,9 @@ type Options struct {
 	Bus    *bus.Bus
 	Tables TableWriter
 	Logger *slog.Logger
+	// Simulation: the pipeline only runs Simulate (sluice test), so it
+	// needs no bus and no warehouse.
+	Simulation bool
 	// MaxBatch is how many messages are processed between writes of the
 	// outputs; default 100.
 	MaxBatch int
@@ -140,7 +143,7 @@ func New(o Options) (*Pipeline, error) {
 		p.labels = append(p.labels, fmt.Sprintf("steps[%d]", i))
 	}
 	for _, out := range o.Config.To {
-		if out.Table != "" && o.Tables == nil {
+		if out.Table != "" && o.Tables == nil && !o.Simulation {
 			return nil, fmt.Errorf("pipeline %s: no warehouse to write table %s to", o.Name, out.Table)
 		}
 	}

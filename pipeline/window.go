@@ -96,6 +96,13 @@ func (w *window) add(ev Event, stream string, seq uint64) error {
 	if err != nil {
 		return err
 	}
+	// Every aggregate must take its value before any changes: an event is
+	// counted whole or not at all.
+	for _, a := range w.aggs {
+		if err := newAcc(a.Aggregate).add(ev[a.Field]); err != nil {
+			return fmt.Errorf("window: %s: %w", a.name, err)
+		}
+	}
 	last := t.Truncate(w.every)
 	for s := last; s.After(t.Add(-w.size)); s = s.Add(-w.every) {
 		end := s.Add(w.size)
