@@ -1,0 +1,435 @@
+// Command pipeline compares a sluice stream pipeline with Benthos on one
+// workload, in one run (docs/benchmarks.md, "Stream pipelines vs Benthos"):
+// N JSON events (package demo's web-shop events) in an NDJSON file, a filter
+// keeping the events about a product (product_view, add_to_cart,
+// purchase_item: a third of them), a computed field total = price * quantity
+// (quantity 1 when absent), NDJSON out to a file.
+//
+//   - Benthos: benchmarks/benthos (its own module) reads the file, runs a
+//     bloblang mapping, writes the file, and exits.
+//   - sluice: `sluice up` with a file source (parse: json) onto a stream and
+//     a pipeline from that stream (filter, set) to {file: …}. The run ends
+//     when the output file holds every expected line; sluice is then
+//     stopped.
+//
+// For each it reports events/s (input events over the wall time from start
+// to the last output line), CPU seconds (user+system of the process until
+// then) and peak RSS, and it checks that the output holds exactly the
+// expected events with the expected totals. Use run.sh next to it.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/sluice-data/sluice/demo"
+)
+
+func main() {
+	events := flag.Int("events", 1_000_000, "events to generate")
+	sluiceBin := flag.String("sluice", "./bin/sluice", "the sluice binary")
+	benthosBin := flag.String("benthos", "./bin/benthos-bench", "the Benthos binary built from benchmarks/benthos")
+	dir := flag.String("dir", "", "work directory (default: a new temporary directory, removed at the end)")
+	profile := flag.String("profile", "", "write a CPU profile of sluice (from /debug/pprof/profile) to this file")
+	profileFor := flag.Duration("profile-for", 10*time.Second, "length of the CPU profile")
+	only := flag.String("only", "", "run only benthos or sluice")
+	flag.Parse()
+	if err := run(*events, *sluiceBin, *benthosBin, *dir, *profile, *profileFor, *only); err != nil {
+		fmt.Fprintln(os.Stderr, "pipeline bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(n int, sluiceBin, benthosBin, dir, profile string, profileFor time.Duration, only string) error {
+	if dir == "" {
+		d, err := os.MkdirTemp("", "sluice-vs-benthos-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(d)
+		dir = d
+	}
+	in := filepath.Join(dir, "in", "events.ndjson")
+	fmt.Fprintf(os.Stderr, "generating %d events into %s\n", n, in)
+	want, size, err := generate(in, n)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "%d bytes, %d events pass the filter\n", size, len(want))
+
+	var results []result
+	if only == "" || only == "benthos" {
+		out := filepath.Join(dir, "benthos-out.ndjson")
+		r, err := runBenthos(benthosBin, in, out)
+		if err != nil {
+			return fmt.Errorf("benthos: %w", err)
+		}
+		if err := check(out, want, false); err != nil {
+			return fmt.Errorf("benthos output: %w", err)
+		}
+		results = append(results, r)
+	}
+	if only == "" || only == "sluice" {
+		out := filepath.Join(dir, "sluice-out.ndjson")
+		r, err := runSluice(sluiceBin, dir, in, out, len(want), profile, profileFor)
+		if err != nil {
+			return fmt.Errorf("sluice: %w", err)
+		}
+		if err := check(out, want, true); err != nil {
+			return fmt.Errorf("sluice output: %w", err)
+		}
+		results = append(results, r)
+	}
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "\tevents\tkept\twall s\tevents/s\tCPU s\tCPU µs/event\tpeak RSS MiB\t\n")
+	for _, r := range results {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%.2f\t%.0f\t%.2f\t%.2f\t%.1f\t\n", r.name, n, len(want),
+			r.wall.Seconds(), float64(n)/r.wall.Seconds(), r.cpu.Seconds(),
+			float64(r.cpu.Microseconds())/float64(n), float64(r.rssKiB)/1024)
+	}
+	return tw.Flush()
+}
+
+// result is one tool's run.
+type result struct {
+	name   string
+	wall   time.Duration
+	cpu    time.Duration // user + system
+	rssKiB int64
+}
+
+// generate writes n demo events to path, one JSON object a line, and
+// returns the totals the pipelines must compute, by event_id.
+func generate(path string, n int) (map[string]float64, int64, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, 0, err
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer f.Close()
+	w := bufio.NewWriterSize(f, 1<<20)
+	want := map[string]float64{}
+	done := errors.New("done")
+	count := 0
+	// A fixed week: the events, their ids and times are the same every run.
+	from := time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC)
+	err = demo.NewGenerator(1).History(from, from.Add(7*24*time.Hour), n/100, func(ev map[string]any) error {
+		if count == n {
+			return done
+		}
+		line, err := json.Marshal(ev)
+		if err != nil {
+			return err
+		}
+		w.Write(line)
+		w.WriteByte('\n')
+		count++
+		if kept(ev["event"]) {
+			qty := 1.0
+			if q, ok := ev["quantity"]; ok {
+				qty = number(q)
+			}
+			want[ev["event_id"].(string)] = number(ev["price"]) * qty
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, done) {
+		return nil, 0, err
+	}
+	if count < n {
+		return nil, 0, fmt.Errorf("the generator made %d events, not %d", count, n)
+	}
+	if err := w.Flush(); err != nil {
+		return nil, 0, err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		return nil, 0, err
+	}
+	return want, st.Size(), f.Sync()
+}
+
+// kept is the filter of both pipelines.
+func kept(event any) bool {
+	return event == "product_view" || event == "add_to_cart" || event == "purchase_item"
+}
+
+// number is a JSON number as float64, as both expression languages compute
+// price * quantity (an integer times a float is a float).
+func number(v any) float64 {
+	switch x := v.(type) {
+	case int:
+		return float64(x)
+	case int64:
+		return float64(x)
+	case float64:
+		return x
+	}
+	return 0
+}
+
+// check reads an output file and compares it with want: every kept event
+// once, with its total. Sluice's lines hold the source's fields under
+// "fields" (the logs columns of a file source); Benthos's hold them at the
+// top.
+func check(path string, want map[string]float64, nested bool) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	seen := make(map[string]bool, len(want))
+	sc := bufio.NewScanner(f)
+	sc.Buffer(nil, 1<<20)
+	for line := 1; sc.Scan(); line++ {
+		var ev struct {
+			EventID string  `json:"event_id"`
+			Total   float64 `json:"total"`
+			Fields  struct {
+				EventID string `json:"event_id"`
+			} `json:"fields"`
+		}
+		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
+			return fmt.Errorf("line %d: %w", line, err)
+		}
+		id := ev.EventID
+		if nested {
+			id = ev.Fields.EventID
+		}
+		total, ok := want[id]
+		switch {
+		case !ok:
+			return fmt.Errorf("line %d: event %q should not pass the filter", line, id)
+		case seen[id]:
+			return fmt.Errorf("line %d: event %s written twice", line, id)
+		case ev.Total != total:
+			return fmt.Errorf("line %d: event %s: total %v, want %v", line, id, ev.Total, total)
+		}
+		seen[id] = true
+	}
+	if err := sc.Err(); err != nil {
+		return err
+	}
+	if len(seen) != len(want) {
+		return fmt.Errorf("%d events, want %d", len(seen), len(want))
+	}
+	return nil
+}
+
+func runBenthos(bin, in, out string) (result, error) {
+	os.Remove(out)
+	cmd := exec.Command(bin, "-in", in, "-out", out)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	start := time.Now()
+	if err := cmd.Run(); err != nil {
+		return result{}, err
+	}
+	wall := time.Since(start)
+	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+	return result{name: "benthos", wall: wall, cpu: cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime(), rssKiB: ru.Maxrss}, nil
+}
+
+// sluiceConfig is the config of the sluice run: the events file tailed onto
+// stream bench_in, one pipeline from it to the output file.
+const sluiceConfig = `data_dir: %[1]s
+http: {collector: "%[2]s", api: "%[3]s"}
+sources:
+  bench:
+    type: file
+    paths: [%[4]s]
+    parse: json
+    stream: bench_in
+pipelines:
+  bench:
+    from: bench_in
+    steps:
+      - filter: 'fields.event in ["product_view", "add_to_cart", "purchase_item"]'
+      - set: {total: 'fields.price * (fields.quantity ?? 1)'}
+    to: {file: %[5]s}
+`
+
+func runSluice(bin, dir, in, out string, lines int, profile string, profileFor time.Duration) (result, error) {
+	os.Remove(out)
+	data := filepath.Join(dir, "sluice-data")
+	if err := os.RemoveAll(data); err != nil {
+		return result{}, err
+	}
+	collector, err := freeAddr()
+	if err != nil {
+		return result{}, err
+	}
+	api, err := freeAddr()
+	if err != nil {
+		return result{}, err
+	}
+	cfgPath := filepath.Join(dir, "sluice.yaml")
+	cfg := fmt.Sprintf(sluiceConfig, strconv.Quote(data), collector, api, strconv.Quote(in), strconv.Quote(out))
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+		return result{}, err
+	}
+	logf, err := os.Create(filepath.Join(dir, "sluice.log"))
+	if err != nil {
+		return result{}, err
+	}
+	defer logf.Close()
+	cmd := exec.Command(bin, "up", "-c", cfgPath, "--log-level", "warn")
+	cmd.Stdout, cmd.Stderr = logf, logf
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return result{}, err
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	profiled := make(chan error, 1)
+	if profile != "" {
+		go func() { profiled <- fetchProfile("http://"+api, profile, profileFor) }()
+	} else {
+		profiled <- nil
+	}
+
+	// Poll the output for its last line, reading only what was appended.
+	f, err := openWhenThere(out, exited)
+	if err != nil {
+		return result{}, err
+	}
+	defer f.Close()
+	got := 0
+	buf := make([]byte, 1<<20)
+	var cpu time.Duration
+	for got < lines {
+		n, err := f.Read(buf)
+		got += bytes.Count(buf[:n], []byte{'\n'})
+		if got >= lines {
+			cpu, _ = procCPU(cmd.Process.Pid)
+			break
+		}
+		if err == io.EOF {
+			select {
+			case err := <-exited:
+				return result{}, fmt.Errorf("exited with %v after %d of %d lines (log: %s)", err, got, lines, logf.Name())
+			case <-time.After(20 * time.Millisecond):
+			}
+		} else if err != nil {
+			return result{}, err
+		}
+	}
+	wall := time.Since(start)
+	if err := <-profiled; err != nil {
+		fmt.Fprintln(os.Stderr, "profile:", err)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-exited:
+	case <-time.After(time.Minute):
+		cmd.Process.Kill()
+		<-exited
+		return result{}, fmt.Errorf("did not stop within a minute of SIGTERM")
+	}
+	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+	return result{name: "sluice", wall: wall, cpu: cpu, rssKiB: ru.Maxrss}, nil
+}
+
+func openWhenThere(path string, exited <-chan error) (*os.File, error) {
+	for {
+		f, err := os.Open(path)
+		if err == nil {
+			return f, nil
+		}
+		if !errors.Is(err, os.ErrNotExist) {
+			return nil, err
+		}
+		select {
+		case err := <-exited:
+			return nil, fmt.Errorf("exited with %v before writing any output", err)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// procCPU is the user+system CPU time a running process used so far.
+func procCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// Fields after the command name (in parentheses, which may hold spaces):
+	// utime and stime are the 12th and 13th, in clock ticks (USER_HZ, 100
+	// on Linux).
+	rest := b[bytes.LastIndexByte(b, ')')+2:]
+	fs := strings.Fields(string(rest))
+	if len(fs) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(fs))
+	}
+	ut, err1 := strconv.ParseInt(fs[11], 10, 64)
+	st, err2 := strconv.ParseInt(fs[12], 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, err
+	}
+	return time.Duration(ut+st) * 10 * time.Millisecond, nil
+}
+
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+// fetchProfile takes a CPU profile of sluice once its API answers.
+func fetchProfile(api, path string, d time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), d+30*time.Second)
+	defer cancel()
+	for {
+		resp, err := http.Get(api + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			break
+		}
+		if ctx.Err() != nil {
+			return err
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", api, int(d.Seconds())), nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return fmt.Errorf("%s: %s", resp.Status, msg)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
