@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"os"
 	"regexp"
 	"slices"
 	"strconv"
@@ -33,16 +34,34 @@ type Pipeline struct {
 
 // Step is one step of a pipeline; exactly one field is set.
 type Step struct {
-	Filter string            `yaml:"filter" json:"filter,omitempty" jsonschema:"description=Keep the events for which this expression is true\\, e.g. event == \"purchase\""`
-	Set    map[string]string `yaml:"set" json:"set,omitempty" jsonschema:"description=Fields to set\\, each to the value of an expression\\, e.g. {total: price * qty}"`
-	Drop   []string          `yaml:"drop" json:"drop,omitempty" jsonschema:"description=Fields to remove"`
-	Keep   []string          `yaml:"keep" json:"keep,omitempty" jsonschema:"description=The only fields to keep"`
-	Rename map[string]string `yaml:"rename" json:"rename,omitempty" jsonschema:"description=Fields to rename: {old: new}"`
-	Parse  *ParseStep        `yaml:"parse" json:"parse,omitempty"`
-	Route  []Route           `yaml:"route" json:"route,omitempty" jsonschema:"description=Conditions and where matching events go instead of the pipeline's outputs; the first that matches wins; events matching none go on"`
-	Dedupe *DedupeStep       `yaml:"dedupe" json:"dedupe,omitempty"`
-	Sample *SampleStep       `yaml:"sample" json:"sample,omitempty"`
-	Window *WindowStep       `yaml:"window" json:"window,omitempty"`
+	Filter   string            `yaml:"filter" json:"filter,omitempty" jsonschema:"description=Keep the events for which this expression is true\\, e.g. event == \"purchase\""`
+	Set      map[string]string `yaml:"set" json:"set,omitempty" jsonschema:"description=Fields to set\\, each to the value of an expression\\, e.g. {total: price * qty}"`
+	Drop     []string          `yaml:"drop" json:"drop,omitempty" jsonschema:"description=Fields to remove"`
+	Keep     []string          `yaml:"keep" json:"keep,omitempty" jsonschema:"description=The only fields to keep"`
+	Rename   map[string]string `yaml:"rename" json:"rename,omitempty" jsonschema:"description=Fields to rename: {old: new}"`
+	Parse    *ParseStep        `yaml:"parse" json:"parse,omitempty"`
+	Route    []Route           `yaml:"route" json:"route,omitempty" jsonschema:"description=Conditions and where matching events go instead of the pipeline's outputs; the first that matches wins; events matching none go on"`
+	Dedupe   *DedupeStep       `yaml:"dedupe" json:"dedupe,omitempty"`
+	Sample   *SampleStep       `yaml:"sample" json:"sample,omitempty"`
+	Window   *WindowStep       `yaml:"window" json:"window,omitempty"`
+	Lookup   *LookupStep       `yaml:"lookup" json:"lookup,omitempty"`
+	Throttle *ThrottleStep     `yaml:"throttle" json:"throttle,omitempty"`
+}
+
+// LookupStep adds fields from a CSV file (with a header row), matched by a
+// field of the event; the file is read again when it changes.
+type LookupStep struct {
+	File   string   `yaml:"file" json:"file" jsonschema:"description=A CSV file with a header row"`
+	Key    string   `yaml:"key" json:"key" jsonschema:"description=The event field to match"`
+	Column string   `yaml:"column" json:"column,omitempty" jsonschema:"description=The CSV column it matches. Default: the same name as key"`
+	Fields []string `yaml:"fields" json:"fields,omitempty" jsonschema:"description=The CSV columns to add. Default: all the others"`
+}
+
+// ThrottleStep drops the events of a key beyond Threshold in each Window.
+type ThrottleStep struct {
+	Threshold int        `yaml:"threshold" json:"threshold" jsonschema:"description=Events let through per key and window"`
+	Window    Duration   `yaml:"window" json:"window,omitempty" jsonschema:"description=Default 1s"`
+	Key       StringList `yaml:"key" json:"key,omitempty" jsonschema:"description=Field(s) that split the limit\\, e.g. user_id. Default: one limit for all"`
 }
 
 // ParseStep parses a text field into fields.
@@ -237,7 +256,7 @@ type visitor func(*ast.Node)
 
 func (v visitor) Visit(n *ast.Node) { v(n) }
 
-var stepKinds = []string{"filter", "set", "drop", "keep", "rename", "parse", "route", "dedupe", "sample", "window"}
+var stepKinds = []string{"filter", "set", "drop", "keep", "rename", "parse", "route", "dedupe", "sample", "window", "lookup", "throttle"}
 
 var identRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
@@ -308,7 +327,7 @@ func (l *loader) validatePipelines(c *Config) {
 		for i, s := range p.Steps {
 			sp := fmt.Sprintf("%s.steps[%d]", path, i)
 			var set []string
-			for j, on := range []bool{s.Filter != "", s.Set != nil, s.Drop != nil, s.Keep != nil, s.Rename != nil, s.Parse != nil, s.Route != nil, s.Dedupe != nil, s.Sample != nil, s.Window != nil} {
+			for j, on := range []bool{s.Filter != "", s.Set != nil, s.Drop != nil, s.Keep != nil, s.Rename != nil, s.Parse != nil, s.Route != nil, s.Dedupe != nil, s.Sample != nil, s.Window != nil, s.Lookup != nil, s.Throttle != nil} {
 				if on {
 					set = append(set, stepKinds[j])
 				}
@@ -352,6 +371,16 @@ func (l *loader) validatePipelines(c *Config) {
 			}
 			if sa := s.Sample; sa != nil && (sa.Rate <= 0 || sa.Rate > 1) {
 				l.addAt(sp+".sample.rate", fmt.Sprintf("%s.sample.rate is %g; it must be above 0 and at most 1", sp, sa.Rate), "e.g. rate: 0.1 keeps one event in ten")
+			}
+			if lk := s.Lookup; lk != nil {
+				if lk.File == "" || lk.Key == "" {
+					l.addAt(sp+".lookup", sp+".lookup needs file and key", "e.g. lookup: {file: countries.csv, key: country}")
+				} else if _, err := os.Stat(lk.File); err != nil {
+					l.addAt(sp+".lookup.file", fmt.Sprintf("%s.lookup.file: %v", sp, err), "a CSV file with a header row")
+				}
+			}
+			if th := s.Throttle; th != nil && th.Threshold < 1 {
+				l.addAt(sp+".throttle", sp+".throttle.threshold must be at least 1", "e.g. throttle: {threshold: 100, window: 1s, key: user_id}")
 			}
 			if w := s.Window; w != nil {
 				windows++

@@ -76,6 +76,10 @@ func newStep(s config.Step) (step, error) {
 		return &dedupeStep{key: s.Dedupe.Key, window: w, seen: map[string]time.Time{}}, nil
 	case s.Sample != nil:
 		return sampleStep{rate: s.Sample.Rate, key: s.Sample.Key}, nil
+	case s.Lookup != nil:
+		return newLookup(*s.Lookup)
+	case s.Throttle != nil:
+		return newThrottle(*s.Throttle), nil
 	}
 	return nil, fmt.Errorf("empty step")
 }
