@@ -43,6 +43,7 @@ type Warehouse struct {
 	stats     map[string]TableStats
 	fileStats map[string]fileStats
 	statsView string
+	closed    bool // under mu: Close was called
 }
 
 // maxConns bounds concurrent queries (and view refreshes) on the warehouse.
@@ -122,7 +123,14 @@ func OpenLake(ctx context.Context, path string, store lake.Store, cacheDir strin
 }
 
 // Close closes the database file.
-func (w *Warehouse) Close() error { return w.db.Close() }
+// A refresh still running (a commit's, off the archiver's goroutine)
+// finishes first; later ones do nothing.
+func (w *Warehouse) Close() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.closed = true
+	return w.db.Close()
+}
 
 // RefreshAll (re)creates the view of every built-in table and every table
 // found in the lake.
@@ -160,6 +168,9 @@ func (w *Warehouse) Refresh(ctx context.Context, table string) error {
 func (w *Warehouse) refresh(ctx context.Context, table string, force bool) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.closed {
+		return nil
+	}
 	files, err := lake.LiveFiles(ctx, w.store, table)
 	if err != nil {
 		return fmt.Errorf("warehouse: files of %s: %w", table, err)
