@@ -525,7 +525,7 @@ func pump(ctx context.Context, it jetstream.MessagesContext) <-chan Msg {
 }
 
 // nextBatch waits for a message (unless first is one already taken) and
-// adds those that are ready, up to max.
+// adds those that are ready, up to max messages or maxBatchBytes.
 func nextBatch(ctx context.Context, ch <-chan Msg, max int, first *Msg) ([]Msg, bool) {
 	var batch []Msg
 	if first != nil {
@@ -541,19 +541,27 @@ func nextBatch(ctx context.Context, ch <-chan Msg, max int, first *Msg) ([]Msg, 
 			return nil, false
 		}
 	}
-	for len(batch) < max {
+	size := len(batch[0].Data)
+	for len(batch) < max && size < maxBatchBytes {
 		select {
 		case m, ok := <-ch:
 			if !ok {
 				return batch, true
 			}
 			batch = append(batch, m)
+			size += len(m.Data)
 		default:
 			return batch, true
 		}
 	}
 	return batch, true
 }
+
+// maxBatchBytes bounds a consumer's batch (the last message may go past
+// it): a stage's output for one batch must fit what the server queues for
+// a stream at once, and its memory stays bounded with large messages (a
+// file source's 4 MiB records payloads).
+const maxBatchBytes = 16 << 20
 
 func sleep(ctx context.Context, d time.Duration) {
 	t := time.NewTimer(d)
