@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"maps"
-	"slices"
 	"strings"
 	"time"
 
@@ -22,22 +20,7 @@ func (p *Postgres) WriteRows(ctx context.Context, table string, key []string, ro
 	if len(rows) == 0 {
 		return nil
 	}
-	want := map[string]string{}
-	for _, r := range rows {
-		for k, v := range r {
-			if t := pgRowType(v); t != "" && want[k] == "" {
-				want[k] = t
-			} else if _, ok := want[k]; !ok {
-				want[k] = ""
-			}
-		}
-	}
-	order := slices.Clone(key)
-	for _, k := range slices.Sorted(maps.Keys(want)) {
-		if !slices.Contains(order, k) {
-			order = append(order, k)
-		}
-	}
+	order, want := rowColumns(rows, key, pgRowType)
 	name := pgIdent(table)
 	return pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
 		// One writer per table at a time (two sluice processes, or a

@@ -31,23 +31,7 @@ func (w *Warehouse) WriteRows(ctx context.Context, table string, key []string, r
 	if err != nil {
 		return err
 	}
-	// The columns the rows need, in a stable order: the key first.
-	want := map[string]string{}
-	for _, r := range rows {
-		for k, v := range r {
-			if t := sqlType(v); t != "" && want[k] == "" {
-				want[k] = t
-			} else if _, ok := want[k]; !ok {
-				want[k] = ""
-			}
-		}
-	}
-	order := slices.Clone(key)
-	for _, k := range slices.Sorted(maps.Keys(want)) {
-		if !slices.Contains(order, k) {
-			order = append(order, k)
-		}
-	}
+	order, want := rowColumns(rows, key, sqlType)
 	tx, err := w.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -115,6 +99,29 @@ func (w *Warehouse) WriteRows(ctx context.Context, table string, key []string, r
 		}
 	}
 	return tx.Commit()
+}
+
+// rowColumns lists the columns rows need, in a stable order (the key
+// first, then by name), with the type typeOf gives each column's first
+// non-null value ("" when every value is null).
+func rowColumns(rows []map[string]any, key []string, typeOf func(any) string) ([]string, map[string]string) {
+	want := map[string]string{}
+	for _, r := range rows {
+		for k, v := range r {
+			if t := typeOf(v); t != "" && want[k] == "" {
+				want[k] = t
+			} else if _, ok := want[k]; !ok {
+				want[k] = ""
+			}
+		}
+	}
+	order := slices.Clone(key)
+	for _, k := range slices.Sorted(maps.Keys(want)) {
+		if !slices.Contains(order, k) {
+			order = append(order, k)
+		}
+	}
+	return order, want
 }
 
 // isView tells whether name is one of the lake's views.
