@@ -223,41 +223,10 @@ func TestKillNineLosesNothingAcknowledged(t *testing.T) {
 
 	// Clients post continuously and retry each batch until it is
 	// acknowledged, as a real tracker would.
-	const clients = 4
-	var acked atomic.Int64
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	var failed atomic.Value
-	for c := 0; c < clients; c++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			client := &http.Client{Timeout: 5 * time.Second}
-			for n := 0; ; n++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				body := batch(fmt.Sprintf("c%d", c), n, 50)
-				for {
-					ok, err := postOnce(client, "http://"+collector, body)
-					if err != nil && !isConnErr(err) {
-						failed.Store(err)
-						return
-					}
-					if ok {
-						acked.Add(50)
-						break
-					}
-					time.Sleep(20 * time.Millisecond)
-				}
-			}
-		}()
-	}
+	rc := startClients(collector, 4, 50, batch)
 	for kill := 0; kill < 3; kill++ {
 		time.Sleep(time.Duration(700+kill*400) * time.Millisecond)
-		before := acked.Load()
+		before := rc.acked.Load()
 		p.kill(t)
 		t.Logf("kill -9 #%d after %d acknowledged events", kill+1, before)
 		time.Sleep(200 * time.Millisecond)
@@ -268,12 +237,10 @@ func TestKillNineLosesNothingAcknowledged(t *testing.T) {
 		}
 	}
 	time.Sleep(time.Second)
-	close(stop)
-	wg.Wait()
-	if err := failed.Load(); err != nil {
+	want, err := rc.stop()
+	if err != nil {
 		t.Fatalf("client got a non-retryable answer: %v", err)
 	}
-	want := acked.Load()
 	if want == 0 {
 		t.Fatal("no events were acknowledged")
 	}
@@ -367,4 +334,57 @@ func TestDemo(t *testing.T) {
 	if rows := sql(t, data, "SELECT count(*) FROM bad"); fmt.Sprint(rows) != "[[0]]" {
 		t.Errorf("demo produced bad rows: %v", rows)
 	}
+}
+
+// retryingClients posts batches from n clients until stopped, each batch
+// retried until acknowledged as a real tracker would: body(client, i)
+// returns a batch of size events.
+type retryingClients struct {
+	acked  atomic.Int64
+	stopCh chan struct{}
+	wg     sync.WaitGroup
+	failed atomic.Value
+}
+
+func startClients(collector string, n, size int, body func(client string, i, size int) []byte) *retryingClients {
+	rc := &retryingClients{stopCh: make(chan struct{})}
+	for c := range n {
+		rc.wg.Add(1)
+		go func() {
+			defer rc.wg.Done()
+			client := &http.Client{Timeout: 5 * time.Second}
+			for i := 0; ; i++ {
+				select {
+				case <-rc.stopCh:
+					return
+				default:
+				}
+				b := body(fmt.Sprintf("c%d", c), i, size)
+				for {
+					ok, err := postOnce(client, "http://"+collector, b)
+					if err != nil && !isConnErr(err) {
+						rc.failed.Store(err)
+						return
+					}
+					if ok {
+						rc.acked.Add(int64(size))
+						break
+					}
+					time.Sleep(20 * time.Millisecond)
+				}
+			}
+		}()
+	}
+	return rc
+}
+
+// stop ends the clients and returns what was acknowledged, or the first
+// answer that must not be retried.
+func (rc *retryingClients) stop() (int64, error) {
+	close(rc.stopCh)
+	rc.wg.Wait()
+	if err, ok := rc.failed.Load().(error); ok {
+		return 0, err
+	}
+	return rc.acked.Load(), nil
 }

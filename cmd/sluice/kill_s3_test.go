@@ -58,43 +58,13 @@ func TestKillNineDuringMultiPartitionUploadToS3(t *testing.T) {
 	os.WriteFile(cfgFile, fmt.Appendf(nil, "lake:\n  url: %q\n  flush_interval: 150ms\n  max_rows: 3000\n", lakeURL), 0o644)
 	p := startSluice(t, data, collector, api, "-c", cfgFile)
 
-	var acked atomic.Int64
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	var failed atomic.Value
-	for c := range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			client := &http.Client{Timeout: 5 * time.Second}
-			for n := 0; ; n++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				body := threeHours(fmt.Sprintf("c%d", c), n, 30)
-				for {
-					ok, err := postOnce(client, "http://"+collector, body)
-					if err != nil && !isConnErr(err) {
-						failed.Store(err)
-						return
-					}
-					if ok {
-						acked.Add(30)
-						break
-					}
-					time.Sleep(20 * time.Millisecond)
-				}
-			}
-		}()
-	}
+	rc := startClients(collector, 4, 30, threeHours)
 
 	time.Sleep(700 * time.Millisecond)
 	armed.Store(true)
 	select {
 	case key := <-held:
-		t.Logf("holding the upload of %s; kill -9 after %d acknowledged events", key, acked.Load())
+		t.Logf("holding the upload of %s; kill -9 after %d acknowledged events", key, rc.acked.Load())
 	case <-time.After(30 * time.Second):
 		t.Fatalf("no upload of an hr=11 object within 30s:\n%s", p.log)
 	}
@@ -109,16 +79,14 @@ func TestKillNineDuringMultiPartitionUploadToS3(t *testing.T) {
 	for kill := range 2 {
 		time.Sleep(time.Duration(600+kill*300) * time.Millisecond)
 		p.kill(t)
-		t.Logf("kill -9 #%d after %d acknowledged events", kill+2, acked.Load())
+		t.Logf("kill -9 #%d after %d acknowledged events", kill+2, rc.acked.Load())
 		p = startSluice(t, data, collector, api, "-c", cfgFile)
 	}
 	time.Sleep(time.Second)
-	close(stop)
-	wg.Wait()
-	if err := failed.Load(); err != nil {
+	want, err := rc.stop()
+	if err != nil {
 		t.Fatalf("client got a non-retryable answer: %v", err)
 	}
-	want := acked.Load()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		rows := sql(t, data, "SELECT count(*), count(DISTINCT event_id), count(DISTINCT hr) FROM events")
