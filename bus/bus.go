@@ -835,6 +835,41 @@ func (b *Bus) PutState(ctx context.Context, key string, value []byte, rev uint64
 	return n, nil
 }
 
+// DeleteState removes a record if its revision is still rev (0: whatever
+// it is); a record already absent is no error.
+func (b *Bus) DeleteState(ctx context.Context, key string, rev uint64) error {
+	var opts []jetstream.KVDeleteOpt
+	if rev != 0 {
+		opts = append(opts, jetstream.LastRevision(rev))
+	}
+	err := b.kv.Delete(ctx, key, opts...)
+	switch {
+	case err == nil, errors.Is(err, jetstream.ErrKeyNotFound):
+		return nil
+	case strings.Contains(err.Error(), "wrong last sequence"):
+		return fmt.Errorf("state %s: %w", key, ErrConflict)
+	}
+	return fmt.Errorf("state %s: %w", key, err)
+}
+
+// StateKeys lists the records whose keys start with prefix followed by a
+// dot (prefix "pipeline.revenue" lists "pipeline.revenue.0of4", …).
+func (b *Bus) StateKeys(ctx context.Context, prefix string) ([]string, error) {
+	l, err := b.kv.ListKeysFiltered(ctx, prefix+".>")
+	if errors.Is(err, jetstream.ErrNoKeysFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("state keys %s: %w", prefix, err)
+	}
+	var keys []string
+	for k := range l.Keys() {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return slices.Compact(keys), nil
+}
+
 // Close drains the connection and stops the embedded server.
 func (b *Bus) Close() error {
 	b.closing.Store(true)

@@ -877,3 +877,42 @@ func TestStreamsListsOnlySluiceStreams(t *testing.T) {
 		t.Errorf("streams: %v, want %v", names, want)
 	}
 }
+
+func TestStateKeysAndDelete(t *testing.T) {
+	b := newEmbedded(t)
+	ctx := testCtx(t, 10*time.Second)
+	if keys, err := b.StateKeys(ctx, "pipeline.p"); err != nil || len(keys) != 0 {
+		t.Fatalf("no keys: %v, %v", keys, err)
+	}
+	revs := map[string]uint64{}
+	for _, k := range []string{"pipeline.p", "pipeline.p.1of2", "pipeline.p.0of2", "pipeline.pq.0of2", "pipeline.p.lease.0"} {
+		r, err := b.PutState(ctx, k, []byte("x"), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		revs[k] = r
+	}
+	keys, err := b.StateKeys(ctx, "pipeline.p")
+	if err != nil || !slices.Equal(keys, []string{"pipeline.p.0of2", "pipeline.p.1of2", "pipeline.p.lease.0"}) {
+		t.Fatalf("keys under pipeline.p: %v, %v", keys, err)
+	}
+	if err := b.DeleteState(ctx, "pipeline.p.0of2", revs["pipeline.p.0of2"]+100); !errors.Is(err, bus.ErrConflict) {
+		t.Fatalf("delete at a wrong revision: %v, want ErrConflict", err)
+	}
+	if err := b.DeleteState(ctx, "pipeline.p.0of2", revs["pipeline.p.0of2"]); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.DeleteState(ctx, "pipeline.p.lease.0", 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.DeleteState(ctx, "never.there", 0); err != nil {
+		t.Fatalf("deleting an absent key: %v", err)
+	}
+	if keys, err := b.StateKeys(ctx, "pipeline.p"); err != nil || !slices.Equal(keys, []string{"pipeline.p.1of2"}) {
+		t.Fatalf("after deletes: %v, %v", keys, err)
+	}
+	// A deleted key can be created again.
+	if _, err := b.PutState(ctx, "pipeline.p.0of2", []byte("y"), 0); err != nil {
+		t.Fatalf("create after delete: %v", err)
+	}
+}
