@@ -48,13 +48,17 @@ type Step struct {
 	Throttle *ThrottleStep     `yaml:"throttle" json:"throttle,omitempty"`
 }
 
-// LookupStep adds fields from a CSV file (with a header row), matched by a
-// field of the event; the file is read again when it changes.
+// LookupStep adds fields from a CSV file (with a header row) or from a
+// warehouse table, matched by a field of the event; exactly one of File and
+// Table is set. The file is read again when it changes, the table every
+// Reload.
 type LookupStep struct {
-	File   string   `yaml:"file" json:"file" jsonschema:"description=A CSV file with a header row"`
+	File   string   `yaml:"file" json:"file,omitempty" jsonschema:"description=A CSV file with a header row (or give table)"`
+	Table  string   `yaml:"table" json:"table,omitempty" jsonschema:"description=A table or view of the warehouse (DuckDB or PostgreSQL)\\, e.g. customers\\, a pipeline's output table or a lake table (or give file)"`
 	Key    string   `yaml:"key" json:"key" jsonschema:"description=The event field to match"`
-	Column string   `yaml:"column" json:"column,omitempty" jsonschema:"description=The CSV column it matches. Default: the same name as key"`
-	Fields []string `yaml:"fields" json:"fields,omitempty" jsonschema:"description=The CSV columns to add. Default: all the others"`
+	Column string   `yaml:"column" json:"column,omitempty" jsonschema:"description=The column it matches. Default: the same name as key"`
+	Fields []string `yaml:"fields" json:"fields,omitempty" jsonschema:"description=The columns to add. Default: all the others"`
+	Reload Duration `yaml:"reload" json:"reload,omitempty" jsonschema:"description=How often to look for changes: a table is read again\\, a file when its modification time or size changed. Default 30s for a table\\, 5s for a file"`
 }
 
 // ThrottleStep drops the events of a key beyond Threshold in each Window.
@@ -373,11 +377,7 @@ func (l *loader) validatePipelines(c *Config) {
 				l.addAt(sp+".sample.rate", fmt.Sprintf("%s.sample.rate is %g; it must be above 0 and at most 1", sp, sa.Rate), "e.g. rate: 0.1 keeps one event in ten")
 			}
 			if lk := s.Lookup; lk != nil {
-				if lk.File == "" || lk.Key == "" {
-					l.addAt(sp+".lookup", sp+".lookup needs file and key", "e.g. lookup: {file: countries.csv, key: country}")
-				} else if _, err := os.Stat(lk.File); err != nil {
-					l.addAt(sp+".lookup.file", fmt.Sprintf("%s.lookup.file: %v", sp, err), "a CSV file with a header row")
-				}
+				l.checkLookup(sp+".lookup", lk)
 			}
 			if th := s.Throttle; th != nil && th.Threshold < 1 {
 				l.addAt(sp+".throttle", sp+".throttle.threshold must be at least 1", "e.g. throttle: {threshold: 100, window: 1s, key: user_id}")
@@ -391,6 +391,41 @@ func (l *loader) validatePipelines(c *Config) {
 			l.addAtKey(path+".steps", fmt.Sprintf("pipeline %s has %d window steps; one is allowed", name, windows), "split it into two pipelines joined by a stream")
 		}
 		l.checkOutputs(path+".to", p.To, lakeTables)
+	}
+}
+
+func (l *loader) checkLookup(path string, lk *LookupStep) {
+	const example = "e.g. lookup: {file: countries.csv, key: country} or lookup: {table: customers, key: user_id, column: id}"
+	switch {
+	case lk.File != "" && lk.Table != "":
+		l.addAt(path, path+" has both file and table; a lookup reads one of them", "keep file (a CSV file) or table (a warehouse table)")
+	case lk.File == "" && lk.Table == "":
+		l.addAt(path, path+" needs file (a CSV file) or table (a warehouse table)", example)
+	case lk.File != "":
+		if _, err := os.Stat(lk.File); err != nil {
+			l.addAt(path+".file", fmt.Sprintf("%s.file: %v", path, err), "a CSV file with a header row")
+		}
+	case !identRe.MatchString(lk.Table):
+		l.addAt(path+".table", fmt.Sprintf("%s.table %q: use letters, digits and _", path, lk.Table), "a table or view of the warehouse, e.g. table: customers")
+	default:
+		// The table's column names go into SQL.
+		if lk.Column == "" && lk.Key != "" && !identRe.MatchString(lk.Key) {
+			l.addAt(path+".key", fmt.Sprintf("%s.key %q is also the table's column to match (column is not given); a column name has letters, digits and _", path, lk.Key), "name the table's column: column: NAME")
+		}
+		if lk.Column != "" && !identRe.MatchString(lk.Column) {
+			l.addAt(path+".column", fmt.Sprintf("%s.column %q: use letters, digits and _", path, lk.Column), "a column of table "+lk.Table)
+		}
+		for i, f := range lk.Fields {
+			if !identRe.MatchString(f) {
+				l.addAt(path+".fields", fmt.Sprintf("%s.fields[%d] %q: use letters, digits and _", path, i, f), "columns of table "+lk.Table)
+			}
+		}
+	}
+	if lk.Key == "" {
+		l.addAt(path, path+" needs key: the event field to match", example)
+	}
+	if lk.Reload < 0 || (lk.Reload > 0 && lk.Reload < Duration(time.Second)) {
+		l.addAt(path+".reload", fmt.Sprintf("%s.reload is %s; it must be at least 1s", path, lk.Reload), "the default is 30s for a table, 5s for a file")
 	}
 }
 

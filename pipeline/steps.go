@@ -30,7 +30,9 @@ type stepError struct {
 
 func (e *stepError) Error() string { return e.step + ": " + e.err.Error() }
 
-func newStep(s config.Step) (step, error) {
+// newStep builds a step; o is what a step may need of the pipeline's
+// options (a lookup: its warehouse and logger).
+func newStep(s config.Step, o Options) (step, error) {
 	switch {
 	case s.Filter != "":
 		p, err := config.CompileExpr(s.Filter, true)
@@ -77,7 +79,7 @@ func newStep(s config.Step) (step, error) {
 	case s.Sample != nil:
 		return sampleStep{rate: s.Sample.Rate, key: s.Sample.Key}, nil
 	case s.Lookup != nil:
-		return newLookup(*s.Lookup)
+		return newLookup(*s.Lookup, o)
 	case s.Throttle != nil:
 		return newThrottle(*s.Throttle), nil
 	}

@@ -12,7 +12,7 @@ import (
 
 func mustStep(t *testing.T, s config.Step) step {
 	t.Helper()
-	st, err := newStep(s)
+	st, err := newStep(s, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
