@@ -1,7 +1,9 @@
 package logparse
 
 import (
+	"bytes"
 	"fmt"
+	"os"
 	"testing"
 )
 
@@ -48,6 +50,22 @@ func sampleLines(format string) [][]byte {
 
 func BenchmarkNginx(b *testing.B) { benchParse(b, "nginx_combined", "", sampleLines("nginx")) }
 func BenchmarkJSON(b *testing.B)  { benchParse(b, "json", "", sampleLines("json")) }
+
+// BenchmarkJSONWebShop parses demo events: 64 of the first 6,400 that
+// demo.NewGenerator(1).History writes for benchmarks/pipeline.
+func BenchmarkJSONWebShop(b *testing.B) { benchParse(b, "json", "", webShopLines(b)) }
+
+// webShopLines are demo events as benchmarks/pipeline writes them: 629 bytes
+// and 13-20 members on average, strings (some with \u0026 escapes), floats
+// and ints.
+func webShopLines(tb testing.TB) [][]byte {
+	data, err := os.ReadFile("testdata/webshop.ndjson")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return bytes.Split(bytes.TrimSuffix(data, []byte("\n")), []byte("\n"))
+}
+
 func BenchmarkRegex(b *testing.B) {
 	benchParse(b, "regex", `^(?P<time>\S+ \S+) \[(?P<level>\w+)\] (?P<host>\S+) (?P<ip>\S+) (?P<message>.*)$`, sampleLines("regex"))
 }

@@ -38,6 +38,19 @@ func FuzzJSON(f *testing.F) {
 	f.Fuzz(func(t *testing.T, rec []byte) { check(t, p, rec) })
 }
 
+// FuzzJSONParser compares the JSON parser with the encoding/json reading
+// it replaced (referenceParse).
+func FuzzJSONParser(f *testing.F) {
+	for _, rec := range jsonCorpus {
+		// Minimizing what grows out of the 20 kB records nested 10,000
+		// deep would stall the fuzzer for minutes.
+		if len(rec) < 1000 {
+			f.Add([]byte(rec))
+		}
+	}
+	f.Fuzz(func(t *testing.T, rec []byte) { checkJSONAgainstReference(t, rec) })
+}
+
 func FuzzRegex(f *testing.F) {
 	f.Add(`(?P<time>\S+) (?P<message>.*)`, []byte("2024-05-01T10:00:00Z hello"))
 	f.Add(`(?P<a>x*)(?P<ip>\d+)?`, []byte("xx12"))

@@ -8,16 +8,420 @@ import (
 	"io"
 	"math"
 	"strconv"
+	"strings"
 	"time"
+	"unicode"
+	"unicode/utf16"
+	"unicode/utf8"
 )
 
 // jsonParser reads one JSON object per record. Its top-level members become
 // fields, typed; "time", "timestamp", "@timestamp" or "ts" (RFC 3339, or
 // epoch seconds or milliseconds) become Time, "message"/"msg" Message,
 // "host"/"hostname" Host, "app"/"service" App. null members are left out.
+//
+// Records are read in one pass over their bytes (scanObject): names and
+// values are substrings of one copy of the record, so a record costs a few
+// allocations however many members it has. What that pass declines (any
+// malformed record, and values nested deeper than 64) is read by
+// decodeObject, with encoding/json: its errors are the ones users have
+// always seen, text and byte offset, which the scanner does not imitate.
 type jsonParser struct{}
 
 func (jsonParser) Parse(rec []byte) (Record, error) {
+	if r, ok := scanObject(rec); ok {
+		return r, nil
+	}
+	return decodeObject(rec)
+}
+
+// scanObject reads a record that is one JSON object, whitespace around it
+// allowed, exactly as decodeObject does; ok is false for anything else.
+func scanObject(rec []byte) (Record, bool) {
+	s := string(rec)
+	var r Record
+	// Fields gather on the stack; the record gets a copy of the right size.
+	var buf [32]Field
+	fields := buf[:0]
+	i := skipSpace(s, 0)
+	if i >= len(s) || s[i] != '{' {
+		return Record{}, false
+	}
+	i = skipSpace(s, i+1)
+	if i < len(s) && s[i] == '}' {
+		i++
+	} else {
+		for {
+			name, end, ok := scanString(s, i)
+			if !ok {
+				return Record{}, false
+			}
+			i = skipSpace(s, end)
+			if i >= len(s) || s[i] != ':' {
+				return Record{}, false
+			}
+			i = skipSpace(s, i+1)
+			f, null, end, ok := scanMember(name, s, i)
+			if !ok {
+				return Record{}, false
+			}
+			if !null && !r.lift(f) {
+				fields = append(fields, f)
+			}
+			i = skipSpace(s, end)
+			if i < len(s) && s[i] == ',' {
+				i = skipSpace(s, i+1)
+				continue
+			}
+			if i < len(s) && s[i] == '}' {
+				i++
+				break
+			}
+			return Record{}, false
+		}
+	}
+	if skipSpace(s, i) != len(s) {
+		return Record{}, false
+	}
+	if len(fields) > 0 {
+		r.Fields = append([]Field(nil), fields...)
+	}
+	return r, true
+}
+
+// scanMember types the value at s[i] as jsonField does, and returns the
+// index just past it; null reports a null value.
+func scanMember(name, s string, i int) (f Field, null bool, end int, ok bool) {
+	if i >= len(s) {
+		return Field{}, false, 0, false
+	}
+	switch s[i] {
+	case '"':
+		v, end, ok := scanString(s, i)
+		return Field{Name: name, Kind: String, Value: v}, false, end, ok
+	case '{', '[':
+		end, ok := nestedEnd(s, i)
+		if !ok {
+			return Field{}, false, 0, false
+		}
+		return Field{Name: name, Kind: JSON, Value: s[i:end]}, false, end, true
+	case 't':
+		ok := strings.HasPrefix(s[i:], "true")
+		return Field{Name: name, Kind: Bool, Value: "true"}, false, i + 4, ok
+	case 'f':
+		ok := strings.HasPrefix(s[i:], "false")
+		return Field{Name: name, Kind: Bool, Value: "false"}, false, i + 5, ok
+	case 'n':
+		return Field{}, true, i + 4, strings.HasPrefix(s[i:], "null")
+	}
+	end, _, ok = numberEnd(s, i)
+	if !ok {
+		return Field{}, false, 0, false
+	}
+	return numberField(name, s[i:end]), false, end, true
+}
+
+func skipSpace(s string, i int) int {
+	for i < len(s) && (s[i] == ' ' || s[i] == '\n' || s[i] == '\r' || s[i] == '\t') {
+		i++
+	}
+	return i
+}
+
+// plainByte marks the bytes a JSON string holds as they are: not '"', '\\',
+// a control character, or beyond ASCII.
+var plainByte = func() (t [256]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
+// scanString returns the contents of the JSON string at s[i], decoded as
+// encoding/json decodes them, and the index just past it.
+func scanString(s string, i int) (v string, end int, ok bool) {
+	end, decode, ok := stringEnd(s, i)
+	if !ok {
+		return "", 0, false
+	}
+	v = s[i+1 : end-1]
+	if decode {
+		v = unquote(v)
+	}
+	return v, end, true
+}
+
+// stringEnd returns the index just past the JSON string at s[i]; ok is
+// false where encoding/json would refuse it (a control character, a bad
+// escape, no closing quote). decode reports escapes or bytes that are not
+// UTF-8, which unquote must handle.
+func stringEnd(s string, i int) (end int, decode, ok bool) {
+	if i >= len(s) || s[i] != '"' {
+		return 0, false, false
+	}
+	for j := i + 1; j < len(s); {
+		for j < len(s) && plainByte[s[j]] {
+			j++
+		}
+		if j >= len(s) {
+			break
+		}
+		switch c := s[j]; {
+		case c == '"':
+			return j + 1, decode, true
+		case c == '\\':
+			decode = true
+			if j+1 >= len(s) {
+				return 0, false, false
+			}
+			switch s[j+1] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				j += 2
+			case 'u':
+				if j+6 > len(s) || hex4(s[j+2:j+6]) < 0 {
+					return 0, false, false
+				}
+				j += 6
+			default:
+				return 0, false, false
+			}
+		case c < 0x20:
+			return 0, false, false
+		default:
+			r, size := utf8.DecodeRuneInString(s[j:])
+			if r == utf8.RuneError && size == 1 {
+				decode = true
+			}
+			j += size
+		}
+	}
+	return 0, false, false
+}
+
+// hex4 reads four hexadecimal digits; -1 if they are not.
+func hex4(s string) rune {
+	var r rune
+	for _, c := range []byte(s[:4]) {
+		switch {
+		case '0' <= c && c <= '9':
+			c -= '0'
+		case 'a' <= c && c <= 'f':
+			c -= 'a' - 10
+		case 'A' <= c && c <= 'F':
+			c -= 'A' - 10
+		default:
+			return -1
+		}
+		r = r<<4 | rune(c)
+	}
+	return r
+}
+
+// unquote decodes the contents of a JSON string that stringEnd accepted, as
+// encoding/json does: escapes, surrogate pairs, and U+FFFD for a lone
+// surrogate or for each byte that is not UTF-8.
+func unquote(v string) string {
+	var b strings.Builder
+	b.Grow(len(v) + utf8.UTFMax)
+	for r := 0; r < len(v); {
+		c := v[r]
+		switch {
+		case c == '\\':
+			e := v[r+1]
+			r += 2
+			switch e {
+			case 'b':
+				b.WriteByte('\b')
+			case 'f':
+				b.WriteByte('\f')
+			case 'n':
+				b.WriteByte('\n')
+			case 'r':
+				b.WriteByte('\r')
+			case 't':
+				b.WriteByte('\t')
+			case 'u':
+				rr := hex4(v[r:])
+				r += 4
+				if utf16.IsSurrogate(rr) {
+					if r+6 <= len(v) && v[r] == '\\' && v[r+1] == 'u' {
+						if d := utf16.DecodeRune(rr, hex4(v[r+2:])); d != unicode.ReplacementChar {
+							b.WriteRune(d)
+							r += 6
+							break
+						}
+					}
+					rr = unicode.ReplacementChar
+				}
+				b.WriteRune(rr)
+			default: // '"', '\\', '/'
+				b.WriteByte(e)
+			}
+		case c < utf8.RuneSelf:
+			b.WriteByte(c)
+			r++
+		default:
+			rr, size := utf8.DecodeRuneInString(v[r:])
+			b.WriteRune(rr)
+			r += size
+		}
+	}
+	return b.String()
+}
+
+// numberEnd returns the index just past the JSON number at s[i], and
+// whether it is an integer (no fraction, no exponent).
+func numberEnd(s string, i int) (end int, integer, ok bool) {
+	if i < len(s) && s[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(s) && s[i] == '0':
+		i++
+	case i < len(s) && '1' <= s[i] && s[i] <= '9':
+		i = digitsEnd(s, i+1)
+	default:
+		return 0, false, false
+	}
+	integer = true
+	if i < len(s) && s[i] == '.' {
+		integer = false
+		j := digitsEnd(s, i+1)
+		if j == i+1 {
+			return 0, false, false
+		}
+		i = j
+	}
+	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
+		integer = false
+		i++
+		if i < len(s) && (s[i] == '+' || s[i] == '-') {
+			i++
+		}
+		j := digitsEnd(s, i)
+		if j == i {
+			return 0, false, false
+		}
+		i = j
+	}
+	return i, integer, true
+}
+
+func digitsEnd(s string, i int) int {
+	for i < len(s) && isDigit(s[i]) {
+		i++
+	}
+	return i
+}
+
+// maxNesting is the depth of arrays and objects in a member's value that
+// nestedEnd reads; deeper ones (which encoding/json reads up to 10,000)
+// are left to decodeObject.
+const maxNesting = 64
+
+// nestedEnd returns the index just past the object or array at s[i]; ok is
+// false where encoding/json would refuse it, or where it nests deeper than
+// maxNesting.
+func nestedEnd(s string, i int) (end int, ok bool) {
+	var objects uint64 // bit d is set when the container at depth d+1 is an object
+	depth := 0
+	for {
+		// At the start of a value.
+		if i >= len(s) {
+			return 0, false
+		}
+		switch c := s[i]; c {
+		case '{', '[':
+			i = skipSpace(s, i+1)
+			if i < len(s) && (s[i] == '}' && c == '{' || s[i] == ']' && c == '[') {
+				i++ // empty: a whole value
+				break
+			}
+			if depth == maxNesting {
+				return 0, false
+			}
+			objects <<= 1
+			if c == '{' {
+				objects |= 1
+			}
+			depth++
+			if c == '{' {
+				if i, ok = keyEnd(s, i); !ok {
+					return 0, false
+				}
+			}
+			continue
+		case '"':
+			if i, _, ok = stringEnd(s, i); !ok {
+				return 0, false
+			}
+		case 't':
+			if !strings.HasPrefix(s[i:], "true") {
+				return 0, false
+			}
+			i += 4
+		case 'f':
+			if !strings.HasPrefix(s[i:], "false") {
+				return 0, false
+			}
+			i += 5
+		case 'n':
+			if !strings.HasPrefix(s[i:], "null") {
+				return 0, false
+			}
+			i += 4
+		default:
+			if i, _, ok = numberEnd(s, i); !ok {
+				return 0, false
+			}
+		}
+		// After a value: close containers until a ',' leads to the next value.
+		for {
+			if depth == 0 {
+				return i, true
+			}
+			i = skipSpace(s, i)
+			if i >= len(s) {
+				return 0, false
+			}
+			object := objects&1 == 1
+			if s[i] == ',' {
+				i = skipSpace(s, i+1)
+				if object {
+					if i, ok = keyEnd(s, i); !ok {
+						return 0, false
+					}
+				}
+				break
+			}
+			if !(s[i] == '}' && object || s[i] == ']' && !object) {
+				return 0, false
+			}
+			i++
+			objects >>= 1
+			depth--
+		}
+	}
+}
+
+// keyEnd returns the index of the value after the object key at s[i] and
+// its ':'.
+func keyEnd(s string, i int) (int, bool) {
+	i, _, ok := stringEnd(s, i)
+	if !ok {
+		return 0, false
+	}
+	i = skipSpace(s, i)
+	if i >= len(s) || s[i] != ':' {
+		return 0, false
+	}
+	return skipSpace(s, i+1), true
+}
+
+// decodeObject reads a record with encoding/json's Decoder, as Parse did
+// before scanObject. Parse gives it the records the scanner declines, so its
+// errors still say what they always said.
+func decodeObject(rec []byte) (Record, error) {
 	dec := json.NewDecoder(bytes.NewReader(rec))
 	dec.UseNumber()
 	tok, err := dec.Token()

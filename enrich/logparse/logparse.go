@@ -8,7 +8,7 @@ package logparse
 import (
 	"fmt"
 	"regexp"
-	"strconv"
+	"strings"
 	"time"
 
 	"github.com/sluice-data/sluice/internal/jsonseq"
@@ -121,52 +121,34 @@ func (r *Record) AppendFieldsJSON(dst []byte) []byte {
 
 // isJSONNumber reports whether s is a number in JSON's grammar.
 func isJSONNumber(s string) bool {
-	i := 0
-	if i < len(s) && s[i] == '-' {
-		i++
-	}
-	switch {
-	case i < len(s) && s[i] == '0':
-		i++
-	case i < len(s) && s[i] >= '1' && s[i] <= '9':
-		for i < len(s) && isDigit(s[i]) {
-			i++
-		}
-	default:
-		return false
-	}
-	if i < len(s) && s[i] == '.' {
-		i++
-		if i >= len(s) || !isDigit(s[i]) {
-			return false
-		}
-		for i < len(s) && isDigit(s[i]) {
-			i++
-		}
-	}
-	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
-		i++
-		if i < len(s) && (s[i] == '+' || s[i] == '-') {
-			i++
-		}
-		if i >= len(s) || !isDigit(s[i]) {
-			return false
-		}
-		for i < len(s) && isDigit(s[i]) {
-			i++
-		}
-	}
-	return i == len(s)
+	end, _, ok := numberEnd(s, 0)
+	return ok && end == len(s)
 }
 
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 
 // numberField types a JSON number: Int when it is an integer that fits.
 func numberField(name, v string) Field {
-	if _, err := strconv.ParseInt(v, 10, 64); err == nil {
+	if _, integer, _ := numberEnd(v, 0); integer && fitsInt64(v) {
 		return Field{Name: name, Kind: Int, Value: v}
 	}
 	return Field{Name: name, Kind: Float, Value: v}
+}
+
+// fitsInt64 reports whether the digits of a JSON integer (no leading zeros)
+// fit in an int64, as strconv.ParseInt(v, 10, 64) would say, but without
+// the error it allocates for each number that does not.
+func fitsInt64(v string) bool {
+	digits := strings.TrimPrefix(v, "-")
+	switch {
+	case len(digits) < 19:
+		return true
+	case len(digits) > 19:
+		return false
+	case len(digits) < len(v):
+		return digits <= "9223372036854775808"
+	}
+	return digits <= "9223372036854775807"
 }
 
 // timeLayouts are tried, in order, on a timestamp from a regex group.
