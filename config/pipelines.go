@@ -97,15 +97,16 @@ type SampleStep struct {
 
 // WindowStep aggregates events into windows of event time.
 type WindowStep struct {
-	Type       string            `yaml:"type" json:"type" jsonschema:"enum=tumbling,enum=hopping,description=tumbling (back to back) or hopping (of size\\, starting every every)"`
-	Size       Duration          `yaml:"size" json:"size" jsonschema:"description=Window length\\, e.g. 1m"`
+	Type       string            `yaml:"type" json:"type" jsonschema:"enum=tumbling,enum=hopping,enum=session,description=tumbling (back to back)\\, hopping (of size\\, starting every every) or session (a group's events less than gap apart)"`
+	Size       Duration          `yaml:"size" json:"size,omitempty" jsonschema:"description=tumbling and hopping: window length\\, e.g. 1m"`
 	Every      Duration          `yaml:"every" json:"every,omitempty" jsonschema:"description=hopping: how often a window starts"`
+	Gap        Duration          `yaml:"gap" json:"gap,omitempty" jsonschema:"description=session: a group's session ends after this long without its events\\, e.g. 30m; the window is [first event\\, last event + gap)"`
 	Time       string            `yaml:"time" json:"time,omitempty" jsonschema:"description=The event-time field. Default event_time"`
 	GroupBy    []string          `yaml:"group_by" json:"group_by,omitempty" jsonschema:"description=Fields that split a window into groups"`
 	Aggregates map[string]string `yaml:"aggregates" json:"aggregates" jsonschema:"description=Result fields: count()\\, sum(f)\\, min(f)\\, max(f)\\, avg(f)\\, distinct(f) (approximate)\\, quantile(f\\, 0.95) (approximate)"`
 	Watermark  Duration          `yaml:"watermark" json:"watermark,omitempty" jsonschema:"description=How far behind the newest event time a window closes (out-of-order events within it count). Default 0s"`
-	Lateness   Duration          `yaml:"allowed_lateness" json:"allowed_lateness,omitempty" jsonschema:"description=How long after closing a window still takes late events (its result is then updated). Default 0s"`
-	Idle       Duration          `yaml:"idle" json:"idle,omitempty" jsonschema:"description=With no event for this long\\, time moves on by the clock so that windows close. Default: the window size"`
+	Lateness   Duration          `yaml:"allowed_lateness" json:"allowed_lateness,omitempty" jsonschema:"description=How long after closing a window still takes late events (its result is then updated). Default 0s. Not for session windows: they are written once"`
+	Idle       Duration          `yaml:"idle" json:"idle,omitempty" jsonschema:"description=With no event for this long\\, time moves on by the clock so that windows close. Default: the window size (session: the gap)"`
 }
 
 // Output is one place results go: exactly one field is set.
@@ -480,11 +481,33 @@ func (l *loader) checkWindow(path string, w *WindowStep) {
 		if w.Every <= 0 || w.Size <= 0 || w.Size%w.Every != 0 {
 			l.addAt(path+".every", path+".every must divide size", "e.g. {type: hopping, size: 10m, every: 1m}")
 		}
+	case "session":
+		// Its bounds come from gap, and its result is written once.
+		switch {
+		case w.Gap == 0:
+			l.addAtKey(path, path+": a session window needs gap: how long without events ends a session", "e.g. {type: session, gap: 30m, group_by: [user_id], aggregates: {pages: count()}}")
+		case w.Gap < Duration(time.Second):
+			l.addAt(path+".gap", fmt.Sprintf("%s.gap is %s; it must be at least 1s", path, w.Gap), "e.g. gap: 30m")
+		}
+		if w.Size != 0 {
+			l.addAt(path+".size", path+".size: a session window has no size; its length follows the events", "remove size; gap ends a session")
+		}
+		if w.Every != 0 {
+			l.addAt(path+".every", path+".every: a session window has no every; its length follows the events", "remove every; gap ends a session")
+		}
+		if w.Lateness != 0 {
+			l.addAt(path+".allowed_lateness", path+".allowed_lateness: a session window is written once, when it closes, and never updated", "remove allowed_lateness; raise watermark to wait longer for out-of-order events")
+		}
 	default:
-		l.addAt(path+".type", fmt.Sprintf("%s.type is %q", path, w.Type), "tumbling or hopping")
+		l.addAt(path+".type", fmt.Sprintf("%s.type is %q", path, w.Type), "tumbling, hopping or session")
 	}
-	if w.Size < Duration(time.Second) {
-		l.addAt(path+".size", fmt.Sprintf("%s.size is %s; it must be at least 1s", path, w.Size), "e.g. size: 1m")
+	if w.Type != "session" {
+		if w.Size < Duration(time.Second) {
+			l.addAt(path+".size", fmt.Sprintf("%s.size is %s; it must be at least 1s", path, w.Size), "e.g. size: 1m")
+		}
+		if w.Gap != 0 {
+			l.addAt(path+".gap", fmt.Sprintf("%s.gap is for session windows; this one is %s", path, w.Type), "remove gap, or make it {type: session, gap: 30m}")
+		}
 	}
 	if w.Watermark < 0 || w.Lateness < 0 || w.Idle < 0 {
 		l.addAt(path, path+": watermark, allowed_lateness and idle cannot be negative", "e.g. watermark: 5s")

@@ -17,19 +17,23 @@ import (
 // less the configured delay) passes its end, emitted again when a late event
 // within the allowed lateness changes it, and forgotten once the watermark
 // passes end+lateness: it is final. Results are keyed by window_start and
-// the group, so writing one twice is harmless.
+// the group, so writing one twice is harmless. Session windows, whose
+// bounds follow the events, work differently: see session.go.
 type window struct {
 	c         config.WindowStep
 	size      time.Duration
 	every     time.Duration
+	gap       time.Duration // session windows
 	delay     time.Duration
 	lateness  time.Duration
 	timeField string
 	aggs      []aggSpec
 	open      map[winKey]*winState
-	watermark time.Time // newest event time less delay
+	sessions  map[string][]*session // session windows: per group, by start
+	watermark time.Time             // newest event time less delay
 	// final: every window ending at or before it is final; events for
-	// them are ignored (after a restart they were already emitted).
+	// them are ignored (after a restart they were already emitted). For
+	// session windows it is the watermark a restart resumes from.
 	final time.Time
 	// resumed is final as the checkpoint this run started from had it:
 	// events of windows final by then were counted before the restart.
@@ -64,6 +68,9 @@ func newWindow(c config.WindowStep) (*window, error) {
 	if c.Type == "tumbling" || w.every <= 0 {
 		w.every = w.size
 	}
+	if c.Type == "session" {
+		w.gap, w.sessions = c.Gap.D(), map[string][]*session{}
+	}
 	for _, name := range sortedKeys(c.Aggregates) {
 		a, err := config.ParseAggregate(c.Aggregates[name])
 		if err != nil {
@@ -78,6 +85,9 @@ func newWindow(c config.WindowStep) (*window, error) {
 func (w *window) idle() time.Duration {
 	if d := w.c.Idle.D(); d > 0 {
 		return d
+	}
+	if w.sessions != nil {
+		return w.gap
 	}
 	return w.size
 }
@@ -102,6 +112,9 @@ func (w *window) add(ev Event, stream string, seq uint64) error {
 		if err := newAcc(a.Aggregate).add(ev[a.Field]); err != nil {
 			return fmt.Errorf("window: %s: %w", a.name, err)
 		}
+	}
+	if w.sessions != nil {
+		return w.addToSession(ev, t, group, gvals, stream, seq)
 	}
 	last := t.Truncate(w.every)
 	for s := last; s.After(t.Add(-w.size)); s = s.Add(-w.every) {
@@ -145,6 +158,9 @@ func (w *window) advanceTo(wm time.Time) {
 // emit returns the results of closed windows that changed since they were
 // last emitted, and forgets the final ones.
 func (w *window) emit() []Event {
+	if w.sessions != nil {
+		return w.emitSessions()
+	}
 	var out []Event
 	keys := make([]winKey, 0, len(w.open))
 	for k := range w.open {
@@ -178,22 +194,36 @@ func (w *window) emit() []Event {
 	return out
 }
 
-// minSeq is, per stream, the first message any open window depends on.
+// minSeq is, per stream, the first message any open window (or held
+// session) depends on.
 func (w *window) minSeq() map[string]uint64 {
 	out := map[string]uint64{}
 	for _, st := range w.open {
-		for s, q := range st.minSeq {
-			if m, ok := out[s]; !ok || q < m {
-				out[s] = q
-			}
+		lowerSeqs(out, st.minSeq)
+	}
+	for _, list := range w.sessions {
+		for _, s := range list {
+			lowerSeqs(out, s.minSeq)
 		}
 	}
 	return out
 }
 
+// lowerSeqs lowers each stream's sequence number in to that of from.
+func lowerSeqs(to, from map[string]uint64) {
+	for s, q := range from {
+		if m, ok := to[s]; !ok || q < m {
+			to[s] = q
+		}
+	}
+}
+
 // acc accumulates one aggregate of one window.
 type acc interface {
 	add(v any) error
+	// merge adds in another accumulator of the same aggregate (when
+	// sessions merge); it fails, changing nothing, where add would.
+	merge(o acc) error
 	value() any
 }
 
@@ -218,8 +248,9 @@ func newAcc(a config.Aggregate) acc {
 
 type countAcc struct{ n int64 }
 
-func (a *countAcc) add(any) error { a.n++; return nil }
-func (a *countAcc) value() any    { return a.n }
+func (a *countAcc) add(any) error     { a.n++; return nil }
+func (a *countAcc) merge(o acc) error { a.n += o.(*countAcc).n; return nil }
+func (a *countAcc) value() any        { return a.n }
 
 // sumAcc sums numbers as DOUBLE (so a column's type does not depend on
 // whether the first values were whole); absent fields count as nothing.
@@ -236,7 +267,8 @@ func (a *sumAcc) add(v any) error {
 	a.s += f
 	return nil
 }
-func (a *sumAcc) value() any { return a.s }
+func (a *sumAcc) merge(o acc) error { a.s += o.(*sumAcc).s; return nil }
+func (a *sumAcc) value() any        { return a.s }
 
 type avgAcc struct {
 	s float64
@@ -253,6 +285,13 @@ func (a *avgAcc) add(v any) error {
 	}
 	a.s += f
 	a.n++
+	return nil
+}
+
+func (a *avgAcc) merge(o acc) error {
+	b := o.(*avgAcc)
+	a.s += b.s
+	a.n += b.n
 	return nil
 }
 
@@ -292,6 +331,8 @@ func (a *extremeAcc) add(v any) error {
 	return nil
 }
 
+func (a *extremeAcc) merge(o acc) error { return a.add(o.value()) }
+
 func (a *extremeAcc) value() any {
 	switch {
 	case a.num != nil:
@@ -318,6 +359,13 @@ func (h *hll) add(v any) error {
 	rank := uint8(bits.LeadingZeros64(x<<12|1<<11)) + 1
 	if rank > h.reg[i] {
 		h.reg[i] = rank
+	}
+	return nil
+}
+
+func (h *hll) merge(o acc) error {
+	for i, r := range o.(*hll).reg {
+		h.reg[i] = max(h.reg[i], r)
 	}
 	return nil
 }
@@ -379,6 +427,19 @@ func (a *quantile) add(v any) error {
 	default:
 		a.zeros++
 	}
+	return nil
+}
+
+func (a *quantile) merge(o acc) error {
+	b := o.(*quantile)
+	for i, n := range b.pos {
+		a.pos[i] += n
+	}
+	for i, n := range b.neg {
+		a.neg[i] += n
+	}
+	a.zeros += b.zeros
+	a.n += b.n
 	return nil
 }
 
