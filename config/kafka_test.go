@@ -40,7 +40,7 @@ func TestKafkaPipelineErrors(t *testing.T) {
 		{"topic twice", "pipelines:\n  p: {from: ['kafka://h/a', 'kafka://g/a'], to: {stream: out}}\n",
 			wantErr{2, 13, "pipelines.p.from", "reads Kafka topic a twice", ""}},
 		{"two outputs in one", "pipelines:\n  p: {from: events, to: {stream: s, kafka: 'kafka://h/t'}}\n",
-			wantErr{2, 25, "pipelines.p.to", "exactly one of stream, table, kafka, file or webhook", ""}},
+			wantErr{2, 25, "pipelines.p.to", "exactly one of stream, lake, table, kafka, file or webhook", ""}},
 		{"key without kafka", "pipelines:\n  p: {from: events, to: {stream: s, key: user_id}}\n",
 			wantErr{2, 42, "pipelines.p.to.key", "only a kafka output has one", ""}},
 		{"bad output URL", "pipelines:\n  p: {from: events, to: {kafka: 'kafka://h/a b'}}\n",

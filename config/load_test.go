@@ -670,6 +670,28 @@ func TestPipelineErrors(t *testing.T) {
 			wantErr{2, 34, "pipelines.p.to.stream", `pipelines.p.to.stream "events": a pipeline writes a new stream`, ""}},
 		{"sample rate", "pipelines:\n  p:\n    from: events\n    steps:\n      - sample: {rate: 1.5}\n    to: {stream: out}\n",
 			wantErr{5, 24, "pipelines.p.steps[0].sample.rate", "pipelines.p.steps[0].sample.rate is 1.5; it must be above 0 and at most 1", ""}},
+		{"lake output without a time", "pipelines:\n  a: {from: events, to: {stream: mid}}\n  p: {from: mid, to: {lake: out}}\n",
+			wantErr{3, 29, "pipelines.p.to.lake", "pipelines.p.to.lake out: no time column to partition it by", "name the time field: {lake: out, time: FIELD}"}},
+		{"lake output named like a stream output", "pipelines:\n  a: {from: events, to: {stream: out}}\n  p: {from: events, to: {lake: out}}\n",
+			wantErr{2, 34, "pipelines.a.to.stream", `pipelines.a.to.stream "out" is also a lake output`, ""}},
+		{"lake output with two times", "pipelines:\n  a: {from: events, to: {lake: out}}\n  p: {from: events, to: {lake: out, time: received_at}}\n",
+			wantErr{3, 43, "pipelines.p.to.time", "pipelines.p.to: lake table out is partitioned by event_time elsewhere, received_at here", ""}},
+		{"lake output over a lake table", "pipelines:\n  p: {from: events, to: {lake: logs}}\n",
+			wantErr{2, 32, "pipelines.p.to.lake", `pipelines.p.to.lake "logs": a pipeline writes a lake table of its own`, ""}},
+		{"time on a table output", "pipelines:\n  p: {from: events, to: {table: t, time: x}}\n",
+			wantErr{2, 42, "pipelines.p.to.time", "pipelines.p.to.time is the partition column of a lake table", ""}},
+		{"too many workers", "pipelines:\n  p: {from: events, workers: 65, to: {stream: out}}\n",
+			wantErr{2, 30, "pipelines.p.workers", "pipelines.p.workers is 65; it must be between 1 and 64", ""}},
+		{"workers and a global window", "pipelines:\n  p:\n    from: events\n    workers: 2\n    steps:\n      - window: {type: tumbling, size: 1m, aggregates: {n: count()}}\n    to: {table: t}\n",
+			wantErr{4, 14, "pipelines.p.workers", "pipeline p: steps[0]: a window without group_by is one aggregate, which cannot be split between 2 workers", ""}},
+		{"workers keyed off the window's groups", "pipelines:\n  p:\n    from: events\n    workers: 2\n    key: user_id\n    steps:\n      - window: {type: tumbling, size: 1m, group_by: [country], aggregates: {n: count()}}\n    to: {table: t}\n",
+			wantErr{4, 14, "pipelines.p.workers", "pipeline p: steps[0]: the window groups by [country], so key must be some of those fields, not [user_id]", ""}},
+		{"workers and a global throttle", "pipelines:\n  p:\n    from: events\n    workers: 3\n    steps:\n      - throttle: {threshold: 5}\n    to: {stream: out}\n",
+			wantErr{4, 14, "pipelines.p.workers", "a throttle without a key is one limit, which cannot be split between 3 workers", ""}},
+		{"workers and dedupe", "pipelines:\n  p:\n    from: events\n    workers: 3\n    key: user_id\n    steps:\n      - dedupe: {key: event_id}\n    to: {stream: out}\n",
+			wantErr{4, 14, "pipelines.p.workers", "dedupe remembers [event_id], so key must be some of those fields, not [user_id]", ""}},
+		{"workers reading Kafka", "pipelines:\n  p: {from: 'kafka://127.0.0.1:9092/t?group=g', workers: 2, to: {stream: out}}\n",
+			wantErr{2, 58, "pipelines.p.workers", "pipeline p reads Kafka with 2 workers; a Kafka input shares its partitions through its consumer group instead", "leave workers at 1; a standby process takes over when this one stops"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			checkErrors(t, tc.src, []wantErr{tc.want})
@@ -683,5 +705,34 @@ func TestPipelineErrors(t *testing.T) {
 	}
 	if fmt.Sprint(c.Pipelines["a"].From, c.Pipelines["a"].To, c.PipelineStreams()) != "[events logs] [stream mid table t1] [mid]" {
 		t.Errorf("decoded %+v", c.Pipelines)
+	}
+	// A lake output's time: window_start after a window, the input's time
+	// column before it (events, logs, another lake output's).
+	c, err = Parse("sluice.yaml", []byte(`pipelines:
+  a:
+    from: events
+    steps:
+      - route: [{if: 'true', to: {lake: raw_copy}}]
+      - window: {type: tumbling, size: 1m, aggregates: {n: count()}}
+    to: {lake: per_minute}
+  b: {from: logs, to: {lake: log_copy}}
+  c: {from: raw_copy, to: {lake: copy_of_copy}}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(c.LakeOutputs(), c.PipelineStreams()); got != "map[copy_of_copy:event_time log_copy:timestamp per_minute:window_start raw_copy:event_time] [copy_of_copy log_copy per_minute raw_copy]" {
+		t.Errorf("lake outputs: %s", got)
+	}
+	// Workers split by the window's groups when no key is given.
+	c, err = Parse("sluice.yaml", []byte("pipelines:\n  p:\n    from: events\n    workers: 4\n    steps:\n      - window: {type: tumbling, size: 1m, group_by: [user_id, country], aggregates: {n: count()}}\n    to: {table: t}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k := c.Pipelines["p"].PartitionKey(); fmt.Sprint(k) != "[user_id country]" {
+		t.Errorf("partition key %v", k)
+	}
+	if _, err := Parse("sluice.yaml", []byte("pipelines:\n  p:\n    from: events\n    workers: 4\n    key: user_id\n    steps:\n      - dedupe: {key: [user_id, event_id]}\n      - window: {type: tumbling, size: 1m, group_by: [user_id, country], aggregates: {n: count()}}\n    to: {table: t}\n")); err != nil {
+		t.Errorf("key user_id splits both the dedupe and the window: %v", err)
 	}
 }

@@ -30,6 +30,16 @@ type Pipeline struct {
 	// batch it works on); when an output stalls, reading waits.
 	Memory ByteSize `yaml:"memory" json:"memory,omitempty" jsonschema:"description=Memory for messages read ahead and in process (window state comes on top); when an output stalls\\, reading waits. Default 64MiB"`
 	Start  string   `yaml:"start" json:"start,omitempty" jsonschema:"enum=beginning,enum=now,description=Where a pipeline without a checkpoint starts: beginning (default) or now"`
+	// Retries is how many more times a step that failed on an event is
+	// tried before the event goes to bad.
+	Retries int `yaml:"retries" json:"retries,omitempty" jsonschema:"minimum=0,maximum=100,description=How many more times a step that failed on an event (an expression error\\, a value of the wrong type) is tried before the event goes to bad (default 0: errors of expressions are deterministic)"`
+	// Workers split the pipeline's work into that many partitions, each
+	// with its own checkpoint, run by one worker at a time: all of them in
+	// one process, or shared out between the sluice processes on one bus.
+	Workers int `yaml:"workers" json:"workers,omitempty" jsonschema:"minimum=1,maximum=64,description=Partitions of the work\\, run in parallel (default 1). The sluice processes on one bus share them out; each runs its share. Events are split by key\\, so the order of one key's events is kept"`
+	// Key splits events between workers; default: the window's group_by,
+	// else the dedupe or throttle key, else whole messages go round-robin.
+	Key StringList `yaml:"key" json:"key,omitempty" jsonschema:"description=Field(s) whose values decide an event's worker (events of one key stay in order on one worker). Default: the window's group_by\\, else the dedupe or throttle key\\, else whole input messages are split between workers"`
 }
 
 // Step is one step of a pipeline; exactly one field is set.
@@ -121,6 +131,20 @@ type Output struct {
 	File string `yaml:"file" json:"file,omitempty" jsonschema:"description=A file that results are appended to as NDJSON (fsynced before the pipeline moves on)"`
 	// Webhook POSTs each batch as NDJSON.
 	Webhook string `yaml:"webhook" json:"webhook,omitempty" jsonschema:"description=An http(s) URL each batch is POSTed to as NDJSON; anything but a 2xx answer is retried"`
+	// Lake is a lake table: a stream of the same name, archived to the
+	// lake as Parquet (exactly-once files) and queryable as a view.
+	Lake string `yaml:"lake" json:"lake,omitempty" jsonschema:"description=A lake table (Parquet in the lake\\, partitioned by hour of time\\, a view in the warehouse): its rows also form a stream of the same name that other pipelines can read. Columns come from the fields written; a field whose type conflicts goes to bad"`
+	// Time is a lake output's partition column; see LakeTime.
+	Time string `yaml:"time" json:"time,omitempty" jsonschema:"description=lake: the time field that places a row in its hour partition. Default: window_start after a window\\, else event_time (events)\\, timestamp (logs and file sources) or failed_at (bad)"`
+}
+
+// BusStream is the stream an output writes to: its stream, or its lake
+// table's stream.
+func (o Output) BusStream() string {
+	if o.Lake != "" {
+		return o.Lake
+	}
+	return o.Stream
 }
 
 // StringList is a string or a list of strings.
@@ -186,6 +210,8 @@ func (o Output) String() string {
 		return "webhook " + o.Webhook
 	case o.Stream != "":
 		return "stream " + o.Stream
+	case o.Lake != "":
+		return "lake " + o.Lake
 	case o.Kafka != "":
 		return "kafka " + o.Kafka
 	}
@@ -270,13 +296,56 @@ func (c *Config) PipelineStreams() []string {
 	var out []string
 	for _, p := range c.Pipelines {
 		for _, o := range allOutputs(p) {
-			if o.Stream != "" && !slices.Contains(out, o.Stream) {
-				out = append(out, o.Stream)
+			if s := o.BusStream(); s != "" && !slices.Contains(out, s) {
+				out = append(out, s)
 			}
 		}
 	}
 	slices.Sort(out)
 	return out
+}
+
+// LakeOutputs are the lake tables pipelines write, by name, with their
+// time (partition) column.
+func (c *Config) LakeOutputs() map[string]string {
+	out := map[string]string{}
+	for _, p := range c.Pipelines {
+		for _, o := range allOutputs(p) {
+			if o.Lake != "" {
+				out[o.Lake] = o.Time
+			}
+		}
+	}
+	return out
+}
+
+// lakeTime is the default time column of a lake output of p: window_start
+// for window results (afterWindow), else the time column of the streams p
+// reads ("" when they differ or are unknown).
+func (c *Config) lakeTime(p Pipeline, afterWindow bool) string {
+	if afterWindow && slices.ContainsFunc(p.Steps, func(s Step) bool { return s.Window != nil }) {
+		return "window_start"
+	}
+	col := ""
+	for _, s := range p.From {
+		var t string
+		switch {
+		case s == sluice.StreamEvents:
+			t = "event_time"
+		case s == sluice.StreamBad:
+			t = "failed_at"
+		case s == sluice.StreamLogs || slices.Contains(c.SourceStreams(), s):
+			t = "timestamp"
+		default:
+			// Another pipeline's lake output has its own time column.
+			t = c.LakeOutputs()[s]
+		}
+		if t == "" || (col != "" && col != t) {
+			return ""
+		}
+		col = t
+	}
+	return col
 }
 
 func allOutputs(p Pipeline) []Output {
@@ -321,6 +390,25 @@ func (l *loader) validatePipelines(c *Config) {
 		}
 		if p.Memory != 0 && p.Memory < MiB {
 			l.addAt(path+".memory", fmt.Sprintf("%s.memory is %s; it must be at least 1MiB", path, p.Memory), "the default is 64MiB")
+		}
+		if p.Retries < 0 || p.Retries > 100 {
+			l.addAt(path+".retries", fmt.Sprintf("%s.retries is %d; it must be between 0 and 100", path, p.Retries), "e.g. retries: 3")
+		}
+		if p.Workers < 0 || p.Workers > 64 {
+			l.addAt(path+".workers", fmt.Sprintf("%s.workers is %d; it must be between 1 and 64", path, p.Workers), "e.g. workers: 4")
+		}
+		if p.Workers > 1 && slices.ContainsFunc(p.From, IsKafkaURL) {
+			l.addAt(path+".workers", fmt.Sprintf("pipeline %s reads Kafka with %d workers; a Kafka input shares its partitions through its consumer group instead", name, p.Workers), "leave workers at 1; a standby process takes over when this one stops")
+		}
+		for _, k := range p.Key {
+			if k == "" {
+				l.addAt(path+".key", fmt.Sprintf("%s.key has an empty field name", path), "e.g. key: user_id")
+			}
+		}
+		if p.Workers > 1 {
+			if err := p.checkSplit(); err != nil {
+				l.addAt(path+".workers", fmt.Sprintf("pipeline %s: %v", name, err), "see docs/pipelines.md, Workers")
+			}
 		}
 		if p.Start != "" && p.Start != "beginning" && p.Start != "now" {
 			l.addAt(path+".start", fmt.Sprintf("%s.start is %q", path, p.Start), "beginning (default) or now")
@@ -393,6 +481,64 @@ func (l *loader) validatePipelines(c *Config) {
 		}
 		l.checkOutputs(path+".to", p.To, lakeTables)
 	}
+	l.resolveLakeOutputs(c)
+}
+
+// resolveLakeOutputs fills in the time column of lake outputs that give
+// none, and checks that a lake table has one time column, and that its name
+// is not also a plain stream output (whose rows the lake could not type).
+func (l *loader) resolveLakeOutputs(c *Config) {
+	type ref struct {
+		path string
+		o    *Output
+		p    Pipeline
+		post bool // after the window: window results
+	}
+	var refs []ref
+	for _, name := range sortedKeys(c.Pipelines) {
+		p := c.Pipelines[name]
+		path := "pipelines." + name
+		for j, s := range p.Steps {
+			for k, r := range s.Route {
+				for i := range r.To {
+					refs = append(refs, ref{outputPath(fmt.Sprintf("%s.steps[%d].route[%d].to", path, j, k), r.To, i), &r.To[i], p, false})
+				}
+			}
+		}
+		for i := range p.To {
+			refs = append(refs, ref{outputPath(path+".to", p.To, i), &p.To[i], p, true})
+		}
+	}
+	// A pipeline reading another's lake output takes its time column:
+	// resolve until nothing changes.
+	for range len(refs) + 1 {
+		changed := false
+		for _, r := range refs {
+			if r.o.Lake != "" && r.o.Time == "" {
+				if t := c.lakeTime(r.p, r.post); t != "" {
+					r.o.Time, changed = t, true
+				}
+			}
+		}
+		if !changed {
+			break
+		}
+	}
+	times := map[string]string{}
+	for _, r := range refs {
+		switch {
+		case r.o.Lake == "":
+			if r.o.Stream != "" && slices.ContainsFunc(refs, func(x ref) bool { return x.o.Lake == r.o.Stream }) {
+				l.addAt(r.path+".stream", fmt.Sprintf("%s.stream %q is also a lake output; a lake table's stream only takes rows through lake outputs", r.path, r.o.Stream), "write {lake: "+r.o.Stream+"} here too, or use another name")
+			}
+		case r.o.Time == "":
+			l.addAt(r.path+".lake", fmt.Sprintf("%s.lake %s: no time column to partition it by", r.path, r.o.Lake), "name the time field: {lake: "+r.o.Lake+", time: FIELD}")
+		case times[r.o.Lake] != "" && times[r.o.Lake] != r.o.Time:
+			l.addAt(r.path+".time", fmt.Sprintf("%s: lake table %s is partitioned by %s elsewhere, %s here", r.path, r.o.Lake, times[r.o.Lake], r.o.Time), "give every output to one lake table the same time")
+		default:
+			times[r.o.Lake] = r.o.Time
+		}
+	}
 }
 
 func (l *loader) checkLookup(path string, lk *LookupStep) {
@@ -439,23 +585,35 @@ func (l *loader) checkExpr(path, src string, asBool bool) {
 	}
 }
 
+// outputPath is the config path of outs[i]: path itself for a single
+// output.
+func outputPath(path string, outs Outputs, i int) string {
+	if len(outs) > 1 {
+		return fmt.Sprintf("%s[%d]", path, i)
+	}
+	return path
+}
+
 func (l *loader) checkOutputs(path string, outs Outputs, lakeTables []string) {
 	for i, o := range outs {
-		op := path
-		if len(outs) > 1 {
-			op = fmt.Sprintf("%s[%d]", path, i)
-		}
+		op := outputPath(path, outs, i)
 		set := 0
-		for _, on := range []bool{o.Stream != "", o.Table != "", o.Kafka != "", o.File != "", o.Webhook != ""} {
+		for _, on := range []bool{o.Stream != "", o.Table != "", o.Kafka != "", o.File != "", o.Webhook != "", o.Lake != ""} {
 			if on {
 				set++
 			}
 		}
 		switch {
 		case set != 1:
-			l.addAt(op, op+" must name exactly one of stream, table, kafka, file or webhook", "e.g. {table: revenue_per_minute}, {stream: purchases}, {kafka: kafka://127.0.0.1:9092/purchases}, {file: out.ndjson} or {webhook: https://…}")
+			l.addAt(op, op+" must name exactly one of stream, lake, table, kafka, file or webhook", "e.g. {table: revenue_per_minute}, {stream: purchases}, {lake: purchases}, {kafka: kafka://127.0.0.1:9092/purchases}, {file: out.ndjson} or {webhook: https://…}")
 		case o.Webhook != "" && !strings.HasPrefix(o.Webhook, "http://") && !strings.HasPrefix(o.Webhook, "https://"):
 			l.addAt(op+".webhook", fmt.Sprintf("%s.webhook %q is not an http(s) URL", op, o.Webhook), "e.g. webhook: https://hooks.example.com/sluice")
+		case o.Time != "" && o.Lake == "":
+			l.addAt(op+".time", op+".time is the partition column of a lake table; only a lake output has one", "remove time, or write to {lake: NAME, time: FIELD}")
+		case o.Lake != "" && (!identRe.MatchString(o.Lake) || slices.Contains(lakeTables, o.Lake) || strings.HasPrefix(o.Lake, "sluice_")):
+			l.addAt(op+".lake", fmt.Sprintf("%s.lake %q: a pipeline writes a lake table of its own (letters, digits, _), not events, bad, logs, a source's table or sluice_…", op, o.Lake), "e.g. lake: purchases")
+		case o.Lake != "" && o.Time != "" && !identRe.MatchString(o.Time):
+			l.addAt(op+".time", fmt.Sprintf("%s.time %q: use letters, digits and _", op, o.Time), "e.g. time: event_time")
 		case o.Key != "" && o.Kafka == "":
 			l.addAt(op+".key", op+".key is the key of Kafka records; only a kafka output has one", "remove key, or write to {kafka: kafka://…/topic, key: FIELD}")
 		case o.Kafka != "":
@@ -523,4 +681,63 @@ func (l *loader) checkWindow(path string, w *WindowStep) {
 			l.addAt(path+".aggregates."+k, fmt.Sprintf("%s.aggregates.%s: %v", path, k, err), "count(), sum(f), min(f), max(f), avg(f), distinct(f), quantile(f, 0.95)")
 		}
 	}
+}
+
+// PartitionKey is the field(s) that decide an event's worker: key, else the
+// window's group_by, else the dedupe key, else the throttle key. Empty:
+// whole input messages are split between the workers.
+func (p Pipeline) PartitionKey() []string {
+	if len(p.Key) > 0 {
+		return p.Key
+	}
+	for _, s := range p.Steps {
+		if s.Window != nil {
+			return s.Window.GroupBy
+		}
+	}
+	for _, s := range p.Steps {
+		switch {
+		case s.Dedupe != nil:
+			return s.Dedupe.Key
+		case s.Throttle != nil:
+			return s.Throttle.Key
+		}
+	}
+	return nil
+}
+
+// checkSplit tells whether the state of a pipeline's steps can be split
+// between workers by its partition key: each window group, dedupe key and
+// throttle key must fall on one worker, so the partition key must be some
+// of their fields.
+func (p Pipeline) checkSplit() error {
+	key := p.PartitionKey()
+	subset := func(of []string) bool {
+		if len(key) == 0 {
+			return false
+		}
+		for _, k := range key {
+			if !slices.Contains(of, k) {
+				return false
+			}
+		}
+		return true
+	}
+	for i, s := range p.Steps {
+		switch {
+		case s.Window != nil && !subset(s.Window.GroupBy):
+			if len(s.Window.GroupBy) == 0 {
+				return fmt.Errorf("steps[%d]: a window without group_by is one aggregate, which cannot be split between %d workers", i, p.Workers)
+			}
+			return fmt.Errorf("steps[%d]: the window groups by %v, so key must be some of those fields, not %v", i, s.Window.GroupBy, key)
+		case s.Dedupe != nil && !subset(s.Dedupe.Key):
+			return fmt.Errorf("steps[%d]: dedupe remembers %v, so key must be some of those fields, not %v", i, s.Dedupe.Key, key)
+		case s.Throttle != nil && !subset(s.Throttle.Key):
+			if len(s.Throttle.Key) == 0 {
+				return fmt.Errorf("steps[%d]: a throttle without a key is one limit, which cannot be split between %d workers", i, p.Workers)
+			}
+			return fmt.Errorf("steps[%d]: throttle limits per %v, so key must be some of those fields, not %v", i, s.Throttle.Key, key)
+		}
+	}
+	return nil
 }

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"maps"
 	"path/filepath"
 	"slices"
 	"time"
@@ -18,6 +19,17 @@ func Tables(cfg *config.Config) []lake.Table {
 	tables := slices.Clone(lake.BuiltinTables)
 	for _, s := range cfg.SourceStreams() {
 		tables = append(tables, lake.Table{Name: s, Stream: s, Fixed: sluice.LogColumns, PartitionBy: "timestamp"})
+	}
+	return append(tables, lakeOutputTables(cfg)...)
+}
+
+// lakeOutputTables are the lake tables pipelines write ({lake: NAME}):
+// their columns come from the schema record the pipelines keep.
+func lakeOutputTables(cfg *config.Config) []lake.Table {
+	var tables []lake.Table
+	outs := cfg.LakeOutputs()
+	for _, name := range slices.Sorted(maps.Keys(outs)) {
+		tables = append(tables, lake.Table{Name: name, Stream: name, Dynamic: true, PartitionBy: outs[name]})
 	}
 	return tables
 }

@@ -61,15 +61,23 @@ type Node struct {
 	// pipes are the running pipelines; pipesMu keeps reloads apart.
 	pipes   map[string]*running
 	pipesMu sync.Mutex
-	loader  func() (*config.Config, error)
-	tcancel context.CancelFunc // stops the file tailers
-	twg     sync.WaitGroup
-	cancel  context.CancelFunc // stops enrich
-	acanc   context.CancelFunc // stops the archivers
-	wg      sync.WaitGroup     // enrich
-	awg     sync.WaitGroup     // archivers
-	errs    chan error
-	lock    *os.File
+	// leaseTTL is how long a pipeline worker's lease lasts (tests shorten it).
+	leaseTTL time.Duration
+	loader   func() (*config.Config, error)
+	tcancel  context.CancelFunc // stops the file tailers
+	twg      sync.WaitGroup
+	cancel   context.CancelFunc // stops enrich
+	acanc    context.CancelFunc // stops the archivers
+	actx     context.Context    // of the archivers
+	store    lake.Store
+	// archived are the tables archivers run for (a reload adds pipelines'
+	// lake outputs).
+	archived []string
+	archMu   sync.Mutex
+	wg       sync.WaitGroup // enrich
+	awg      sync.WaitGroup // archivers
+	errs     chan error
+	lock     *os.File
 }
 
 var consumerLag = promauto.NewGaugeVec(prometheus.GaugeOpts{
@@ -128,30 +136,11 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Node, er
 
 	actx, acancel := context.WithCancel(context.Background())
 	n.acanc = acancel
+	n.actx = actx
+	n.store = store
 	tables := Tables(cfg)
 	for _, t := range tables {
-		a := lake.NewArchiver(lake.ArchiverOptions{
-			Bus: n.bus, Store: store, Table: t, Logger: log,
-			FlushInterval: cfg.Lake.FlushInterval.D(), MaxRows: cfg.Lake.MaxRows, MaxBytes: int64(cfg.Lake.MaxBytes),
-			// Off the archiver's goroutine: a busy warehouse must never hold
-			// up the lake.
-			OnCommit: func(table string) {
-				go func() {
-					if err := n.wh.Refresh(context.Background(), table); err != nil {
-						log.Error("warehouse refresh", "table", table, "err", err)
-					}
-					n.lakeChanged(table)
-				}()
-			},
-		})
-		n.arch = append(n.arch, a)
-		n.awg.Add(1)
-		go func() {
-			defer n.awg.Done()
-			if err := a.Run(actx); err != nil {
-				n.errs <- err
-			}
-		}()
+		n.startArchiver(t)
 	}
 
 	ectx, ecancel := context.WithCancel(context.Background())
@@ -269,6 +258,50 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Node, er
 }
 
 // replay serves the API's bad row replay on this node's bus.
+// archiveLakeOutputs starts archivers for pipelines' lake outputs that
+// have none yet (after a reload added one).
+func (n *Node) archiveLakeOutputs(cfg *config.Config) {
+	for _, t := range lakeOutputTables(cfg) {
+		n.archMu.Lock()
+		has := slices.Contains(n.archived, t.Name)
+		n.archMu.Unlock()
+		if !has {
+			n.log.Info("archiving a new lake output", "table", t.Name, "time", t.PartitionBy)
+			n.startArchiver(t)
+		}
+	}
+}
+
+// startArchiver archives a table's stream to the lake until the node stops.
+func (n *Node) startArchiver(t lake.Table) {
+	cfg, log := n.cfg, n.log
+	a := lake.NewArchiver(lake.ArchiverOptions{
+		Bus: n.bus, Store: n.store, Table: t, Logger: log,
+		FlushInterval: cfg.Lake.FlushInterval.D(), MaxRows: cfg.Lake.MaxRows, MaxBytes: int64(cfg.Lake.MaxBytes),
+		// Off the archiver's goroutine: a busy warehouse must never hold
+		// up the lake.
+		OnCommit: func(table string) {
+			go func() {
+				if err := n.wh.Refresh(context.Background(), table); err != nil {
+					log.Error("warehouse refresh", "table", table, "err", err)
+				}
+				n.lakeChanged(table)
+			}()
+		},
+	})
+	n.archMu.Lock()
+	n.arch = append(n.arch, a)
+	n.archived = append(n.archived, t.Name)
+	n.archMu.Unlock()
+	n.awg.Add(1)
+	go func() {
+		defer n.awg.Done()
+		if err := a.Run(n.actx); err != nil {
+			n.errs <- err
+		}
+	}()
+}
+
 func (n *Node) replay(ctx context.Context, req server.ReplayRequest) (any, error) {
 	n.iglu.Reload()
 	return enrich.Replay(ctx, n.bus, replayFilter(req))
@@ -359,7 +392,10 @@ func (n *Node) watchLag(ctx context.Context) {
 		if lag, err := n.enr.Lag(ctx); err == nil {
 			consumerLag.WithLabelValues(sluice.StreamRaw, "enrich").Set(float64(lag))
 		}
-		for _, a := range n.arch {
+		n.archMu.Lock()
+		arch := slices.Clone(n.arch)
+		n.archMu.Unlock()
+		for _, a := range arch {
 			if lag, err := a.Lag(ctx); err == nil {
 				consumerLag.WithLabelValues(a.Stream(), "archive").Set(float64(lag))
 			}

@@ -81,6 +81,7 @@ func TestPipelinePoisonAndStreams(t *testing.T) {
 pipelines:
   parse_qty:
     from: events
+    retries: 2
     steps:
       - set: {qty_n: 'int(qty)', big: 'int(qty) > 2'}
       - drop: [useragent]
@@ -105,7 +106,7 @@ pipelines:
 		t.Fatalf("post: %d %s", code, msg)
 	}
 	waitFor(t, api, "SELECT event_id, qty_n FROM big_order_ids ORDER BY event_id", "[[b 5] [d 3]]")
-	waitFor(t, api, "SELECT type, path, message LIKE '%steps[0]%many%' FROM bad", "[[pipeline_failure pipeline parse_qty steps[0] true]]")
+	waitFor(t, api, "SELECT type, path, message LIKE '%steps[0]%many%(tried 3 times)' FROM bad", "[[pipeline_failure pipeline parse_qty steps[0] true]]")
 }
 
 // File and webhook outputs: NDJSON appended to a file; POSTed to a webhook

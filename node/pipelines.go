@@ -1,10 +1,14 @@
 package node
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"maps"
+	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"time"
@@ -19,6 +23,7 @@ type running struct {
 	cfg    config.Pipeline
 	cancel context.CancelFunc
 	done   chan struct{}
+	group  *pipeline.Group
 }
 
 // startPipelines starts the config's pipelines; they stop after enrich
@@ -34,34 +39,44 @@ func (n *Node) startPipelines() error {
 }
 
 func (n *Node) startPipeline(name string, pc config.Pipeline) error {
-	p, err := pipeline.New(pipeline.Options{
-		Name: name, Config: pc, Bus: n.bus, Tables: n.tables(), Logger: n.log,
+	member, err := memberName(n.cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	g, err := pipeline.NewGroup(pipeline.Options{
+		Name: name, Config: pc, Bus: n.bus, Tables: n.tables(), Lookups: n.lookups(), Logger: n.log, Member: member,
+		LeaseTTL: n.leaseTTL,
 	})
 	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &running{cfg: pc, cancel: cancel, done: make(chan struct{})}
+	r := &running{cfg: pc, cancel: cancel, done: make(chan struct{}), group: g}
 	n.pipes[name] = r
 	go func() {
 		defer close(r.done)
-		for {
-			err := p.Run(ctx)
-			if err == nil || ctx.Err() != nil {
-				return
-			}
-			// A failure (the bus away, a checkpoint race) restarts the
-			// pipeline from its checkpoint.
-			n.log.Error("pipeline failed; restarting from its checkpoint", "pipeline", name, "err", err)
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(5 * time.Second):
-			}
-		}
+		g.Run(ctx)
 	}()
-	n.log.Info("pipeline running", "pipeline", name, "from", fmt.Sprint(pc.From))
+	n.log.Info("pipeline running", "pipeline", name, "from", fmt.Sprint(pc.From), "workers", max(pc.Workers, 1))
 	return nil
+}
+
+// memberName names this process among those sharing pipelines' workers:
+// kept in the data dir, so that a restarted process takes its own leases
+// back at once instead of waiting for them to expire.
+func memberName(dataDir string) (string, error) {
+	path := filepath.Join(dataDir, "member")
+	if b, err := os.ReadFile(path); err == nil && len(bytes.TrimSpace(b)) > 0 {
+		return string(bytes.TrimSpace(b)), nil
+	}
+	host, _ := os.Hostname()
+	b := make([]byte, 6)
+	rand.Read(b)
+	name := fmt.Sprintf("%s-%x", host, b)
+	if err := os.WriteFile(path, []byte(name+"\n"), 0o644); err != nil {
+		return "", fmt.Errorf("pipeline member name: %w", err)
+	}
+	return name, nil
 }
 
 // stopPipeline stops one pipeline; it saves its checkpoint after the
@@ -127,7 +142,7 @@ func (n *Node) Reload(ctx context.Context, cfg *config.Config) (ReloadReport, er
 	// nothing.
 	for _, name := range slices.Sorted(maps.Keys(cfg.Pipelines)) {
 		if r := n.pipes[name]; r == nil || !reflect.DeepEqual(r.cfg, cfg.Pipelines[name]) {
-			if _, err := pipeline.New(pipeline.Options{Name: name, Config: cfg.Pipelines[name], Bus: n.bus, Tables: n.tables()}); err != nil {
+			if _, err := pipeline.New(pipeline.Options{Name: name, Config: cfg.Pipelines[name], Bus: n.bus, Tables: n.tables(), Lookups: n.lookups()}); err != nil {
 				return rep, err
 			}
 		}
@@ -137,6 +152,7 @@ func (n *Node) Reload(ctx context.Context, cfg *config.Config) (ReloadReport, er
 			return rep, err
 		}
 	}
+	n.archiveLakeOutputs(cfg)
 	for _, name := range slices.Sorted(maps.Keys(n.pipes)) {
 		if _, ok := cfg.Pipelines[name]; !ok {
 			n.stopPipeline(name)

@@ -1,7 +1,9 @@
 // Package pipeline runs the user pipelines of the config file: events read
 // from streams (or Kafka topics, see kafka.go) go through steps (filter,
-// set, drop, keep, rename, parse, route, dedupe, sample, window) to outputs
-// (streams, warehouse tables).
+// set, drop, keep, rename, parse, route, dedupe, sample, lookup, throttle,
+// window) to outputs (streams, lake tables (lake.go), warehouse tables,
+// Kafka topics, files, webhooks). With workers, the work is split into
+// partitions shared out between processes (workers.go).
 //
 // Delivery. A pipeline keeps its own position on each input stream in the
 // bus's state bucket (key pipeline.<name>), saved only after every output
@@ -21,9 +23,11 @@ package pipeline
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"maps"
 	"slices"
@@ -58,12 +62,24 @@ type Options struct {
 	Bus    *bus.Bus
 	Tables TableWriter
 	Logger *slog.Logger
+	// Lookups reads the warehouse tables of lookup steps.
+	Lookups TableReader
 	// Simulation: the pipeline only runs Simulate (sluice test), so it
 	// needs no bus and no warehouse.
 	Simulation bool
 	// MaxBatch is how many messages are processed between writes of the
 	// outputs; default 100.
 	MaxBatch int
+	// Partition is the part of the work this worker does, of Partitions
+	// (config workers; see Group). Zero Partitions: 1.
+	Partition, Partitions int
+	// Member names this process among those sharing the pipeline's
+	// workers (Group); default: a random name.
+	Member string
+	// LeaseTTL is how long a worker's lease lasts without renewal (Group):
+	// after a process dies, its workers restart elsewhere after this long.
+	// Default 10s.
+	LeaseTTL time.Duration
 }
 
 var (
@@ -99,8 +115,17 @@ type Pipeline struct {
 	readers []*bus.Reader
 	saved   time.Time
 
-	kafka     []*kafkaInput // of this run
-	producers producers     // of the Kafka outputs
+	lakes     map[string]*lakeOut // schemas of the lake outputs, by table
+	kafka     []*kafkaInput       // of this run
+	producers producers           // of the Kafka outputs
+
+	// part of parts: the worker this is; key splits events between the
+	// workers (empty: whole messages by sequence number).
+	part, parts int
+	key         []string
+	// others are the checkpoints of another number of workers this one
+	// started from; worker 0 deletes them once every worker saved its own.
+	others []string
 }
 
 // checkpoint is a pipeline's durable position.
@@ -120,7 +145,15 @@ func New(o Options) (*Pipeline, error) {
 	if o.MaxBatch <= 0 {
 		o.MaxBatch = 100
 	}
-	p := &Pipeline{o: o, log: o.Logger.With("pipeline", o.Name), producers: producers{}, sinks: newSinks()}
+	if o.Partitions <= 0 {
+		o.Partitions = 1
+	}
+	p := &Pipeline{o: o, log: o.Logger.With("pipeline", o.Name), producers: producers{}, sinks: newSinks(),
+		part: o.Partition, parts: o.Partitions}
+	if p.parts > 1 {
+		p.key = o.Config.PartitionKey()
+		p.log = p.log.With("worker", fmt.Sprintf("%d/%d", p.part, p.parts))
+	}
 	for i, s := range o.Config.Steps {
 		if s.Window != nil {
 			w, err := newWindow(*s.Window)
@@ -131,7 +164,7 @@ func New(o Options) (*Pipeline, error) {
 			p.winKey = append([]string{"window_start"}, s.Window.GroupBy...)
 			continue
 		}
-		st, err := newStep(s)
+		st, err := newStep(s, o)
 		if err != nil {
 			return nil, fmt.Errorf("pipeline %s: steps[%d]: %w", o.Name, i, err)
 		}
@@ -150,7 +183,40 @@ func New(o Options) (*Pipeline, error) {
 	return p, nil
 }
 
-func (p *Pipeline) stateKey() string { return "pipeline." + p.o.Name }
+// stateKey is where the checkpoint is: pipeline.<name> for one worker,
+// pipeline.<name>.<i>of<n> for worker i of n.
+func (p *Pipeline) stateKey() string {
+	if p.parts > 1 {
+		return fmt.Sprintf("pipeline.%s.%dof%d", p.o.Name, p.part, p.parts)
+	}
+	return "pipeline." + p.o.Name
+}
+
+// keyed tells whether events are split between workers by key (else by
+// message, or there is one worker).
+func (p *Pipeline) keyed() bool { return p.parts > 1 && len(p.key) > 0 }
+
+// mine tells whether an event (keyed) or a message is this worker's.
+func (p *Pipeline) mine(ev Event, seq uint64) bool {
+	if p.parts <= 1 {
+		return true
+	}
+	if ev == nil || len(p.key) == 0 {
+		return int(seq%uint64(p.parts)) == p.part
+	}
+	h := fnv.New64a()
+	for _, k := range p.key {
+		switch v := ev[k].(type) {
+		case nil:
+		case string:
+			h.Write([]byte(v))
+		default:
+			fmt.Fprint(h, v)
+		}
+		h.Write([]byte{0})
+	}
+	return int(h.Sum64()%uint64(p.parts)) == p.part
+}
 
 // Run reads and processes until ctx is done.
 func (p *Pipeline) Run(ctx context.Context) error {
@@ -161,6 +227,14 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	defer p.sinks.close()
 	if p.win != nil {
 		p.win.final, p.win.resumed = cp.Final, cp.Final
+	}
+	p.lakes = nil
+	for _, o := range p.allOutputs() {
+		if o.Lake != "" {
+			if _, err := p.lakeOf(ctx, o.Lake, o.Time); err != nil {
+				return err
+			}
+		}
 	}
 	p.log.Info("pipeline starting", "positions", cp.Positions, "final", cp.Final)
 	defer p.producers.close()
@@ -259,7 +333,10 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			lateEvents.WithLabelValues(p.o.Name).Set(float64(p.win.late))
 		}
 		if err := p.write(ctx, out); err != nil {
-			return nil // ctx ended while retrying
+			if ctx.Err() != nil {
+				return nil // ctx ended while retrying
+			}
+			return err
 		}
 		if err := p.save(ctx, last, false); err != nil {
 			return err
@@ -316,14 +393,19 @@ func newOutputs() *outputs {
 // window (or all of them).
 func (p *Pipeline) process(ctx context.Context, stream string, m bus.Msg, rec *kgo.Record, out *outputs) error {
 	per := map[config.Output][]byte{}
+	if !p.keyed() && !p.mine(nil, m.Seq) {
+		return ctx.Err() // another worker's message
+	}
 	for line := range bytes.Lines(m.Data) {
 		if len(bytes.TrimSpace(line)) == 0 {
 			continue
 		}
-		eventsIn.WithLabelValues(p.o.Name).Inc()
 		ev, err := decode(line)
 		if err != nil {
-			out.bad = append(out.bad, p.badLine(stream, m.Seq, "decode", err, line))
+			if p.mine(nil, m.Seq) {
+				eventsIn.WithLabelValues(p.o.Name).Inc()
+				out.bad = append(out.bad, p.badLine(stream, m.Seq, "decode", err, line))
+			}
 			continue
 		}
 		if rec != nil {
@@ -331,11 +413,15 @@ func (p *Pipeline) process(ctx context.Context, stream string, m bus.Msg, rec *k
 		}
 		if p.win != nil {
 			// Every event read moves event time on, also those the steps
-			// drop before the window.
+			// drop before the window and other workers' events.
 			if t, ok := asTime(ev[p.win.timeField]); ok {
 				p.win.advanceTo(t.Add(-p.win.delay))
 			}
 		}
+		if !p.mine(ev, m.Seq) {
+			continue
+		}
+		eventsIn.WithLabelValues(p.o.Name).Inc()
 		res, to, label, err := p.apply(p.pre, ev, 0)
 		switch {
 		case err != nil:
@@ -353,8 +439,15 @@ func (p *Pipeline) process(ctx context.Context, stream string, m bus.Msg, rec *k
 			to = p.o.Config.To
 		}
 		for _, o := range to {
-			if o.Stream != "" {
-				b, err := encode(per[o], res)
+			if o.BusStream() != "" {
+				row := res
+				if o.Lake != "" {
+					if row, err = p.lakes[o.Lake].conform(res); err != nil {
+						out.bad = append(out.bad, p.badLine(stream, m.Seq, "to lake "+o.Lake, err, line))
+						continue
+					}
+				}
+				b, err := encode(per[o], row)
 				if err != nil {
 					out.bad = append(out.bad, p.badLine(stream, m.Seq, "output", err, line))
 					continue
@@ -366,15 +459,32 @@ func (p *Pipeline) process(ctx context.Context, stream string, m bus.Msg, rec *k
 		}
 	}
 	for _, o := range slices.SortedFunc(maps.Keys(per), func(a, b config.Output) int { return compareOutput(a, b) }) {
-		out.msgs = append(out.msgs, bus.Outgoing{Stream: o.Stream, Data: per[o], MsgID: fmt.Sprintf("pipeline:%s:%s:%d:%s", p.o.Name, stream, m.Seq, o.Stream)})
+		// The message id makes a message written again (after a crash) one
+		// message. Split by key, each worker writes its own part of it.
+		id := fmt.Sprintf("pipeline:%s:%s:%d:%s", p.o.Name, stream, m.Seq, o.BusStream())
+		if p.keyed() {
+			id = fmt.Sprintf("pipeline:%s:%dof%d:%s:%d:%s", p.o.Name, p.part, p.parts, stream, m.Seq, o.BusStream())
+		}
+		out.msgs = append(out.msgs, bus.Outgoing{Stream: o.BusStream(), Data: per[o], MsgID: id})
 		eventsOut.WithLabelValues(p.o.Name, o.String()).Add(float64(bytes.Count(per[o], []byte{'\n'})))
 	}
 	return ctx.Err()
 }
 
+// allOutputs are the pipeline's outputs and its routes'.
+func (p *Pipeline) allOutputs() []config.Output {
+	out := slices.Clone(p.o.Config.To)
+	for _, s := range p.o.Config.Steps {
+		for _, r := range s.Route {
+			out = append(out, r.To...)
+		}
+	}
+	return out
+}
+
 func compareOutput(a, b config.Output) int {
-	if a.Stream != b.Stream {
-		if a.Stream < b.Stream {
+	if a.BusStream() != b.BusStream() {
+		if a.BusStream() < b.BusStream() {
 			return -1
 		}
 		return 1
@@ -391,11 +501,24 @@ func compareOutput(a, b config.Output) int {
 // outputs a route chose, and on error the step's label.
 func (p *Pipeline) apply(steps []step, ev Event, offset int) (Event, config.Outputs, string, error) {
 	now := time.Now()
+	retries := p.o.Config.Retries
 	for i, s := range steps {
 		var to config.Outputs
 		var err error
+		var before Event
+		if retries > 0 {
+			before = maps.Clone(ev)
+		}
 		ev, to, err = s.apply(ev, now)
+		// Only the failing step is tried again, on the event as it came
+		// to it: the steps before it (a dedupe, a throttle) saw it once.
+		for try := 0; err != nil && try < retries; try++ {
+			ev, to, err = s.apply(maps.Clone(before), now)
+		}
 		if err != nil {
+			if retries > 0 {
+				err = fmt.Errorf("%w (tried %d times)", err, retries+1)
+			}
 			return nil, nil, p.labels[offset+i], err
 		}
 		if ev == nil || to != nil {
@@ -421,7 +544,16 @@ func (p *Pipeline) through(steps []step, row Event, stream string, seq uint64, o
 		to = p.o.Config.To
 	}
 	for _, o := range to {
-		out.rows[o] = append(out.rows[o], res)
+		row := res
+		if o.Lake != "" {
+			var err error
+			if row, err = p.lakes[o.Lake].conform(res); err != nil {
+				line, _ := encode(nil, res)
+				out.bad = append(out.bad, p.badLine(stream, seq, "to lake "+o.Lake, err, line))
+				continue
+			}
+		}
+		out.rows[o] = append(out.rows[o], row)
 		out.keyed[o] = keyed
 	}
 }
@@ -447,6 +579,9 @@ func (p *Pipeline) write(ctx context.Context, out *outputs) error {
 		if err == nil {
 			return nil
 		}
+		if errors.Is(err, errSchemaConflict) {
+			return err
+		}
 		p.measureHeld()
 		p.log.Error("pipeline output failed; retrying", "err", err, "in", backoff)
 		select {
@@ -464,17 +599,25 @@ func (p *Pipeline) writeOnce(ctx context.Context, out *outputs) error {
 		msgs = append(msgs, bus.Outgoing{Stream: sluice.StreamBad, Data: bytes.Join(out.bad, nil)})
 	}
 	for o, rows := range out.rows {
-		if o.Stream == "" {
+		if o.BusStream() == "" {
 			continue
 		}
-		var data []byte
+		// Window results, a message each, whose id is the output and the
+		// row: a result emitted again after a restart is one message, an
+		// updated one (allowed lateness) a new one.
 		for _, r := range rows {
-			var err error
-			if data, err = encode(data, r); err != nil {
+			data, err := encode(nil, r)
+			if err != nil {
 				return err
 			}
+			sum := sha256.Sum256(data)
+			msgs = append(msgs, bus.Outgoing{Stream: o.BusStream(), Data: data,
+				MsgID: fmt.Sprintf("pipeline:%s:result:%s:%x", p.o.Name, o.BusStream(), sum[:12])})
 		}
-		msgs = append(msgs, bus.Outgoing{Stream: o.Stream, Data: data})
+	}
+	// Before the rows that need them: the archiver types rows by them.
+	if err := p.saveLakes(ctx); err != nil {
+		return err
 	}
 	if len(msgs) > 0 {
 		if err := p.o.Bus.PublishAll(ctx, msgs); err != nil {
@@ -485,7 +628,7 @@ func (p *Pipeline) writeOnce(ctx context.Context, out *outputs) error {
 	// failed does not write it again.
 	out.msgs, out.bad = nil, nil
 	for o := range out.rows {
-		if o.Stream != "" {
+		if o.BusStream() != "" {
 			delete(out.rows, o)
 		}
 	}
@@ -534,6 +677,8 @@ func (p *Pipeline) load(ctx context.Context) (checkpoint, error) {
 		if err := json.Unmarshal(data, &cp); err != nil {
 			return cp, fmt.Errorf("pipeline %s: checkpoint: %w", p.o.Name, err)
 		}
+	} else if err := p.inherit(ctx, &cp); err != nil {
+		return cp, err
 	}
 	for _, s := range p.o.Config.From {
 		if _, ok := cp.Positions[s]; ok || config.IsKafkaURL(s) {
@@ -584,6 +729,9 @@ func (p *Pipeline) save(ctx context.Context, next map[string]uint64, force bool)
 		return err
 	}
 	p.rev, p.saved = rev, time.Now()
+	if len(p.others) > 0 && p.part == 0 {
+		p.dropOthers(ctx)
+	}
 	// After the checkpoint, whose final time covers the windows these
 	// offsets leave behind. A failed commit only means more to read again.
 	for _, k := range p.kafka {

@@ -18,7 +18,7 @@ type SimResult struct {
 
 // OutputName is how Simulate names an output.
 func OutputName(o config.Output) string {
-	for _, s := range []string{o.Stream, o.Table, o.Kafka, o.File, o.Webhook} {
+	for _, s := range []string{o.Stream, o.Lake, o.Table, o.Kafka, o.File, o.Webhook} {
 		if s != "" {
 			return s
 		}
