@@ -23,6 +23,8 @@ require (
 	github.com/twmb/franz-go/pkg/kmsg v1.15.1
 )
 
+require github.com/robfig/cron/v3 v3.0.1 // indirect
+
 require (
 	github.com/VividCortex/ewma v1.2.0 // indirect
 	github.com/acarl005/stripansi v0.0.0-20180116102854-5a71ef0e047d // indirect

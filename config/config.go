@@ -35,7 +35,8 @@ type Config struct {
 	Sinks      map[string]any      `yaml:"sinks" json:"sinks,omitempty" jsonschema:"description=Sinks (not available in this version)"`
 	Lake       Lake                `yaml:"lake" json:"lake,omitempty"`
 	Warehouse  Warehouse           `yaml:"warehouse" json:"warehouse,omitempty"`
-	Jobs       map[string]any      `yaml:"jobs" json:"jobs,omitempty" jsonschema:"description=Scheduled jobs (not available in this version)"`
+	Jobs       map[string]Job      `yaml:"jobs" json:"jobs,omitempty" jsonschema:"description=Batch jobs: name -> {schedule\\, params\\, requires\\, output\\, sql | shell | compact\\, retries\\, timeout}"`
+	Scheduler  Scheduler           `yaml:"scheduler" json:"scheduler,omitempty"`
 	Rollups    map[string]any      `yaml:"rollups" json:"rollups,omitempty" jsonschema:"description=Real-time rollups (not available in this version)"`
 	Semantic   map[string]any      `yaml:"semantic" json:"semantic,omitempty" jsonschema:"description=Semantic layer (not available in this version)"`
 	Dashboards map[string]any      `yaml:"dashboards" json:"dashboards,omitempty" jsonschema:"description=Dashboards (not available in this version)"`

@@ -121,6 +121,12 @@ func (l *loader) addAt(path, message, hint string) {
 	if n == nil {
 		n = l.keys[path]
 	}
+	// A field of a value written in short form (output: daily_revenue for
+	// output.table) is at that value.
+	for p := path; n == nil && strings.Contains(p, "."); {
+		p = p[:strings.LastIndex(p, ".")]
+		n = l.values[p]
+	}
 	l.add(n, path, message, hint)
 }
 

@@ -61,7 +61,7 @@ lake: {url: /data/lake, flush_interval: 250ms, max_rows: 1_000, max_bytes: 64MiB
 warehouse: {url: duckdb}
 pipelines: {}
 sinks:
-jobs: []
+jobs: {}
 `
 	c, err := Parse("sluice.yaml", []byte(src))
 	if err != nil {
@@ -78,6 +78,7 @@ jobs: []
 		Lake: Lake{URL: "/data/lake", FlushInterval: Duration(250 * time.Millisecond), MaxRows: 1000, MaxBytes: 64 * MiB,
 			Compaction: Compaction{After: Duration(2 * time.Hour), Interval: Duration(time.Minute), TargetBytes: GiB, Grace: Duration(5 * time.Minute)}},
 		Warehouse: Warehouse{URL: "duckdb"},
+		Jobs:      map[string]Job{},
 		Streams: map[string]Stream{
 			"raw":    {Retention: Duration(24 * time.Hour), MaxBytes: 10 * GiB},
 			"events": {Retention: Duration(168 * time.Hour)},
@@ -492,7 +493,7 @@ func TestUnavailableSections(t *testing.T) {
 		})
 	}
 	// Empty sections are fine.
-	for _, src := range []string{"pipelines: {}\n", "jobs: []\n", "rollups:\n"} {
+	for _, src := range []string{"pipelines: {}\n", "jobs: {}\n", "rollups:\n"} {
 		if _, err := Parse("sluice.yaml", []byte(src)); err != nil {
 			t.Errorf("%q: %v", src, err)
 		}
@@ -529,7 +530,8 @@ dashboards: {dir: ./dashboards}
 	checkErrors(t, src, []wantErr{
 		{9, 22, "sources.orders_cdc.type", "source type postgres_cdc is not available", ""},
 		{20, 1, "rollups", "rollups are not available in this version of sluice", ""},
-		{21, 1, "jobs", "jobs are not available in this version of sluice", ""},
+		{21, 77, "jobs.daily_revenue.requires[0]", `jobs.daily_revenue.requires[0] must be a mapping, not "..."`, ""},
+		{21, 103, "jobs.daily_revenue.output.table", `jobs.daily_revenue.output.table "...": use letters, digits and _`, ""},
 		{22, 1, "semantic", "semantic are not available in this version of sluice", ""},
 		{23, 1, "dashboards", "dashboards are not available in this version of sluice", ""},
 	})
@@ -549,7 +551,7 @@ lake:
   url: s3://b/p?endpont=x
   flush_interval: 1ms
 warehouse: {url: "${WAREHOUSE_URL_FOR_TEST}"}
-jobs: {nightly: {sql: "select 1"}}
+jobs: {nightly: {sql: "select 1 {{", output: nightly}}
 `
 	os.Unsetenv("WAREHOUSE_URL_FOR_TEST")
 	checkErrors(t, src, []wantErr{
@@ -562,7 +564,7 @@ jobs: {nightly: {sql: "select 1"}}
 		{11, 8, "lake.url", `unknown parameter "endpont"`, ""},
 		{12, 19, "lake.flush_interval", "it must be at least 100ms", ""},
 		{13, 19, "", "environment variable WAREHOUSE_URL_FOR_TEST is not set", "${WAREHOUSE_URL_FOR_TEST:-default}"},
-		{14, 1, "jobs", "jobs are not available in this version of sluice", ""},
+		{14, 23, "jobs.nightly.sql", "jobs.nightly.sql: template: jobs.nightly.sql:1: unclosed action", "templates use Go's text/template"},
 	})
 }
 

@@ -23,6 +23,7 @@ var (
 	byteSizeType   = reflect.TypeFor[ByteSize]()
 	stringListType = reflect.TypeFor[StringList]()
 	outputsType    = reflect.TypeFor[Outputs]()
+	targetType     = reflect.TypeFor[Target]()
 )
 
 // maxDepth bounds the walk; aliases could otherwise make it loop.
@@ -78,6 +79,11 @@ func (l *loader) check(n ast.Node, t reflect.Type, path string) bool {
 			return l.check(n, reflect.TypeFor[[]Output](), path)
 		}
 		return l.check(n, reflect.TypeFor[Output](), path)
+	case t == targetType:
+		if _, ok := n.(ast.ScalarNode); ok {
+			return l.check(n, reflect.TypeFor[string](), path) // a table's name
+		}
+		return l.checkStruct(n, at, t, path)
 	case t == durationType:
 		return l.checkScalar(n, at, path, "a duration such as 72h", durationHint, func(s string) error {
 			_, err := ParseDuration(s)
