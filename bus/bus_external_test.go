@@ -9,12 +9,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -24,165 +21,17 @@ import (
 	"github.com/sluice-data/sluice"
 	"github.com/sluice-data/sluice/bus"
 	"github.com/sluice-data/sluice/collect"
+	"github.com/sluice-data/sluice/internal/natstest"
 )
 
 // The tests in this file run `bus.url: nats://…` against a real nats-server
-// process, built from the module in go.mod (so from the module cache, without
-// network). They skip when the server cannot be built or started, unless
-// CI=true or SLUICE_INTEGRATION=1, where that is a failure.
-
-var natsBin struct {
-	once sync.Once
-	dir  string
-	path string
-	err  error
-}
+// process (internal/natstest). They skip when the server cannot be built or
+// started, unless CI=true or SLUICE_INTEGRATION=1, where that is a failure.
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if natsBin.dir != "" {
-		os.RemoveAll(natsBin.dir)
-	}
+	natstest.RemoveBinary()
 	os.Exit(code)
-}
-
-// integrationRequired says whether a missing external server is a failure.
-func integrationRequired() bool {
-	return os.Getenv("CI") == "true" || os.Getenv("SLUICE_INTEGRATION") == "1"
-}
-
-func unavailable(t *testing.T, format string, args ...any) {
-	t.Helper()
-	msg := fmt.Sprintf(format, args...)
-	if integrationRequired() {
-		t.Fatalf("external NATS server unavailable: %s", msg)
-	}
-	t.Skipf("external NATS server unavailable (set SLUICE_INTEGRATION=1 to make this a failure): %s", msg)
-}
-
-// natsServerBinary builds nats-server once per test binary run.
-func natsServerBinary(t *testing.T) string {
-	t.Helper()
-	natsBin.once.Do(func() {
-		goBin, err := exec.LookPath("go")
-		if err != nil {
-			natsBin.err = fmt.Errorf("go command not found: %w", err)
-			return
-		}
-		natsBin.dir, err = os.MkdirTemp("", "sluice-nats-server-")
-		if err != nil {
-			natsBin.err = err
-			return
-		}
-		path := filepath.Join(natsBin.dir, "nats-server")
-		cmd := exec.Command(goBin, "build", "-o", path, "github.com/nats-io/nats-server/v2")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			natsBin.err = fmt.Errorf("go build nats-server: %v\n%s", err, out)
-			return
-		}
-		natsBin.path = path
-	})
-	if natsBin.err != nil {
-		unavailable(t, "%v", natsBin.err)
-	}
-	return natsBin.path
-}
-
-// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// natsServer is an external nats-server process with JetStream on a file
-// store that fsyncs every write, as docs/operations.md asks of production.
-type natsServer struct {
-	t        *testing.T
-	bin      string
-	conf     string
-	port     int
-	httpPort int
-	storeDir string
-	cmd      *exec.Cmd
-	logs     *bytes.Buffer
-	exited   chan struct{}
-}
-
-func startNATS(t *testing.T) *natsServer {
-	t.Helper()
-	s := &natsServer{t: t, bin: natsServerBinary(t), port: freePort(t), httpPort: freePort(t)}
-	dir := t.TempDir()
-	s.storeDir = filepath.Join(dir, "store")
-	s.conf = filepath.Join(dir, "nats.conf")
-	conf := fmt.Sprintf(`server_name: sluice_test
-listen: 127.0.0.1:%d
-http: 127.0.0.1:%d
-jetstream {
-  store_dir: %q
-  sync_interval: always
-}
-`, s.port, s.httpPort, s.storeDir)
-	if err := os.WriteFile(s.conf, []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.start(); err != nil {
-		unavailable(t, "%v", err)
-	}
-	t.Cleanup(s.kill)
-	return s
-}
-
-func (s *natsServer) url() string { return fmt.Sprintf("nats://127.0.0.1:%d", s.port) }
-
-// start runs the server and waits until JetStream is ready.
-func (s *natsServer) start() error {
-	s.logs = &bytes.Buffer{}
-	s.cmd = exec.Command(s.bin, "-c", s.conf)
-	s.cmd.Stdout = s.logs
-	s.cmd.Stderr = s.logs
-	if err := s.cmd.Start(); err != nil {
-		return fmt.Errorf("start nats-server: %w", err)
-	}
-	exited := make(chan struct{})
-	s.exited = exited
-	go func() {
-		_ = s.cmd.Wait()
-		close(exited)
-	}()
-	health := fmt.Sprintf("http://127.0.0.1:%d/healthz", s.httpPort)
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		select {
-		case <-exited:
-			return fmt.Errorf("nats-server exited at start:\n%s", s.logs)
-		default:
-		}
-		resp, err := http.Get(health)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	s.kill()
-	return fmt.Errorf("nats-server not healthy within 20s:\n%s", s.logs)
-}
-
-// kill ends the server with SIGKILL, like a crash or power loss of its host.
-func (s *natsServer) kill() {
-	if s.cmd == nil || s.cmd.Process == nil {
-		return
-	}
-	_ = s.cmd.Process.Signal(syscall.SIGKILL)
-	<-s.exited
-	s.cmd = nil
 }
 
 func openExternal(t *testing.T, url string, streams map[string]bus.StreamConfig) *bus.Bus {
@@ -217,22 +66,22 @@ func streamConfig(t *testing.T, url, name string) jetstream.StreamConfig {
 }
 
 func TestExternalServer(t *testing.T) {
-	srv := startNATS(t)
+	srv := natstest.Start(t)
 	streams := map[string]bus.StreamConfig{
 		"events": {Retention: 90 * time.Minute, MaxBytes: 64 << 20},
 		"other":  {Retention: 2 * time.Minute},
 	}
-	b := openExternal(t, srv.url(), streams)
+	b := openExternal(t, srv.URL(), streams)
 	defer b.Close()
 	ctx := testCtx(t, 30*time.Second)
 
-	cfg := streamConfig(t, srv.url(), "events")
+	cfg := streamConfig(t, srv.URL(), "events")
 	if cfg.MaxAge != 90*time.Minute || cfg.MaxBytes != 64<<20 || cfg.Storage != jetstream.FileStorage ||
 		cfg.Retention != jetstream.LimitsPolicy || cfg.Duplicates != 5*time.Minute {
 		t.Fatalf("events stream config on the server: max_age %s, max_bytes %d, storage %s, retention %s, duplicates %s",
 			cfg.MaxAge, cfg.MaxBytes, cfg.Storage, cfg.Retention, cfg.Duplicates)
 	}
-	if cfg := streamConfig(t, srv.url(), "other"); cfg.MaxAge != 2*time.Minute || cfg.Duplicates > cfg.MaxAge {
+	if cfg := streamConfig(t, srv.URL(), "other"); cfg.MaxAge != 2*time.Minute || cfg.Duplicates > cfg.MaxAge {
 		t.Fatalf("other stream: max_age %s, duplicates %s", cfg.MaxAge, cfg.Duplicates)
 	}
 	if b.MaxPayload() <= 0 {
@@ -304,9 +153,9 @@ func TestExternalServer(t *testing.T) {
 
 	// Reopening with other limits updates the stream in place.
 	streams["events"] = bus.StreamConfig{Retention: 3 * time.Hour}
-	b = openExternal(t, srv.url(), streams)
+	b = openExternal(t, srv.URL(), streams)
 	defer b.Close()
-	if cfg := streamConfig(t, srv.url(), "events"); cfg.MaxAge != 3*time.Hour || cfg.MaxBytes != -1 {
+	if cfg := streamConfig(t, srv.URL(), "events"); cfg.MaxAge != 3*time.Hour || cfg.MaxBytes != -1 {
 		t.Fatalf("after reopen with new limits: max_age %s, max_bytes %d; want 3h, -1", cfg.MaxAge, cfg.MaxBytes)
 	}
 	if info, err := b.Info(ctx, "events"); err != nil || info.Msgs != 11 {
@@ -322,12 +171,12 @@ func TestExternalServer(t *testing.T) {
 // context's deadline; once the server is back on the same store, the client
 // reconnects, and everything acknowledged before the kill is still there.
 func TestExternalServerKilled(t *testing.T) {
-	srv := startNATS(t)
-	b := openExternal(t, srv.url(), map[string]bus.StreamConfig{"events": {Retention: time.Hour}})
+	srv := natstest.Start(t)
+	b := openExternal(t, srv.URL(), map[string]bus.StreamConfig{"events": {Retention: time.Hour}})
 	defer b.Close()
 	publishN(t, b, "events", 1, 20)
 
-	srv.kill()
+	srv.Kill()
 
 	for _, name := range []string{"Publish", "PublishAll"} {
 		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
@@ -349,7 +198,7 @@ func TestExternalServerKilled(t *testing.T) {
 		t.Logf("%s with the server down failed after %s: %v", name, elapsed.Round(time.Millisecond), err)
 	}
 
-	if err := srv.start(); err != nil {
+	if err := srv.Restart(); err != nil {
 		t.Fatal(err)
 	}
 	var seq uint64
@@ -386,8 +235,8 @@ func TestExternalServerKilled(t *testing.T) {
 // lives here, next to the server it needs): with the bus down a request gets
 // 503 with the reason, promptly and never 200; once the server is back, 200.
 func TestExternalServerKilledCollector(t *testing.T) {
-	srv := startNATS(t)
-	b := openExternal(t, srv.url(), map[string]bus.StreamConfig{sluice.StreamRaw: {Retention: time.Hour}})
+	srv := natstest.Start(t)
+	b := openExternal(t, srv.URL(), map[string]bus.StreamConfig{sluice.StreamRaw: {Retention: time.Hour}})
 	defer b.Close()
 	c := collect.New(collect.Options{Store: b, Logger: quiet})
 	defer c.Close()
@@ -408,7 +257,7 @@ func TestExternalServerKilledCollector(t *testing.T) {
 		t.Fatalf("with the server up: %d %s", code, msg)
 	}
 
-	srv.kill()
+	srv.Kill()
 	for i := range 3 {
 		start := time.Now()
 		code, msg := post(`{"n":2}`)
@@ -421,7 +270,7 @@ func TestExternalServerKilledCollector(t *testing.T) {
 		}
 	}
 
-	if err := srv.start(); err != nil {
+	if err := srv.Restart(); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 20*time.Second, "the collector to accept again after the server restarted", func() bool {
@@ -443,9 +292,14 @@ func TestExternalServerKilledCollector(t *testing.T) {
 func TestExternalUnreachable(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
-	url := fmt.Sprintf("nats://127.0.0.1:%d", freePort(t))
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := "nats://" + l.Addr().String()
+	l.Close() // nothing listens there now
 	start := time.Now()
-	_, err := bus.Open(ctx, bus.Options{URL: url, Logger: quiet})
+	_, err = bus.Open(ctx, bus.Options{URL: url, Logger: quiet})
 	if err == nil {
 		t.Fatalf("Open(%s) succeeded with nothing listening", url)
 	}

@@ -20,6 +20,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sluice-data/sluice/internal/natstest"
 )
 
 var binary string
@@ -37,6 +39,7 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
+	natstest.RemoveBinary()
 	os.Exit(code)
 }
 
