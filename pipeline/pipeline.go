@@ -317,8 +317,23 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		}
 		held()
 		out := newOutputs()
+		// Where the outputs written so far end: saved when the pipeline is
+		// stopped in the middle of this batch, so that the next owner (a
+		// worker handed to another process, a reload) does not repeat the
+		// batches before it. Not with a window: the batch may have made
+		// windows final whose results are not written.
+		before := maps.Clone(last)
+		stopped := func() error {
+			if p.win == nil {
+				return p.save(context.WithoutCancel(ctx), before, true)
+			}
+			return nil
+		}
 		for _, it := range batch {
 			if err := p.process(ctx, it.stream, it.m, it.rec, out); err != nil {
+				if ctx.Err() != nil {
+					return stopped()
+				}
 				return err
 			}
 			last[it.stream] = it.m.Seq + 1
@@ -334,7 +349,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		}
 		if err := p.write(ctx, out); err != nil {
 			if ctx.Err() != nil {
-				return nil // ctx ended while retrying
+				return stopped() // ctx ended while writing
 			}
 			return err
 		}
@@ -581,6 +596,9 @@ func (p *Pipeline) write(ctx context.Context, out *outputs) error {
 		}
 		if errors.Is(err, errSchemaConflict) {
 			return err
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
 		}
 		p.measureHeld()
 		p.log.Error("pipeline output failed; retrying", "err", err, "in", backoff)
