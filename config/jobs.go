@@ -126,8 +126,8 @@ type Scheduler struct {
 }
 
 // JobDefaults fill in what a job leaves out.
-func (j *Job) defaults() {
-	if j.Retries == 0 {
+func (j *Job) defaults(given func(key string) bool) {
+	if !given("retries") {
 		j.Retries = 2
 	}
 	if j.RetryDelay == 0 {
@@ -302,7 +302,7 @@ func (l *loader) validateJobs(c *Config) {
 				l.addAt(path+".resources."+r, fmt.Sprintf("%s.resources: no resource %q in scheduler.resources", path, r), "declare it: scheduler: {resources: {"+r+": 2}}")
 			}
 		}
-		j.defaults()
+		j.defaults(func(key string) bool { return l.values[path+"."+key] != nil })
 		c.Jobs[name] = j
 	}
 	l.checkCycles(c)

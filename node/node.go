@@ -33,6 +33,7 @@ import (
 	"github.com/sluice-data/sluice/config"
 	"github.com/sluice-data/sluice/enrich"
 	"github.com/sluice-data/sluice/enrich/iglu"
+	"github.com/sluice-data/sluice/jobs"
 	"github.com/sluice-data/sluice/lake"
 	"github.com/sluice-data/sluice/server"
 	"github.com/sluice-data/sluice/warehouse"
@@ -74,10 +75,15 @@ type Node struct {
 	// lake outputs).
 	archived []string
 	archMu   sync.Mutex
-	wg       sync.WaitGroup // enrich
-	awg      sync.WaitGroup // archivers
-	errs     chan error
-	lock     *os.File
+	// sched runs the jobs; jcancel stops its clock.
+	sched       *jobs.Scheduler
+	jcancel     context.CancelFunc
+	jwg         sync.WaitGroup
+	jobLeaseTTL time.Duration  // tests shorten it
+	wg          sync.WaitGroup // enrich
+	awg         sync.WaitGroup // archivers
+	errs        chan error
+	lock        *os.File
 }
 
 var consumerLag = promauto.NewGaugeVec(prometheus.GaugeOpts{
@@ -178,6 +184,9 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Node, er
 	if err := n.startPipelines(); err != nil {
 		return nil, err
 	}
+	if err := n.startJobs(); err != nil {
+		return nil, err
+	}
 	go n.watchLag(actx)
 	n.compactor = NewCompactor(cfg, store, tables, func(table string) {
 		if err := n.wh.Refresh(context.Background(), table); err != nil {
@@ -244,7 +253,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Node, er
 	tap := server.NewTap(n.bus)
 	n.apiS = &http.Server{Handler: server.Handler(server.Options{Warehouse: n.engine(), Token: cfg.Auth.Token, Replay: n.replay,
 		Compact: func(ctx context.Context) (any, error) { return n.Compact(ctx, time.Now()) },
-		Reload:  n.ReloadConfig, Tap: tap}), ReadHeaderTimeout: 10 * time.Second}
+		Reload:  n.ReloadConfig, Tap: tap, Jobs: n.sched}), ReadHeaderTimeout: 10 * time.Second}
 	n.apiS.RegisterOnShutdown(tap.Close)
 	go n.serve(n.collS, n.collL)
 	go n.serve(n.apiS, n.apiL)
@@ -461,6 +470,7 @@ func (n *Node) Stop() error {
 	n.cancel()
 	n.wg.Wait()
 	n.stopPipelines()
+	n.stopJobs()
 	n.acanc()
 	n.awg.Wait()
 	if n.pgl != nil {
@@ -477,6 +487,7 @@ func (n *Node) Stop() error {
 
 func (n *Node) closeResources() {
 	n.stopPipelines()
+	n.stopJobs()
 	if n.tcancel != nil {
 		n.tcancel()
 		n.twg.Wait()

@@ -24,7 +24,7 @@ func withConfigFile(t *testing.T, path string) func(*config.Config) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return func(cfg *config.Config) { cfg.Pipelines = c.Pipelines }
+	return func(cfg *config.Config) { cfg.Pipelines, cfg.Jobs, cfg.Scheduler = c.Pipelines, c.Jobs, c.Scheduler }
 }
 
 // The example pipeline: purchases per minute and country into a warehouse

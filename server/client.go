@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sluice-data/sluice/jobs"
 	"github.com/sluice-data/sluice/warehouse"
 )
 
@@ -173,7 +174,7 @@ func (c *Client) do(req *http.Request) (*http.Response, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sluice server at %s: %w", c.URL, err)
 	}
-	if resp.StatusCode != http.StatusOK {
+	if resp.StatusCode/100 != 2 {
 		defer resp.Body.Close()
 		var e struct {
 			Error string `json:"error"`
@@ -214,4 +215,90 @@ func Lag(ctx context.Context, base string) (lag float64, ok bool) {
 		}
 	}
 	return lag, ok
+}
+
+// get decodes the answer of a GET into out.
+func (c *Client) get(ctx context.Context, path string, out any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(c.URL, "/")+path, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("sluice server answer: %w", err)
+	}
+	return nil
+}
+
+// Jobs lists the jobs with their last runs.
+func (c *Client) Jobs(ctx context.Context) ([]jobs.JobStatus, error) {
+	var out []jobs.JobStatus
+	return out, c.get(ctx, "/api/v1/jobs", &out)
+}
+
+// SubmitRun starts a run of a job.
+func (c *Client) SubmitRun(ctx context.Context, job string, req RunRequest) (RunAnswer, error) {
+	var out RunAnswer
+	return out, c.post(ctx, "/api/v1/jobs/"+url.PathEscape(job)+"/runs", req, &out)
+}
+
+// EnableJob clears a job disabled after failures.
+func (c *Client) EnableJob(ctx context.Context, job string) error {
+	var out map[string]string
+	return c.post(ctx, "/api/v1/jobs/"+url.PathEscape(job)+"/enable", struct{}{}, &out)
+}
+
+// Runs lists runs, newest first (job "": all).
+func (c *Client) Runs(ctx context.Context, job string, limit int) ([]jobs.Run, error) {
+	q := url.Values{"limit": {strconv.Itoa(limit)}}
+	if job != "" {
+		q.Set("job", job)
+	}
+	var out []jobs.Run
+	return out, c.get(ctx, "/api/v1/runs?"+q.Encode(), &out)
+}
+
+// GetRun reads one run.
+func (c *Client) GetRun(ctx context.Context, id string) (jobs.Run, error) {
+	var out jobs.Run
+	return out, c.get(ctx, "/api/v1/runs/"+url.PathEscape(id), &out)
+}
+
+// CancelRun stops a run.
+func (c *Client) CancelRun(ctx context.Context, id string) (jobs.Run, error) {
+	var out jobs.Run
+	return out, c.post(ctx, "/api/v1/runs/"+url.PathEscape(id)+"/cancel", struct{}{}, &out)
+}
+
+// Backfill runs a job over dates; progress is told each line of the
+// server's answer, the last one a summary.
+func (c *Client) Backfill(ctx context.Context, job string, req BackfillRequest, progress func(BackfillProgress)) (BackfillProgress, error) {
+	body, _ := json.Marshal(req)
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(c.URL, "/")+"/api/v1/jobs/"+url.PathEscape(job)+"/backfill", bytes.NewReader(body))
+	if err != nil {
+		return BackfillProgress{}, err
+	}
+	hreq.Header.Set("Content-Type", "application/json")
+	resp, err := c.do(hreq)
+	if err != nil {
+		return BackfillProgress{}, err
+	}
+	defer resp.Body.Close()
+	dec := json.NewDecoder(resp.Body)
+	for {
+		var p BackfillProgress
+		if err := dec.Decode(&p); err != nil {
+			return BackfillProgress{}, fmt.Errorf("backfill ended without its summary: %w", err)
+		}
+		if p.Summary {
+			return p, nil
+		}
+		if progress != nil {
+			progress(p)
+		}
+	}
 }

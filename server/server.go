@@ -4,7 +4,7 @@
 //
 // Routes: GET /healthz, GET /metrics (Prometheus), POST /api/v1/sql,
 // POST /api/v1/bad/replay, POST /api/v1/lake/compact, GET /api/v1/tap (live
-// events of a stream, tap.go), and
+// events of a stream, tap.go), the jobs and runs routes (jobs.go), and
 // Go's profiler under /debug/pprof/ (for operators, behind the token). When a
 // token is configured every /api/ route requires `Authorization: Bearer
 // <token>`; /healthz and /metrics stay open for probes and scrapers.
@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/sluice-data/sluice/jobs"
 	"github.com/sluice-data/sluice/warehouse"
 )
 
@@ -42,6 +43,8 @@ type Options struct {
 	// Reload serves POST /api/v1/reload (read the config file again and
 	// swap the pipelines that changed); nil: the route answers 501.
 	Reload func(ctx context.Context) (any, error)
+	// Jobs serves the job and run routes (jobs.go); nil: they answer 501.
+	Jobs *jobs.Scheduler
 }
 
 // ReplayRequest is the body of POST /api/v1/bad/replay: which bad rows to
@@ -74,6 +77,7 @@ func Handler(o Options) http.Handler {
 	mux.Handle("POST /api/v1/lake/compact", auth(o.Token, compactHandler(o)))
 	mux.Handle("POST /api/v1/reload", auth(o.Token, actionHandler(o.Reload, "reload its config")))
 	mux.Handle("GET /api/v1/tap", auth(o.Token, tapHandler(o)))
+	jobRoutes(mux, o)
 	mux.Handle("GET /debug/pprof/", auth(o.Token, http.HandlerFunc(pprof.Index)))
 	mux.Handle("GET /debug/pprof/profile", auth(o.Token, http.HandlerFunc(pprof.Profile)))
 	return mux

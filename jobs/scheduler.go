@@ -1,0 +1,936 @@
+package jobs
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sluice-data/sluice/bus"
+	"github.com/sluice-data/sluice/config"
+	"github.com/sluice-data/sluice/lake"
+	"github.com/sluice-data/sluice/warehouse"
+)
+
+// Options configure a Scheduler.
+type Options struct {
+	Jobs      map[string]config.Job
+	Bus       *bus.Bus
+	Warehouse warehouse.JobWarehouse
+	Lake      lake.Store
+	// LakeAfter is how long after a day ends its lake partition counts as
+	// complete (lake.compaction.after).
+	LakeAfter time.Duration
+	// Compact runs a compaction pass over tables (all when empty) and
+	// describes what it did.
+	Compact func(ctx context.Context, tables []string) (string, error)
+	// Parallel bounds the runs of this process at once (default 4);
+	// Resources are the units of named resources it has.
+	Parallel  int
+	Resources map[string]int
+	// Member names this process in leases; LeaseTTL is how long a lease
+	// lasts without renewal (default 30s): after a process dies, its runs
+	// are taken over after this long.
+	Member   string
+	LeaseTTL time.Duration
+	Logger   *slog.Logger
+	Now      func() time.Time // default time.Now
+}
+
+// Scheduler runs tasks: their requirements first, each task at most once
+// at a time across the processes sharing the bus.
+type Scheduler struct {
+	o      Options
+	runs   runs
+	log    *slog.Logger
+	slots  chan struct{}
+	jobsMu sync.Mutex
+	jobSem map[string]chan struct{}
+
+	resMu   sync.Mutex
+	resCond *sync.Cond
+	resFree map[string]int
+
+	mu     sync.Mutex
+	calls  map[string]*call                   // tasks being made complete in this process
+	active map[string]context.CancelCauseFunc // run id -> its cancel
+	wg     sync.WaitGroup
+	base   context.Context // the scheduler's lifetime (Run)
+	stop   context.CancelFunc
+}
+
+// call is one task being made complete; others that need it wait for it.
+type call struct {
+	done chan struct{}
+	err  error
+}
+
+// Errors the API maps to statuses.
+var (
+	// ErrRunning is a task that is running (here or in another process).
+	ErrRunning = errors.New("already running")
+	// ErrComplete is a task whose output exists (not forced).
+	ErrComplete = errors.New("its output exists")
+	// ErrDisabled is a job disabled after repeated failures.
+	ErrDisabled = errors.New("disabled")
+)
+
+// New returns a scheduler; Run starts its clock and the watch for dead
+// runs, and Close stops what it runs.
+func New(o Options) *Scheduler {
+	if o.Parallel <= 0 {
+		o.Parallel = 4
+	}
+	if o.LeaseTTL <= 0 {
+		o.LeaseTTL = 30 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Member == "" {
+		b := make([]byte, 6)
+		rand.Read(b)
+		o.Member = hex.EncodeToString(b)
+	}
+	base, stop := context.WithCancel(context.Background())
+	s := &Scheduler{o: o, runs: runs{bus: o.Bus}, log: o.Logger, slots: make(chan struct{}, o.Parallel),
+		jobSem: map[string]chan struct{}{}, resFree: maps.Clone(o.Resources), calls: map[string]*call{},
+		active: map[string]context.CancelCauseFunc{}, base: base, stop: stop}
+	if s.resFree == nil {
+		s.resFree = map[string]int{}
+	}
+	s.resCond = sync.NewCond(&s.resMu)
+	return s
+}
+
+func (s *Scheduler) now() time.Time { return s.o.Now() }
+
+// Close cancels the runs of this process (recorded as cancelled, their
+// leases handed back) and waits for them.
+func (s *Scheduler) Close() {
+	s.stop()
+	s.wg.Wait()
+}
+
+// Jobs are the configured jobs.
+func (s *Scheduler) Jobs() map[string]config.Job { return s.o.Jobs }
+
+// output is the task's output target, resolved.
+func (s *Scheduler) output(t Task) (target, error) {
+	j := s.o.Jobs[t.Job]
+	return resolve(j, j.Output, t.Params, "jobs."+t.Job+".output")
+}
+
+// Complete tells whether a task is done: its output exists, and so do its
+// required jobs' outputs, none made after it (as make decides): deleting a
+// day's output makes that day, and what was made from it, run again. A
+// job without output, such as compact, never is.
+func (s *Scheduler) Complete(ctx context.Context, t Task) (bool, error) {
+	_, ok, err := s.complete(ctx, t, 0)
+	return ok, err
+}
+
+func (s *Scheduler) complete(ctx context.Context, t Task, depth int) (time.Time, bool, error) {
+	out, err := s.output(t)
+	if err != nil || out.Target.IsZero() {
+		return time.Time{}, false, err
+	}
+	at, ok, err := s.state(ctx, out)
+	if err != nil || !ok || depth > 100 {
+		return at, ok, err
+	}
+	reqs, err := requires(s.o.Jobs, t)
+	if err != nil {
+		return at, false, err
+	}
+	for _, r := range reqs {
+		if r.task == nil {
+			continue // external targets: complete once, never newer
+		}
+		rat, rok, err := s.complete(ctx, *r.task, depth+1)
+		if err != nil || !rok {
+			return at, false, err
+		}
+		if !at.IsZero() && rat.After(at) {
+			return at, false, nil // made from an older version of it
+		}
+	}
+	return at, true, nil
+}
+
+// SubmitOptions qualify a submitted task.
+type SubmitOptions struct {
+	Force   bool   // run even if its output exists (its requirements are not forced)
+	Trigger string // api, cli, schedule, backfill
+}
+
+// Submit starts making a task complete in the background, its
+// requirements first, and returns its run. A task running anywhere is
+// ErrRunning; one whose output exists is ErrComplete unless forced.
+func (s *Scheduler) Submit(ctx context.Context, t Task, o SubmitOptions) (*Run, error) {
+	t, err := Normalize(s.o.Jobs, t)
+	if err != nil {
+		return nil, err
+	}
+	if l, _, err := s.readLease(ctx, t); err != nil {
+		return nil, err
+	} else if l != nil && s.now().Before(l.Expires) {
+		return nil, fmt.Errorf("%s: %w (run %s)", t, ErrRunning, l.RunID)
+	}
+	if !o.Force {
+		if done, err := s.Complete(ctx, t); err != nil {
+			return nil, err
+		} else if done {
+			return nil, fmt.Errorf("%s: %w", t, ErrComplete)
+		}
+	}
+	if off, err := s.Disabled(ctx, t.Job); err != nil {
+		return nil, err
+	} else if off != "" {
+		return nil, fmt.Errorf("job %s is %w: %s (enable it with sluice jobs enable %s)", t.Job, ErrDisabled, off, t.Job)
+	}
+	run := s.newRun(t, o.Trigger)
+	if err := s.runs.save(ctx, run); err != nil {
+		return nil, err
+	}
+	s.wg.Go(func() {
+		if err := s.ensure(s.base, t, o.Trigger, o.Force, run); err != nil {
+			s.log.Warn("job run failed", "task", t.String(), "run", run.ID, "err", err)
+		}
+	})
+	return run, nil
+}
+
+func (s *Scheduler) newRun(t Task, trigger string) *Run {
+	now := s.now().UTC()
+	return &Run{ID: newRunID(now), Job: t.Job, Params: t.Params, State: StateRunning, Trigger: trigger,
+		Owner: s.o.Member, Created: now}
+}
+
+// Build makes tasks complete, their requirements first, with at most
+// parallel of them running at once (0: the scheduler's limit), and returns
+// when all are done or failed: the error of each, by task. progress, when
+// set, is told of every task that ends.
+func (s *Scheduler) Build(ctx context.Context, tasks []Task, trigger string, parallel int, progress func(t Task, err error)) map[string]error {
+	var sem chan struct{}
+	if parallel > 0 {
+		sem = make(chan struct{}, parallel)
+	}
+	var mu sync.Mutex
+	results := map[string]error{}
+	var wg sync.WaitGroup
+	for _, t := range tasks {
+		wg.Go(func() {
+			if sem != nil {
+				select {
+				case sem <- struct{}{}:
+					defer func() { <-sem }()
+				case <-ctx.Done():
+					mu.Lock()
+					results[t.String()] = ctx.Err()
+					mu.Unlock()
+					return
+				}
+			}
+			nt, err := Normalize(s.o.Jobs, t)
+			if err == nil {
+				err = s.ensure(ctx, nt, trigger, false, nil)
+			}
+			mu.Lock()
+			results[t.String()] = err
+			mu.Unlock()
+			if progress != nil {
+				progress(t, err)
+			}
+		})
+	}
+	wg.Wait()
+	return results
+}
+
+// ensure makes a task complete: nothing when its output exists (unless
+// forced), else its requirements first, then a run. Calls for one task in
+// this process share one attempt.
+func (s *Scheduler) ensure(ctx context.Context, t Task, trigger string, force bool, run *Run) error {
+	key := t.String()
+	if !force && run == nil {
+		s.mu.Lock()
+		if c, ok := s.calls[key]; ok {
+			s.mu.Unlock()
+			select {
+			case <-c.done:
+				return c.err
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		c := &call{done: make(chan struct{})}
+		s.calls[key] = c
+		s.mu.Unlock()
+		defer func() {
+			s.mu.Lock()
+			delete(s.calls, key)
+			s.mu.Unlock()
+			close(c.done)
+		}()
+		c.err = s.make(ctx, t, trigger, force, run)
+		return c.err
+	}
+	return s.make(ctx, t, trigger, force, run)
+}
+
+func (s *Scheduler) make(ctx context.Context, t Task, trigger string, force bool, run *Run) error {
+	fail := func(err error) error {
+		if run != nil {
+			s.finish(ctx, run, StateFailed, err)
+		}
+		return err
+	}
+	if !force {
+		done, err := s.Complete(ctx, t)
+		if err != nil {
+			return fail(err)
+		}
+		if done {
+			if run != nil {
+				s.finish(ctx, run, StateSucceeded, nil)
+			}
+			return nil
+		}
+	}
+	reqs, err := requires(s.o.Jobs, t)
+	if err != nil {
+		return fail(err)
+	}
+	// Requirements in parallel; a failed one fails this task.
+	errs := make([]error, len(reqs))
+	var wg sync.WaitGroup
+	for i, r := range reqs {
+		wg.Go(func() {
+			if r.task != nil {
+				if err := s.ensure(ctx, *r.task, "requirement", false, nil); err != nil {
+					errs[i] = fmt.Errorf("requirement %s failed: %w", r.task, err)
+				}
+				return
+			}
+			tg, err := resolve(s.o.Jobs[t.Job], *r.target, t.Params, "jobs."+t.Job+".requires")
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			ok, err := s.exists(ctx, tg)
+			switch {
+			case err != nil:
+				errs[i] = err
+			case !ok:
+				errs[i] = fmt.Errorf("requirement %s is missing", tg)
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return fail(err)
+	}
+	return s.execute(ctx, t, trigger, force, run)
+}
+
+// finish records a run's end.
+func (s *Scheduler) finish(ctx context.Context, run *Run, state string, err error) {
+	run.State, run.Ended = state, s.now().UTC()
+	if err != nil {
+		run.Error = err.Error()
+	}
+	if serr := s.saveRun(context.WithoutCancel(ctx), run); serr != nil {
+		s.log.Error("job run not recorded", "run", run.ID, "err", serr)
+	}
+}
+
+// lease is who runs a task (jobs.lease.<task id>).
+type lease struct {
+	Owner   string    `json:"owner"`
+	RunID   string    `json:"run_id"`
+	Task    Task      `json:"task"`
+	Trigger string    `json:"trigger"`
+	Expires time.Time `json:"expires"`
+}
+
+func leaseKey(t Task) string { return "jobs.lease." + t.id() }
+
+func (s *Scheduler) readLease(ctx context.Context, t Task) (*lease, uint64, error) {
+	data, rev, err := s.o.Bus.GetState(ctx, leaseKey(t))
+	if err != nil || data == nil {
+		return nil, 0, err
+	}
+	var l lease
+	if err := json.Unmarshal(data, &l); err != nil {
+		return nil, 0, fmt.Errorf("lease of %s: %w", t, err)
+	}
+	return &l, rev, nil
+}
+
+func (s *Scheduler) putLease(ctx context.Context, l lease, rev uint64) (uint64, error) {
+	l.Expires = s.now().Add(s.o.LeaseTTL).UTC()
+	data, _ := json.Marshal(l)
+	return s.o.Bus.PutState(ctx, leaseKey(l.Task), data, rev)
+}
+
+// takeLease takes a task's lease for run: when free, expired, or this
+// member's from before a restart. It returns the lease's revision and the
+// run it had (a dead one, to go on with), or ErrRunning.
+func (s *Scheduler) takeLease(ctx context.Context, t Task, runID, trigger string) (uint64, string, error) {
+	for range 10 {
+		l, rev, err := s.readLease(ctx, t)
+		if err != nil {
+			return 0, "", err
+		}
+		prev := ""
+		if l != nil {
+			s.mu.Lock()
+			_, mine := s.active[l.RunID]
+			s.mu.Unlock()
+			alive := s.now().Before(l.Expires) && (l.Owner != s.o.Member || mine)
+			if alive {
+				return 0, "", fmt.Errorf("%s: %w (run %s in %s)", t, ErrRunning, l.RunID, l.Owner)
+			}
+			prev = l.RunID
+			if runID == "" {
+				trigger = l.Trigger
+			}
+		}
+		nrev, err := s.putLease(ctx, lease{Owner: s.o.Member, RunID: runID, Task: t, Trigger: trigger}, rev)
+		if errors.Is(err, bus.ErrConflict) {
+			continue
+		}
+		return nrev, prev, err
+	}
+	return 0, "", fmt.Errorf("%s: %w", t, ErrRunning)
+}
+
+// execute runs a task under its lease, attempt after attempt.
+func (s *Scheduler) execute(ctx context.Context, t Task, trigger string, force bool, run *Run) error {
+	j := s.o.Jobs[t.Job]
+	release, err := s.acquire(ctx, j, t.Job)
+	if err != nil {
+		return err
+	}
+	defer release()
+	out, err := s.output(t)
+	if err != nil {
+		return err
+	}
+	// Wait while another process runs the task; then it may be complete.
+	var rev uint64
+	var prev string
+	for {
+		id := ""
+		if run != nil {
+			id = run.ID
+		}
+		rev, prev, err = s.takeLease(ctx, t, id, trigger)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, ErrRunning) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+		if !force {
+			if done, err := s.Complete(ctx, t); err == nil && done {
+				if run != nil {
+					s.finish(ctx, run, StateSucceeded, nil)
+				}
+				return nil
+			}
+		}
+	}
+	leaseRev := &rev
+	defer func() {
+		// Handed back, so that another process need not wait for expiry.
+		_ = s.o.Bus.DeleteState(context.WithoutCancel(ctx), leaseKey(t), *leaseRev)
+	}()
+	if prev != "" && (run == nil || prev != run.ID) {
+		// A run whose process died: go on with it.
+		r, err := s.runs.get(ctx, prev)
+		if err == nil && r.State != StateSucceeded && r.State != StateFailed && r.State != StateCancelled {
+			if run != nil {
+				s.finish(ctx, run, StateCancelled, fmt.Errorf("run %s of the same task went on instead", r.ID))
+			}
+			run = r
+			s.log.Warn("job run taken over from a process that stopped renewing its lease", "run", r.ID, "task", t.String(), "from", r.Owner)
+		}
+	}
+	if !force {
+		if done, err := s.Complete(ctx, t); err != nil {
+			return err
+		} else if done {
+			if run != nil {
+				s.finish(ctx, run, StateSucceeded, nil)
+			}
+			return nil
+		}
+	}
+	if run == nil {
+		run = s.newRun(t, trigger)
+	}
+	if off, err := s.Disabled(ctx, t.Job); err != nil {
+		return err
+	} else if off != "" {
+		err := fmt.Errorf("job %s is %w: %s", t.Job, ErrDisabled, off)
+		s.finish(ctx, run, StateFailed, err)
+		return err
+	}
+	run.Owner, run.State = s.o.Member, StateRunning
+	// An attempt left running by a dead process.
+	for i := range run.Attempts {
+		if a := &run.Attempts[i]; a.State == StateRunning {
+			a.State, a.Ended = StateDead, s.now().UTC()
+			a.Error = fmt.Sprintf("process %s stopped renewing its lease (it died or lost the bus)", a.Owner)
+		}
+	}
+	if err := s.saveRun(ctx, run); err != nil {
+		return err
+	}
+	// The lease now names the run.
+	if rev, err = s.putLease(ctx, lease{Owner: s.o.Member, RunID: run.ID, Task: t, Trigger: run.Trigger}, rev); err != nil {
+		return err
+	}
+	rctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	s.mu.Lock()
+	s.active[run.ID] = cancel
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.active, run.ID)
+		s.mu.Unlock()
+	}()
+	// Renew the lease while the run lasts; a lost lease or a cancel asked
+	// through the record stops it.
+	renewed := make(chan struct{})
+	go func() {
+		defer close(renewed)
+		tick := time.NewTicker(s.o.LeaseTTL / 3)
+		defer tick.Stop()
+		for {
+			select {
+			case <-rctx.Done():
+				return
+			case <-tick.C:
+			}
+			nrev, err := s.putLease(rctx, lease{Owner: s.o.Member, RunID: run.ID, Task: t, Trigger: run.Trigger}, *leaseRev)
+			if err != nil {
+				if rctx.Err() == nil {
+					cancel(fmt.Errorf("lost the lease: %w", err))
+				}
+				return
+			}
+			s.mu.Lock()
+			*leaseRev = nrev
+			s.mu.Unlock()
+			if r, err := s.runs.get(rctx, run.ID); err == nil && r.Cancel {
+				cancel(errors.New("cancelled"))
+				return
+			}
+		}
+	}()
+	defer func() {
+		cancel(nil)
+		<-renewed
+	}()
+	maxAttempts := j.Retries + 1
+	for {
+		n := len(run.Attempts) + 1
+		att := Attempt{N: n, State: StateRunning, Owner: s.o.Member, Started: s.now().UTC()}
+		run.Attempts = append(run.Attempts, att)
+		run.State = StateRunning
+		if err := s.saveRun(ctx, run); err != nil {
+			return err
+		}
+		actx, acancel := context.WithTimeoutCause(rctx, j.Timeout.D(), fmt.Errorf("timed out after %s", j.Timeout))
+		var logBuf bytes.Buffer
+		err := s.body(actx, run, j, out, &logBuf)
+		if err == nil && !out.Target.IsZero() {
+			if ok, cerr := s.exists(actx, out); cerr != nil {
+				err = cerr
+			} else if !ok {
+				err = fmt.Errorf("the run ended but its output (%s) does not exist", out)
+			}
+		}
+		if err != nil && actx.Err() != nil {
+			err = fmt.Errorf("%w: %v", err, context.Cause(actx))
+		}
+		acancel()
+		a := &run.Attempts[len(run.Attempts)-1]
+		a.Ended, a.Log = s.now().UTC(), logBuf.String()
+		if err == nil {
+			a.State = StateSucceeded
+			s.finish(ctx, run, StateSucceeded, nil)
+			s.log.Info("job run succeeded", "task", t.String(), "run", run.ID, "attempt", n)
+			return nil
+		}
+		a.State, a.Error = StateFailed, err.Error()
+		if cause := context.Cause(rctx); cause != nil {
+			a.State = StateCancelled
+			s.finish(ctx, run, StateCancelled, cause)
+			return cause
+		}
+		if n >= maxAttempts {
+			s.finish(ctx, run, StateFailed, err)
+			s.failed(ctx, t.Job, j)
+			return err
+		}
+		wait := min(j.RetryDelay.D()<<(n-1), time.Hour)
+		a.Backoff = wait.String()
+		run.State = StateRetrying
+		if err := s.saveRun(ctx, run); err != nil {
+			return err
+		}
+		s.log.Warn("job run attempt failed; retrying", "task", t.String(), "run", run.ID, "attempt", n, "in", wait, "err", err)
+		select {
+		case <-rctx.Done():
+			cause := context.Cause(rctx)
+			s.finish(ctx, run, StateCancelled, cause)
+			return cause
+		case <-time.After(wait):
+		}
+	}
+}
+
+// saveRun saves a run this process owns; a record another writer changed
+// meanwhile (a cancel request) is merged: the request is kept.
+func (s *Scheduler) saveRun(ctx context.Context, run *Run) error {
+	err := s.runs.save(ctx, run)
+	if !errors.Is(err, bus.ErrConflict) {
+		return err
+	}
+	stored, gerr := s.runs.get(ctx, run.ID)
+	if gerr != nil {
+		return gerr
+	}
+	run.rev = stored.rev
+	run.Cancel = run.Cancel || stored.Cancel
+	return s.runs.save(ctx, run)
+}
+
+// acquire takes a slot of the process, one of the job and its resources.
+func (s *Scheduler) acquire(ctx context.Context, j config.Job, name string) (func(), error) {
+	s.jobsMu.Lock()
+	js, ok := s.jobSem[name]
+	if !ok {
+		js = make(chan struct{}, max(j.Concurrency, 1))
+		s.jobSem[name] = js
+	}
+	s.jobsMu.Unlock()
+	select {
+	case js <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	select {
+	case s.slots <- struct{}{}:
+	case <-ctx.Done():
+		<-js
+		return nil, ctx.Err()
+	}
+	s.resMu.Lock()
+	for !s.enough(j.Resources) {
+		if ctx.Err() != nil {
+			s.resMu.Unlock()
+			<-s.slots
+			<-js
+			return nil, ctx.Err()
+		}
+		s.resCond.Wait()
+	}
+	for r, n := range j.Resources {
+		s.resFree[r] -= n
+	}
+	s.resMu.Unlock()
+	return func() {
+		s.resMu.Lock()
+		for r, n := range j.Resources {
+			s.resFree[r] += n
+		}
+		s.resCond.Broadcast()
+		s.resMu.Unlock()
+		<-s.slots
+		<-js
+	}, nil
+}
+
+func (s *Scheduler) enough(need map[string]int) bool {
+	for r, n := range need {
+		if s.resFree[r] < n {
+			return false
+		}
+	}
+	return true
+}
+
+// disabled is a job's disabled record (jobs.disabled.<job>).
+type disabled struct {
+	Since  time.Time `json:"since"`
+	Reason string    `json:"reason"`
+}
+
+// Disabled returns why a job is disabled ("" when it is not).
+func (s *Scheduler) Disabled(ctx context.Context, job string) (string, error) {
+	data, _, err := s.o.Bus.GetState(ctx, "jobs.disabled."+job)
+	if err != nil || data == nil {
+		return "", err
+	}
+	var d disabled
+	if err := json.Unmarshal(data, &d); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%s (since %s)", d.Reason, d.Since.Format(time.RFC3339)), nil
+}
+
+// Enable clears a job's disabled state and its failures.
+func (s *Scheduler) Enable(ctx context.Context, job string) error {
+	if _, ok := s.o.Jobs[job]; !ok {
+		return fmt.Errorf("no job %q", job)
+	}
+	if err := s.o.Bus.DeleteState(ctx, "jobs.disabled."+job, 0); err != nil {
+		return err
+	}
+	return s.o.Bus.DeleteState(ctx, "jobs.failures."+job, 0)
+}
+
+// failed records a failed run; disable_after of them within
+// disable_window disable the job (Luigi's disable window).
+func (s *Scheduler) failed(ctx context.Context, job string, j config.Job) {
+	ctx = context.WithoutCancel(ctx)
+	key := "jobs.failures." + job
+	for range 10 {
+		data, rev, err := s.o.Bus.GetState(ctx, key)
+		if err != nil {
+			return
+		}
+		var times []time.Time
+		if data != nil {
+			json.Unmarshal(data, &times)
+		}
+		now := s.now().UTC()
+		times = slices.DeleteFunc(append(times, now), func(t time.Time) bool { return now.Sub(t) > j.DisableWindow.D() })
+		data, _ = json.Marshal(times)
+		if _, err := s.o.Bus.PutState(ctx, key, data, rev); errors.Is(err, bus.ErrConflict) {
+			continue
+		}
+		if len(times) >= j.DisableAfter {
+			d, _ := json.Marshal(disabled{Since: now, Reason: fmt.Sprintf("%d failed runs within %s", len(times), j.DisableWindow)})
+			if _, err := s.o.Bus.PutState(ctx, "jobs.disabled."+job, d, 0); err == nil {
+				s.log.Error("job disabled after repeated failures", "job", job, "failures", len(times), "window", j.DisableWindow)
+			}
+		}
+		return
+	}
+}
+
+// Cancel stops a run: at once when this process runs it, else through its
+// record, at the owner's next lease renewal.
+func (s *Scheduler) Cancel(ctx context.Context, id string) (*Run, error) {
+	s.mu.Lock()
+	cancel, ok := s.active[id]
+	s.mu.Unlock()
+	r, err := s.runs.update(ctx, id, func(r *Run) error {
+		if r.State != StateRunning && r.State != StateRetrying {
+			return fmt.Errorf("run %s is %s", id, r.State)
+		}
+		r.Cancel = true
+		return nil
+	})
+	if err != nil {
+		return r, err
+	}
+	if ok {
+		cancel(errors.New("cancelled"))
+	}
+	return r, nil
+}
+
+// Run gets a run's record.
+func (s *Scheduler) Run(ctx context.Context, id string) (*Run, error) { return s.runs.get(ctx, id) }
+
+// Runs lists runs, newest first (job "": all; limit 0: all).
+func (s *Scheduler) Runs(ctx context.Context, job string, limit int) ([]*Run, error) {
+	return s.runs.list(ctx, job, limit)
+}
+
+// Loop runs the clock (scheduled jobs) and takes over the runs of dead
+// processes until ctx ends.
+func (s *Scheduler) Loop(ctx context.Context) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	lastWatch := time.Time{}
+	for {
+		s.clock(ctx)
+		if time.Since(lastWatch) > s.o.LeaseTTL/3 {
+			s.watch(ctx)
+			lastWatch = time.Now()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// clock starts the runs of scheduled jobs whose time came: each interval
+// once across the processes (the clock record's revision decides), with
+// the interval's first day as the date. Intervals missed while sluice was
+// down run on start, up to 100 of them.
+func (s *Scheduler) clock(ctx context.Context) {
+	for _, name := range slices.Sorted(maps.Keys(s.o.Jobs)) {
+		j := s.o.Jobs[name]
+		if j.Schedule == "" {
+			continue
+		}
+		sched, err := config.ParseSchedule(j.Schedule)
+		if err != nil {
+			continue
+		}
+		key := "jobs.clock." + name
+		data, rev, err := s.o.Bus.GetState(ctx, key)
+		if err != nil {
+			return
+		}
+		now := s.now().UTC()
+		var last time.Time
+		if data == nil || json.Unmarshal(data, &last) != nil {
+			b, _ := json.Marshal(now)
+			s.o.Bus.PutState(ctx, key, b, rev)
+			continue
+		}
+		for range 100 {
+			next := sched.Next(last)
+			if next.After(now) {
+				break
+			}
+			b, _ := json.Marshal(next)
+			nrev, err := s.o.Bus.PutState(ctx, key, b, rev)
+			if err != nil {
+				break // another process fired it
+			}
+			rev = nrev
+			t := Task{Job: name, Params: map[string]string{}}
+			if _, ok := j.Params["date"]; ok {
+				t.Params["date"] = last.Format(time.DateOnly)
+			}
+			last = next
+			s.wg.Go(func() {
+				if _, err := s.Submit(s.base, t, SubmitOptions{Trigger: "schedule"}); err != nil && !errors.Is(err, ErrComplete) {
+					s.log.Warn("scheduled job not started", "task", t.String(), "err", err)
+				}
+			})
+		}
+	}
+}
+
+// watch finds leases that expired (their process died) and goes on with
+// their runs.
+func (s *Scheduler) watch(ctx context.Context) {
+	keys, err := s.o.Bus.StateKeys(ctx, "jobs.lease")
+	if err != nil {
+		return
+	}
+	for _, k := range keys {
+		data, _, err := s.o.Bus.GetState(ctx, k)
+		if err != nil || data == nil {
+			continue
+		}
+		var l lease
+		if json.Unmarshal(data, &l) != nil {
+			continue
+		}
+		s.mu.Lock()
+		_, mine := s.active[l.RunID]
+		s.mu.Unlock()
+		if mine || (s.now().Before(l.Expires) && l.Owner != s.o.Member) {
+			continue
+		}
+		if _, ok := s.o.Jobs[l.Task.Job]; !ok {
+			continue
+		}
+		s.wg.Go(func() {
+			if err := s.ensure(s.base, l.Task, l.Trigger, false, nil); err != nil && !errors.Is(err, ErrRunning) {
+				s.log.Warn("job run of a dead process failed", "task", l.Task.String(), "err", err)
+			}
+		})
+	}
+}
+
+// JobStatus is a job's state for `sluice jobs list` and the API.
+type JobStatus struct {
+	Name     string   `json:"name"`
+	Schedule string   `json:"schedule,omitempty"`
+	Params   []string `json:"params,omitempty"`
+	Requires []string `json:"requires,omitempty"`
+	Output   string   `json:"output,omitempty"`
+	Disabled string   `json:"disabled,omitempty"`
+	Last     *Run     `json:"last,omitempty"`
+}
+
+// Status describes every job with its last run.
+func (s *Scheduler) Status(ctx context.Context) ([]JobStatus, error) {
+	all, err := s.runs.list(ctx, "", 0)
+	if err != nil {
+		return nil, err
+	}
+	var out []JobStatus
+	for _, name := range slices.Sorted(maps.Keys(s.o.Jobs)) {
+		j := s.o.Jobs[name]
+		st := JobStatus{Name: name, Schedule: j.Schedule, Output: j.Output.String()}
+		for _, p := range slices.Sorted(maps.Keys(j.Params)) {
+			st.Params = append(st.Params, p+" "+j.Params[p])
+		}
+		for _, r := range j.Requires {
+			if r.Job != "" {
+				st.Requires = append(st.Requires, r.Job)
+			} else {
+				st.Requires = append(st.Requires, r.Target().String())
+			}
+		}
+		if st.Disabled, err = s.Disabled(ctx, name); err != nil {
+			return nil, err
+		}
+		for _, r := range all {
+			if r.Job == name {
+				st.Last = r
+				break
+			}
+		}
+		out = append(out, st)
+	}
+	return out, nil
+}
+
+// ParseParams reads k=v pairs.
+func ParseParams(kvs []string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, kv := range kvs {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("parameter %q is not name=value", kv)
+		}
+		out[k] = v
+	}
+	return out, nil
+}
