@@ -74,6 +74,9 @@ type call struct {
 	err  error
 }
 
+// errLostRun is a run another process took over.
+var errLostRun = errors.New("lost the run")
+
 // Errors the API maps to statuses.
 var (
 	// ErrRunning is a task that is running (here or in another process).
@@ -622,6 +625,11 @@ func (s *Scheduler) saveRun(ctx context.Context, run *Run) error {
 	stored, gerr := s.runs.get(ctx, run.ID)
 	if gerr != nil {
 		return gerr
+	}
+	if stored.Owner != run.Owner {
+		// Another process took the run over (this one's lease expired):
+		// its record is the run's now.
+		return fmt.Errorf("run %s: %w: process %s took it over", run.ID, errLostRun, stored.Owner)
 	}
 	run.rev = stored.rev
 	run.Cancel = run.Cancel || stored.Cancel
