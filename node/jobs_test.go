@@ -3,6 +3,8 @@ package node_test
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -321,5 +323,45 @@ func TestJobsCancel(t *testing.T) {
 	}
 	if _, err := c.CancelRun(ctx, ans.Run.ID); err == nil || !strings.Contains(err.Error(), "is cancelled") {
 		t.Fatalf("cancel twice: %v", err)
+	}
+}
+
+// The statuses of the job routes.
+func TestJobsAPIStatuses(t *testing.T) {
+	_, api, _, stop := startJobsNode(t)
+	defer stop()
+	do := func(method, path, body string) (int, string) {
+		req, _ := http.NewRequest(method, api+path, strings.NewReader(body))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	for _, tc := range []struct {
+		method, path, body string
+		code               int
+		want               string
+	}{
+		{"POST", "/api/v1/jobs/slow/runs", `{"params":{"n":"5"}}`, 201, `"state":"running"`},
+		{"POST", "/api/v1/jobs/slow/runs", `{"params":{"n":"5"}}`, 409, "already running"},
+		{"POST", "/api/v1/jobs/nosuch/runs", `{}`, 404, `no job \"nosuch\"`},
+		{"POST", "/api/v1/jobs/slow/runs", `{"params":{"n":"x"}}`, 400, "not a whole number"},
+		{"POST", "/api/v1/jobs/slow/runs", `{"parms":{}}`, 400, `unknown field \"parms\"`},
+		{"POST", "/api/v1/jobs/slow/runs", `{"params":`, 400, "request body"},
+		{"GET", "/api/v1/runs?job=nosuch", "", 404, "no job"},
+		{"GET", "/api/v1/runs?limit=-1", "", 400, "limit must be a whole number"},
+		{"GET", "/api/v1/runs/nosuch", "", 404, "no such run"},
+		{"POST", "/api/v1/runs/nosuch/cancel", "", 404, "no such run"},
+		{"POST", "/api/v1/jobs/slow/backfill", `{"from":"2026-11-02","to":"2026-11-01"}`, 400, "job slow has no date parameter"},
+		{"POST", "/api/v1/jobs/daily_revenue/backfill", `{"from":"2026-11-02","to":"2026-11-01"}`, 400, "is before from"},
+		{"GET", "/api/v1/jobs", "", 200, `"name":"daily_report"`},
+	} {
+		code, body := do(tc.method, tc.path, tc.body)
+		if code != tc.code || !strings.Contains(body, tc.want) {
+			t.Errorf("%s %s %s: %d %s; want %d with %q", tc.method, tc.path, tc.body, code, body, tc.code, tc.want)
+		}
 	}
 }

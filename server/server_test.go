@@ -182,3 +182,20 @@ func TestSQLErrorsOnPostgres(t *testing.T) {
 		}
 	}
 }
+
+// Every job and run route needs the token; without a scheduler they say so.
+func TestJobRoutesGuardedAndUnavailable(t *testing.T) {
+	srv := newAPI(t, Options{Token: "s3cret"})
+	routes := [][2]string{
+		{"GET", "/api/v1/jobs"}, {"POST", "/api/v1/jobs/x/runs"}, {"POST", "/api/v1/jobs/x/backfill"},
+		{"POST", "/api/v1/jobs/x/enable"}, {"GET", "/api/v1/runs"}, {"GET", "/api/v1/runs/r1"}, {"POST", "/api/v1/runs/r1/cancel"},
+	}
+	for _, r := range routes {
+		if code, _ := call(t, r[0], srv.URL+r[1], "{}", ""); code != http.StatusUnauthorized {
+			t.Errorf("%s %s without token: %d", r[0], r[1], code)
+		}
+		if code, body := call(t, r[0], srv.URL+r[1], "{}", "s3cret"); code != http.StatusNotImplemented || !strings.Contains(body, "runs no jobs") {
+			t.Errorf("%s %s without a scheduler: %d %s", r[0], r[1], code, body)
+		}
+	}
+}
