@@ -1,0 +1,230 @@
+// Package rollup keeps real-time rollups (rollups.<name> in the config):
+// events of a stream, filtered, counted into time buckets of a granularity
+// and groups of dimensions, with metrics that merge across buckets and
+// groups: count, sum, min, max, approximate distinct (HyperLogLog) and
+// quantiles (DDSketch). This is what Druid does at ingestion, and what its
+// queries do on the way out: a query that groups coarser than the stored
+// grain merges the rows, sketches included, so a distinct count over a day
+// is the union of its minutes, not their sum.
+//
+//   - metrics.go: the metrics and their state.
+//   - table.go: buckets of rows, kept in memory.
+//   - query.go: Druid's three query shapes: timeseries, topN, groupBy.
+package rollup
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"math"
+	"strconv"
+	"time"
+
+	"github.com/DataDog/sketches-go/ddsketch"
+	"github.com/axiomhq/hyperloglog"
+
+	"github.com/sluice-data/sluice/config"
+)
+
+// quantileAccuracy is the relative accuracy of the quantile sketches.
+const quantileAccuracy = 0.005
+
+// Metric is one metric of a rollup: an aggregate of a field.
+type Metric struct {
+	Name string
+	config.Aggregate
+}
+
+// ParseMetrics reads a rollup's metrics (name → aggregate), in name order.
+func ParseMetrics(names []string, specs map[string]string) ([]Metric, error) {
+	var out []Metric
+	for _, n := range names {
+		a, err := config.ParseAggregate(specs[n])
+		if err != nil {
+			return nil, fmt.Errorf("metric %s: %w", n, err)
+		}
+		out = append(out, Metric{Name: n, Aggregate: a})
+	}
+	return out, nil
+}
+
+// state is a metric's value in one row.
+type state interface {
+	add(v any) error
+	merge(o state) error
+	value(m Metric) any // what queries and views show
+	clone() state
+}
+
+func newState(m Metric) state {
+	switch m.Func {
+	case "count":
+		return &count{}
+	case "sum":
+		return &sum{}
+	case "min":
+		return &extreme{min: true}
+	case "max":
+		return &extreme{}
+	case "avg":
+		return &avg{}
+	case "distinct":
+		return &distinct{sk: hyperloglog.New16()}
+	case "quantile":
+		sk, _ := ddsketch.NewDefaultDDSketch(quantileAccuracy)
+		return &quantile{sk: sk}
+	}
+	panic("rollup: unknown aggregate " + m.Func)
+}
+
+type count struct{ n int64 }
+
+func (c *count) add(any) error { c.n++; return nil }
+func (c *count) merge(o state) error {
+	c.n += o.(*count).n
+	return nil
+}
+func (c *count) value(Metric) any { return c.n }
+func (c *count) clone() state     { x := *c; return &x }
+
+// number reads a numeric field (JSON numbers; text holding a number).
+func number(v any) (float64, bool, error) {
+	switch x := v.(type) {
+	case nil:
+		return 0, false, nil
+	case float64:
+		return x, true, nil
+	case int64:
+		return float64(x), true, nil
+	case int:
+		return float64(x), true, nil
+	case string:
+		f, err := strconv.ParseFloat(x, 64)
+		if err != nil {
+			return 0, false, fmt.Errorf("%q is not a number", x)
+		}
+		return f, true, nil
+	case bool:
+		return 0, false, fmt.Errorf("%v is not a number", x)
+	}
+	return 0, false, fmt.Errorf("a %T is not a number", v)
+}
+
+type sum struct {
+	s float64
+	n int64 // values summed: a sum of nothing is null
+}
+
+func (s *sum) add(v any) error {
+	f, ok, err := number(v)
+	if ok {
+		s.s += f
+		s.n++
+	}
+	return err
+}
+func (s *sum) merge(o state) error {
+	x := o.(*sum)
+	s.s += x.s
+	s.n += x.n
+	return nil
+}
+func (s *sum) value(Metric) any {
+	if s.n == 0 {
+		return nil
+	}
+	return s.s
+}
+func (s *sum) clone() state { x := *s; return &x }
+
+type extreme struct {
+	min bool
+	v   float64
+	set bool
+}
+
+func (e *extreme) add(v any) error {
+	f, ok, err := number(v)
+	if ok && (!e.set || (e.min && f < e.v) || (!e.min && f > e.v)) {
+		e.v, e.set = f, true
+	}
+	return err
+}
+func (e *extreme) merge(o state) error {
+	x := o.(*extreme)
+	if x.set {
+		return e.add(x.v)
+	}
+	return nil
+}
+func (e *extreme) value(Metric) any {
+	if !e.set {
+		return nil
+	}
+	return e.v
+}
+func (e *extreme) clone() state { x := *e; return &x }
+
+type avg struct{ sum }
+
+func (a *avg) merge(o state) error { return a.sum.merge(&o.(*avg).sum) }
+func (a *avg) value(Metric) any {
+	if a.n == 0 {
+		return nil
+	}
+	return a.s / float64(a.n)
+}
+func (a *avg) clone() state { x := *a; return &x }
+
+type distinct struct{ sk *hyperloglog.Sketch }
+
+func (d *distinct) add(v any) error {
+	if v == nil {
+		return nil
+	}
+	d.sk.Insert(hashable(v))
+	return nil
+}
+func (d *distinct) merge(o state) error { return d.sk.Merge(o.(*distinct).sk) }
+func (d *distinct) value(Metric) any    { return int64(d.sk.Estimate()) }
+func (d *distinct) clone() state        { return &distinct{sk: d.sk.Clone()} }
+
+// hashable is a value's bytes for the HyperLogLog: numbers by their value
+// (1 and 1.0 are one value), text as it is.
+func hashable(v any) []byte {
+	switch x := v.(type) {
+	case string:
+		return []byte(x)
+	case int64:
+		return binary.LittleEndian.AppendUint64([]byte{'n'}, math.Float64bits(float64(x)))
+	case float64:
+		return binary.LittleEndian.AppendUint64([]byte{'n'}, math.Float64bits(x))
+	case time.Time:
+		return []byte(x.UTC().Format(time.RFC3339Nano))
+	}
+	var b bytes.Buffer
+	fmt.Fprint(&b, v)
+	return b.Bytes()
+}
+
+type quantile struct{ sk *ddsketch.DDSketch }
+
+func (q *quantile) add(v any) error {
+	f, ok, err := number(v)
+	if ok {
+		return q.sk.Add(f)
+	}
+	return err
+}
+func (q *quantile) merge(o state) error { return q.sk.MergeWith(o.(*quantile).sk) }
+func (q *quantile) value(m Metric) any {
+	if q.sk.IsEmpty() {
+		return nil
+	}
+	v, err := q.sk.GetValueAtQuantile(m.Q)
+	if err != nil {
+		return nil
+	}
+	return v
+}
+func (q *quantile) clone() state { return &quantile{sk: q.sk.Copy()} }

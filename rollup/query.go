@@ -1,0 +1,292 @@
+package rollup
+
+import (
+	"cmp"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Query is one of Druid's three query shapes over a rollup:
+//
+//   - timeseries: the metrics per time bucket of the query's granularity;
+//   - topN: per bucket, the Threshold values of Dimension with the highest
+//     Metric;
+//   - groupBy: the metrics per bucket and group of Dimensions.
+//
+// Rows coarser than the stored grain are merged, sketches included.
+type Query struct {
+	QueryType string `json:"queryType"` // timeseries, topN or groupBy
+	// Intervals: [from, to) in RFC 3339; empty: everything.
+	From time.Time `json:"from,omitzero"`
+	To   time.Time `json:"to,omitzero"`
+	// Granularity: "all" (one bucket; the default), "none" (the stored
+	// grain), or a duration such as 1m, 1h, 24h (a multiple of the grain).
+	Granularity string   `json:"granularity,omitempty"`
+	Filter      *Filter  `json:"filter,omitempty"`
+	Metrics     []string `json:"metrics,omitempty"` // default: all
+	// topN
+	Dimension string `json:"dimension,omitempty"`
+	Metric    string `json:"metric,omitempty"`
+	Threshold int    `json:"threshold,omitempty"`
+	// groupBy
+	Dimensions []string `json:"dimensions,omitempty"`
+	Limit      int      `json:"limit,omitempty"`
+}
+
+// Filter selects rows by their dimensions (Druid's filter shapes).
+type Filter struct {
+	Type      string    `json:"type"` // selector, in, and, or, not
+	Dimension string    `json:"dimension,omitempty"`
+	Value     string    `json:"value,omitempty"`
+	Values    []string  `json:"values,omitempty"`
+	Fields    []*Filter `json:"fields,omitempty"` // and, or
+	Field     *Filter   `json:"field,omitempty"`  // not
+}
+
+// Result is a query's answer: one entry per bucket (and group).
+type Result struct {
+	Time   time.Time        `json:"timestamp"`
+	Event  map[string]any   `json:"event,omitempty"`  // groupBy, timeseries
+	Result []map[string]any `json:"result,omitempty"` // topN
+}
+
+func (t *Table) dimIndex(name string) (int, error) {
+	i := slices.Index(t.Dimensions, name)
+	if i < 0 {
+		return 0, fmt.Errorf("no dimension %q (the dimensions are %s)", name, strings.Join(t.Dimensions, ", "))
+	}
+	return i, nil
+}
+
+func (t *Table) metricIndex(name string) (int, error) {
+	i := slices.IndexFunc(t.Metrics, func(m Metric) bool { return m.Name == name })
+	if i < 0 {
+		var names []string
+		for _, m := range t.Metrics {
+			names = append(names, m.Name)
+		}
+		return 0, fmt.Errorf("no metric %q (the metrics are %s)", name, strings.Join(names, ", "))
+	}
+	return i, nil
+}
+
+// compile turns a filter into a test of a row's dimensions.
+func (t *Table) compile(f *Filter) (func(dims []string) bool, error) {
+	if f == nil {
+		return func([]string) bool { return true }, nil
+	}
+	switch f.Type {
+	case "selector", "in":
+		i, err := t.dimIndex(f.Dimension)
+		if err != nil {
+			return nil, err
+		}
+		vals := f.Values
+		if f.Type == "selector" {
+			vals = []string{f.Value}
+		}
+		return func(d []string) bool { return slices.Contains(vals, d[i]) }, nil
+	case "and", "or":
+		if len(f.Fields) == 0 {
+			return nil, fmt.Errorf("filter %s needs fields", f.Type)
+		}
+		var subs []func([]string) bool
+		for _, s := range f.Fields {
+			c, err := t.compile(s)
+			if err != nil {
+				return nil, err
+			}
+			subs = append(subs, c)
+		}
+		and := f.Type == "and"
+		return func(d []string) bool {
+			for _, s := range subs {
+				if s(d) != and {
+					return !and
+				}
+			}
+			return and
+		}, nil
+	case "not":
+		c, err := t.compile(f.Field)
+		if err != nil {
+			return nil, err
+		}
+		return func(d []string) bool { return !c(d) }, nil
+	}
+	return nil, fmt.Errorf("filter type %q: use selector, in, and, or or not", f.Type)
+}
+
+// bucketOf is the query's bucket of a row's time.
+func (t *Table) bucketer(granularity string) (func(time.Time) time.Time, error) {
+	switch granularity {
+	case "", "all":
+		return func(time.Time) time.Time { return time.Time{} }, nil
+	case "none":
+		return func(x time.Time) time.Time { return x }, nil
+	}
+	d, err := time.ParseDuration(granularity)
+	if err != nil {
+		named := map[string]time.Duration{"second": time.Second, "minute": time.Minute, "hour": time.Hour, "day": 24 * time.Hour}
+		var ok bool
+		if d, ok = named[granularity]; !ok {
+			return nil, fmt.Errorf("granularity %q: use all, none, second, minute, hour, day or a duration such as 5m", granularity)
+		}
+	}
+	if d < t.Granularity || d%t.Granularity != 0 {
+		return nil, fmt.Errorf("granularity %s is not a multiple of the rollup's %s", d, t.Granularity)
+	}
+	return func(x time.Time) time.Time { return x.Truncate(d) }, nil
+}
+
+// Run answers a query from rows (a table's, or several versions merged).
+func (t *Table) Run(q Query) ([]Result, error) {
+	keep, err := t.compile(q.Filter)
+	if err != nil {
+		return nil, err
+	}
+	bucket, err := t.bucketer(q.Granularity)
+	if err != nil {
+		return nil, err
+	}
+	metrics := q.Metrics
+	if len(metrics) == 0 {
+		for _, m := range t.Metrics {
+			metrics = append(metrics, m.Name)
+		}
+	}
+	var mi []int
+	for _, m := range metrics {
+		i, err := t.metricIndex(m)
+		if err != nil {
+			return nil, err
+		}
+		mi = append(mi, i)
+	}
+	var group []int
+	switch q.QueryType {
+	case "timeseries":
+	case "topN":
+		i, err := t.dimIndex(q.Dimension)
+		if err != nil {
+			return nil, err
+		}
+		group = []int{i}
+		if _, err := t.metricIndex(q.Metric); err != nil {
+			return nil, err
+		}
+		if q.Threshold <= 0 {
+			return nil, fmt.Errorf("topN needs a threshold above 0")
+		}
+	case "groupBy":
+		for _, d := range q.Dimensions {
+			i, err := t.dimIndex(d)
+			if err != nil {
+				return nil, err
+			}
+			group = append(group, i)
+		}
+	default:
+		return nil, fmt.Errorf("queryType %q: use timeseries, topN or groupBy", q.QueryType)
+	}
+	to := q.To
+	if to.IsZero() {
+		to = time.Unix(0, math.MaxInt64)
+	}
+	// Merge the stored rows into the query's buckets and groups.
+	type agg struct {
+		time time.Time
+		dims []string
+		row  *Row
+	}
+	aggs := map[string]*agg{}
+	var order []string
+	for _, r := range t.Rows(q.From, to) {
+		if !keep(r.Dims) {
+			continue
+		}
+		b := bucket(r.Time)
+		dims := make([]string, len(group))
+		for k, i := range group {
+			dims[k] = r.Dims[i]
+		}
+		key := b.Format(time.RFC3339Nano) + "\x00" + groupKey(dims)
+		a := aggs[key]
+		if a == nil {
+			aggs[key] = &agg{time: b, dims: dims, row: r}
+			order = append(order, key)
+			continue
+		}
+		if err := a.row.merge(r); err != nil {
+			return nil, err
+		}
+	}
+	event := func(a *agg) map[string]any {
+		e := map[string]any{}
+		vals := t.Values(a.row)
+		for k, i := range mi {
+			e[metrics[k]] = vals[i]
+		}
+		for k, i := range group {
+			e[t.Dimensions[i]] = a.dims[k]
+		}
+		return e
+	}
+	sorted := make([]*agg, 0, len(order))
+	for _, k := range order {
+		sorted = append(sorted, aggs[k])
+	}
+	slices.SortStableFunc(sorted, func(a, b *agg) int {
+		if c := a.time.Compare(b.time); c != 0 {
+			return c
+		}
+		return cmp.Compare(groupKey(a.dims), groupKey(b.dims))
+	})
+	var out []Result
+	switch q.QueryType {
+	case "timeseries", "groupBy":
+		for _, a := range sorted {
+			out = append(out, Result{Time: a.time, Event: event(a)})
+			if q.Limit > 0 && len(out) == q.Limit {
+				break
+			}
+		}
+	case "topN":
+		mIdx, _ := t.metricIndex(q.Metric)
+		for i := 0; i < len(sorted); {
+			j := i
+			for j < len(sorted) && sorted[j].time.Equal(sorted[i].time) {
+				j++
+			}
+			part := sorted[i:j]
+			slices.SortStableFunc(part, func(a, b *agg) int {
+				return -compareValues(a.row.states[mIdx].value(t.Metrics[mIdx]), b.row.states[mIdx].value(t.Metrics[mIdx]))
+			})
+			res := Result{Time: part[0].time}
+			for _, a := range part[:min(q.Threshold, len(part))] {
+				res.Result = append(res.Result, event(a))
+			}
+			out = append(out, res)
+			i = j
+		}
+	}
+	return out, nil
+}
+
+// compareValues orders metric values; nulls first.
+func compareValues(a, b any) int {
+	fa, oka, _ := number(a)
+	fb, okb, _ := number(b)
+	switch {
+	case !oka && !okb:
+		return 0
+	case !oka:
+		return -1
+	case !okb:
+		return 1
+	}
+	return cmp.Compare(fa, fb)
+}
