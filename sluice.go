@@ -220,6 +220,60 @@ var LogColumns = []Column{
 	{Name: "fields", Type: TypeJSON},
 }
 
+// ChangeColumns are the columns of the table a postgres_cdc source's stream
+// is archived to: one row per change (Change), partitioned by commit_time.
+var ChangeColumns = []Column{
+	{Name: "lsn", Type: TypeVarchar},
+	{Name: "commit_lsn", Type: TypeVarchar},
+	{Name: "commit_time", Type: TypeTimestamp},
+	{Name: "xid", Type: TypeBigint},
+	{Name: "schema", Type: TypeVarchar},
+	{Name: "table", Type: TypeVarchar},
+	{Name: "op", Type: TypeVarchar},
+	{Name: "seq", Type: TypeBigint},
+	{Name: "before", Type: TypeJSON},
+	{Name: "after", Type: TypeJSON},
+	{Name: "unchanged_toast", Type: TypeJSON},
+	{Name: "too_large", Type: TypeJSON},
+}
+
+// The operations of a Change.
+const (
+	OpInsert   = "insert"
+	OpUpdate   = "update"
+	OpDelete   = "delete"
+	OpTruncate = "truncate"
+)
+
+// Change is one row change captured from PostgreSQL (a postgres_cdc
+// source), as one JSON line on its stream. Changes are stored in commit
+// order, and within a transaction in the order they were made (Seq).
+type Change struct {
+	// LSN is the WAL position of the change, CommitLSN that of its
+	// transaction's commit, both as PostgreSQL writes them (0/16B3748).
+	LSN        string    `json:"lsn"`
+	CommitLSN  string    `json:"commit_lsn"`
+	CommitTime time.Time `json:"commit_time"`
+	XID        uint32    `json:"xid"`
+	Schema     string    `json:"schema"`
+	Table      string    `json:"table"`
+	Op         string    `json:"op"`
+	// Seq numbers the changes of one transaction from 1.
+	Seq int64 `json:"seq"`
+	// Before is the row before an update or delete: every column with
+	// REPLICA IDENTITY FULL, else only the key. After is the row after an
+	// insert or update. Either is null when it does not apply.
+	Before json.RawMessage `json:"before"`
+	After  json.RawMessage `json:"after"`
+	// UnchangedToast names the columns of After left out because
+	// PostgreSQL did not send them: large (TOASTed) values an update did
+	// not change, when Before does not have them either.
+	UnchangedToast []string `json:"unchanged_toast,omitempty"`
+	// TooLarge names the columns whose values were left out (null) because
+	// the change would not fit in a bus message.
+	TooLarge []string `json:"too_large,omitempty"`
+}
+
 // ContentTypeSyslog marks a payload that holds one syslog message.
 const ContentTypeSyslog = "application/syslog"
 
