@@ -87,9 +87,13 @@ type Source struct {
 	Parse     string   `yaml:"parse" json:"parse,omitempty" jsonschema:"enum=plain,enum=json,enum=nginx_combined,enum=apache_combined,enum=apache_common,enum=regex,description=file: how to parse each record: plain (default)\\, json (one object per line)\\, nginx_combined\\, apache_combined\\, apache_common\\, regex (with pattern)"`
 	Pattern   string   `yaml:"pattern" json:"pattern,omitempty" jsonschema:"description=file with parse: regex: a regular expression with named groups (?P<name>…); the groups become fields\\, timestamp/time/message/host/ip fill those columns"`
 	Multiline string   `yaml:"multiline" json:"multiline,omitempty" jsonschema:"description=file: a regular expression that matches the first line of a record; lines that don't match are appended to the record before (stack traces)"`
-	Stream    string   `yaml:"stream" json:"stream,omitempty" jsonschema:"description=Stream (and lake table) the records go to: logs (default) or a name of your own\\, e.g. nginx"`
-	URL       string   `yaml:"url" json:"url,omitempty" jsonschema:"description=postgres_cdc: the database URL"`
-	Tables    []string `yaml:"tables" json:"tables,omitempty" jsonschema:"description=postgres_cdc: the tables to capture"`
+	Stream    string   `yaml:"stream" json:"stream,omitempty" jsonschema:"description=Stream (and lake table) the records go to. file: logs (default) or a name of your own\\, e.g. nginx. postgres_cdc: default the source's name"`
+	URL       string   `yaml:"url" json:"url,omitempty" jsonschema:"description=postgres_cdc: the database\\, postgres://user:password@host:5432/database; the role needs REPLICATION"`
+	Tables    []string `yaml:"tables" json:"tables,omitempty" jsonschema:"description=postgres_cdc: the tables to capture\\, e.g. [orders\\, billing.invoices]"`
+	// Slot and Publication are what a postgres_cdc source follows in
+	// PostgreSQL; sluice creates them when they are missing.
+	Slot        string `yaml:"slot" json:"slot,omitempty" jsonschema:"description=postgres_cdc: the logical replication slot (pgoutput). Default sluice_<source name>"`
+	Publication string `yaml:"publication" json:"publication,omitempty" jsonschema:"description=postgres_cdc: the publication of the tables. Default sluice_<source name>"`
 }
 
 // TLS is a server certificate and its key, as PEM files.

@@ -116,6 +116,7 @@ func fillDefaults(c *Config, set func(path string) bool) {
 	if c.Streams == nil {
 		c.Streams = map[string]Stream{}
 	}
+	cdcDefaults(c)
 	for _, name := range c.SourceStreams() {
 		// A stream of a source's own keeps what logs keeps by default.
 		d.Streams[name] = Stream{Retention: defaultRetention[sluice.StreamLogs]}

@@ -448,8 +448,6 @@ func TestValidationErrors(t *testing.T) {
 			wantErr{2, 29, "sources.s.listen", "has no port", ""}},
 		{"syslog with file keys", "sources:\n  s: {type: syslog, listen: \"udp://:5514\", paths: [a]}\n",
 			wantErr{2, 51, "sources.s.paths", "paths does not apply to a syslog source", ""}},
-		{"future source type postgres_cdc", "sources:\n  orders_cdc:\n    type: postgres_cdc\n    tables: [orders]\n",
-			wantErr{3, 11, "sources.orders_cdc.type", "source type postgres_cdc is not available in this version of sluice", ""}},
 		{"unknown source type", "sources:\n  k: {type: kafka}\n",
 			wantErr{2, 13, "sources.k.type", `unknown source type "kafka"`, "the source types are syslog, file, postgres_cdc"}},
 		{"misspelt source type", "sources:\n  k: {type: sylog}\n",
@@ -526,9 +524,8 @@ jobs: {daily_revenue: {schedule: "@daily", params: {date: date}, requires: [...]
 semantic: {models: ./models}             # LookML-like YAML files
 dashboards: {dir: ./dashboards}
 `
-	// The syslog sources and the pipeline of the sketch are valid.
+	// The sources and the pipeline of the sketch are valid.
 	checkErrors(t, src, []wantErr{
-		{9, 22, "sources.orders_cdc.type", "source type postgres_cdc is not available", ""},
 		{20, 1, "rollups", "rollups are not available in this version of sluice", ""},
 		{21, 77, "jobs.daily_revenue.requires[0]", `jobs.daily_revenue.requires[0] must be a mapping, not "..."`, ""},
 		{21, 103, "jobs.daily_revenue.output.table", `jobs.daily_revenue.output.table "...": use letters, digits and _`, ""},

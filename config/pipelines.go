@@ -334,6 +334,8 @@ func (c *Config) lakeTime(p Pipeline, afterWindow bool) string {
 			t = "event_time"
 		case s == sluice.StreamBad:
 			t = "failed_at"
+		case slices.Contains(c.CDCStreams(), s):
+			t = "commit_time"
 		case s == sluice.StreamLogs || slices.Contains(c.SourceStreams(), s):
 			t = "timestamp"
 		default:

@@ -41,7 +41,7 @@ func (Config) JSONSchemaExtend(s *jsonschema.Schema) {
 func (Source) JSONSchemaExtend(s *jsonschema.Schema) {
 	if t, ok := s.Properties.Get("type"); ok {
 		t.Enum = toAny(sourceTypes)
-		t.Description = "Kind of source. None is available in this version of sluice: the HTTP collector is the only input."
+		t.Description = "Kind of source: syslog (a listener), file (tailed files) or postgres_cdc (changes of PostgreSQL tables). The HTTP collector is always on besides."
 	}
 }
 

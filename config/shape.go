@@ -109,7 +109,12 @@ func (l *loader) check(n ast.Node, t reflect.Type, path string) bool {
 		}
 		ok = true
 		for i, item := range seq.Values {
-			ok = l.check(item, t.Elem(), fmt.Sprintf("%s[%d]", path, i)) && ok
+			p := fmt.Sprintf("%s[%d]", path, i)
+			// Known by position, so that validation can point at an item.
+			if v := l.resolve(item); v != nil && v.Type() != ast.NullType {
+				l.values[p] = item
+			}
+			ok = l.check(item, t.Elem(), p) && ok
 		}
 		return ok
 	case reflect.String:

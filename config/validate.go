@@ -29,7 +29,7 @@ var unavailableSections = []string{"sinks", "rollups", "semantic", "dashboards"}
 // are the ones this version runs (the HTTP collector is always on besides).
 var (
 	sourceTypes        = []string{"syslog", "file", "postgres_cdc"}
-	implementedSources = []string{"syslog", "file"}
+	implementedSources = []string{"syslog", "file", "postgres_cdc"}
 )
 
 // unavailable reports and removes the unavailable sections of the top-level
@@ -99,6 +99,7 @@ func (l *loader) validate(c *Config) {
 	for _, name := range sortedKeys(c.Sources) {
 		l.checkSource(name, c.Sources[name])
 	}
+	l.checkSharedCDC(c)
 
 	for _, name := range sortedKeys(c.Streams) {
 		path := "streams." + name
@@ -233,6 +234,8 @@ func (l *loader) checkSource(name string, s Source) {
 		l.checkSyslog(path, s)
 	case s.Type == "file":
 		l.checkFile(path, s)
+	case s.Type == "postgres_cdc":
+		l.checkPostgresCDC(path, s)
 	case slices.Contains(sourceTypes, s.Type) && !slices.Contains(implementedSources, s.Type):
 		l.addAt(path+".type", fmt.Sprintf("source type %s is not available in this version of sluice", s.Type),
 			fmt.Sprintf("remove %s; the HTTP collector (http.collector) is always on", path))
@@ -265,7 +268,7 @@ func (l *loader) checkSyslog(path string, s Source) {
 		}
 	}
 	for key, set := range map[string]bool{"paths": len(s.Paths) > 0, "parse": s.Parse != "", "url": s.URL != "", "tables": len(s.Tables) > 0,
-		"pattern": s.Pattern != "", "multiline": s.Multiline != ""} {
+		"pattern": s.Pattern != "", "multiline": s.Multiline != "", "slot": s.Slot != "", "publication": s.Publication != ""} {
 		if set {
 			l.addAt(path+"."+key, fmt.Sprintf("%s does not apply to a syslog source", key), "remove it")
 		}
@@ -328,7 +331,8 @@ func (l *loader) checkFile(path string, s Source) {
 	case !streamName.MatchString(s.Stream):
 		l.addAt(path+".stream", fmt.Sprintf("stream name %q is not usable", s.Stream), "use lower-case letters, digits and _, starting with a letter")
 	}
-	for key, set := range map[string]bool{"listen": s.Listen != "", "tls": s.TLS.Cert != "" || s.TLS.Key != "", "url": s.URL != "", "tables": len(s.Tables) > 0} {
+	for key, set := range map[string]bool{"listen": s.Listen != "", "tls": s.TLS.Cert != "" || s.TLS.Key != "", "url": s.URL != "", "tables": len(s.Tables) > 0,
+		"slot": s.Slot != "", "publication": s.Publication != ""} {
 		if set {
 			l.addAt(path+"."+key, fmt.Sprintf("%s does not apply to a file source", key), "remove it")
 		}
