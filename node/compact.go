@@ -14,10 +14,16 @@ import (
 )
 
 // Tables are the lake's tables: the built-in ones and one per source
-// stream.
+// stream (changes of postgres_cdc sources by commit time, log records by
+// their time).
 func Tables(cfg *config.Config) []lake.Table {
 	tables := slices.Clone(lake.BuiltinTables)
+	cdc := cfg.CDCStreams()
 	for _, s := range cfg.SourceStreams() {
+		if slices.Contains(cdc, s) {
+			tables = append(tables, lake.Table{Name: s, Stream: s, Fixed: sluice.ChangeColumns, PartitionBy: "commit_time"})
+			continue
+		}
 		tables = append(tables, lake.Table{Name: s, Stream: s, Fixed: sluice.LogColumns, PartitionBy: "timestamp"})
 	}
 	return append(tables, lakeOutputTables(cfg)...)

@@ -1,9 +1,10 @@
 // Package node runs one sluice process: every configured role (collector,
-// syslog listeners, file tailers, enrich, archivers, warehouse, API) over one bus, started in flow order and
+// syslog listeners, file tailers, PostgreSQL change capture, enrich,
+// archivers, warehouse, API) over one bus, started in flow order and
 // stopped in the reverse order so that nothing in flight is lost:
 //
 //  1. stop accepting collector requests and answer those in flight; stop the
-//     syslog listeners and the file tailers,
+//     syslog listeners, the file tailers and the change capture,
 //  2. let enrich finish its batch,
 //  3. let the archivers flush and commit what they hold,
 //  4. close the API, the warehouse and the bus.
@@ -29,6 +30,7 @@ import (
 	"github.com/sluice-data/sluice"
 	"github.com/sluice-data/sluice/bus"
 	"github.com/sluice-data/sluice/collect"
+	"github.com/sluice-data/sluice/collect/pgcdc"
 	"github.com/sluice-data/sluice/collect/tail"
 	"github.com/sluice-data/sluice/config"
 	"github.com/sluice-data/sluice/enrich"
@@ -65,7 +67,7 @@ type Node struct {
 	// leaseTTL is how long a pipeline worker's lease lasts (tests shorten it).
 	leaseTTL time.Duration
 	loader   func() (*config.Config, error)
-	tcancel  context.CancelFunc // stops the file tailers
+	tcancel  context.CancelFunc // stops the file tailers and the change capture
 	twg      sync.WaitGroup
 	cancel   context.CancelFunc // stops enrich
 	acanc    context.CancelFunc // stops the archivers
@@ -231,6 +233,12 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Node, er
 			log.Info("tailing", "source", name, "paths", src.Paths)
 			continue
 		}
+		if src.Type == "postgres_cdc" {
+			if err := n.startCDC(ctx, tctx, name, src); err != nil {
+				return nil, err
+			}
+			continue
+		}
 		if src.Type != "syslog" {
 			continue
 		}
@@ -264,6 +272,30 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Node, er
 	}
 	ok = true
 	return n, nil
+}
+
+// startCDC checks and sets up a postgres_cdc source's database, then follows
+// it until the sources stop.
+func (n *Node) startCDC(ctx, run context.Context, name string, src config.Source) error {
+	s, err := pgcdc.New(pgcdc.Options{
+		Source: name, URL: src.URL, Tables: src.Tables, Stream: src.Stream, Slot: src.Slot, Publication: src.Publication,
+		Bus: n.bus, Logger: n.log,
+	})
+	if err != nil {
+		return fmt.Errorf("source %s: %w", name, err)
+	}
+	if err := s.Prepare(ctx); err != nil {
+		return fmt.Errorf("source %s: %w", name, err)
+	}
+	n.twg.Add(1)
+	go func() {
+		defer n.twg.Done()
+		if err := s.Run(run); err != nil {
+			n.errs <- fmt.Errorf("source %s: %w", name, err)
+		}
+	}()
+	n.log.Info("capturing changes", "source", name, "tables", src.Tables, "stream", src.Stream, "slot", src.Slot)
+	return nil
 }
 
 // replay serves the API's bad row replay on this node's bus.
