@@ -37,7 +37,7 @@ type Config struct {
 	Warehouse  Warehouse           `yaml:"warehouse" json:"warehouse,omitempty"`
 	Jobs       map[string]Job      `yaml:"jobs" json:"jobs,omitempty" jsonschema:"description=Batch jobs: name -> {schedule\\, params\\, requires\\, output\\, sql | shell | compact\\, retries\\, timeout}"`
 	Scheduler  Scheduler           `yaml:"scheduler" json:"scheduler,omitempty"`
-	Rollups    map[string]any      `yaml:"rollups" json:"rollups,omitempty" jsonschema:"description=Real-time rollups (not available in this version)"`
+	Rollups    map[string]Rollup   `yaml:"rollups" json:"rollups,omitempty" jsonschema:"description=Real-time rollups: name -> {from\\, filter\\, granularity\\, dimensions\\, metrics}"`
 	Semantic   map[string]any      `yaml:"semantic" json:"semantic,omitempty" jsonschema:"description=Semantic layer (not available in this version)"`
 	Dashboards map[string]any      `yaml:"dashboards" json:"dashboards,omitempty" jsonschema:"description=Dashboards (not available in this version)"`
 }

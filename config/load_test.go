@@ -524,9 +524,8 @@ jobs: {daily_revenue: {schedule: "@daily", params: {date: date}, requires: [...]
 semantic: {models: ./models}             # LookML-like YAML files
 dashboards: {dir: ./dashboards}
 `
-	// The sources and the pipeline of the sketch are valid.
+	// The sources, the pipeline and the rollup of the sketch are valid.
 	checkErrors(t, src, []wantErr{
-		{20, 1, "rollups", "rollups are not available in this version of sluice", ""},
 		{21, 77, "jobs.daily_revenue.requires[0]", `jobs.daily_revenue.requires[0] must be a mapping, not "..."`, ""},
 		{21, 103, "jobs.daily_revenue.output.table", `jobs.daily_revenue.output.table "...": use letters, digits and _`, ""},
 		{22, 1, "semantic", "semantic are not available in this version of sluice", ""},

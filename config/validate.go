@@ -23,7 +23,7 @@ const pgHint = "postgres://user:password@host:5432/database (a search_path param
 // unavailableSections are top-level keys of the config shape (DESIGN.md) whose
 // features this version of sluice does not have yet. A file that uses them is
 // rejected rather than silently half-run.
-var unavailableSections = []string{"sinks", "rollups", "semantic", "dashboards"}
+var unavailableSections = []string{"sinks", "semantic", "dashboards"}
 
 // sourceTypes are the source types of the config shape; implementedSources
 // are the ones this version runs (the HTTP collector is always on besides).
@@ -136,6 +136,7 @@ func (l *loader) validate(c *Config) {
 	l.checkLakeURL(c.Lake.URL)
 	l.validatePipelines(c)
 	l.validateJobs(c)
+	l.validateRollups(c)
 	for _, table := range sortedKeys(c.Lake.Retention) {
 		path := "lake.retention." + table
 		tables := append(slices.Clone(sluice.Streams[1:]), c.SourceStreams()...)

@@ -81,7 +81,8 @@ type Node struct {
 	sched       *jobs.Scheduler
 	jcancel     context.CancelFunc
 	jwg         sync.WaitGroup
-	jobLeaseTTL time.Duration  // tests shorten it
+	jobLeaseTTL time.Duration // tests shorten it
+	roll        *rollups
 	wg          sync.WaitGroup // enrich
 	awg         sync.WaitGroup // archivers
 	errs        chan error
@@ -189,6 +190,9 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Node, er
 	if err := n.startJobs(); err != nil {
 		return nil, err
 	}
+	if err := n.startRollups(); err != nil {
+		return nil, err
+	}
 	go n.watchLag(actx)
 	n.compactor = NewCompactor(cfg, store, tables, func(table string) {
 		if err := n.wh.Refresh(context.Background(), table); err != nil {
@@ -261,7 +265,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Node, er
 	tap := server.NewTap(n.bus)
 	n.apiS = &http.Server{Handler: server.Handler(server.Options{Warehouse: n.engine(), Token: cfg.Auth.Token, Replay: n.replay,
 		Compact: func(ctx context.Context) (any, error) { return n.Compact(ctx, time.Now()) },
-		Reload:  n.ReloadConfig, Tap: tap, Jobs: n.sched}), ReadHeaderTimeout: 10 * time.Second}
+		Reload:  n.ReloadConfig, Tap: tap, Jobs: n.sched, Rollups: n.Rollup}), ReadHeaderTimeout: 10 * time.Second}
 	n.apiS.RegisterOnShutdown(tap.Close)
 	go n.serve(n.collS, n.collL)
 	go n.serve(n.apiS, n.apiL)
@@ -502,6 +506,7 @@ func (n *Node) Stop() error {
 	n.cancel()
 	n.wg.Wait()
 	n.stopPipelines()
+	n.stopRollups()
 	n.stopJobs()
 	n.acanc()
 	n.awg.Wait()
@@ -519,6 +524,7 @@ func (n *Node) Stop() error {
 
 func (n *Node) closeResources() {
 	n.stopPipelines()
+	n.stopRollups()
 	n.stopJobs()
 	if n.tcancel != nil {
 		n.tcancel()

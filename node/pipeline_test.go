@@ -24,7 +24,9 @@ func withConfigFile(t *testing.T, path string) func(*config.Config) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return func(cfg *config.Config) { cfg.Pipelines, cfg.Jobs, cfg.Scheduler = c.Pipelines, c.Jobs, c.Scheduler }
+	return func(cfg *config.Config) {
+		cfg.Pipelines, cfg.Jobs, cfg.Scheduler, cfg.Rollups = c.Pipelines, c.Jobs, c.Scheduler, c.Rollups
+	}
 }
 
 // The example pipeline: purchases per minute and country into a warehouse

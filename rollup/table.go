@@ -124,3 +124,55 @@ func (r *Row) merge(o *Row) error {
 	}
 	return nil
 }
+
+// Column is a column of the rollup's SQL table.
+type Column struct{ Name, Type string }
+
+// Columns are the rollup's SQL columns: time, the dimensions, the metrics.
+func (t *Table) Columns() []Column {
+	cols := []Column{{"time", "TIMESTAMP"}}
+	for _, d := range t.Dimensions {
+		cols = append(cols, Column{d, "VARCHAR"})
+	}
+	for _, m := range t.Metrics {
+		typ := "DOUBLE"
+		if m.Func == "count" || m.Func == "distinct" {
+			typ = "BIGINT"
+		}
+		cols = append(cols, Column{m.Name, typ})
+	}
+	return cols
+}
+
+// BucketRows are the SQL rows of the given buckets, by Columns.
+func (t *Table) BucketRows(buckets []time.Time) [][]any {
+	var out [][]any
+	for _, b := range buckets {
+		for _, r := range t.Rows(b, b.Add(t.Granularity)) {
+			row := []any{r.Time}
+			for _, d := range r.Dims {
+				row = append(row, d)
+			}
+			out = append(out, append(row, t.Values(r)...))
+		}
+	}
+	return out
+}
+
+// reset empties the table.
+func (t *Table) reset() {
+	t.mu.Lock()
+	t.buckets = map[int64]map[string]*Row{}
+	t.mu.Unlock()
+}
+
+// bucketTimes are the starts of the buckets held, in order.
+func (t *Table) bucketTimes() []time.Time {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	var out []time.Time
+	for _, b := range slices.Sorted(maps.Keys(t.buckets)) {
+		out = append(out, time.Unix(0, b).UTC())
+	}
+	return out
+}

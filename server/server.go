@@ -22,6 +22,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/sluice-data/sluice/jobs"
+	"github.com/sluice-data/sluice/rollup"
 	"github.com/sluice-data/sluice/warehouse"
 )
 
@@ -45,6 +46,8 @@ type Options struct {
 	Reload func(ctx context.Context) (any, error)
 	// Jobs serves the job and run routes (jobs.go); nil: they answer 501.
 	Jobs *jobs.Scheduler
+	// Rollups finds a rollup for POST /api/v1/rollups/{name}/query.
+	Rollups func(name string) (*rollup.Table, bool)
 }
 
 // ReplayRequest is the body of POST /api/v1/bad/replay: which bad rows to
@@ -78,6 +81,7 @@ func Handler(o Options) http.Handler {
 	mux.Handle("POST /api/v1/reload", auth(o.Token, actionHandler(o.Reload, "reload its config")))
 	mux.Handle("GET /api/v1/tap", auth(o.Token, tapHandler(o)))
 	jobRoutes(mux, o)
+	rollupRoutes(mux, o)
 	mux.Handle("GET /debug/pprof/", auth(o.Token, http.HandlerFunc(pprof.Index)))
 	mux.Handle("GET /debug/pprof/profile", auth(o.Token, http.HandlerFunc(pprof.Profile)))
 	return mux

@@ -1,0 +1,110 @@
+package node_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+const rollupConfig = `
+rollups:
+  pageviews_1m:
+    from: events
+    filter: 'event == "page_view"'
+    granularity: 1m
+    dimensions: [country, page_url]
+    metrics: {views: count(), visitors: distinct(user_id), load_p95: 'quantile(load_ms, 0.95)'}
+`
+
+func rollupQuery(t *testing.T, api, name, body string) (int, string) {
+	t.Helper()
+	resp, err := http.Post(api+"/api/v1/rollups/"+name+"/query", "application/json", bytes.NewReader([]byte(body)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// A rollup counts events as they arrive: its table equals exact SQL over
+// the events; its query API merges coarser; after a restart it goes on
+// from its snapshot without counting anything twice.
+func TestRollupPageviews(t *testing.T) {
+	dir := t.TempDir()
+	cfgFile := filepath.Join(dir, "sluice.yaml")
+	os.WriteFile(cfgFile, []byte(rollupConfig), 0o644)
+	data := filepath.Join(dir, "data")
+	n := startNode(t, data, withConfigFile(t, cfgFile))
+	api, coll := n.APIURL(), n.CollectorURL()
+	base := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+	id := 0
+	send := func(count int) {
+		var b strings.Builder
+		for range count {
+			id++
+			at := base.Add(time.Duration(id) * 700 * time.Millisecond)
+			ev := "page_view"
+			if id%5 == 0 {
+				ev = "click"
+			}
+			fmt.Fprintf(&b, `{"event_id":"e%d","event":%q,"event_time":%q,"country":%q,"page_url":"/p%d","user_id":"u%d","load_ms":%d}`+"\n",
+				id, ev, at.Format(time.RFC3339Nano), []string{"DE", "FR", "FR"}[id%3], id%4, id%17, 100+id%50)
+		}
+		if code, msg := post(t, coll, "application/x-ndjson", []byte(b.String())); code != 200 {
+			t.Fatalf("post: %d %s", code, msg)
+		}
+	}
+	send(600)
+	exact := "SELECT time_bucket(INTERVAL 1 minute, event_time) AS t, country, page_url, count(*), count(DISTINCT user_id) FROM events WHERE event = 'page_view' GROUP BY ALL ORDER BY ALL"
+	waitFor(t, api, "SELECT count(*) FROM events", "[[600]]")
+	want := fmt.Sprint(query(t, api, exact).Rows)
+	waitFor(t, api, "SELECT time, country, page_url, views, visitors FROM pageviews_1m ORDER BY ALL", want)
+	waitFor(t, api, "SELECT typeof(time), typeof(views), typeof(visitors), typeof(load_p95) FROM pageviews_1m LIMIT 1", "[[TIMESTAMP BIGINT BIGINT DOUBLE]]")
+
+	// The query API: a topN over everything, merged.
+	code, body := rollupQuery(t, api, "pageviews_1m", `{"queryType":"topN","dimension":"country","metric":"views","threshold":1}`)
+	var res []struct {
+		Result []map[string]any `json:"result"`
+	}
+	if err := json.Unmarshal([]byte(body), &res); code != 200 || err != nil || len(res) != 1 || len(res[0].Result) != 1 {
+		t.Fatalf("topN: %d %s", code, body)
+	}
+	wantTop := fmt.Sprint(query(t, api, "SELECT country, count(*), count(DISTINCT user_id) FROM events WHERE event = 'page_view' GROUP BY ALL ORDER BY 2 DESC LIMIT 1").Rows)
+	if got := fmt.Sprintf("[[%v %v %v]]", res[0].Result[0]["country"], res[0].Result[0]["views"], res[0].Result[0]["visitors"]); got != wantTop {
+		t.Fatalf("topN: %s, want %s", got, wantTop)
+	}
+	for _, tc := range []struct {
+		name, body string
+		code       int
+		want       string
+	}{
+		{"nosuch", `{"queryType":"timeseries"}`, 404, `no rollup \"nosuch\"`},
+		{"pageviews_1m", `{"queryType":"scan"}`, 400, `queryType \"scan\"`},
+		{"pageviews_1m", `{"queryType":"groupBy","dimensions":["city"]}`, 400, `no dimension \"city\"`},
+		{"pageviews_1m", `{"queryType":`, 400, "request body"},
+	} {
+		if code, body := rollupQuery(t, api, tc.name, tc.body); code != tc.code || !strings.Contains(body, tc.want) {
+			t.Errorf("%s %s: %d %s", tc.name, tc.body, code, body)
+		}
+	}
+
+	// Restart: the snapshot and the stream position go together.
+	if err := n.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	n = startNode(t, data, withConfigFile(t, cfgFile))
+	defer n.Stop()
+	api, coll = n.APIURL(), n.CollectorURL()
+	send(300)
+	waitFor(t, api, "SELECT count(*) FROM events", "[[900]]")
+	want = fmt.Sprint(query(t, api, exact).Rows)
+	waitFor(t, api, "SELECT time, country, page_url, views, visitors FROM pageviews_1m ORDER BY ALL", want)
+}

@@ -1,0 +1,252 @@
+package rollup
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"maps"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/vm"
+
+	"github.com/sluice-data/sluice/bus"
+	"github.com/sluice-data/sluice/config"
+)
+
+// Options configure a Runner.
+type Options struct {
+	Name   string
+	Config config.Rollup
+	Bus    *bus.Bus
+	// Dir holds the snapshot (<Dir>/<name>.snapshot).
+	Dir    string
+	Logger *slog.Logger
+	// OnChange is told, after each batch, the buckets that changed (the
+	// node refreshes the rollup's SQL view from them).
+	OnChange func(buckets []time.Time)
+	// SnapshotEvery is how often the table is saved (default 5s).
+	SnapshotEvery time.Duration
+}
+
+// Runner counts a stream's events into a rollup's table as they arrive.
+type Runner struct {
+	o      Options
+	Table  *Table
+	filter *vm.Program
+	exprs  []*vm.Program
+	log    *slog.Logger
+	errors int64
+}
+
+// New builds a rollup and loads its snapshot.
+func New(o Options) (*Runner, error) {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.SnapshotEvery <= 0 {
+		o.SnapshotEvery = 5 * time.Second
+	}
+	c := o.Config
+	metrics, err := ParseMetrics(slices.Sorted(maps.Keys(c.Metrics)), c.Metrics)
+	if err != nil {
+		return nil, fmt.Errorf("rollup %s: %w", o.Name, err)
+	}
+	r := &Runner{o: o, Table: NewTable(c.Granularity.D(), c.DimensionNames(), metrics), log: o.Logger.With("rollup", o.Name)}
+	if c.Filter != "" {
+		if r.filter, err = config.CompileExpr(c.Filter, true); err != nil {
+			return nil, fmt.Errorf("rollup %s: filter: %w", o.Name, err)
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(c.Expressions)) {
+		p, err := config.CompileExpr(c.Expressions[k], false)
+		if err != nil {
+			return nil, fmt.Errorf("rollup %s: expressions.%s: %w", o.Name, k, err)
+		}
+		r.exprs = append(r.exprs, p)
+	}
+	return r, nil
+}
+
+func (r *Runner) snapshotPath() string { return filepath.Join(r.o.Dir, r.o.Name+".snapshot") }
+
+// Run counts events until ctx ends; then it saves the table.
+func (r *Runner) Run(ctx context.Context) error {
+	next, err := r.Table.load(r.snapshotPath())
+	if err != nil {
+		// A snapshot of another definition: count again from the start.
+		r.log.Warn("rollup snapshot not usable; counting the stream again from its start", "err", err)
+		r.Table.reset()
+		next = 1
+	}
+	if r.o.OnChange != nil {
+		// What the snapshot brought back.
+		r.o.OnChange(r.Table.bucketTimes())
+	}
+	r.log.Info("rollup starting", "from_seq", next, "buckets", len(r.Table.buckets))
+	rd, err := r.o.Bus.ReadFromBounded(ctx, r.o.Config.From, next, 64<<20)
+	if err != nil {
+		return fmt.Errorf("rollup %s: %w", r.o.Name, err)
+	}
+	defer rd.Close()
+	saved := time.Now()
+	save := func() {
+		r.Table.expire(time.Now().Add(-r.o.Config.Retention.D()))
+		if err := r.Table.save(r.snapshotPath(), next); err != nil {
+			r.log.Error("rollup snapshot not saved", "err", err)
+			return
+		}
+		saved = time.Now()
+	}
+	defer func() { save() }()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		var batch []bus.Msg
+		select {
+		case <-ctx.Done():
+			return nil
+		case m := <-rd.C():
+			batch = append(batch, m)
+		fill:
+			for len(batch) < 64 {
+				select {
+				case m := <-rd.C():
+					batch = append(batch, m)
+				default:
+					break fill
+				}
+			}
+		case <-tick.C:
+		}
+		changed := map[int64]bool{}
+		for _, m := range batch {
+			r.count(m, changed)
+			next = m.Seq + 1
+			rd.Release(m)
+		}
+		if len(changed) > 0 && r.o.OnChange != nil {
+			var bs []time.Time
+			for _, b := range slices.Sorted(maps.Keys(changed)) {
+				bs = append(bs, time.Unix(0, b).UTC())
+			}
+			r.o.OnChange(bs)
+		}
+		if time.Since(saved) >= r.o.SnapshotEvery {
+			save()
+		}
+	}
+}
+
+// count adds the events of one message.
+func (r *Runner) count(m bus.Msg, changed map[int64]bool) {
+	c := r.o.Config
+	for line := range bytes.Lines(m.Data) {
+		if len(bytes.TrimSpace(line)) == 0 {
+			continue
+		}
+		ev, err := decodeEvent(line)
+		if err != nil {
+			r.skip("decode", err)
+			continue
+		}
+		if r.filter != nil {
+			ok, err := expr.Run(r.filter, ev)
+			if err != nil {
+				r.skip("filter", err)
+				continue
+			}
+			if ok != true {
+				continue
+			}
+		}
+		at, ok := eventTime(ev[c.Time])
+		if !ok {
+			r.skip("time", fmt.Errorf("%s is %v", c.Time, ev[c.Time]))
+			continue
+		}
+		dims := make([]string, 0, len(r.Table.Dimensions))
+		for _, d := range c.Dimensions {
+			dims = append(dims, dimValue(ev[d]))
+		}
+		for _, p := range r.exprs {
+			v, err := expr.Run(p, ev)
+			if err != nil {
+				v = nil
+			}
+			dims = append(dims, dimValue(v))
+		}
+		vals := make([]any, len(r.Table.Metrics))
+		for i, mt := range r.Table.Metrics {
+			if mt.Field != "" {
+				vals[i] = ev[mt.Field]
+			}
+		}
+		if err := r.Table.Add(at, dims, vals); err != nil {
+			r.skip("metric", err)
+			continue
+		}
+		changed[r.Table.Bucket(at).UnixNano()] = true
+	}
+}
+
+// skip notes an event the rollup cannot count (logged now and then).
+func (r *Runner) skip(what string, err error) {
+	r.errors++
+	if r.errors <= 10 || r.errors%10000 == 0 {
+		r.log.Warn("rollup skipped an event", "step", what, "err", err, "skipped", r.errors)
+	}
+}
+
+// dimValue is a dimension's text ("" for a missing value).
+func dimValue(v any) string {
+	switch x := v.(type) {
+	case nil:
+		return ""
+	case string:
+		return x
+	case json.Number:
+		return x.String()
+	case float64:
+		return strconv.FormatFloat(x, 'f', -1, 64)
+	}
+	return fmt.Sprint(v)
+}
+
+func decodeEvent(line []byte) (map[string]any, error) {
+	d := json.NewDecoder(bytes.NewReader(line))
+	d.UseNumber()
+	var ev map[string]any
+	if err := d.Decode(&ev); err != nil {
+		return nil, err
+	}
+	if ev == nil {
+		return nil, fmt.Errorf("not a JSON object")
+	}
+	for k, v := range ev {
+		if n, ok := v.(json.Number); ok {
+			if i, err := n.Int64(); err == nil {
+				ev[k] = i
+			} else if f, err := n.Float64(); err == nil {
+				ev[k] = f
+			}
+		}
+	}
+	return ev, nil
+}
+
+func eventTime(v any) (time.Time, bool) {
+	switch x := v.(type) {
+	case string:
+		t, err := time.Parse(time.RFC3339Nano, x)
+		return t, err == nil
+	case int64:
+		return time.UnixMilli(x).UTC(), true
+	}
+	return time.Time{}, false
+}
