@@ -42,6 +42,10 @@ func (s *Scheduler) body(ctx context.Context, run *Run, j config.Job, out target
 		return nil
 	case j.Shell != nil:
 		return s.shell(ctx, run, j, out, log)
+	case j.Extract != nil:
+		return s.extractDB(ctx, run, j, out, log)
+	case j.HTTP != nil:
+		return s.extractHTTP(ctx, run, j, out, log)
 	case j.Compact != nil:
 		if s.o.Compact == nil {
 			return errors.New("no lake to compact")

@@ -33,6 +33,10 @@ type Options struct {
 	// Compact runs a compaction pass over tables (all when empty) and
 	// describes what it did.
 	Compact func(ctx context.Context, tables []string) (string, error)
+	// Refresh makes what the lake committed of a table visible to the
+	// warehouse's SQL (its view; PostgreSQL's copy) before an extract or
+	// http job that wrote it counts as done.
+	Refresh func(ctx context.Context, table string) error
 	// Parallel bounds the runs of this process at once (default 4);
 	// Resources are the units of named resources it has.
 	Parallel  int
@@ -133,7 +137,11 @@ func (s *Scheduler) Jobs() map[string]config.Job { return s.o.Jobs }
 // output is the task's output target, resolved.
 func (s *Scheduler) output(t Task) (target, error) {
 	j := s.o.Jobs[t.Job]
-	return resolve(j, j.Output, t.Params, "jobs."+t.Job+".output")
+	out, err := resolve(j, j.Output, t.Params, "jobs."+t.Job+".output")
+	if j.WritesLake() {
+		out.task = &t
+	}
+	return out, err
 }
 
 // Complete tells whether a task is done: its output exists, and so do its

@@ -17,6 +17,9 @@ type target struct {
 	config.Target
 	partition string // table, lake: the partition's value
 	file      string // file: the path
+	// task is the task of the job that writes this lake output (extract,
+	// http): complete when its rows are (lakeout.go).
+	task *Task
 }
 
 // resolve renders a target for a task of job j.
@@ -51,6 +54,8 @@ func (t target) String() string {
 	switch {
 	case t.Table != "":
 		return fmt.Sprintf("table %s partition %s = %s", t.Table, t.PartitionBy, t.partition)
+	case t.Lake != "" && t.task != nil:
+		return "lake " + t.Lake
 	case t.Lake != "":
 		return fmt.Sprintf("lake %s partition dt=%s", t.Lake, t.partition)
 	case t.File != "":
@@ -66,7 +71,7 @@ func (s *Scheduler) exists(ctx context.Context, t target) (bool, error) {
 }
 
 // state tells whether a target is complete and when it was made (zero
-// for targets sluice does not make: lake partitions).
+// for targets sluice does not make: lake partitions of other tables).
 func (s *Scheduler) state(ctx context.Context, t target) (time.Time, bool, error) {
 	switch {
 	case t.Table != "":
@@ -83,6 +88,8 @@ func (s *Scheduler) state(ctx context.Context, t target) (time.Time, bool, error
 			return time.Time{}, false, err
 		}
 		return st.ModTime(), true, nil
+	case t.Lake != "" && t.task != nil:
+		return s.lakeWritten(ctx, t)
 	case t.Lake != "":
 		ok, err := s.lakeDone(ctx, t)
 		return time.Time{}, ok, err

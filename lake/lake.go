@@ -109,3 +109,12 @@ func Tables(ctx context.Context, s Store) ([]string, error) {
 }
 
 func commitKey(table string) string { return "_sluice/commits/" + table + ".json" }
+
+// Committed is the last stream sequence of table the lake holds for good:
+// its commit record's position (0 before the first commit). A writer that
+// published rows up to sequence n knows they are all in the lake once
+// Committed reaches n.
+func Committed(ctx context.Context, s Store, table string) (uint64, error) {
+	rec, err := readCommit(ctx, s, table)
+	return rec.LastSeq, err
+}

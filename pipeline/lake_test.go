@@ -70,26 +70,6 @@ func TestLakeConform(t *testing.T) {
 	}
 }
 
-func TestMergeSchema(t *testing.T) {
-	col := func(n string, typ sluice.ColumnType) sluice.Column { return sluice.Column{Name: n, Type: typ} }
-	theirs := sluice.Schema{Columns: []sluice.Column{col("a", sluice.TypeBigint), col("b", sluice.TypeDouble), col("c", sluice.TypeVarchar)}}
-	ours := sluice.Schema{Columns: []sluice.Column{col("a", sluice.TypeDouble), col("B", sluice.TypeBigint), col("d", sluice.TypeBoolean)}}
-	m, err := mergeSchema(theirs, ours)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got []string
-	for _, c := range m.Columns {
-		got = append(got, c.Name+" "+string(c.Type))
-	}
-	if strings.Join(got, ", ") != "a DOUBLE, b DOUBLE, c VARCHAR, d BOOLEAN" {
-		t.Errorf("merged: %s", strings.Join(got, ", "))
-	}
-	if _, err := mergeSchema(theirs, sluice.Schema{Columns: []sluice.Column{col("c", sluice.TypeBigint)}}); err == nil {
-		t.Error("VARCHAR and BIGINT merged")
-	}
-}
-
 // flaky fails its first fails calls, and counts them all.
 type flaky struct{ fails, calls int }
 
