@@ -521,3 +521,10 @@ func footerRows(p string) (int64, error) {
 	}
 	return pf.NumRows(), nil
 }
+
+// CommittedSeq is the last message of table's stream whose rows are in
+// committed files (0 when none is).
+func CommittedSeq(ctx context.Context, s Store, table string) (uint64, error) {
+	rec, err := readCommit(ctx, s, table)
+	return rec.LastSeq, err
+}

@@ -2,13 +2,16 @@ package node
 
 import (
 	"context"
+	"fmt"
 	"maps"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/sluice-data/sluice/lake"
 	"github.com/sluice-data/sluice/rollup"
 	"github.com/sluice-data/sluice/warehouse"
 )
@@ -136,4 +139,63 @@ func (n *Node) RollupNames() []string {
 		return nil
 	}
 	return slices.Sorted(maps.Keys(n.roll.runners))
+}
+
+// RebuildRollup counts [from, to) of a rollup again from the lake (its
+// source table) and the stream after the lake's committed position.
+func (n *Node) RebuildRollup(ctx context.Context, name string, from, to time.Time) (rollup.RebuildReport, error) {
+	if n.roll == nil || n.roll.runners[name] == nil {
+		return rollup.RebuildReport{}, fmt.Errorf("no rollup %q", name)
+	}
+	return n.roll.runners[name].Rebuild(ctx, from, to, n.lakeSource(n.cfg.Rollups[name].From))
+}
+
+// lakeSource reads a lake table's rows of [from, to): those of the files
+// committed up to the table's committed position, in the hour partitions
+// of the interval.
+func (n *Node) lakeSource(table string) rollup.LakeSource {
+	return func(ctx context.Context, from, to time.Time, visit func(ev map[string]any) error) (uint64, error) {
+		seq, err := lake.CommittedSeq(ctx, n.store, table)
+		if err != nil {
+			return 0, err
+		}
+		files, err := lake.LiveFiles(ctx, n.store, table)
+		if err != nil {
+			return 0, err
+		}
+		var keys []string
+		for _, f := range files {
+			if f.Last > seq {
+				continue
+			}
+			var day string
+			var hour int
+			rest := strings.TrimPrefix(f.Key, table+"/")
+			if _, err := fmt.Sscanf(rest, "dt=%10s/hr=%d/", &day, &hour); err != nil {
+				continue
+			}
+			d, err := time.Parse(time.DateOnly, day)
+			if err != nil {
+				continue
+			}
+			start := d.Add(time.Duration(hour) * time.Hour)
+			if start.Before(to) && start.Add(time.Hour).After(from) {
+				keys = append(keys, f.Key)
+			}
+		}
+		if len(keys) == 0 {
+			return seq, nil
+		}
+		cols, err := n.wh.FileColumns(ctx, keys)
+		if err != nil {
+			return 0, err
+		}
+		return seq, n.wh.ReadFiles(ctx, keys, nil, func(row []any) error {
+			ev := make(map[string]any, len(cols))
+			for i, c := range cols {
+				ev[c.Name] = row[i]
+			}
+			return visit(ev)
+		})
+	}
 }

@@ -98,6 +98,8 @@ func number(v any) (float64, bool, error) {
 		return float64(x), true, nil
 	case int:
 		return float64(x), true, nil
+	case int32:
+		return float64(x), true, nil
 	case string:
 		f, err := strconv.ParseFloat(x, 64)
 		if err != nil {

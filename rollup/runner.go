@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/expr-lang/expr"
@@ -42,6 +43,11 @@ type Runner struct {
 	exprs  []*vm.Program
 	log    *slog.Logger
 	errors int64
+
+	// ingest is held while a batch is counted, and by a rebuild's swap;
+	// next is the first message not counted.
+	ingest sync.Mutex
+	next   uint64
 }
 
 // New builds a rollup and loads its snapshot.
@@ -88,6 +94,9 @@ func (r *Runner) Run(ctx context.Context) error {
 		// What the snapshot brought back.
 		r.o.OnChange(r.Table.bucketTimes())
 	}
+	r.ingest.Lock()
+	r.next = next
+	r.ingest.Unlock()
 	r.log.Info("rollup starting", "from_seq", next, "buckets", len(r.Table.buckets))
 	rd, err := r.o.Bus.ReadFromBounded(ctx, r.o.Config.From, next, 64<<20)
 	if err != nil {
@@ -125,11 +134,14 @@ func (r *Runner) Run(ctx context.Context) error {
 		case <-tick.C:
 		}
 		changed := map[int64]bool{}
+		r.ingest.Lock()
 		for _, m := range batch {
-			r.count(m, changed)
+			r.count(r.Table, m, changed, time.Time{}, time.Time{})
 			next = m.Seq + 1
 			rd.Release(m)
 		}
+		r.next = next
+		r.ingest.Unlock()
 		if len(changed) > 0 && r.o.OnChange != nil {
 			var bs []time.Time
 			for _, b := range slices.Sorted(maps.Keys(changed)) {
@@ -143,9 +155,9 @@ func (r *Runner) Run(ctx context.Context) error {
 	}
 }
 
-// count adds the events of one message.
-func (r *Runner) count(m bus.Msg, changed map[int64]bool) {
-	c := r.o.Config
+// count adds the events of one message to t (only those of [from, to)
+// when to is set).
+func (r *Runner) count(t *Table, m bus.Msg, changed map[int64]bool, from, to time.Time) {
 	for line := range bytes.Lines(m.Data) {
 		if len(bytes.TrimSpace(line)) == 0 {
 			continue
@@ -155,44 +167,56 @@ func (r *Runner) count(m bus.Msg, changed map[int64]bool) {
 			r.skip("decode", err)
 			continue
 		}
-		if r.filter != nil {
-			ok, err := expr.Run(r.filter, ev)
-			if err != nil {
-				r.skip("filter", err)
-				continue
-			}
-			if ok != true {
-				continue
-			}
-		}
-		at, ok := eventTime(ev[c.Time])
-		if !ok {
-			r.skip("time", fmt.Errorf("%s is %v", c.Time, ev[c.Time]))
-			continue
-		}
-		dims := make([]string, 0, len(r.Table.Dimensions))
-		for _, d := range c.Dimensions {
-			dims = append(dims, dimValue(ev[d]))
-		}
-		for _, p := range r.exprs {
-			v, err := expr.Run(p, ev)
-			if err != nil {
-				v = nil
-			}
-			dims = append(dims, dimValue(v))
-		}
-		vals := make([]any, len(r.Table.Metrics))
-		for i, mt := range r.Table.Metrics {
-			if mt.Field != "" {
-				vals[i] = ev[mt.Field]
-			}
-		}
-		if err := r.Table.Add(at, dims, vals); err != nil {
-			r.skip("metric", err)
-			continue
-		}
-		changed[r.Table.Bucket(at).UnixNano()] = true
+		r.countEvent(t, ev, changed, from, to)
 	}
+}
+
+// countEvent adds one event to t (only one of [from, to) when to is set).
+func (r *Runner) countEvent(t *Table, ev map[string]any, changed map[int64]bool, from, to time.Time) {
+	c := r.o.Config
+	if !to.IsZero() {
+		at, ok := eventTime(ev[c.Time])
+		if !ok || at.Before(from) || !at.Before(to) {
+			return
+		}
+	}
+	if r.filter != nil {
+		ok, err := expr.Run(r.filter, ev)
+		if err != nil {
+			r.skip("filter", err)
+			return
+		}
+		if ok != true {
+			return
+		}
+	}
+	at, ok := eventTime(ev[c.Time])
+	if !ok {
+		r.skip("time", fmt.Errorf("%s is %v", c.Time, ev[c.Time]))
+		return
+	}
+	dims := make([]string, 0, len(t.Dimensions))
+	for _, d := range c.Dimensions {
+		dims = append(dims, dimValue(ev[d]))
+	}
+	for _, p := range r.exprs {
+		v, err := expr.Run(p, ev)
+		if err != nil {
+			v = nil
+		}
+		dims = append(dims, dimValue(v))
+	}
+	vals := make([]any, len(t.Metrics))
+	for i, mt := range t.Metrics {
+		if mt.Field != "" {
+			vals[i] = ev[mt.Field]
+		}
+	}
+	if err := t.Add(at, dims, vals); err != nil {
+		r.skip("metric", err)
+		return
+	}
+	changed[t.Bucket(at).UnixNano()] = true
 }
 
 // skip notes an event the rollup cannot count (logged now and then).
@@ -242,6 +266,8 @@ func decodeEvent(line []byte) (map[string]any, error) {
 
 func eventTime(v any) (time.Time, bool) {
 	switch x := v.(type) {
+	case time.Time:
+		return x.UTC(), true
 	case string:
 		t, err := time.Parse(time.RFC3339Nano, x)
 		return t, err == nil

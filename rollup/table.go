@@ -19,6 +19,8 @@ type Table struct {
 
 	mu      sync.RWMutex
 	buckets map[int64]map[string]*Row // bucket start (Unix ns) → group key → row
+	// versions counts the rebuilds of intervals, by their start.
+	versions map[int64]int
 }
 
 // Row is one bucket and group.
@@ -175,4 +177,31 @@ func (t *Table) bucketTimes() []time.Time {
 		out = append(out, time.Unix(0, b).UTC())
 	}
 	return out
+}
+
+// replaceRange swaps the buckets of [from, to) for those of fresh, at
+// once, and returns how many buckets the interval holds now and its new
+// version.
+func (t *Table) replaceRange(from, to time.Time, fresh *Table) (int, int) {
+	fresh.mu.RLock()
+	defer fresh.mu.RUnlock()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for b := range t.buckets {
+		if b >= from.UnixNano() && b < to.UnixNano() {
+			delete(t.buckets, b)
+		}
+	}
+	n := 0
+	for b, rows := range fresh.buckets {
+		if b >= from.UnixNano() && b < to.UnixNano() {
+			t.buckets[b] = rows
+			n++
+		}
+	}
+	if t.versions == nil {
+		t.versions = map[int64]int{}
+	}
+	t.versions[from.UnixNano()]++
+	return n, t.versions[from.UnixNano()]
 }

@@ -302,3 +302,8 @@ func (c *Client) Backfill(ctx context.Context, job string, req BackfillRequest, 
 		}
 	}
 }
+
+// Post sends in to a route of the API and decodes the answer into out.
+func (c *Client) Post(ctx context.Context, path string, in, out any) error {
+	return c.post(ctx, path, in, out)
+}

@@ -3,6 +3,7 @@ package server
 import (
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/sluice-data/sluice/rollup"
 )
@@ -11,6 +12,26 @@ import (
 // rollup (package rollup: timeseries, topN, groupBy), merging rows coarser
 // than the stored grain, sketches included.
 func rollupRoutes(mux *http.ServeMux, o Options) {
+	mux.Handle("POST /api/v1/rollups/{name}/rebuild", auth(o.Token, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if o.RebuildRollup == nil {
+			fail(w, http.StatusNotImplemented, "this server runs no rollups")
+			return
+		}
+		var req RebuildRequest
+		if !readJSON(w, r, &req) {
+			return
+		}
+		if req.From.IsZero() || req.To.IsZero() {
+			fail(w, http.StatusBadRequest, `give "from" and "to" (RFC 3339)`)
+			return
+		}
+		res, err := o.RebuildRollup(r.Context(), r.PathValue("name"), req.From, req.To)
+		if err != nil {
+			fail(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		writeJSON(w, http.StatusOK, res)
+	})))
 	mux.Handle("POST /api/v1/rollups/{name}/query", auth(o.Token, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if o.Rollups == nil {
 			fail(w, http.StatusNotImplemented, "this server runs no rollups")
@@ -35,4 +56,11 @@ func rollupRoutes(mux *http.ServeMux, o Options) {
 		}
 		writeJSON(w, http.StatusOK, res)
 	})))
+}
+
+// RebuildRequest is the body of POST /api/v1/rollups/{name}/rebuild: the
+// interval to count again from the lake.
+type RebuildRequest struct {
+	From time.Time `json:"from"`
+	To   time.Time `json:"to"`
 }

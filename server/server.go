@@ -46,8 +46,10 @@ type Options struct {
 	Reload func(ctx context.Context) (any, error)
 	// Jobs serves the job and run routes (jobs.go); nil: they answer 501.
 	Jobs *jobs.Scheduler
-	// Rollups finds a rollup for POST /api/v1/rollups/{name}/query.
-	Rollups func(name string) (*rollup.Table, bool)
+	// Rollups finds a rollup for POST /api/v1/rollups/{name}/query;
+	// RebuildRollup serves POST /api/v1/rollups/{name}/rebuild.
+	Rollups       func(name string) (*rollup.Table, bool)
+	RebuildRollup func(ctx context.Context, name string, from, to time.Time) (any, error)
 }
 
 // ReplayRequest is the body of POST /api/v1/bad/replay: which bad rows to

@@ -32,7 +32,7 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(upCmd(), demoCmd(), sqlCmd(), badCmd(), lakeCmd(), jobsCmd(), validateCmd(), testCmd(), versionCmd(), benchCmd(), tapCmd())
+	root.AddCommand(upCmd(), demoCmd(), sqlCmd(), badCmd(), lakeCmd(), jobsCmd(), rollupCmd(), validateCmd(), testCmd(), versionCmd(), benchCmd(), tapCmd())
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "sluice:", err)
 		os.Exit(1)

@@ -1,0 +1,79 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sluice-data/sluice/server"
+)
+
+func rollupCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "rollup",
+		Short: "Real-time rollups: count an interval again from the lake",
+	}
+	cmd.AddCommand(rollupRebuildCmd())
+	return cmd
+}
+
+func rollupRebuildCmd() *cobra.Command {
+	var (
+		c        common
+		from, to string
+	)
+	cmd := &cobra.Command{
+		Use:   "rebuild NAME --from TIME --to TIME",
+		Short: "Count [from, to) of a rollup again from the lake, with its definition as it is now, and swap it in",
+		Long: `Count the events of [from, to) again from the lake (and the stream after the
+lake's committed position) with the rollup's current definition, and swap
+the new buckets in at once: queries see the version before or the new one,
+never a mix. Times are RFC 3339 or YYYY-MM-DD (midnight UTC). The running
+server does it.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			f, err := parseTime(from)
+			if err != nil {
+				return fmt.Errorf("--from: %w", err)
+			}
+			t, err := parseTime(to)
+			if err != nil {
+				return fmt.Errorf("--to: %w", err)
+			}
+			_, client, err := c.client(ctx)
+			if err != nil {
+				return err
+			}
+			if client == nil {
+				return fmt.Errorf("no sluice server runs on this data dir: rollups run inside it (start sluice up, or give --api-addr)")
+			}
+			var rep map[string]any
+			if err := client.Post(ctx, "/api/v1/rollups/"+args[0]+"/rebuild", server.RebuildRequest{From: f, To: t}, &rep); err != nil {
+				return err
+			}
+			b, _ := json.MarshalIndent(rep, "", "  ")
+			fmt.Fprintln(cmd.OutOrStdout(), string(b))
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&from, "from", "", "start (RFC 3339, or YYYY-MM-DD)")
+	cmd.Flags().StringVar(&to, "to", "", "end, excluded")
+	cmd.MarkFlagRequired("from")
+	cmd.MarkFlagRequired("to")
+	c.register(cmd, false)
+	return cmd
+}
+
+func parseTime(s string) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	t, err := time.Parse(time.DateOnly, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%q is neither RFC 3339 nor YYYY-MM-DD", s)
+	}
+	return t, nil
+}
