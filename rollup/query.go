@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -204,25 +205,31 @@ func (t *Table) Run(q Query) ([]Result, error) {
 	}
 	aggs := map[string]*agg{}
 	var order []string
-	for _, r := range t.Rows(q.From, to) {
+	// Under the read lock, without copying the rows: only the first row of
+	// each of the query's buckets and groups is copied, the others merged
+	// into it.
+	var mergeErr error
+	t.each(q.From, to, func(r *Row) bool {
 		if !keep(r.Dims) {
-			continue
+			return true
 		}
 		b := bucket(r.Time)
 		dims := make([]string, len(group))
 		for k, i := range group {
 			dims[k] = r.Dims[i]
 		}
-		key := b.Format(time.RFC3339Nano) + "\x00" + groupKey(dims)
+		key := strconv.FormatInt(b.UnixNano(), 10) + "\x00" + groupKey(dims)
 		a := aggs[key]
 		if a == nil {
-			aggs[key] = &agg{time: b, dims: dims, row: r}
+			aggs[key] = &agg{time: b, dims: dims, row: r.clone()}
 			order = append(order, key)
-			continue
+			return true
 		}
-		if err := a.row.merge(r); err != nil {
-			return nil, err
-		}
+		mergeErr = a.row.merge(r)
+		return mergeErr == nil
+	})
+	if mergeErr != nil {
+		return nil, mergeErr
 	}
 	event := func(a *agg) map[string]any {
 		e := map[string]any{}

@@ -205,3 +205,20 @@ func (t *Table) replaceRange(from, to time.Time, fresh *Table) (int, int) {
 	t.versions[from.UnixNano()]++
 	return n, t.versions[from.UnixNano()]
 }
+
+// each calls fn, under the read lock, with the rows whose bucket starts in
+// [from, to), until it returns false. fn must not keep or change them.
+func (t *Table) each(from, to time.Time, fn func(*Row) bool) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	for b, rows := range t.buckets {
+		if b < from.UnixNano() || b >= to.UnixNano() {
+			continue
+		}
+		for _, r := range rows {
+			if !fn(r) {
+				return
+			}
+		}
+	}
+}

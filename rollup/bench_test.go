@@ -1,0 +1,92 @@
+package rollup
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluice-data/sluice/bus"
+	"github.com/sluice-data/sluice/config"
+)
+
+// benchRollup has 10 dimensions and 5 metrics (issue 7's benchmark shape).
+func benchRollup(b *testing.B) *Runner {
+	c := config.Rollup{From: "events", Granularity: config.Duration(time.Minute), Time: "event_time",
+		Dimensions: []string{"d0", "d1", "d2", "d3", "d4", "d5", "d6", "d7", "d8", "d9"},
+		Metrics:    map[string]string{"n": "count()", "rev": "sum(price)", "top": "max(price)", "users": "distinct(user_id)", "p99": "quantile(latency, 0.99)"},
+		Retention:  config.Duration(48 * time.Hour)}
+	r, err := New(Options{Name: "bench", Config: c, Dir: b.TempDir()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return r
+}
+
+// BenchmarkIngest: events/s into a rollup of 10 dimensions and 5 metrics,
+// from the stream's NDJSON messages (decode, dimensions, metrics), on one
+// core. go test ./rollup -run - -bench Ingest
+func BenchmarkIngest(b *testing.B) {
+	r := benchRollup(b)
+	rng := rand.New(rand.NewPCG(1, 2))
+	base := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+	var msgs []bus.Msg
+	const perMsg = 500
+	for m := range 40 {
+		var s strings.Builder
+		for i := range perMsg {
+			n := m*perMsg + i
+			fmt.Fprintf(&s, `{"event_id":"e%d","event_time":%q,"user_id":"u%d","price":%d.5,"latency":%d`, n,
+				base.Add(time.Duration(n)*5*time.Millisecond).Format(time.RFC3339Nano), rng.IntN(100000), rng.IntN(200), 20+rng.IntN(500))
+			for d := range 10 {
+				fmt.Fprintf(&s, `,"d%d":"v%d"`, d, rng.IntN(2+d))
+			}
+			s.WriteString("}\n")
+		}
+		msgs = append(msgs, bus.Msg{Seq: uint64(m + 1), Data: []byte(s.String())})
+	}
+	changed := map[int64]bool{}
+	b.ResetTimer()
+	events := 0
+	for i := 0; b.Loop(); i++ {
+		r.count(r.Table, msgs[i%len(msgs)], changed, time.Time{}, time.Time{})
+		events += perMsg
+	}
+	b.ReportMetric(float64(events)/b.Elapsed().Seconds(), "events/s")
+	b.ReportMetric(0, "ns/op")
+}
+
+// BenchmarkQuery: a day of minute buckets (1,440 × about 40 groups);
+// p99 latency of timeseries (by hour), topN and groupBy.
+// go test ./rollup -run - -bench Query
+func BenchmarkQuery(b *testing.B) {
+	names := []string{"n", "users"}
+	m, _ := ParseMetrics(names, map[string]string{"n": "count()", "users": "distinct(user_id)"})
+	tb := NewTable(time.Minute, []string{"country", "page"}, m)
+	rng := rand.New(rand.NewPCG(1, 2))
+	day := time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC)
+	for i := range 500_000 {
+		at := day.Add(time.Duration(rng.IntN(86400)) * time.Second)
+		tb.Add(at, []string{fmt.Sprintf("c%d", rng.IntN(8)), fmt.Sprintf("/p%d", rng.IntN(5))}, []any{nil, fmt.Sprintf("u%d", i%20000)})
+	}
+	for _, q := range []Query{
+		{QueryType: "timeseries", Granularity: "hour"},
+		{QueryType: "topN", Dimension: "page", Metric: "n", Threshold: 3, Granularity: "all"},
+		{QueryType: "groupBy", Dimensions: []string{"country"}, Granularity: "hour"},
+	} {
+		b.Run(q.QueryType, func(b *testing.B) {
+			var lat []time.Duration
+			for b.Loop() {
+				start := time.Now()
+				if _, err := tb.Run(q); err != nil {
+					b.Fatal(err)
+				}
+				lat = append(lat, time.Since(start))
+			}
+			sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+			b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+		})
+	}
+}
