@@ -19,8 +19,8 @@ import (
 // extractDB is an extract job's body: a table of PostgreSQL or MySQL read
 // page after page into the job's lake table (see lakeout.go). An
 // incremental extract goes on from the cursor where the last run ended; a
-// snapshot reads the whole table each run (and goes on where an attempt of
-// the same run stopped).
+// snapshot reads the whole table each run (and goes on where a run of the
+// task that did not finish stopped).
 func (s *Scheduler) extractDB(ctx context.Context, run *Run, j config.Job, out target, log io.Writer) error {
 	t := run.Task()
 	e := j.Extract
@@ -89,8 +89,14 @@ func (s *Scheduler) extractDB(ctx context.Context, run *Run, j config.Job, out t
 	if err != nil {
 		return err
 	}
+	fresh := p == nil
+	if !e.Incremental() {
+		if fresh, err = s.fresh(ctx, t, p); err != nil {
+			return err
+		}
+	}
 	switch {
-	case p == nil || (!e.Incremental() && p.Gen != run.ID):
+	case fresh:
 		// A new snapshot, or the first run of an incremental extract.
 		rev := uint64(0)
 		if p != nil {
@@ -131,6 +137,9 @@ func (s *Scheduler) extractDB(ctx context.Context, run *Run, j config.Job, out t
 		at := s.now().UTC()
 		values := make([]any, len(lakeCols))
 		values[0], values[1] = at, run.ID
+		if !e.Incremental() {
+			values[1] = p.Gen
+		}
 		var (
 			msg     []byte
 			msgFrom = p.Pos // the position before the message's first row
@@ -201,7 +210,7 @@ func (s *Scheduler) extractDB(ctx context.Context, run *Run, j config.Job, out t
 	if !e.Incremental() {
 		rows = p.Rows // the snapshot's, over its attempts
 	}
-	return s.finishLake(ctx, run, out.Lake, p.Seq, rows, log)
+	return s.finishLake(ctx, run, out.Lake, p, rows, log)
 }
 
 // positionJSON appends the order columns' values as a JSON array.

@@ -20,7 +20,8 @@ import (
 // lake table (see lakeout.go). A record's fields are its columns, typed by
 // their values as a pipeline's lake output types them (a field whose type
 // conflicts with its column fails the run). Each run reads from the first
-// page; an attempt of the same run goes on after the last page stored.
+// page, unless a run of the task failed or was cancelled in the middle:
+// the next goes on after the last page it stored.
 func (s *Scheduler) extractHTTP(ctx context.Context, run *Run, j config.Job, out target, log io.Writer) error {
 	t := run.Task()
 	h := j.HTTP
@@ -56,7 +57,11 @@ func (s *Scheduler) extractHTTP(ctx context.Context, run *Run, j config.Job, out
 	if err != nil {
 		return err
 	}
-	if p == nil || p.Gen != run.ID {
+	fresh, err := s.fresh(ctx, t, p)
+	if err != nil {
+		return err
+	}
+	if fresh {
 		rev := uint64(0)
 		if p != nil {
 			rev = p.rev
@@ -104,7 +109,7 @@ func (s *Scheduler) extractHTTP(ctx context.Context, run *Run, j config.Job, out
 		var msg, line []byte
 		changed := false
 		for i, r := range records {
-			r[extractedAtColumn], r[runColumn] = at, run.ID
+			r[extractedAtColumn], r[runColumn] = at, p.Gen
 			row, ch, err := schema.Conform(&w.schema, w.table, extractedAtColumn, r)
 			if err != nil {
 				return fmt.Errorf("record %d of %s: %w", i+1, pos.URL, err)
@@ -152,7 +157,7 @@ func (s *Scheduler) extractHTTP(ctx context.Context, run *Run, j config.Job, out
 		}
 	}
 	fmt.Fprintf(log, "%d records in %d pages in %s\n", rows, pages, time.Since(start).Round(time.Millisecond))
-	return s.finishLake(ctx, run, out.Lake, p.Seq, p.Rows, log)
+	return s.finishLake(ctx, run, out.Lake, p, p.Rows, log)
 }
 
 // appendRecord encodes a conformed record as a JSON line, its fields in

@@ -23,13 +23,15 @@ import (
 // TABLE, which the lake's archiver commits to Parquet; the table's schema
 // record (schema.TABLE) types their columns and is saved before the rows
 // that need it. Every row has two columns besides its own: _extracted_at
-// (when it was read; the table's partition time) and _run (the run id).
+// (when it was read; the table's partition time) and _run (the run that
+// read it; for a snapshot or an API read, the run that began the read).
 //
 // A run keeps its progress in the bus's state bucket: jobs.state.<job> for
 // an incremental extract (its cursor, shared by every run of the job),
-// jobs.state.<task> for a snapshot or an API read (the run it belongs to,
-// and where it is). The progress moves after the bus has acknowledged the
-// rows before it. Each run's messages are published under a sub-subject of
+// jobs.state.<task> for a snapshot or an API read (the run that began it,
+// and where it is: a read a failed or cancelled run began is finished by
+// the task's next run). The progress moves after the bus has acknowledged
+// the rows before it. Each run's messages are published under a sub-subject of
 // the stream of their own (job.<job> or job.<task>), so that a run that
 // goes on after a crash finds the last message stored, which may be past
 // the saved progress, and goes on from there (an extract's rows carry
@@ -78,6 +80,7 @@ type pendingPage struct {
 // doneRecord says a task's lake output is complete (jobs.done.<task>).
 type doneRecord struct {
 	Run   string    `json:"run"`
+	Gen   string    `json:"gen"` // the progress the run completed
 	Table string    `json:"table"`
 	Seq   uint64    `json:"seq"` // the run's rows are at or before it
 	Rows  int64     `json:"rows"`
@@ -85,6 +88,28 @@ type doneRecord struct {
 }
 
 func doneKey(t Task) string { return "jobs.done." + t.id() }
+
+// fresh tells whether a snapshot or API read of a task begins anew: when
+// there is no progress, or the one there is was completed and recorded
+// done. A read a failed or cancelled run began is finished by the next
+// run of the task, so that its rows are not stored twice.
+func (s *Scheduler) fresh(ctx context.Context, t Task, p *progress) (bool, error) {
+	if p == nil {
+		return true, nil
+	}
+	if !p.Done {
+		return false, nil
+	}
+	data, _, err := s.o.Bus.GetState(ctx, doneKey(t))
+	if err != nil || data == nil {
+		return false, err
+	}
+	var d doneRecord
+	if err := json.Unmarshal(data, &d); err != nil {
+		return false, fmt.Errorf("%s: %w", doneKey(t), err)
+	}
+	return d.Gen == p.Gen, nil
+}
 
 // lakeWritten tells whether a job's own lake output is complete for its
 // task: the done record exists and the lake has committed what it names.
@@ -202,7 +227,8 @@ func (s *Scheduler) saveProgress(ctx context.Context, key string, p *progress) e
 
 // finishLake waits until the lake has committed the rows up to seq, makes
 // them visible to the warehouse's SQL, and writes the task's done record.
-func (s *Scheduler) finishLake(ctx context.Context, run *Run, table string, seq uint64, rows int64, log io.Writer) error {
+func (s *Scheduler) finishLake(ctx context.Context, run *Run, table string, p *progress, rows int64, log io.Writer) error {
+	seq := p.Seq
 	if s.o.Lake == nil {
 		return errors.New("no lake to write " + table + " to")
 	}
@@ -234,9 +260,16 @@ func (s *Scheduler) finishLake(ctx context.Context, run *Run, table string, seq 
 			return fmt.Errorf("lake table %s is committed, but the warehouse did not take it in: %w", table, err)
 		}
 	}
-	d, _ := json.Marshal(doneRecord{Run: run.ID, Table: table, Seq: seq, Rows: rows, At: s.now().UTC()})
-	_, err := s.o.Bus.PutState(ctx, doneKey(run.Task()), d, 0)
-	return err
+	d, _ := json.Marshal(doneRecord{Run: run.ID, Gen: p.Gen, Table: table, Seq: seq, Rows: rows, At: s.now().UTC()})
+	for {
+		_, rev, err := s.o.Bus.GetState(ctx, doneKey(run.Task()))
+		if err != nil {
+			return err
+		}
+		if _, err = s.o.Bus.PutState(ctx, doneKey(run.Task()), d, rev); !errors.Is(err, bus.ErrConflict) {
+			return err
+		}
+	}
 }
 
 // appendRow encodes a row of named values as a JSON line.
