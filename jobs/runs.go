@@ -29,7 +29,10 @@ const (
 const maxLog = 64 << 10
 
 // Run is the durable record of one run of a task (jobs.run.<id> in the
-// bus's state bucket): every attempt with its times, error and log.
+// bus's state bucket): every attempt with its times, error and log. A run
+// the scheduler starts itself (a requirement, a backfill's date) is
+// recorded when its first attempt ends; until then its lease stands for
+// it (Scheduler.Run and Runs show it).
 type Run struct {
 	ID       string            `json:"id"`
 	Job      string            `json:"job"`

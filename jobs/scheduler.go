@@ -67,6 +67,7 @@ type Scheduler struct {
 	mu     sync.Mutex
 	calls  map[string]*call                   // tasks being made complete in this process
 	active map[string]context.CancelCauseFunc // run id -> its cancel
+	held   map[string]string                  // lease key -> run id, of the leases this process holds
 	wg     sync.WaitGroup
 	base   context.Context // the scheduler's lifetime (Run)
 	stop   context.CancelFunc
@@ -114,7 +115,7 @@ func New(o Options) *Scheduler {
 	base, stop := context.WithCancel(context.Background())
 	s := &Scheduler{o: o, runs: runs{bus: o.Bus}, log: o.Logger, slots: make(chan struct{}, o.Parallel),
 		jobSem: map[string]chan struct{}{}, resFree: maps.Clone(o.Resources), calls: map[string]*call{},
-		active: map[string]context.CancelCauseFunc{}, base: base, stop: stop}
+		active: map[string]context.CancelCauseFunc{}, held: map[string]string{}, base: base, stop: stop}
 	if s.resFree == nil {
 		s.resFree = map[string]int{}
 	}
@@ -189,16 +190,13 @@ type SubmitOptions struct {
 
 // Submit starts making a task complete in the background, its
 // requirements first, and returns its run. A task running anywhere is
-// ErrRunning; one whose output exists is ErrComplete unless forced.
+// ErrRunning; one whose output exists is ErrComplete unless forced. The
+// run holds the task's lease from the start, so that a process that dies
+// while the run waits for its requirements is noticed as well.
 func (s *Scheduler) Submit(ctx context.Context, t Task, o SubmitOptions) (*Run, error) {
 	t, err := Normalize(s.o.Jobs, t)
 	if err != nil {
 		return nil, err
-	}
-	if l, _, err := s.readLease(ctx, t); err != nil {
-		return nil, err
-	} else if l != nil && s.now().Before(l.Expires) {
-		return nil, fmt.Errorf("%s: %w (run %s)", t, ErrRunning, l.RunID)
 	}
 	if !o.Force {
 		if done, err := s.Complete(ctx, t); err != nil {
@@ -213,15 +211,24 @@ func (s *Scheduler) Submit(ctx context.Context, t Task, o SubmitOptions) (*Run, 
 		return nil, fmt.Errorf("job %s is %w: %s (enable it with sluice jobs enable %s)", t.Job, ErrDisabled, off, t.Job)
 	}
 	run := s.newRun(t, o.Trigger)
-	if err := s.runs.save(ctx, run); err != nil {
+	ls, err := s.lead(s.base, t, o.Force, run, false)
+	if err != nil {
 		return nil, err
 	}
+	if ls.run == run { // else a dead run of the task goes on
+		if err := s.runs.save(ctx, run); err != nil {
+			s.release(ls)
+			return nil, err
+		}
+		ls.record = true
+	}
 	s.wg.Go(func() {
-		if err := s.ensure(s.base, t, o.Trigger, o.Force, run); err != nil {
-			s.log.Warn("job run failed", "task", t.String(), "run", run.ID, "err", err)
+		defer s.release(ls)
+		if err := s.make(s.base, t, o.Force, ls); err != nil {
+			s.log.Warn("job run failed", "task", t.String(), "run", ls.run.ID, "err", err)
 		}
 	})
-	return run, nil
+	return ls.run, nil
 }
 
 func (s *Scheduler) newRun(t Task, trigger string) *Run {
@@ -257,7 +264,7 @@ func (s *Scheduler) Build(ctx context.Context, tasks []Task, trigger string, par
 			}
 			nt, err := Normalize(s.o.Jobs, t)
 			if err == nil {
-				err = s.ensure(ctx, nt, trigger, false, nil)
+				err = s.ensure(ctx, nt, trigger)
 			}
 			mu.Lock()
 			results[t.String()] = err
@@ -271,67 +278,88 @@ func (s *Scheduler) Build(ctx context.Context, tasks []Task, trigger string, par
 	return results
 }
 
-// ensure makes a task complete: nothing when its output exists (unless
-// forced), else its requirements first, then a run. Calls for one task in
-// this process share one attempt.
-func (s *Scheduler) ensure(ctx context.Context, t Task, trigger string, force bool, run *Run) error {
+// ensure makes a task complete: nothing when its output exists, else its
+// requirements first, then a run. Calls for one task in this process share
+// one run.
+func (s *Scheduler) ensure(ctx context.Context, t Task, trigger string) error {
 	key := t.String()
-	if !force && run == nil {
-		s.mu.Lock()
-		if c, ok := s.calls[key]; ok {
-			s.mu.Unlock()
-			select {
-			case <-c.done:
-				return c.err
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		}
-		c := &call{done: make(chan struct{})}
-		s.calls[key] = c
+	s.mu.Lock()
+	if c, ok := s.calls[key]; ok {
 		s.mu.Unlock()
-		defer func() {
-			s.mu.Lock()
-			delete(s.calls, key)
-			s.mu.Unlock()
-			close(c.done)
-		}()
-		c.err = s.make(ctx, t, trigger, force, run)
-		return c.err
+		select {
+		case <-c.done:
+			return c.err
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
-	return s.make(ctx, t, trigger, force, run)
+	c := &call{done: make(chan struct{})}
+	s.calls[key] = c
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.calls, key)
+		s.mu.Unlock()
+		close(c.done)
+	}()
+	c.err = func() error {
+		if done, err := s.Complete(ctx, t); err != nil || done {
+			return err
+		}
+		if err := s.requirements(ctx, t); err != nil {
+			return err
+		}
+		return s.execute(ctx, t, trigger, false, nil)
+	}()
+	return c.err
 }
 
-func (s *Scheduler) make(ctx context.Context, t Task, trigger string, force bool, run *Run) error {
-	fail := func(err error) error {
-		if run != nil {
-			s.finish(ctx, run, StateFailed, err)
-		}
-		return err
-	}
+// make makes a task complete for the run that holds its lease: nothing
+// when its output exists (unless forced), else its requirements first,
+// then the run's attempts.
+func (s *Scheduler) make(ctx context.Context, t Task, force bool, ls *leased) error {
 	if !force {
 		done, err := s.Complete(ctx, t)
 		if err != nil {
-			return fail(err)
+			s.finish(ctx, ls.run, StateFailed, err)
+			return err
 		}
 		if done {
-			if run != nil {
-				s.finish(ctx, run, StateSucceeded, nil)
-			}
+			s.finish(ctx, ls.run, StateSucceeded, nil)
 			return nil
 		}
 	}
+	// The requirements go on when the run is cancelled meanwhile: other
+	// tasks may need them too.
+	errc := make(chan error, 1)
+	s.wg.Go(func() { errc <- s.requirements(ctx, t) })
+	select {
+	case err := <-errc:
+		if err != nil {
+			s.finish(ctx, ls.run, StateFailed, err)
+			return err
+		}
+	case <-ls.ctx.Done():
+		cause := context.Cause(ls.ctx)
+		s.finish(ctx, ls.run, StateCancelled, cause)
+		return cause
+	}
+	return s.execute(ctx, t, ls.run.Trigger, force, ls)
+}
+
+// requirements makes a task's requirements complete, in parallel; a failed
+// one fails the task.
+func (s *Scheduler) requirements(ctx context.Context, t Task) error {
 	reqs, err := requires(s.o.Jobs, t)
 	if err != nil {
-		return fail(err)
+		return err
 	}
-	// Requirements in parallel; a failed one fails this task.
 	errs := make([]error, len(reqs))
 	var wg sync.WaitGroup
 	for i, r := range reqs {
 		wg.Go(func() {
 			if r.task != nil {
-				if err := s.ensure(ctx, *r.task, "requirement", false, nil); err != nil {
+				if err := s.ensure(ctx, *r.task, "requirement"); err != nil {
 					errs[i] = fmt.Errorf("requirement %s failed: %w", r.task, err)
 				}
 				return
@@ -351,10 +379,7 @@ func (s *Scheduler) make(ctx context.Context, t Task, trigger string, force bool
 		})
 	}
 	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return fail(err)
-	}
-	return s.execute(ctx, t, trigger, force, run)
+	return errors.Join(errs...)
 }
 
 // finish records a run's end.
@@ -368,25 +393,40 @@ func (s *Scheduler) finish(ctx context.Context, run *Run, state string, err erro
 	}
 }
 
-// lease is who runs a task (jobs.lease.<task id>).
+// lease is who runs a task (jobs.lease.<task id>), and the run it
+// carries out.
 type lease struct {
 	Owner   string    `json:"owner"`
 	RunID   string    `json:"run_id"`
 	Task    Task      `json:"task"`
 	Trigger string    `json:"trigger"`
+	Force   bool      `json:"force,omitempty"`
+	Started time.Time `json:"started"` // the run's creation
 	Expires time.Time `json:"expires"`
 }
 
 func leaseKey(t Task) string { return "jobs.lease." + t.id() }
 
+// run is the run a lease names when it has no record yet: a run the
+// scheduler started itself (a requirement, a backfill's date) is recorded
+// with its first attempt's end, so that a task costs few writes to the bus.
+func (l *lease) run() *Run {
+	return &Run{ID: l.RunID, Job: l.Task.Job, Params: l.Task.Params, State: StateRunning, Trigger: l.Trigger,
+		Owner: l.Owner, Created: l.Started, Attempts: []Attempt{{N: 1, State: StateRunning, Owner: l.Owner, Started: l.Started}}}
+}
+
 func (s *Scheduler) readLease(ctx context.Context, t Task) (*lease, uint64, error) {
-	data, rev, err := s.o.Bus.GetState(ctx, leaseKey(t))
+	return s.readLeaseKey(ctx, leaseKey(t))
+}
+
+func (s *Scheduler) readLeaseKey(ctx context.Context, key string) (*lease, uint64, error) {
+	data, rev, err := s.o.Bus.GetState(ctx, key)
 	if err != nil || data == nil {
 		return nil, 0, err
 	}
 	var l lease
 	if err := json.Unmarshal(data, &l); err != nil {
-		return nil, 0, fmt.Errorf("lease of %s: %w", t, err)
+		return nil, 0, fmt.Errorf("%s: %w", key, err)
 	}
 	return &l, rev, nil
 }
@@ -397,107 +437,208 @@ func (s *Scheduler) putLease(ctx context.Context, l lease, rev uint64) (uint64, 
 	return s.o.Bus.PutState(ctx, leaseKey(l.Task), data, rev)
 }
 
-// takeLease takes a task's lease for run: when free, expired, or this
-// member's from before a restart. It returns the lease's revision and the
-// run it had (a dead one, to go on with), or ErrRunning.
-func (s *Scheduler) takeLease(ctx context.Context, t Task, runID, trigger string) (uint64, string, error) {
-	for range 10 {
-		l, rev, err := s.readLease(ctx, t)
-		if err != nil {
-			return 0, "", err
-		}
-		prev := ""
-		if l != nil {
-			s.mu.Lock()
-			_, mine := s.active[l.RunID]
-			s.mu.Unlock()
-			alive := s.now().Before(l.Expires) && (l.Owner != s.o.Member || mine)
-			if alive {
-				return 0, "", fmt.Errorf("%s: %w (run %s in %s)", t, ErrRunning, l.RunID, l.Owner)
-			}
-			prev = l.RunID
-			if runID == "" {
-				trigger = l.Trigger
-			}
-		}
-		nrev, err := s.putLease(ctx, lease{Owner: s.o.Member, RunID: runID, Task: t, Trigger: trigger}, rev)
-		if errors.Is(err, bus.ErrConflict) {
-			continue
-		}
-		return nrev, prev, err
-	}
-	return 0, "", fmt.Errorf("%s: %w", t, ErrRunning)
+// holds tells whether this process holds a task's lease: a lease of its
+// member name that it does not hold is from before a restart.
+func (s *Scheduler) holds(t Task) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.held[leaseKey(t)]
+	return ok
 }
 
-// execute runs a task under its lease, attempt after attempt.
-func (s *Scheduler) execute(ctx context.Context, t Task, trigger string, force bool, run *Run) error {
-	j := s.o.Jobs[t.Job]
-	release, err := s.acquire(ctx, j, t.Job)
-	if err != nil {
-		return err
-	}
-	defer release()
-	out, err := s.output(t)
-	if err != nil {
-		return err
-	}
-	// Wait while another process runs the task; then it may be complete.
-	var rev uint64
-	var prev string
-	for {
-		id := ""
-		if run != nil {
-			id = run.ID
-		}
-		rev, prev, err = s.takeLease(ctx, t, id, trigger)
+// takeLease takes a task's lease for a run: when free, expired, or this
+// member's from before a restart. It returns the lease's revision and the
+// lease it replaced (of a dead run, to go on with), or ErrRunning.
+func (s *Scheduler) takeLease(ctx context.Context, l lease) (uint64, *lease, error) {
+	var prev *lease
+	var rev uint64 // first try to create it: a task's lease is mostly free
+	for range 10 {
+		nrev, err := s.putLease(ctx, l, rev)
 		if err == nil {
-			break
+			s.mu.Lock()
+			s.held[leaseKey(l.Task)] = l.RunID
+			s.mu.Unlock()
+			return nrev, prev, nil
 		}
-		if !errors.Is(err, ErrRunning) {
-			return err
+		if !errors.Is(err, bus.ErrConflict) {
+			return 0, nil, err
 		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(500 * time.Millisecond):
+		prev, rev, err = s.readLease(ctx, l.Task)
+		if err != nil {
+			return 0, nil, err
 		}
-		if !force {
-			if done, err := s.Complete(ctx, t); err == nil && done {
-				if run != nil {
-					s.finish(ctx, run, StateSucceeded, nil)
-				}
-				return nil
-			}
+		if prev != nil && s.now().Before(prev.Expires) && (prev.Owner != s.o.Member || s.holds(prev.Task)) {
+			return 0, nil, fmt.Errorf("%s: %w (run %s in %s)", l.Task, ErrRunning, prev.RunID, prev.Owner)
 		}
 	}
-	leaseRev := &rev
-	defer func() {
-		// Handed back, so that another process need not wait for expiry.
-		_ = s.o.Bus.DeleteState(context.WithoutCancel(ctx), leaseKey(t), *leaseRev)
-	}()
-	if prev != "" && (run == nil || prev != run.ID) {
-		// A run whose process died: go on with it.
-		r, err := s.runs.get(ctx, prev)
+	return 0, nil, fmt.Errorf("%s: %w", l.Task, ErrRunning)
+}
+
+// leased is a task's lease this process holds for a run, renewed until
+// released.
+type leased struct {
+	run *Run
+	// record: the run has a record, or must get one even when nothing
+	// runs. A run the scheduler starts itself (a requirement, a backfill's
+	// date) gets one when its first attempt ends: a task costs three writes
+	// to the bus (lease, record, lease handed back).
+	record bool
+	l      lease
+	rev    uint64 // under s.mu
+	// ctx ends when the lease is lost, the run is cancelled, or released.
+	ctx     context.Context
+	cancel  context.CancelCauseFunc
+	renewed chan struct{}
+}
+
+// lead takes a task's lease for run and holds it until release, renewing
+// it; a cancel asked through the run's record, or a lost lease, ends
+// ls.ctx. A run the lease had whose process died (it stopped renewing it)
+// is taken over: ls.run is that run, to go on with, and run, when
+// recorded, ends as cancelled. Another holder is ErrRunning.
+func (s *Scheduler) lead(ctx context.Context, t Task, force bool, run *Run, record bool) (*leased, error) {
+	l := lease{Owner: s.o.Member, RunID: run.ID, Task: t, Trigger: run.Trigger, Force: force, Started: run.Created}
+	rev, prev, err := s.takeLease(ctx, l)
+	if err != nil {
+		return nil, err
+	}
+	ls := &leased{run: run, record: record, l: l, rev: rev, renewed: make(chan struct{})}
+	ls.ctx, ls.cancel = context.WithCancelCause(ctx)
+	if prev != nil && prev.RunID != run.ID {
+		r, err := s.runs.get(ctx, prev.RunID)
+		if errors.Is(err, ErrNoRun) {
+			r, err = prev.run(), nil
+		}
 		if err == nil && r.State != StateSucceeded && r.State != StateFailed && r.State != StateCancelled {
-			if run != nil {
+			if record {
 				s.finish(ctx, run, StateCancelled, fmt.Errorf("run %s of the same task went on instead", r.ID))
 			}
-			run = r
 			s.log.Warn("job run taken over from a process that stopped renewing its lease", "run", r.ID, "task", t.String(), "from", r.Owner)
+			r.Owner = s.o.Member
+			for i := range r.Attempts {
+				if a := &r.Attempts[i]; a.State == StateRunning {
+					a.State, a.Ended = StateDead, s.now().UTC()
+					a.Error = fmt.Sprintf("process %s stopped renewing its lease (it died or lost the bus)", a.Owner)
+				}
+			}
+			ls.run, ls.record = r, true
+			// The lease now names the run.
+			ls.l.RunID, ls.l.Trigger, ls.l.Started = r.ID, r.Trigger, r.Created
+			if ls.rev, err = s.putLease(ctx, ls.l, ls.rev); err != nil {
+				close(ls.renewed)
+				s.release(ls)
+				return nil, err
+			}
 		}
+	}
+	s.mu.Lock()
+	s.held[leaseKey(t)] = ls.run.ID
+	s.active[ls.run.ID] = ls.cancel
+	s.mu.Unlock()
+	go func() {
+		defer close(ls.renewed)
+		tick := time.NewTicker(s.o.LeaseTTL / 3)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ls.ctx.Done():
+				return
+			case <-tick.C:
+			}
+			s.mu.Lock()
+			rev := ls.rev
+			s.mu.Unlock()
+			nrev, err := s.putLease(ls.ctx, ls.l, rev)
+			if err != nil {
+				if ls.ctx.Err() == nil {
+					ls.cancel(fmt.Errorf("lost the lease: %w", err))
+				}
+				return
+			}
+			s.mu.Lock()
+			ls.rev = nrev
+			s.mu.Unlock()
+			if r, err := s.runs.get(ls.ctx, ls.run.ID); err == nil && r.Cancel {
+				ls.cancel(errors.New("cancelled"))
+				return
+			}
+		}
+	}()
+	return ls, nil
+}
+
+// release stops renewing a lease and hands it back, so that another
+// process need not wait for it to expire.
+func (s *Scheduler) release(ls *leased) {
+	ls.cancel(nil)
+	<-ls.renewed
+	key := leaseKey(ls.l.Task)
+	s.mu.Lock()
+	delete(s.active, ls.run.ID)
+	rev := ls.rev
+	s.mu.Unlock()
+	_ = s.o.Bus.DeleteState(context.WithoutCancel(ls.ctx), key, rev)
+	s.mu.Lock()
+	if s.held[key] == ls.run.ID { // else another run took it meanwhile
+		delete(s.held, key)
+	}
+	s.mu.Unlock()
+}
+
+// execute runs a task's attempts under its lease: ls, or one it takes
+// (waiting while another process holds it) for a run of its own.
+func (s *Scheduler) execute(ctx context.Context, t Task, trigger string, force bool, ls *leased) error {
+	j := s.o.Jobs[t.Job]
+	free, err := s.acquire(ctx, j, t.Job)
+	if err != nil {
+		if ls != nil {
+			s.finish(ctx, ls.run, StateCancelled, err)
+		}
+		return err
+	}
+	defer free()
+	if ls == nil {
+		run := s.newRun(t, trigger)
+		for {
+			ls, err = s.lead(ctx, t, force, run, false)
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, ErrRunning) {
+				return err
+			}
+			// Another process runs the task; then it may be complete.
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(500 * time.Millisecond):
+			}
+			if !force {
+				if complete, err := s.Complete(ctx, t); err == nil && complete {
+					return nil
+				}
+			}
+		}
+		defer s.release(ls)
+	}
+	run := ls.run
+	done := func() error {
+		if ls.record {
+			s.finish(ctx, run, StateSucceeded, nil)
+		}
+		return nil
+	}
+	out, err := s.output(t)
+	if err != nil {
+		s.finish(ctx, run, StateFailed, err)
+		return err
 	}
 	if !force {
-		if done, err := s.Complete(ctx, t); err != nil {
+		if complete, err := s.Complete(ctx, t); err != nil {
 			return err
-		} else if done {
-			if run != nil {
-				s.finish(ctx, run, StateSucceeded, nil)
-			}
-			return nil
+		} else if complete {
+			return done()
 		}
-	}
-	if run == nil {
-		run = s.newRun(t, trigger)
 	}
 	if off, err := s.Disabled(ctx, t.Job); err != nil {
 		return err
@@ -506,72 +647,22 @@ func (s *Scheduler) execute(ctx context.Context, t Task, trigger string, force b
 		s.finish(ctx, run, StateFailed, err)
 		return err
 	}
+	rctx := ls.ctx
+	if cause := context.Cause(rctx); cause != nil {
+		s.finish(ctx, run, StateCancelled, cause)
+		return cause
+	}
 	run.Owner, run.State = s.o.Member, StateRunning
-	// An attempt left running by a dead process.
-	for i := range run.Attempts {
-		if a := &run.Attempts[i]; a.State == StateRunning {
-			a.State, a.Ended = StateDead, s.now().UTC()
-			a.Error = fmt.Sprintf("process %s stopped renewing its lease (it died or lost the bus)", a.Owner)
-		}
-	}
-	if err := s.saveRun(ctx, run); err != nil {
-		return err
-	}
-	// The lease now names the run.
-	if rev, err = s.putLease(ctx, lease{Owner: s.o.Member, RunID: run.ID, Task: t, Trigger: run.Trigger}, rev); err != nil {
-		return err
-	}
-	rctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	s.mu.Lock()
-	s.active[run.ID] = cancel
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.active, run.ID)
-		s.mu.Unlock()
-	}()
-	// Renew the lease while the run lasts; a lost lease or a cancel asked
-	// through the record stops it.
-	renewed := make(chan struct{})
-	go func() {
-		defer close(renewed)
-		tick := time.NewTicker(s.o.LeaseTTL / 3)
-		defer tick.Stop()
-		for {
-			select {
-			case <-rctx.Done():
-				return
-			case <-tick.C:
-			}
-			nrev, err := s.putLease(rctx, lease{Owner: s.o.Member, RunID: run.ID, Task: t, Trigger: run.Trigger}, *leaseRev)
-			if err != nil {
-				if rctx.Err() == nil {
-					cancel(fmt.Errorf("lost the lease: %w", err))
-				}
-				return
-			}
-			s.mu.Lock()
-			*leaseRev = nrev
-			s.mu.Unlock()
-			if r, err := s.runs.get(rctx, run.ID); err == nil && r.Cancel {
-				cancel(errors.New("cancelled"))
-				return
-			}
-		}
-	}()
-	defer func() {
-		cancel(nil)
-		<-renewed
-	}()
 	maxAttempts := j.Retries + 1
 	for {
 		n := len(run.Attempts) + 1
 		att := Attempt{N: n, State: StateRunning, Owner: s.o.Member, Started: s.now().UTC()}
 		run.Attempts = append(run.Attempts, att)
 		run.State = StateRunning
-		if err := s.saveRun(ctx, run); err != nil {
-			return err
+		if ls.record {
+			if err := s.saveRun(ctx, run); err != nil {
+				return err
+			}
 		}
 		actx, acancel := context.WithTimeoutCause(rctx, j.Timeout.D(), fmt.Errorf("timed out after %s", j.Timeout))
 		var logBuf bytes.Buffer
@@ -612,6 +703,7 @@ func (s *Scheduler) execute(ctx context.Context, t Task, trigger string, force b
 		if err := s.saveRun(ctx, run); err != nil {
 			return err
 		}
+		ls.record = true
 		s.log.Warn("job run attempt failed; retrying", "task", t.String(), "run", run.ID, "attempt", n, "in", wait, "err", err)
 		select {
 		case <-rctx.Done():
@@ -765,13 +857,29 @@ func (s *Scheduler) Cancel(ctx context.Context, id string) (*Run, error) {
 	s.mu.Lock()
 	cancel, ok := s.active[id]
 	s.mu.Unlock()
-	r, err := s.runs.update(ctx, id, func(r *Run) error {
+	ask := func(r *Run) error {
 		if r.State != StateRunning && r.State != StateRetrying {
 			return fmt.Errorf("run %s is %s", id, r.State)
 		}
 		r.Cancel = true
 		return nil
-	})
+	}
+	r, err := s.runs.update(ctx, id, ask)
+	if errors.Is(err, ErrNoRun) {
+		// A run in its first attempt without a record yet: the record is
+		// made now, with the request.
+		u, uerr := s.unrecorded(ctx, "")
+		if uerr != nil {
+			return nil, uerr
+		}
+		if r = u[id]; r == nil {
+			return nil, err
+		}
+		r.Cancel = true
+		if err = s.runs.save(ctx, r); errors.Is(err, bus.ErrConflict) {
+			r, err = s.runs.update(ctx, id, ask)
+		}
+	}
 	if err != nil {
 		return r, err
 	}
@@ -781,12 +889,66 @@ func (s *Scheduler) Cancel(ctx context.Context, id string) (*Run, error) {
 	return r, nil
 }
 
-// Run gets a run's record.
-func (s *Scheduler) Run(ctx context.Context, id string) (*Run, error) { return s.runs.get(ctx, id) }
+// Run gets a run: its record, or the lease of a run without one yet.
+func (s *Scheduler) Run(ctx context.Context, id string) (*Run, error) {
+	r, err := s.runs.get(ctx, id)
+	if !errors.Is(err, ErrNoRun) {
+		return r, err
+	}
+	u, uerr := s.unrecorded(ctx, "")
+	if uerr != nil {
+		return nil, uerr
+	}
+	if r := u[id]; r != nil {
+		return r, nil
+	}
+	return nil, err
+}
 
-// Runs lists runs, newest first (job "": all; limit 0: all).
+// Runs lists runs, newest first (job "": all; limit 0: all), those that
+// have no record yet included.
 func (s *Scheduler) Runs(ctx context.Context, job string, limit int) ([]*Run, error) {
-	return s.runs.list(ctx, job, limit)
+	out, err := s.runs.list(ctx, job, limit)
+	if err != nil {
+		return nil, err
+	}
+	u, err := s.unrecorded(ctx, job)
+	if err != nil || len(u) == 0 {
+		return out, err
+	}
+	out = slices.AppendSeq(out, maps.Values(u))
+	slices.SortFunc(out, func(a, b *Run) int { return strings.Compare(b.ID, a.ID) })
+	if limit > 0 && len(out) > limit {
+		out = out[:limit]
+	}
+	return out, nil
+}
+
+// unrecorded are the runs that leases name and that have no record yet
+// (of job, or of every job when ""), by id.
+func (s *Scheduler) unrecorded(ctx context.Context, job string) (map[string]*Run, error) {
+	keys, err := s.o.Bus.StateKeys(ctx, "jobs.lease")
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]*Run{}
+	for _, k := range keys {
+		l, _, err := s.readLeaseKey(ctx, k)
+		if err != nil {
+			return nil, err
+		}
+		if l == nil || l.RunID == "" || (job != "" && l.Task.Job != job) {
+			continue
+		}
+		data, _, err := s.o.Bus.GetState(ctx, runKey(l.RunID))
+		if err != nil {
+			return nil, err
+		}
+		if data == nil {
+			out[l.RunID] = l.run()
+		}
+	}
+	return out, nil
 }
 
 // Loop runs the clock (scheduled jobs) and takes over the runs of dead
@@ -876,18 +1038,28 @@ func (s *Scheduler) watch(ctx context.Context) {
 		if json.Unmarshal(data, &l) != nil {
 			continue
 		}
-		s.mu.Lock()
-		_, mine := s.active[l.RunID]
-		s.mu.Unlock()
-		if mine || (s.now().Before(l.Expires) && l.Owner != s.o.Member) {
+		if s.holds(l.Task) || (s.now().Before(l.Expires) && l.Owner != s.o.Member) {
 			continue
 		}
 		if _, ok := s.o.Jobs[l.Task.Job]; !ok {
 			continue
 		}
+		// The lease first, then the output's check: a dead run whose
+		// output exists is recorded as succeeded, and its lease removed.
 		s.wg.Go(func() {
-			if err := s.ensure(s.base, l.Task, l.Trigger, false, nil); err != nil && !errors.Is(err, ErrRunning) {
-				s.log.Warn("job run of a dead process failed", "task", l.Task.String(), "err", err)
+			ls, err := s.lead(s.base, l.Task, l.Force, s.newRun(l.Task, l.Trigger), false)
+			if err != nil {
+				if !errors.Is(err, ErrRunning) {
+					s.log.Warn("job run of a dead process not taken over", "task", l.Task.String(), "err", err)
+				}
+				return
+			}
+			defer s.release(ls)
+			if !ls.record {
+				return // its run had ended: only the lease was left
+			}
+			if err := s.make(s.base, l.Task, l.Force, ls); err != nil {
+				s.log.Warn("job run of a dead process failed", "task", l.Task.String(), "run", ls.run.ID, "err", err)
 			}
 		})
 	}
@@ -906,7 +1078,7 @@ type JobStatus struct {
 
 // Status describes every job with its last run.
 func (s *Scheduler) Status(ctx context.Context) ([]JobStatus, error) {
-	all, err := s.runs.list(ctx, "", 0)
+	all, err := s.Runs(ctx, "", 0)
 	if err != nil {
 		return nil, err
 	}

@@ -23,6 +23,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"text/template"
 	"time"
 
 	"github.com/sluice-data/sluice/config"
@@ -93,12 +95,22 @@ func Normalize(jobs map[string]config.Job, t Task) (Task, error) {
 	return out, nil
 }
 
+// templates are the parsed templates of jobs, by name and text: a DAG
+// renders the same few for every task.
+var templates sync.Map
+
 // render fills a template of a job with a task's parameters.
 func render(name, text string, params map[string]string) (string, error) {
-	tpl, err := config.ParseJobTemplate(name, text)
-	if err != nil {
-		return "", err
+	key := name + "\x00" + text
+	v, ok := templates.Load(key)
+	if !ok {
+		tpl, err := config.ParseJobTemplate(name, text)
+		if err != nil {
+			return "", err
+		}
+		v, _ = templates.LoadOrStore(key, tpl)
 	}
+	tpl := v.(*template.Template)
 	var b bytes.Buffer
 	if err := tpl.Execute(&b, params); err != nil {
 		return "", fmt.Errorf("%s: %w", name, err)
