@@ -127,6 +127,8 @@ func (s *Scheduler) extractDB(ctx context.Context, run *Run, j config.Job, out t
 
 	start, rows, pages := time.Now(), int64(0), 0
 	lastLog := start
+	// A message's rows, and one row: reused from page to page.
+	msg, line := make([]byte, 0, w.max+w.max/8), []byte(nil)
 	for !p.Done {
 		var after []any
 		if len(p.Pos) > 0 {
@@ -141,9 +143,7 @@ func (s *Scheduler) extractDB(ctx context.Context, run *Run, j config.Job, out t
 			values[1] = p.Gen
 		}
 		var (
-			msg     []byte
 			msgFrom = p.Pos // the position before the message's first row
-			line    []byte
 			n       int
 			pos     []byte
 		)
@@ -203,7 +203,7 @@ func (s *Scheduler) extractDB(ctx context.Context, run *Run, j config.Job, out t
 	}
 	took := time.Since(start)
 	fmt.Fprintf(log, "%d rows in %d pages in %s (%.0f rows/s)", rows, pages, took.Round(time.Millisecond), float64(rows)/max(took.Seconds(), 1e-3))
-	if len(p.Pos) > 0 {
+	if e.Incremental() && len(p.Pos) > 0 {
 		fmt.Fprintf(log, "; the next run starts after %s", p.Pos)
 	}
 	fmt.Fprintln(log)
