@@ -291,9 +291,13 @@ var stepKinds = []string{"filter", "set", "drop", "keep", "rename", "parse", "ro
 
 var identRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
-// PipelineStreams are the streams pipelines write to, sorted.
+// PipelineStreams are the streams pipelines write to, and the streams of
+// the lake tables jobs write (extract, http), sorted.
 func (c *Config) PipelineStreams() []string {
 	var out []string
+	for s := range c.jobLakeOutputs() {
+		out = append(out, s)
+	}
 	for _, p := range c.Pipelines {
 		for _, o := range allOutputs(p) {
 			if s := o.BusStream(); s != "" && !slices.Contains(out, s) {
@@ -305,10 +309,10 @@ func (c *Config) PipelineStreams() []string {
 	return out
 }
 
-// LakeOutputs are the lake tables pipelines write, by name, with their
-// time (partition) column.
+// LakeOutputs are the lake tables pipelines and jobs (extract, http)
+// write, by name, with their time (partition) column.
 func (c *Config) LakeOutputs() map[string]string {
-	out := map[string]string{}
+	out := c.jobLakeOutputs()
 	for _, p := range c.Pipelines {
 		for _, o := range allOutputs(p) {
 			if o.Lake != "" {

@@ -24,7 +24,7 @@ func (n *Node) startJobs() error {
 	}
 	n.sched = jobs.New(jobs.Options{
 		Jobs: n.cfg.Jobs, Bus: n.bus, Warehouse: wh, Lake: n.store, LakeAfter: n.cfg.Lake.Compaction.After.D(),
-		Compact: n.compactTables, Parallel: n.cfg.Scheduler.Parallel, Resources: n.cfg.Scheduler.Resources,
+		Compact: n.compactTables, Refresh: n.refreshLakeTable, Parallel: n.cfg.Scheduler.Parallel, Resources: n.cfg.Scheduler.Resources,
 		Member: member, LeaseTTL: n.jobLeaseTTL, Logger: n.log,
 	})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -76,4 +76,18 @@ func (n *Node) compactTables(ctx context.Context, names []string) (string, error
 	})
 	r, err := c.Compact(ctx, time.Now())
 	return fmt.Sprintf("%+v", r), err
+}
+
+// refreshLakeTable makes the committed files of a lake table visible to
+// SQL now (DuckDB's view; with PostgreSQL as the warehouse, its copy),
+// rather than when the archiver's commit gets round to it: an extract job
+// that wrote the table is done only then, and the jobs after it query it.
+func (n *Node) refreshLakeTable(ctx context.Context, table string) error {
+	if err := n.wh.Refresh(ctx, table); err != nil {
+		return err
+	}
+	if n.pgl != nil {
+		return n.pgl.syncNow(ctx, table)
+	}
+	return nil
 }

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"slices"
 	"sync"
@@ -25,6 +26,7 @@ type pgLoader struct {
 	mu      sync.Mutex
 	running map[string]bool // a goroutine syncs the table
 	again   map[string]bool // and must sync it once more
+	ended   *sync.Cond      // a table's sync ended (running cleared)
 	closed  bool
 	wg      sync.WaitGroup
 }
@@ -34,7 +36,9 @@ const retryLoad = 30 * time.Second
 
 func newPGLoader(pg *warehouse.Postgres, wh *warehouse.Warehouse, log *slog.Logger) *pgLoader {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &pgLoader{pg: pg, wh: wh, log: log, ctx: ctx, cancel: cancel, running: map[string]bool{}, again: map[string]bool{}}
+	l := &pgLoader{pg: pg, wh: wh, log: log, ctx: ctx, cancel: cancel, running: map[string]bool{}, again: map[string]bool{}}
+	l.ended = sync.NewCond(&l.mu)
+	return l
 }
 
 // sync asks for table to be synced.
@@ -65,6 +69,7 @@ func (l *pgLoader) sync(table string) {
 			l.mu.Lock()
 			if !l.again[table] || l.closed {
 				delete(l.running, table)
+				l.ended.Broadcast()
 				l.mu.Unlock()
 				return
 			}
@@ -72,6 +77,36 @@ func (l *pgLoader) sync(table string) {
 			l.mu.Unlock()
 		}
 	}()
+}
+
+// syncNow syncs table on the caller's goroutine, after a sync running
+// for it ends, and returns its error: a job that wrote the lake table is
+// done only when PostgreSQL has its rows.
+func (l *pgLoader) syncNow(ctx context.Context, table string) error {
+	l.mu.Lock()
+	for l.running[table] && !l.closed {
+		l.ended.Wait()
+	}
+	if l.closed {
+		l.mu.Unlock()
+		return errors.New("PostgreSQL warehouse: closed")
+	}
+	l.running[table] = true
+	l.mu.Unlock()
+	st, err := l.pg.Sync(ctx, l.wh, table)
+	if err == nil && (st.Loaded > 0 || st.Deleted > 0) {
+		l.log.Info("PostgreSQL warehouse: loaded", "table", table, "partitions", st.Loaded, "rows", st.Rows, "deleted_partitions", st.Deleted)
+	}
+	l.mu.Lock()
+	again := l.again[table]
+	delete(l.again, table)
+	delete(l.running, table)
+	l.ended.Broadcast()
+	l.mu.Unlock()
+	if again {
+		l.sync(table)
+	}
+	return err
 }
 
 // syncAll asks for every table to be synced: those of the config, those in
@@ -115,6 +150,7 @@ func (l *pgLoader) drain(ctx context.Context) {
 func (l *pgLoader) close() {
 	l.mu.Lock()
 	l.closed = true
+	l.ended.Broadcast()
 	l.mu.Unlock()
 	l.cancel()
 	l.wg.Wait()
