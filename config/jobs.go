@@ -19,7 +19,7 @@ import (
 )
 
 // Job is a unit of batch work (jobs.<name>): a body (sql, shell, extract,
-// http or compact) that makes an output (a target) for one set of
+// http, load or compact) that makes an output (a target) for one set of
 // parameters, once the outputs it requires exist.
 type Job struct {
 	// Schedule starts runs on a clock: cron (five fields, UTC) or @hourly,
@@ -35,6 +35,7 @@ type Job struct {
 	Compact  *CompactBody      `yaml:"compact" json:"compact,omitempty"`
 	Extract  *ExtractBody      `yaml:"extract" json:"extract,omitempty"`
 	HTTP     *HTTPBody         `yaml:"http" json:"http,omitempty"`
+	Load     *LoadBody         `yaml:"load" json:"load,omitempty"`
 	// Retries is how many more times a failed run is tried, after
 	// RetryDelay, doubling each time.
 	Retries    int      `yaml:"retries" json:"retries,omitempty" jsonschema:"minimum=0,maximum=100,description=How many more times a failed run is tried (default 2)"`
@@ -163,6 +164,14 @@ type HTTPBody struct {
 	Rate    float64  `yaml:"rate" json:"rate,omitempty" jsonschema:"minimum=0,description=Requests per second at most (default 10; 0 also means 10)"`
 	Retries int      `yaml:"retries" json:"retries,omitempty" jsonschema:"minimum=0,maximum=100,description=Retries of a request that failed (a network error\\, 429 or 5xx)\\, with exponential backoff from 1s that honours Retry-After (default 5)"`
 	Timeout Duration `yaml:"timeout" json:"timeout,omitempty" jsonschema:"description=How long one request may take (default 30s)"`
+}
+
+// LoadBody copies a lake table into a PostgreSQL database by COPY, as the
+// PostgreSQL warehouse loads the lake: the hours whose files changed since
+// the last load, each in one transaction with its record in _sluice_loads.
+type LoadBody struct {
+	From string `yaml:"from" json:"from" jsonschema:"description=The lake table to load"`
+	To   string `yaml:"to" json:"to" jsonschema:"description=The database: postgres://user:password@host:5432/db (a search_path parameter picks the schema); the table has the lake table's name"`
 }
 
 // CompactBody compacts the lake's closed partitions.
@@ -323,13 +332,13 @@ func (l *loader) validateJobs(c *Config) {
 			l.addAt(path+".schedule", fmt.Sprintf("%s: a scheduled job's only parameter is date (its interval's day)", path), "params: {date: date}, or drop the schedule")
 		}
 		bodies := 0
-		for _, on := range []bool{j.SQL != "", j.Shell != nil, j.Compact != nil, j.Extract != nil, j.HTTP != nil} {
+		for _, on := range []bool{j.SQL != "", j.Shell != nil, j.Compact != nil, j.Extract != nil, j.HTTP != nil, j.Load != nil} {
 			if on {
 				bodies++
 			}
 		}
 		if bodies != 1 {
-			l.addAtKey(path, fmt.Sprintf("job %s needs exactly one body: sql, shell, extract, http or compact", name), "e.g. sql: daily_revenue.sql")
+			l.addAtKey(path, fmt.Sprintf("job %s needs exactly one body: sql, shell, extract, http, load or compact", name), "e.g. sql: daily_revenue.sql")
 		}
 		if sqlFileRe.MatchString(strings.TrimSpace(j.SQL)) {
 			file := strings.TrimSpace(j.SQL)
@@ -359,6 +368,12 @@ func (l *loader) validateJobs(c *Config) {
 		if j.Compact != nil && !j.Output.IsZero() {
 			l.addAt(path+".output", fmt.Sprintf("%s: a compact job has no output", path), "remove output")
 		}
+		if ld := j.Load; ld != nil {
+			l.checkLoad(c, path+".load", ld)
+			if !j.Output.IsZero() {
+				l.addAt(path+".output", fmt.Sprintf("%s: a load job has no output: it runs whenever it is asked or scheduled, and a run copies only what changed", path), "remove output")
+			}
+		}
 		if j.SQL != "" && j.Output.File != "" {
 			l.addAt(path+".output.file", fmt.Sprintf("%s: an sql job writes a table, not a file", path), "output: {table: NAME}, or use a shell job")
 		}
@@ -374,7 +389,7 @@ func (l *loader) validateJobs(c *Config) {
 			l.addAt(path+".output.lake", fmt.Sprintf("%s: only extract and http jobs write a lake table; a lake target can be required", path), "output: {table: NAME} or {file: PATH}")
 		}
 		l.checkTarget(path+".output", j.Output, false)
-		if j.Output.IsZero() && j.Compact == nil {
+		if j.Output.IsZero() && j.Compact == nil && j.Load == nil {
 			l.addAtKey(path, fmt.Sprintf("job %s has no output: without one a run cannot tell whether it is done", name), "output: {table: NAME} (with sql), {file: PATH} or {lake: TABLE} (with extract or http)")
 		}
 		for i, r := range j.Requires {
@@ -552,6 +567,20 @@ func (l *loader) checkHTTP(path string, h *HTTPBody) {
 	}
 	if h.Rate < 0 || h.Retries < 0 || h.Retries > 100 || h.Timeout < 0 {
 		l.addAtKey(path, path+": rate, retries and timeout cannot be negative (retries at most 100)", "e.g. rate: 5")
+	}
+}
+
+func (l *loader) checkLoad(c *Config, path string, ld *LoadBody) {
+	if !identRe.MatchString(ld.From) {
+		l.addAt(path+".from", fmt.Sprintf("%s.from %q: name a lake table", path, ld.From), "e.g. from: orders")
+	}
+	switch {
+	case !strings.HasPrefix(ld.To, "postgres://") && !strings.HasPrefix(ld.To, "postgresql://"):
+		l.addAt(path+".to", fmt.Sprintf("%s.to %q is not a postgres:// URL", path, redactURL(ld.To)), pgHint)
+	default:
+		if _, err := pgconn.ParseConfig(ld.To); err != nil {
+			l.addAt(path+".to", fmt.Sprintf("%s.to: %v", path, err), pgHint)
+		}
 	}
 }
 

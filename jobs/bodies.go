@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,7 +18,8 @@ import (
 	"github.com/sluice-data/sluice/warehouse"
 )
 
-// body runs one attempt of a task; log gets what it prints.
+// body runs one attempt of a task; log gets what it prints. extract and
+// http are in dbextract.go and httpextract.go.
 func (s *Scheduler) body(ctx context.Context, run *Run, j config.Job, out target, log io.Writer) error {
 	t := run.Task()
 	switch {
@@ -46,6 +48,14 @@ func (s *Scheduler) body(ctx context.Context, run *Run, j config.Job, out target
 		return s.extractDB(ctx, run, j, out, log)
 	case j.HTTP != nil:
 		return s.extractHTTP(ctx, run, j, out, log)
+	case j.Load != nil:
+		if s.o.Load == nil {
+			return errors.New("no lake to load from")
+		}
+		fmt.Fprintf(log, "load lake table %s into %s\n", j.Load.From, redact(j.Load.To))
+		report, err := s.o.Load(ctx, t.Job, j.Load.From, j.Load.To)
+		fmt.Fprintln(log, report)
+		return err
 	case j.Compact != nil:
 		if s.o.Compact == nil {
 			return errors.New("no lake to compact")
@@ -144,4 +154,16 @@ func mapsKeys[V any](m map[string]V) func(func(string) bool) {
 			}
 		}
 	}
+}
+
+// redact hides the password of a URL, for logs.
+func redact(u string) string {
+	p, err := url.Parse(u)
+	if err != nil || p.User == nil {
+		return u
+	}
+	if _, ok := p.User.Password(); ok {
+		p.User = url.UserPassword(p.User.Username(), "xxxxx")
+	}
+	return p.String()
 }

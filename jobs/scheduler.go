@@ -37,6 +37,9 @@ type Options struct {
 	// warehouse's SQL (its view; PostgreSQL's copy) before an extract or
 	// http job that wrote it counts as done.
 	Refresh func(ctx context.Context, table string) error
+	// Load copies a lake table into a PostgreSQL database (the body of
+	// a load job) and describes what it did.
+	Load func(ctx context.Context, job, table, url string) (string, error)
 	// Parallel bounds the runs of this process at once (default 4);
 	// Resources are the units of named resources it has.
 	Parallel  int

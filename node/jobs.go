@@ -24,7 +24,7 @@ func (n *Node) startJobs() error {
 	}
 	n.sched = jobs.New(jobs.Options{
 		Jobs: n.cfg.Jobs, Bus: n.bus, Warehouse: wh, Lake: n.store, LakeAfter: n.cfg.Lake.Compaction.After.D(),
-		Compact: n.compactTables, Refresh: n.refreshLakeTable, Parallel: n.cfg.Scheduler.Parallel, Resources: n.cfg.Scheduler.Resources,
+		Compact: n.compactTables, Refresh: n.refreshLakeTable, Load: n.loadTable, Parallel: n.cfg.Scheduler.Parallel, Resources: n.cfg.Scheduler.Resources,
 		Member: member, LeaseTTL: n.jobLeaseTTL, Logger: n.log,
 	})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -90,4 +90,21 @@ func (n *Node) refreshLakeTable(ctx context.Context, table string) error {
 		return n.pgl.syncNow(ctx, table)
 	}
 	return nil
+}
+
+// loadTable is a load job's body: the lake table into the PostgreSQL
+// database at url, by COPY, as the PostgreSQL warehouse loads the lake
+// (warehouse.Postgres.Sync): the hours whose files changed since the last
+// load are loaded again, the hours whose files are gone are deleted.
+func (n *Node) loadTable(ctx context.Context, job, table, url string) (string, error) {
+	if err := n.wh.Refresh(ctx, table); err != nil {
+		return "", err
+	}
+	pg, err := warehouse.OpenPostgres(ctx, url, warehouse.PostgresOptions{Setting: "jobs." + job + ".load.to"})
+	if err != nil {
+		return "", err
+	}
+	defer pg.Close()
+	st, err := pg.Sync(ctx, n.wh, table)
+	return fmt.Sprintf("%d partitions (hours) loaded, %d rows; %d deleted", st.Loaded, st.Rows, st.Deleted), err
 }

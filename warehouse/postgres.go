@@ -44,6 +44,8 @@ type PostgresOptions struct {
 	// QueryTimeout bounds each query (its statement_timeout); default 60s.
 	// A query's context deadline, when sooner, bounds it instead.
 	QueryTimeout time.Duration
+	// Setting names the URL in errors (default warehouse.url).
+	Setting string
 }
 
 // loadsTable records which lake files each loaded partition came from. Its
@@ -57,9 +59,12 @@ func OpenPostgres(ctx context.Context, url string, o PostgresOptions) (*Postgres
 	if o.QueryTimeout <= 0 {
 		o.QueryTimeout = time.Minute
 	}
+	if o.Setting == "" {
+		o.Setting = "warehouse.url"
+	}
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
-		return nil, fmt.Errorf("warehouse.url: %w", err)
+		return nil, fmt.Errorf("%s: %w", o.Setting, err)
 	}
 	// Tables change shape under the loader (ALTER TABLE): cached statement
 	// descriptions, COPY's among them, would go stale.
@@ -69,12 +74,12 @@ func OpenPostgres(ctx context.Context, url string, o PostgresOptions) (*Postgres
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("warehouse.url: %w", err)
+		return nil, fmt.Errorf("%s: %w", o.Setting, err)
 	}
 	where := fmt.Sprintf("PostgreSQL at %s:%d, database %q", cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database)
 	if err := pool.Ping(ctx); err != nil {
 		pool.Close()
-		return nil, fmt.Errorf("warehouse: %s (warehouse.url): %w", where, err)
+		return nil, fmt.Errorf("%s (%s): %w", where, o.Setting, err)
 	}
 	if _, err := pool.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+quoteIdent(loadsTable)+` (
 		table_name text NOT NULL,
