@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"syscall"
@@ -86,7 +87,13 @@ func (s *Scheduler) shell(ctx context.Context, run *Run, j config.Job, out targe
 		if err := os.MkdirAll(filepath.Dir(out.file), 0o755); err != nil {
 			return err
 		}
-		tmp = fmt.Sprintf("%s.tmp-%s", out.file, run.ID)
+		// A name per attempt: the command of an attempt whose process died
+		// may still be writing to its own. Those of earlier attempts go.
+		n := len(run.Attempts)
+		for i := 1; i < n; i++ {
+			os.Remove(fmt.Sprintf("%s.tmp-%s-%d", out.file, run.ID, i))
+		}
+		tmp = fmt.Sprintf("%s.tmp-%s-%d", out.file, run.ID, n)
 		env = append(env, "SLUICE_OUTPUT="+tmp)
 		defer os.Remove(tmp)
 	}
@@ -99,8 +106,11 @@ func (s *Scheduler) shell(ctx context.Context, run *Run, j config.Job, out targe
 	}
 	cmd := exec.Command("sh", "-c", command)
 	cmd.Dir, cmd.Env, cmd.Stdout, cmd.Stderr = j.Shell.Dir, env, log, log
-	// Its own process group: a timeout or cancel stops the children too.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = shellAttr()
+	// Where the shell dies with sluice (shellAttr), the signal follows the
+	// thread that started it: that thread is kept until the command ends.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	fmt.Fprintf(log, "$ %s\n", command)
 	if err := cmd.Start(); err != nil {
 		return err

@@ -599,7 +599,7 @@ func (s *Scheduler) execute(ctx context.Context, t Task, trigger string, force b
 		}
 		return err
 	}
-	defer free()
+	defer func() { free() }()
 	if ls == nil {
 		run := s.newRun(t, trigger)
 		for {
@@ -611,6 +611,9 @@ func (s *Scheduler) execute(ctx context.Context, t Task, trigger string, force b
 				return err
 			}
 			// Another process runs the task; then it may be complete.
+			// Meanwhile the slot goes to other tasks.
+			free()
+			free = func() {}
 			select {
 			case <-ctx.Done():
 				return ctx.Err()
@@ -620,6 +623,10 @@ func (s *Scheduler) execute(ctx context.Context, t Task, trigger string, force b
 				if complete, err := s.Complete(ctx, t); err == nil && complete {
 					return nil
 				}
+			}
+			if free, err = s.acquire(ctx, j, t.Job); err != nil {
+				free = func() {}
+				return err
 			}
 		}
 		defer s.release(ls)

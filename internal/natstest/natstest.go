@@ -1,13 +1,16 @@
 // Package natstest runs a real nats-server, a separate process, for tests of
 // `bus.url: nats://…`.
 //
-// The server is built from the nats-server module in go.mod (so from the
-// module cache, without network), once per test binary; TestMain removes it
-// with RemoveBinary. Start runs it on free ports on 127.0.0.1 with JetStream
-// on a file store that fsyncs every write (sync_interval: always), as
-// docs/operations.md asks of production: what it acknowledged survives a
-// SIGKILL. When the server cannot be built or started, tests skip, unless
-// CI=true or SLUICE_INTEGRATION=1, where that is a failure.
+// The server is $SLUICE_NATS_SERVER, else the `nats-server` on PATH
+// (Debian's package nats-server, which CI installs), else one built from the
+// nats-server module in go.mod (so from the module cache, without network)
+// once per test binary, which TestMain removes with RemoveBinary. Start runs
+// it on free ports on 127.0.0.1 with JetStream on a file store; from 2.10 on
+// the store fsyncs every write (sync_interval: always), as
+// docs/operations.md asks of production. Either way what the server
+// acknowledged survives its SIGKILL. When the server cannot be found, built
+// or started, tests skip, unless CI=true or SLUICE_INTEGRATION=1, where that
+// is a failure.
 package natstest
 
 import (
@@ -19,6 +22,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -30,6 +34,10 @@ var bin struct {
 	dir  string
 	path string
 	err  error
+	// syncAlways: the server takes sync_interval (2.10 on; Debian
+	// bookworm's 2.9 does not, and writes each message to the OS before
+	// acknowledging it, which a SIGKILL of the server does not lose).
+	syncAlways bool
 }
 
 // Required says whether a server that cannot be built or started is a
@@ -49,10 +57,25 @@ func unavailable(t testing.TB, format string, args ...any) {
 	t.Skipf("external NATS server unavailable (set SLUICE_INTEGRATION=1 to make this a failure): %s", msg)
 }
 
-// Binary builds nats-server once per test binary and returns its path.
+// Binary returns the path of the nats-server the tests run:
+// $SLUICE_NATS_SERVER, else the one on PATH, else one built once per test
+// binary.
 func Binary(t testing.TB) string {
 	t.Helper()
 	bin.once.Do(func() {
+		defer func() {
+			if bin.err == nil {
+				bin.syncAlways, bin.err = hasSyncInterval(bin.path)
+			}
+		}()
+		if p := os.Getenv("SLUICE_NATS_SERVER"); p != "" {
+			bin.path = p
+			return
+		}
+		if p, err := exec.LookPath("nats-server"); err == nil {
+			bin.path = p
+			return
+		}
 		goBin, err := exec.LookPath("go")
 		if err != nil {
 			bin.err = fmt.Errorf("go command not found: %w", err)
@@ -75,6 +98,21 @@ func Binary(t testing.TB) string {
 		unavailable(t, "%v", bin.err)
 	}
 	return bin.path
+}
+
+// hasSyncInterval tells whether a nats-server is 2.10 or later, from its
+// --version ("nats-server: v2.9.10").
+func hasSyncInterval(path string) (bool, error) {
+	out, err := exec.Command(path, "--version").CombinedOutput()
+	if err != nil {
+		return false, fmt.Errorf("%s --version: %v\n%s", path, err, out)
+	}
+	_, v, _ := strings.Cut(strings.TrimSpace(string(out)), " v")
+	var major, minor int
+	if _, err := fmt.Sscanf(v, "%d.%d", &major, &minor); err != nil {
+		return false, fmt.Errorf("%s --version: no version in %q", path, out)
+	}
+	return major > 2 || major == 2 && minor >= 10, nil
 }
 
 // RemoveBinary deletes the binary Binary built; TestMain calls it after
@@ -106,14 +144,18 @@ func Start(t testing.TB) *Server {
 	var err error
 	for range 3 { // a free port may be taken between Close and listen
 		s := &Server{bin: path, port: freePort(t), httpPort: freePort(t), conf: filepath.Join(dir, "nats.conf")}
+		sync := ""
+		if bin.syncAlways {
+			sync = "sync_interval: always"
+		}
 		conf := fmt.Sprintf(`server_name: sluice_test
 listen: 127.0.0.1:%d
 http: 127.0.0.1:%d
 jetstream {
   store_dir: %q
-  sync_interval: always
+  %s
 }
-`, s.port, s.httpPort, filepath.Join(dir, "store"))
+`, s.port, s.httpPort, filepath.Join(dir, "store"), sync)
 		if err := os.WriteFile(s.conf, []byte(conf), 0o644); err != nil {
 			t.Fatal(err)
 		}
