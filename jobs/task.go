@@ -5,12 +5,17 @@
 //
 //   - task.go: tasks, parameters, templates.
 //   - targets.go: when an output exists (a warehouse table partition
-//     recorded in sluice_job_outputs, a file, a lake partition).
+//     recorded in sluice_job_outputs, a file, a lake partition, a lake
+//     table an extract wrote).
 //   - runs.go: the record of every run, in the bus's state bucket.
 //   - scheduler.go: the DAG of requested tasks, run in parallel within
 //     limits, retried with backoff, leases so that two processes never run
 //     one task at once, a job disabled after repeated failures, the clock.
-//   - bodies.go: what a run does: sql, shell, compact.
+//   - bodies.go: what a run does: sql, shell, load, compact.
+//   - dbextract.go, httpextract.go: extract and http, a database table or
+//     a JSON API into a lake table (readers in package jobs/extract), and
+//     lakeout.go: how such a table is written exactly once and when it is
+//     complete.
 package jobs
 
 import (
