@@ -19,9 +19,10 @@ import (
 // "writes" them: the SQL body costs nothing, so what a run costs is the
 // scheduler's own work (completeness checks, leases, run records).
 type memWarehouse struct {
-	mu   sync.Mutex
-	done map[string]time.Time
-	runs int
+	mu     sync.Mutex
+	done   map[string]time.Time
+	runs   int
+	checks int // PartitionDone calls
 	// block, when set, holds every write until it is closed.
 	block chan struct{}
 }
@@ -44,6 +45,7 @@ func (w *memWarehouse) ReplacePartition(ctx context.Context, out warehouse.JobOu
 func (w *memWarehouse) PartitionDone(ctx context.Context, table, partitionBy, partition string) (time.Time, bool, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.checks++
 	at, ok := w.done[table+"/"+partition]
 	return at, ok, nil
 }
@@ -84,7 +86,8 @@ jobs:
 // BenchmarkScheduling builds a DAG of 10,002 tasks whose bodies do nothing,
 // on a fresh embedded bus (fsync before every acknowledgement), with the
 // scheduler's default parallelism: the scheduling overhead of issue 6's
-// acceptance (under 10 s). SLUICE_BENCH_DAYS changes the size.
+// acceptance (under 10 s); then builds it again, when nothing runs.
+// SLUICE_BENCH_DAYS changes the size.
 //
 //	go test ./jobs -run - -bench Scheduling -benchtime 1x
 func BenchmarkScheduling(b *testing.B) {
@@ -122,6 +125,10 @@ func BenchmarkScheduling(b *testing.B) {
 		b.ReportMetric(float64(wh.runs), "tasks")
 		b.ReportMetric(took.Seconds(), "s/build")
 		b.ReportMetric(float64(took.Microseconds())/float64(wh.runs), "µs/task")
+		// Again: everything is complete, nothing runs.
+		start = time.Now()
+		s.Build(ctx, tasks, "backfill", 0, nil)
+		b.ReportMetric(time.Since(start).Seconds(), "s/rebuild")
 		s.Close()
 		bs.Close()
 		b.StartTimer()
@@ -162,6 +169,66 @@ func TestBuildDAG(t *testing.T) {
 	for _, r := range runs {
 		if r.State != StateSucceeded || len(r.Attempts) != 1 {
 			t.Fatalf("run %s of %s: %s, %d attempts", r.ID, r.Task(), r.State, len(r.Attempts))
+		}
+	}
+}
+
+// A year of a weekly job, each day's requiring the seven days before,
+// builds once; a second build runs nothing and checks each task's output
+// about once, not each day's for each of its seven weeks.
+func TestBuildWeekly(t *testing.T) {
+	ctx := context.Background()
+	bs, err := bus.Open(ctx, bus.Options{Dir: t.TempDir(), Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bs.Close()
+	week := ""
+	for d := range 7 {
+		week += fmt.Sprintf("{job: daily, params: {date: '{{add_days .date -%d}}'}}, ", d)
+	}
+	c, err := config.Parse("sluice.yaml", []byte(`
+jobs:
+  extract:
+    params: {date: date}
+    sql: SELECT DATE '{{.date}}' AS dt
+    output: extract
+  daily:
+    params: {date: date}
+    requires: [{job: extract}]
+    sql: SELECT DATE '{{.date}}' AS dt
+    output: daily
+  weekly:
+    params: {date: date}
+    requires: [`+week+`]
+    sql: SELECT DATE '{{.date}}' AS dt
+    output: weekly
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wh := &memWarehouse{done: map[string]time.Time{}}
+	s := New(Options{Jobs: c.Jobs, Bus: bs, Warehouse: wh, Logger: slog.New(slog.DiscardHandler)})
+	defer s.Close()
+	var tasks []Task
+	first := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for d := range 365 {
+		tasks = append(tasks, Task{Job: "weekly", Params: map[string]string{"date": first.AddDate(0, 0, d).Format(time.DateOnly)}})
+	}
+	all := 365 + 2*(365+6)
+	for i, want := range []int{all, 0} {
+		before, checks := wh.runs, wh.checks
+		for k, err := range s.Build(ctx, tasks, "backfill", 0, nil) {
+			if err != nil {
+				t.Fatalf("build %d: %s: %v", i+1, k, err)
+			}
+		}
+		if got := wh.runs - before; got != want {
+			t.Fatalf("build %d ran %d tasks, want %d", i+1, got, want)
+		}
+		t.Logf("build %d: %d tasks ran, %d checks of an output", i+1, want, wh.checks-checks)
+		if i == 1 && wh.checks-checks > 2*all {
+			t.Errorf("build %d checked outputs %d times for %d tasks", i+1, wh.checks-checks, all)
 		}
 	}
 }

@@ -157,30 +157,64 @@ func (s *Scheduler) Complete(ctx context.Context, t Task) (bool, error) {
 	return ok, err
 }
 
+// completeMemo keeps the tasks a Build found complete, with their time: a
+// DAG checks the same requirements for many tasks, and a chain (each day
+// requiring the day before) would check the whole chain for every day.
+// Only the requirements' checks use it; a task's own output is always
+// looked at.
+type completeMemo struct {
+	mu   sync.Mutex
+	done map[string]time.Time
+}
+
+type memoKey struct{}
+
+// clockSlack is how much newer than a task's output a requirement's must be
+// to count as made after it: a file's time comes from the kernel's coarse
+// clock (a tick, up to 10 ms, behind), a table partition's from Go's, and a
+// report written 2 ms after the table it reads would look older than it.
+const clockSlack = 100 * time.Millisecond
+
 func (s *Scheduler) complete(ctx context.Context, t Task, depth int) (time.Time, bool, error) {
+	memo, _ := ctx.Value(memoKey{}).(*completeMemo)
+	if memo != nil && depth > 0 {
+		memo.mu.Lock()
+		at, ok := memo.done[t.String()]
+		memo.mu.Unlock()
+		if ok {
+			return at, true, nil
+		}
+	}
 	out, err := s.output(t)
 	if err != nil || out.Target.IsZero() {
 		return time.Time{}, false, err
 	}
 	at, ok, err := s.state(ctx, out)
-	if err != nil || !ok || depth > 100 {
+	if err != nil || !ok {
 		return at, ok, err
 	}
-	reqs, err := requires(s.o.Jobs, t)
-	if err != nil {
-		return at, false, err
-	}
-	for _, r := range reqs {
-		if r.task == nil {
-			continue // external targets: complete once, never newer
-		}
-		rat, rok, err := s.complete(ctx, *r.task, depth+1)
-		if err != nil || !rok {
+	if depth <= 100 {
+		reqs, err := requires(s.o.Jobs, t)
+		if err != nil {
 			return at, false, err
 		}
-		if !at.IsZero() && rat.After(at) {
-			return at, false, nil // made from an older version of it
+		for _, r := range reqs {
+			if r.task == nil {
+				continue // external targets: complete once, never newer
+			}
+			rat, rok, err := s.complete(ctx, *r.task, depth+1)
+			if err != nil || !rok {
+				return at, false, err
+			}
+			if !at.IsZero() && rat.Sub(at) > clockSlack {
+				return at, false, nil // made from an older version of it
+			}
 		}
+	}
+	if memo != nil {
+		memo.mu.Lock()
+		memo.done[t.String()] = at
+		memo.mu.Unlock()
 	}
 	return at, true, nil
 }
@@ -245,6 +279,7 @@ func (s *Scheduler) newRun(t Task, trigger string) *Run {
 // when all are done or failed: the error of each, by task. progress, when
 // set, is told of every task that ends.
 func (s *Scheduler) Build(ctx context.Context, tasks []Task, trigger string, parallel int, progress func(t Task, err error)) map[string]error {
+	ctx = context.WithValue(ctx, memoKey{}, &completeMemo{done: map[string]time.Time{}})
 	var sem chan struct{}
 	if parallel > 0 {
 		sem = make(chan struct{}, parallel)
