@@ -38,7 +38,7 @@ type Run struct {
 	Job      string            `json:"job"`
 	Params   map[string]string `json:"params,omitempty"`
 	State    string            `json:"state"`
-	Trigger  string            `json:"trigger"` // api, schedule, backfill, requirement, cli
+	Trigger  string            `json:"trigger"` // api, schedule, backfill, requirement
 	Owner    string            `json:"owner"`   // the process running it
 	Created  time.Time         `json:"created"`
 	Ended    time.Time         `json:"ended,omitzero"`
