@@ -10,9 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf16"
-	"unicode/utf8"
+
+	"github.com/sluice-data/sluice/internal/jsonscan"
 )
 
 // jsonParser reads one JSON object per record. Its top-level members become
@@ -43,11 +42,11 @@ func scanObject(rec []byte) (Record, bool) {
 	// Fields gather on the stack; the record gets a copy of the right size.
 	var buf [32]Field
 	fields := buf[:0]
-	i := skipSpace(s, 0)
+	i := jsonscan.SkipSpace(s, 0)
 	if i >= len(s) || s[i] != '{' {
 		return Record{}, false
 	}
-	i = skipSpace(s, i+1)
+	i = jsonscan.SkipSpace(s, i+1)
 	if i < len(s) && s[i] == '}' {
 		i++
 	} else {
@@ -56,11 +55,11 @@ func scanObject(rec []byte) (Record, bool) {
 			if !ok {
 				return Record{}, false
 			}
-			i = skipSpace(s, end)
+			i = jsonscan.SkipSpace(s, end)
 			if i >= len(s) || s[i] != ':' {
 				return Record{}, false
 			}
-			i = skipSpace(s, i+1)
+			i = jsonscan.SkipSpace(s, i+1)
 			f, null, end, ok := scanMember(name, s, i)
 			if !ok {
 				return Record{}, false
@@ -68,9 +67,9 @@ func scanObject(rec []byte) (Record, bool) {
 			if !null && !r.lift(f) {
 				fields = append(fields, f)
 			}
-			i = skipSpace(s, end)
+			i = jsonscan.SkipSpace(s, end)
 			if i < len(s) && s[i] == ',' {
-				i = skipSpace(s, i+1)
+				i = jsonscan.SkipSpace(s, i+1)
 				continue
 			}
 			if i < len(s) && s[i] == '}' {
@@ -80,7 +79,7 @@ func scanObject(rec []byte) (Record, bool) {
 			return Record{}, false
 		}
 	}
-	if skipSpace(s, i) != len(s) {
+	if jsonscan.SkipSpace(s, i) != len(s) {
 		return Record{}, false
 	}
 	if len(fields) > 0 {
@@ -121,152 +120,18 @@ func scanMember(name, s string, i int) (f Field, null bool, end int, ok bool) {
 	return numberField(name, s[i:end]), false, end, true
 }
 
-func skipSpace(s string, i int) int {
-	for i < len(s) && (s[i] == ' ' || s[i] == '\n' || s[i] == '\r' || s[i] == '\t') {
-		i++
-	}
-	return i
-}
-
-// plainByte marks the bytes a JSON string holds as they are: not '"', '\\',
-// a control character, or beyond ASCII.
-var plainByte = func() (t [256]bool) {
-	for c := 0x20; c < utf8.RuneSelf; c++ {
-		t[c] = c != '"' && c != '\\'
-	}
-	return t
-}()
-
 // scanString returns the contents of the JSON string at s[i], decoded as
 // encoding/json decodes them, and the index just past it.
 func scanString(s string, i int) (v string, end int, ok bool) {
-	end, decode, ok := stringEnd(s, i)
+	end, decode, ok := jsonscan.StringEnd(s, i)
 	if !ok {
 		return "", 0, false
 	}
 	v = s[i+1 : end-1]
 	if decode {
-		v = unquote(v)
+		v = jsonscan.Unquote(v)
 	}
 	return v, end, true
-}
-
-// stringEnd returns the index just past the JSON string at s[i]; ok is
-// false where encoding/json would refuse it (a control character, a bad
-// escape, no closing quote). decode reports escapes or bytes that are not
-// UTF-8, which unquote must handle.
-func stringEnd(s string, i int) (end int, decode, ok bool) {
-	if i >= len(s) || s[i] != '"' {
-		return 0, false, false
-	}
-	for j := i + 1; j < len(s); {
-		for j < len(s) && plainByte[s[j]] {
-			j++
-		}
-		if j >= len(s) {
-			break
-		}
-		switch c := s[j]; {
-		case c == '"':
-			return j + 1, decode, true
-		case c == '\\':
-			decode = true
-			if j+1 >= len(s) {
-				return 0, false, false
-			}
-			switch s[j+1] {
-			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
-				j += 2
-			case 'u':
-				if j+6 > len(s) || hex4(s[j+2:j+6]) < 0 {
-					return 0, false, false
-				}
-				j += 6
-			default:
-				return 0, false, false
-			}
-		case c < 0x20:
-			return 0, false, false
-		default:
-			r, size := utf8.DecodeRuneInString(s[j:])
-			if r == utf8.RuneError && size == 1 {
-				decode = true
-			}
-			j += size
-		}
-	}
-	return 0, false, false
-}
-
-// hex4 reads four hexadecimal digits; -1 if they are not.
-func hex4(s string) rune {
-	var r rune
-	for _, c := range []byte(s[:4]) {
-		switch {
-		case '0' <= c && c <= '9':
-			c -= '0'
-		case 'a' <= c && c <= 'f':
-			c -= 'a' - 10
-		case 'A' <= c && c <= 'F':
-			c -= 'A' - 10
-		default:
-			return -1
-		}
-		r = r<<4 | rune(c)
-	}
-	return r
-}
-
-// unquote decodes the contents of a JSON string that stringEnd accepted, as
-// encoding/json does: escapes, surrogate pairs, and U+FFFD for a lone
-// surrogate or for each byte that is not UTF-8.
-func unquote(v string) string {
-	var b strings.Builder
-	b.Grow(len(v) + utf8.UTFMax)
-	for r := 0; r < len(v); {
-		c := v[r]
-		switch {
-		case c == '\\':
-			e := v[r+1]
-			r += 2
-			switch e {
-			case 'b':
-				b.WriteByte('\b')
-			case 'f':
-				b.WriteByte('\f')
-			case 'n':
-				b.WriteByte('\n')
-			case 'r':
-				b.WriteByte('\r')
-			case 't':
-				b.WriteByte('\t')
-			case 'u':
-				rr := hex4(v[r:])
-				r += 4
-				if utf16.IsSurrogate(rr) {
-					if r+6 <= len(v) && v[r] == '\\' && v[r+1] == 'u' {
-						if d := utf16.DecodeRune(rr, hex4(v[r+2:])); d != unicode.ReplacementChar {
-							b.WriteRune(d)
-							r += 6
-							break
-						}
-					}
-					rr = unicode.ReplacementChar
-				}
-				b.WriteRune(rr)
-			default: // '"', '\\', '/'
-				b.WriteByte(e)
-			}
-		case c < utf8.RuneSelf:
-			b.WriteByte(c)
-			r++
-		default:
-			rr, size := utf8.DecodeRuneInString(v[r:])
-			b.WriteRune(rr)
-			r += size
-		}
-	}
-	return b.String()
 }
 
 // numberEnd returns the index just past the JSON number at s[i], and
@@ -332,7 +197,7 @@ func nestedEnd(s string, i int) (end int, ok bool) {
 		}
 		switch c := s[i]; c {
 		case '{', '[':
-			i = skipSpace(s, i+1)
+			i = jsonscan.SkipSpace(s, i+1)
 			if i < len(s) && (s[i] == '}' && c == '{' || s[i] == ']' && c == '[') {
 				i++ // empty: a whole value
 				break
@@ -352,7 +217,7 @@ func nestedEnd(s string, i int) (end int, ok bool) {
 			}
 			continue
 		case '"':
-			if i, _, ok = stringEnd(s, i); !ok {
+			if i, _, ok = jsonscan.StringEnd(s, i); !ok {
 				return 0, false
 			}
 		case 't':
@@ -380,13 +245,13 @@ func nestedEnd(s string, i int) (end int, ok bool) {
 			if depth == 0 {
 				return i, true
 			}
-			i = skipSpace(s, i)
+			i = jsonscan.SkipSpace(s, i)
 			if i >= len(s) {
 				return 0, false
 			}
 			object := objects&1 == 1
 			if s[i] == ',' {
-				i = skipSpace(s, i+1)
+				i = jsonscan.SkipSpace(s, i+1)
 				if object {
 					if i, ok = keyEnd(s, i); !ok {
 						return 0, false
@@ -407,15 +272,15 @@ func nestedEnd(s string, i int) (end int, ok bool) {
 // keyEnd returns the index of the value after the object key at s[i] and
 // its ':'.
 func keyEnd(s string, i int) (int, bool) {
-	i, _, ok := stringEnd(s, i)
+	i, _, ok := jsonscan.StringEnd(s, i)
 	if !ok {
 		return 0, false
 	}
-	i = skipSpace(s, i)
+	i = jsonscan.SkipSpace(s, i)
 	if i >= len(s) || s[i] != ':' {
 		return 0, false
 	}
-	return skipSpace(s, i+1), true
+	return jsonscan.SkipSpace(s, i+1), true
 }
 
 // decodeObject reads a record with encoding/json's Decoder, as Parse did
