@@ -14,6 +14,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/sluice-data/sluice/internal/jsonscan"
+	"github.com/sluice-data/sluice/lake/schema"
 )
 
 // Event is one event as the steps see it: its top-level fields. Numbers are
@@ -534,21 +535,8 @@ func appendString(buf []byte, s string) []byte {
 }
 
 // asTime reads an event-time value: RFC 3339 text, a time, or epoch
-// milliseconds.
-func asTime(v any) (time.Time, bool) {
-	switch x := v.(type) {
-	case time.Time:
-		return x, true
-	case string:
-		t, err := time.Parse(time.RFC3339Nano, x)
-		return t, err == nil
-	case int64:
-		return time.UnixMilli(x).UTC(), true
-	case float64:
-		return time.UnixMicro(int64(x * 1000)).UTC(), true
-	}
-	return time.Time{}, false
-}
+// milliseconds (as the lake's schema reads its time columns).
+func asTime(v any) (time.Time, bool) { return schema.AsTime(v) }
 
 // asFloat reads a number.
 func asFloat(v any) (float64, bool) {
