@@ -27,7 +27,7 @@ type Job struct {
 	// just ended began (Airflow's and Luigi's convention): @daily at
 	// 00:00 on the 26th runs date 2026-11-25.
 	Schedule string            `yaml:"schedule" json:"schedule,omitempty" jsonschema:"description=When runs start: cron (5 fields\\, UTC) or @hourly\\, @daily\\, @weekly\\, @monthly; a run's date is the day of the interval that just ended. Empty: runs start by hand (sluice jobs run) or as another job's requirement"`
-	Params   map[string]string `yaml:"params" json:"params,omitempty" jsonschema:"description=Parameters and their types: date (YYYY-MM-DD)\\, int or string\\, e.g. {date: date}. They are templated into SQL\\, commands and paths as {{.date}}"`
+	Params   map[string]string `yaml:"params" json:"params,omitempty" jsonschema:"description=Parameters and their types: date (YYYY-MM-DD)\\, time (RFC 3339 in UTC\\, 2026-11-25T10:00:00Z)\\, int or string\\, e.g. {date: date}. They are templated into SQL\\, commands and paths as {{.date}}"`
 	Requires []Requirement     `yaml:"requires" json:"requires,omitempty" jsonschema:"description=What must exist before a run: {job: NAME\\, params: {date: '{{.date}}'}} (another job's output for those parameters\\, run first when missing) or an external target {table: …}\\, {lake: …}\\, {file: …}"`
 	Output   Target            `yaml:"output" json:"output,omitempty" jsonschema:"description=What a run makes; a run whose output exists is never repeated unless forced. {table: NAME\\, partition_by: dt} (a warehouse table partition\\, recorded in sluice_job_outputs with the data)\\, {file: PATH}\\, or {lake: TABLE} for extract and http jobs; a plain name is a table"`
 	SQL      string            `yaml:"sql" json:"sql,omitempty" jsonschema:"description=The body: SQL on the warehouse (DuckDB or PostgreSQL)\\, or the name of a .sql file next to the config. With a table output it is a SELECT whose rows replace the partition"`
@@ -303,7 +303,7 @@ func ParseSchedule(s string) (cron.Schedule, error) {
 	return cron.ParseStandard(s)
 }
 
-var paramTypes = []string{"date", "int", "string"}
+var paramTypes = []string{"date", "time", "int", "string"}
 
 // sqlFileRe is an sql value that names a file rather than holding SQL.
 var sqlFileRe = regexp.MustCompile(`^[^\n;]+\.sql$`)
@@ -325,12 +325,10 @@ func (l *loader) validateJobs(c *Config) {
 				l.addAtKey(path+".params."+p, fmt.Sprintf("%s.params: %q is not a parameter name", path, p), "use letters, digits and _")
 			}
 			if !slices.Contains(paramTypes, j.Params[p]) {
-				l.addAt(path+".params."+p, fmt.Sprintf("%s.params.%s has type %q", path, p, j.Params[p]), "date, int or string")
+				l.addAt(path+".params."+p, fmt.Sprintf("%s.params.%s has type %q", path, p, j.Params[p]), "date, time, int or string")
 			}
 		}
-		if j.Schedule != "" && len(j.Params) > 0 && (len(j.Params) != 1 || j.Params["date"] != "date") {
-			l.addAt(path+".schedule", fmt.Sprintf("%s: a scheduled job's only parameter is date (its interval's day)", path), "params: {date: date}, or drop the schedule")
-		}
+		l.checkSchedule(path, j)
 		bodies := 0
 		for _, on := range []bool{j.SQL != "", j.Shell != nil, j.Compact != nil, j.Extract != nil, j.HTTP != nil, j.Load != nil} {
 			if on {
@@ -673,6 +671,37 @@ func (l *loader) checkCycles(c *Config) {
 	for _, name := range sortedKeys(c.Jobs) {
 		if !visit(name, nil) {
 			return
+		}
+	}
+}
+
+// checkSchedule: a scheduled run gets its interval's start in its one
+// parameter, a date (the day) or a time (the instant). A date names one
+// interval only when intervals are a day or longer; without a parameter,
+// a job with an output would find it done after the first interval.
+func (l *loader) checkSchedule(path string, j Job) {
+	if j.Schedule == "" {
+		return
+	}
+	sched, err := ParseSchedule(j.Schedule)
+	if err != nil {
+		return // reported above
+	}
+	var typ string
+	for _, t := range j.Params {
+		typ = t
+	}
+	hasOutput := !j.Output.IsZero()
+	switch {
+	case len(j.Params) > 1 || (len(j.Params) == 1 && typ != "date" && typ != "time"):
+		l.addAt(path+".schedule", fmt.Sprintf("%s: a scheduled job has one parameter, a date or a time (its interval's start), or none", path), "params: {date: date} for @daily, {at: time} for @hourly")
+	case len(j.Params) == 0 && hasOutput:
+		l.addAt(path+".schedule", fmt.Sprintf("%s: a scheduled job with an output needs a date or time parameter: without one, every interval after the first finds its output done", path), "params: {date: date} for @daily, {at: time} for @hourly")
+	case typ == "date":
+		start := time.Date(2026, 1, 5, 0, 0, 0, 0, time.UTC)
+		first := sched.Next(start)
+		if sched.Next(first).Sub(first) < 24*time.Hour {
+			l.addAt(path+".schedule", fmt.Sprintf("%s: %q runs more than once a day, but a date parameter names a day: every run after the day's first would find its output done", path, j.Schedule), "use a time parameter: params: {at: time}, with {{.at}} in the SQL and the output's partition")
 		}
 	}
 }

@@ -1053,9 +1053,15 @@ func (s *Scheduler) clock(ctx context.Context) {
 				break // another process fired it
 			}
 			rev = nrev
+			// The interval's start: its day, or its instant.
 			t := Task{Job: name, Params: map[string]string{}}
-			if _, ok := j.Params["date"]; ok {
-				t.Params["date"] = last.Format(time.DateOnly)
+			for p, typ := range j.Params {
+				switch typ {
+				case "date":
+					t.Params[p] = last.Format(time.DateOnly)
+				case "time":
+					t.Params[p] = last.UTC().Format(time.RFC3339)
+				}
 			}
 			last = next
 			s.wg.Go(func() {

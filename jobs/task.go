@@ -83,6 +83,12 @@ func Normalize(jobs map[string]config.Job, t Task) (Task, error) {
 				return t, fmt.Errorf("job %s: parameter %s is %q, not a date (YYYY-MM-DD)", t.Job, k, v)
 			}
 			v = d.Format(time.DateOnly)
+		case "time":
+			at, err := time.Parse(time.RFC3339, v)
+			if err != nil {
+				return t, fmt.Errorf("job %s: parameter %s is %q, not a time (RFC 3339, e.g. 2026-11-25T10:00:00Z)", t.Job, k, v)
+			}
+			v = at.UTC().Format(time.RFC3339)
 		case "int":
 			n, err := strconv.ParseInt(v, 10, 64)
 			if err != nil {
