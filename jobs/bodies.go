@@ -83,7 +83,12 @@ func (s *Scheduler) shell(ctx context.Context, run *Run, j config.Job, out targe
 	}
 	env = append(env, "SLUICE_JOB="+t.Job, "SLUICE_RUN_ID="+run.ID)
 	var tmp string
-	if out.file != "" {
+	switch {
+	case strings.HasPrefix(out.file, "s3://"):
+		// An object appears whole when its upload ends: the command
+		// writes it itself (aws s3 cp …).
+		env = append(env, "SLUICE_OUTPUT="+objectName(out.file))
+	case out.file != "":
 		if err := os.MkdirAll(filepath.Dir(out.file), 0o755); err != nil {
 			return err
 		}

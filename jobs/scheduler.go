@@ -73,7 +73,9 @@ type Scheduler struct {
 	held   map[string]string                  // lease key -> run id, of the leases this process holds
 	wg     sync.WaitGroup
 	base   context.Context // the scheduler's lifetime (Run)
-	stop   context.CancelFunc
+	// buckets are the S3 buckets of object targets, by URL (under mu).
+	buckets map[string]*lake.S3
+	stop    context.CancelFunc
 }
 
 // call is one task being made complete; others that need it wait for it.

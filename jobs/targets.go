@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -79,6 +80,8 @@ func (s *Scheduler) state(ctx context.Context, t target) (time.Time, bool, error
 			return time.Time{}, false, errors.New("no warehouse to hold " + t.String())
 		}
 		return s.o.Warehouse.PartitionDone(ctx, t.Table, t.PartitionBy, t.partition)
+	case strings.HasPrefix(t.file, "s3://"):
+		return s.object(ctx, t.file)
 	case t.File != "":
 		st, err := os.Stat(t.file)
 		if errors.Is(err, os.ErrNotExist) {
@@ -122,4 +125,50 @@ func (s *Scheduler) lakeDone(ctx context.Context, t target) (bool, error) {
 		}
 	}
 	return false, nil
+}
+
+// object tells whether an S3 object exists (s3://bucket/key?endpoint=…,
+// with the lake's parameters), and when it was written. The buckets are
+// opened once.
+func (s *Scheduler) object(ctx context.Context, raw string) (time.Time, bool, error) {
+	bucketURL, key, err := splitObjectURL(raw)
+	if err != nil {
+		return time.Time{}, false, err
+	}
+	s.mu.Lock()
+	b, ok := s.buckets[bucketURL]
+	s.mu.Unlock()
+	if !ok {
+		if b, err = lake.OpenS3(ctx, bucketURL); err != nil {
+			return time.Time{}, false, err
+		}
+		s.mu.Lock()
+		if s.buckets == nil {
+			s.buckets = map[string]*lake.S3{}
+		}
+		s.buckets[bucketURL] = b
+		s.mu.Unlock()
+	}
+	return b.Stat(ctx, key)
+}
+
+// splitObjectURL splits s3://bucket/key?params into the bucket's URL (with
+// the parameters) and the key.
+func splitObjectURL(raw string) (string, string, error) {
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme != "s3" || u.Host == "" || strings.Trim(u.Path, "/") == "" {
+		return "", "", fmt.Errorf("%q is not an object URL: s3://bucket/key[?endpoint=…&region=…&use_path_style=true]", raw)
+	}
+	b := "s3://" + u.Host
+	if u.RawQuery != "" {
+		b += "?" + u.RawQuery
+	}
+	return b, strings.TrimPrefix(u.Path, "/"), nil
+}
+
+// objectName is an object URL without its parameters, as a command that
+// writes it (aws s3 cp) takes it.
+func objectName(raw string) string {
+	name, _, _ := strings.Cut(raw, "?")
+	return name
 }

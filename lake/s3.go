@@ -271,3 +271,15 @@ func (s *S3) explain(err error) error {
 	}
 	return err
 }
+
+// Stat tells whether an object exists, and when it was written.
+func (s *S3) Stat(ctx context.Context, key string) (time.Time, bool, error) {
+	a, err := s.bucket.Attributes(ctx, key)
+	if err != nil {
+		if gcerrors.Code(err) == gcerrors.NotFound {
+			return time.Time{}, false, nil
+		}
+		return time.Time{}, false, fmt.Errorf("stat %s%s: %w", s.where, key, s.explain(err))
+	}
+	return a.ModTime, true, nil
+}
