@@ -41,6 +41,10 @@ const maxDepth = 10000
 // Like encoding/json's Decoder, which read events before, decode reads the
 // first JSON value on the line and ignores what follows it:
 // `{"a":1} {"b":2}` is the event {"a":1}.
+// Decode reads one NDJSON line into an Event, as the pipelines do (the
+// rollups read their streams with it too).
+func Decode(line []byte) (Event, error) { return decode(line) }
+
 func decode(line []byte) (Event, error) {
 	// The event's strings are copied out of d.s, not sliced from it: windows
 	// keep group values for long, and must not keep whole lines with them.

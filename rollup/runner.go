@@ -18,6 +18,7 @@ import (
 
 	"github.com/sluice-data/sluice/bus"
 	"github.com/sluice-data/sluice/config"
+	"github.com/sluice-data/sluice/pipeline"
 )
 
 // Options configure a Runner.
@@ -162,7 +163,7 @@ func (r *Runner) count(t *Table, m bus.Msg, changed map[int64]bool, from, to tim
 		if len(bytes.TrimSpace(line)) == 0 {
 			continue
 		}
-		ev, err := decodeEvent(line)
+		ev, err := pipeline.Decode(line)
 		if err != nil {
 			r.skip("decode", err)
 			continue
@@ -240,28 +241,6 @@ func dimValue(v any) string {
 		return strconv.FormatFloat(x, 'f', -1, 64)
 	}
 	return fmt.Sprint(v)
-}
-
-func decodeEvent(line []byte) (map[string]any, error) {
-	d := json.NewDecoder(bytes.NewReader(line))
-	d.UseNumber()
-	var ev map[string]any
-	if err := d.Decode(&ev); err != nil {
-		return nil, err
-	}
-	if ev == nil {
-		return nil, fmt.Errorf("not a JSON object")
-	}
-	for k, v := range ev {
-		if n, ok := v.(json.Number); ok {
-			if i, err := n.Int64(); err == nil {
-				ev[k] = i
-			} else if f, err := n.Float64(); err == nil {
-				ev[k] = f
-			}
-		}
-	}
-	return ev, nil
 }
 
 func eventTime(v any) (time.Time, bool) {
