@@ -61,8 +61,8 @@ func (l *loader) validateRollups(c *Config) {
 		l.checkExpr(path+".filter", r.Filter, true)
 		seen := map[string]bool{}
 		for i, d := range r.DimensionNames() {
-			if !identRe.MatchString(d) || seen[d] {
-				l.addAt(fmt.Sprintf("%s.dimensions[%d]", path, i), fmt.Sprintf("%s: dimension %q is not a name of its own", path, d), "use letters, digits and _, once each")
+			if !identRe.MatchString(d) || seen[d] || strings.HasSuffix(d, "_sketch") {
+				l.addAt(fmt.Sprintf("%s.dimensions[%d]", path, i), fmt.Sprintf("%s: dimension %q is not a name of its own", path, d), "use letters, digits and _, once each, not ending in _sketch")
 			}
 			seen[d] = true
 		}
@@ -75,6 +75,9 @@ func (l *loader) validateRollups(c *Config) {
 		for _, k := range sortedKeys(r.Metrics) {
 			if !identRe.MatchString(k) || seen[k] || k == "time" {
 				l.addAtKey(path+".metrics."+k, fmt.Sprintf("%s.metrics: %q cannot be a column name here", path, k), "use letters, digits and _, not time or a dimension")
+			}
+			if strings.HasSuffix(k, "_sketch") {
+				l.addAtKey(path+".metrics."+k, fmt.Sprintf("%s.metrics: %q ends in _sketch, which names the sketch columns", path, k), "pick another name")
 			}
 			if _, err := ParseAggregate(r.Metrics[k]); err != nil {
 				l.addAt(path+".metrics."+k, fmt.Sprintf("%s.metrics.%s: %v", path, k, err), "count(), sum(f), min(f), max(f), avg(f), distinct(f), quantile(f, 0.95)")

@@ -27,6 +27,8 @@ func TestRollupConfig(t *testing.T) {
 			wantErr{2, 37, "rollups.r.metrics.n", "unknown aggregate cnt", ""}},
 		{"metric named like a dimension", "rollups:\n  r: {granularity: 1m, dimensions: [country], metrics: {country: count()}}\n",
 			wantErr{2, 57, "rollups.r.metrics.country", `rollups.r.metrics: "country" cannot be a column name here`, ""}},
+		{"metric named like a sketch", "rollups:\n  r: {granularity: 1m, metrics: {n_sketch: count()}}\n",
+			wantErr{2, 34, "rollups.r.metrics.n_sketch", `rollups.r.metrics: "n_sketch" ends in _sketch`, ""}},
 		{"unknown stream", "rollups:\n  r: {from: evnts, granularity: 1m, metrics: {n: count()}}\n",
 			wantErr{2, 13, "rollups.r.from", `rollup r reads "evnts", which is no stream of events`, ""}},
 		{"bad filter", "rollups:\n  r: {filter: 'event ==', granularity: 1m, metrics: {n: count()}}\n",

@@ -35,6 +35,10 @@ type Metric struct {
 	config.Aggregate
 }
 
+// Sketch says whether the metric is a sketch (distinct, quantile), whose
+// values do not add up across rows; the SQL table carries the sketch too.
+func (m Metric) Sketch() bool { return m.Func == "distinct" || m.Func == "quantile" }
+
 // ParseMetrics reads a rollup's metrics (name → aggregate), in name order.
 func ParseMetrics(names []string, specs map[string]string) ([]Metric, error) {
 	var out []Metric

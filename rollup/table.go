@@ -143,6 +143,13 @@ func (t *Table) Columns() []Column {
 		}
 		cols = append(cols, Column{m.Name, typ})
 	}
+	// The sketches, for SQL that groups coarser than the stored grain:
+	// sluice_distinct(list(visitors_sketch)), sluice_quantile(list(…), q).
+	for _, m := range t.Metrics {
+		if m.Sketch() {
+			cols = append(cols, Column{m.Name + "_sketch", "BLOB"})
+		}
+	}
 	return cols
 }
 
@@ -155,7 +162,13 @@ func (t *Table) BucketRows(buckets []time.Time) [][]any {
 			for _, d := range r.Dims {
 				row = append(row, d)
 			}
-			out = append(out, append(row, t.Values(r)...))
+			row = append(row, t.Values(r)...)
+			for i, m := range t.Metrics {
+				if m.Sketch() {
+					row = append(row, r.states[i].(codec).encode())
+				}
+			}
+			out = append(out, row)
 		}
 	}
 	return out
