@@ -22,6 +22,15 @@ type Rollup struct {
 	Expressions map[string]string `yaml:"expressions" json:"expressions,omitempty" jsonschema:"description=Computed dimensions: name -> expression over the event\\, e.g. {device: 'lower(device_class)'}"`
 	Metrics     map[string]string `yaml:"metrics" json:"metrics" jsonschema:"description=name -> count()\\, sum(f)\\, min(f)\\, max(f)\\, avg(f)\\, distinct(f) (HyperLogLog) or quantile(f\\, 0.95) (DDSketch)"`
 	Retention   Duration          `yaml:"retention" json:"retention,omitempty" jsonschema:"description=How long buckets are kept. Default 7d"`
+	// Coarsen re-rolls older history to coarser buckets.
+	Coarsen []RollupCoarsen `yaml:"coarsen" json:"coarsen,omitempty" jsonschema:"description=Re-roll older intervals to coarser buckets and drop the fine ones\\, e.g. [{after: 2d\\, granularity: 1h}]"`
+}
+
+// RollupCoarsen is one step of a rollup's history: intervals older than
+// After are re-rolled to buckets of Granularity.
+type RollupCoarsen struct {
+	After       Duration `yaml:"after" json:"after" jsonschema:"description=Age (from the end of an interval) after which it is re-rolled\\, e.g. 2d"`
+	Granularity Duration `yaml:"granularity" json:"granularity" jsonschema:"description=The coarser bucket\\, a multiple of the rollup's that divides a day\\, e.g. 1h"`
 }
 
 // DimensionNames are a rollup's dimensions: its fields, then its computed
@@ -87,6 +96,21 @@ func (l *loader) validateRollups(c *Config) {
 			r.Retention = Duration(7 * 24 * time.Hour)
 		} else if r.Retention.D() < r.Granularity.D() {
 			l.addAt(path+".retention", fmt.Sprintf("%s.retention %s is shorter than a bucket", path, r.Retention), "e.g. retention: 7d")
+		}
+		prev := r.Granularity.D()
+		var after time.Duration
+		for i, step := range r.Coarsen {
+			p := fmt.Sprintf("%s.coarsen[%d]", path, i)
+			g := step.Granularity.D()
+			switch {
+			case g <= prev || prev == 0 || g%prev != 0 || g > 24*time.Hour || (24*time.Hour)%g != 0:
+				l.addAt(p+".granularity", fmt.Sprintf("%s.granularity is %s; it must be a multiple of %s (the bucket before it) that divides a day", p, step.Granularity, Duration(prev)), "e.g. granularity: 1h")
+			case step.After.D() <= after:
+				l.addAt(p+".after", fmt.Sprintf("%s.after is %s; each step must come after the one before it", p, step.After), "e.g. after: 2d")
+			case step.After.D() >= r.Retention.D():
+				l.addAt(p+".after", fmt.Sprintf("%s.after %s is not within the retention (%s): nothing would be re-rolled", p, step.After, r.Retention), "make it shorter than retention")
+			}
+			prev, after = g, step.After.D()
 		}
 		c.Rollups[name] = r
 	}

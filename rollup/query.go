@@ -121,37 +121,45 @@ func (t *Table) compile(f *Filter) (func(dims []string) bool, error) {
 	return nil, fmt.Errorf("filter type %q: use selector, in, and, or or not", f.Type)
 }
 
-// bucketOf is the query's bucket of a row's time.
-func (t *Table) bucketer(granularity string) (func(time.Time) time.Time, error) {
+// bucketer is the query's bucket of a row's time, and whether buckets of
+// the query hold whole intervals of a length (so that an interval's rows
+// can be merged over it first).
+func (t *Table) bucketer(granularity string) (func(time.Time) time.Time, func(time.Duration) bool, error) {
 	switch granularity {
 	case "", "all":
-		return func(time.Time) time.Time { return time.Time{} }, nil
+		return func(time.Time) time.Time { return time.Time{} }, func(time.Duration) bool { return true }, nil
 	case "none":
-		return func(x time.Time) time.Time { return x }, nil
+		return func(x time.Time) time.Time { return x }, nil, nil
 	}
 	d, err := time.ParseDuration(granularity)
 	if err != nil {
 		named := map[string]time.Duration{"second": time.Second, "minute": time.Minute, "hour": time.Hour, "day": 24 * time.Hour}
 		var ok bool
 		if d, ok = named[granularity]; !ok {
-			return nil, fmt.Errorf("granularity %q: use all, none, second, minute, hour, day or a duration such as 5m", granularity)
+			return nil, nil, fmt.Errorf("granularity %q: use all, none, second, minute, hour, day or a duration such as 5m", granularity)
 		}
 	}
 	if d < t.Granularity || d%t.Granularity != 0 {
-		return nil, fmt.Errorf("granularity %s is not a multiple of the rollup's %s", d, t.Granularity)
+		return nil, nil, fmt.Errorf("granularity %s is not a multiple of the rollup's %s", d, t.Granularity)
 	}
-	return func(x time.Time) time.Time { return x.Truncate(d) }, nil
+	return func(x time.Time) time.Time { return x.Truncate(d) }, func(length time.Duration) bool { return d%length == 0 }, nil
 }
 
-// Run answers a query from rows (a table's, or several versions merged).
-func (t *Table) Run(q Query) ([]Result, error) {
+// Run answers a query.
+func (t *Table) Run(q Query) ([]Result, error) { return t.run(q, true) }
+
+// run answers a query; merged lets it use intervals' merged rows.
+func (t *Table) run(q Query, merged bool) ([]Result, error) {
 	keep, err := t.compile(q.Filter)
 	if err != nil {
 		return nil, err
 	}
-	bucket, err := t.bucketer(q.Granularity)
+	bucket, whole, err := t.bucketer(q.Granularity)
 	if err != nil {
 		return nil, err
+	}
+	if !merged {
+		whole = nil
 	}
 	metrics := q.Metrics
 	if len(metrics) == 0 {
@@ -209,7 +217,11 @@ func (t *Table) Run(q Query) ([]Result, error) {
 	// each of the query's buckets and groups is copied, the others merged
 	// into it.
 	var mergeErr error
-	t.each(q.From, to, func(r *Row) bool {
+	first := time.Time{}
+	err = t.each(q.From, to, whole, func(r *Row) bool {
+		if first.IsZero() || r.Time.Before(first) {
+			first = r.Time
+		}
 		if !keep(r.Dims) {
 			return true
 		}
@@ -228,8 +240,21 @@ func (t *Table) Run(q Query) ([]Result, error) {
 		mergeErr = a.row.merge(r)
 		return mergeErr == nil
 	})
-	if mergeErr != nil {
-		return nil, mergeErr
+	if err == nil {
+		err = mergeErr
+	}
+	if err != nil {
+		return nil, err
+	}
+	if q.Granularity == "" || q.Granularity == "all" {
+		// One bucket: it starts where the query does, or at the first row.
+		at := q.From.UTC()
+		if at.IsZero() {
+			at = first
+		}
+		for _, a := range aggs {
+			a.time = at
+		}
 	}
 	event := func(a *agg) map[string]any {
 		e := map[string]any{}

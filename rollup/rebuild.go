@@ -37,10 +37,11 @@ type RebuildReport struct {
 func (r *Runner) Rebuild(ctx context.Context, from, to time.Time, lake LakeSource) (RebuildReport, error) {
 	start := time.Now()
 	g := r.Table.Granularity
-	from, to = from.UTC().Truncate(g), to.UTC().Truncate(g)
 	if !to.After(from) {
-		return RebuildReport{}, fmt.Errorf("rebuild: to %s is not after from %s (buckets of %s)", to.Format(time.RFC3339), from.Format(time.RFC3339), g)
+		return RebuildReport{}, fmt.Errorf("rebuild: to %s is not after from %s", to.Format(time.RFC3339), from.Format(time.RFC3339))
 	}
+	// Whole intervals: each is swapped for its next version whole.
+	from, to = r.Table.span(from.UTC(), to.UTC())
 	rep := RebuildReport{From: from, To: to}
 	fresh := NewTable(g, r.Table.Dimensions, r.Table.Metrics)
 	changed := map[int64]bool{}
@@ -67,13 +68,14 @@ func (r *Runner) Rebuild(ctx context.Context, from, to time.Time, lake LakeSourc
 	if _, err := r.replay(ctx, fresh, done, r.next, from, to, &rep); err != nil {
 		return rep, err
 	}
-	rep.Buckets, rep.Version = r.Table.replaceRange(from, to, fresh)
+	var bs []time.Time
+	bs, rep.Buckets, rep.Version = r.Table.replaceRange(from, to, fresh)
+	// The new versions are durable before the rebuild reports.
+	if err := r.Table.save(r.dir(), r.next); err != nil {
+		return rep, fmt.Errorf("rebuild of rollup %s: the new version is in use but not saved yet: %w", r.o.Name, err)
+	}
 	rep.Took = time.Since(start).Round(time.Millisecond).String()
 	if r.o.OnChange != nil {
-		var bs []time.Time
-		for b := from; b.Before(to); b = b.Add(g) {
-			bs = append(bs, b)
-		}
 		r.o.OnChange(bs)
 	}
 	r.log.Info("rollup interval rebuilt", "from", from, "to", to, "lake_rows", rep.LakeRows, "lake_seq", seq,

@@ -84,6 +84,21 @@ func TestRebuildLakeAndStream(t *testing.T) {
 	if err != nil || rep.Version != 2 {
 		t.Fatalf("second rebuild: %+v %v", rep, err)
 	}
+	// The new version is on disk before the rebuild reports: its segment
+	// is the one the manifest names, the one before it gone.
+	back := NewTable(r.Table.Granularity, r.Table.Dimensions, r.Table.Metrics)
+	if _, err := back.load(r.dir(), ""); err != nil {
+		t.Fatal(err)
+	}
+	if ivs := back.Intervals(); len(ivs) != 1 || ivs[0].Version != 2 || !ivs[0].Start.Equal(base) {
+		t.Fatalf("saved intervals: %+v", ivs)
+	}
+	if files := segFiles(t, r.dir()); len(files) != 1 || !strings.Contains(files[0], "-v2-") {
+		t.Fatalf("segment files: %v", files)
+	}
+	if res, _ := back.Run(Query{QueryType: "timeseries"}); len(res) != 1 || res[0].Event["n"] != int64(20) {
+		t.Fatalf("saved: %+v", res)
+	}
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)

@@ -57,7 +57,7 @@ func TestAccuracy(t *testing.T) {
 		price := float64(rng.IntN(10000)) / 100
 		lat := math.Exp(rng.NormFloat64()) * 100
 		ev := map[string]any{"user_id": user, "price": price, "latency": lat}
-		if err := tb.Add(at, []string{country, fmt.Sprintf("/p%d", i%20)}, values(tb, ev)); err != nil {
+		if _, err := tb.Add(at, []string{country, fmt.Sprintf("/p%d", i%20)}, values(tb, ev)); err != nil {
 			t.Fatal(err)
 		}
 		k := key{at.Truncate(time.Minute), country}
@@ -114,7 +114,7 @@ func TestTopNAndFilters(t *testing.T) {
 	at := time.Date(2026, 11, 25, 10, 0, 30, 0, time.UTC)
 	add := func(country, page string, n int, price float64) {
 		for range n {
-			if err := tb.Add(at, []string{country, page}, values(tb, map[string]any{"price": price, "user_id": "u"})); err != nil {
+			if _, err := tb.Add(at, []string{country, page}, values(tb, map[string]any{"price": price, "user_id": "u"})); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -160,7 +160,7 @@ func TestTopNAndFilters(t *testing.T) {
 	}
 	// A value a metric cannot take adds nothing to any metric.
 	before, _ := tb.Run(Query{QueryType: "timeseries"})
-	if err := tb.Add(at, []string{"DE", "/a"}, values(tb, map[string]any{"price": "cheap", "user_id": "v"})); err == nil || !strings.Contains(err.Error(), `"cheap" is not a number`) {
+	if _, err := tb.Add(at, []string{"DE", "/a"}, values(tb, map[string]any{"price": "cheap", "user_id": "v"})); err == nil || !strings.Contains(err.Error(), `"cheap" is not a number`) {
 		t.Fatalf("text price: %v", err)
 	}
 	after, _ := tb.Run(Query{QueryType: "timeseries"})

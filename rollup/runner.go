@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -26,14 +27,17 @@ type Options struct {
 	Name   string
 	Config config.Rollup
 	Bus    *bus.Bus
-	// Dir holds the snapshot (<Dir>/<name>.snapshot).
+	// Dir holds the rollups' segments (<Dir>/<name>/).
 	Dir    string
 	Logger *slog.Logger
 	// OnChange is told, after each batch, the buckets that changed (the
 	// node refreshes the rollup's SQL view from them).
 	OnChange func(buckets []time.Time)
-	// SnapshotEvery is how often the table is saved (default 5s).
+	// SnapshotEvery is how often the changed intervals are saved, old ones
+	// re-rolled coarser and expired ones dropped (default 5s).
 	SnapshotEvery time.Duration
+	// Now is the clock of expiry and re-rolls (default time.Now).
+	Now func() time.Time
 }
 
 // Runner counts a stream's events into a rollup's table as they arrive.
@@ -59,6 +63,9 @@ func New(o Options) (*Runner, error) {
 	if o.SnapshotEvery <= 0 {
 		o.SnapshotEvery = 5 * time.Second
 	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
 	c := o.Config
 	metrics, err := ParseMetrics(slices.Sorted(maps.Keys(c.Metrics)), c.Metrics)
 	if err != nil {
@@ -80,40 +87,40 @@ func New(o Options) (*Runner, error) {
 	return r, nil
 }
 
-func (r *Runner) snapshotPath() string { return filepath.Join(r.o.Dir, r.o.Name+".snapshot") }
+// dir holds the rollup's manifest and segments.
+func (r *Runner) dir() string { return filepath.Join(r.o.Dir, r.o.Name) }
+
+// legacyPath is where the first format kept the whole table.
+func (r *Runner) legacyPath() string { return filepath.Join(r.o.Dir, r.o.Name+".snapshot") }
 
 // Run counts events until ctx ends; then it saves the table.
 func (r *Runner) Run(ctx context.Context) error {
-	next, err := r.Table.load(r.snapshotPath())
+	next, err := r.Table.load(r.dir(), r.legacyPath())
 	if err != nil {
-		// A snapshot of another definition: count again from the start.
-		r.log.Warn("rollup snapshot not usable; counting the stream again from its start", "err", err)
+		// Segments of another definition: count again from the start.
+		r.log.Warn("rollup segments not usable; counting the stream again from its start", "err", err)
 		r.Table.reset()
 		next = 1
 	}
 	if r.o.OnChange != nil {
-		// What the snapshot brought back.
+		// What the segments brought back.
 		r.o.OnChange(r.Table.bucketTimes())
 	}
 	r.ingest.Lock()
 	r.next = next
 	r.ingest.Unlock()
-	r.log.Info("rollup starting", "from_seq", next, "buckets", len(r.Table.buckets))
+	r.log.Info("rollup starting", "from_seq", next, "intervals", len(r.Table.Intervals()))
 	rd, err := r.o.Bus.ReadFromBounded(ctx, r.o.Config.From, next, 64<<20)
 	if err != nil {
 		return fmt.Errorf("rollup %s: %w", r.o.Name, err)
 	}
 	defer rd.Close()
 	saved := time.Now()
-	save := func() {
-		r.Table.expire(time.Now().Add(-r.o.Config.Retention.D()))
-		if err := r.Table.save(r.snapshotPath(), next); err != nil {
-			r.log.Error("rollup snapshot not saved", "err", err)
-			return
-		}
-		saved = time.Now()
-	}
-	defer func() { save() }()
+	defer func() {
+		r.ingest.Lock()
+		defer r.ingest.Unlock()
+		r.maintain()
+	}()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
@@ -138,22 +145,38 @@ func (r *Runner) Run(ctx context.Context) error {
 		r.ingest.Lock()
 		for _, m := range batch {
 			r.count(r.Table, m, changed, time.Time{}, time.Time{})
-			next = m.Seq + 1
+			r.next = m.Seq + 1
 			rd.Release(m)
 		}
-		r.next = next
+		if time.Since(saved) >= r.o.SnapshotEvery {
+			r.maintain()
+			saved = time.Now()
+		}
 		r.ingest.Unlock()
 		if len(changed) > 0 && r.o.OnChange != nil {
-			var bs []time.Time
-			for _, b := range slices.Sorted(maps.Keys(changed)) {
-				bs = append(bs, time.Unix(0, b).UTC())
-			}
-			r.o.OnChange(bs)
-		}
-		if time.Since(saved) >= r.o.SnapshotEvery {
-			save()
+			r.o.OnChange(sortedTimes(changed))
 		}
 	}
+}
+
+// maintain re-rolls old intervals coarser, drops expired ones and saves
+// what changed; the caller holds the ingest lock.
+func (r *Runner) maintain() {
+	now := r.o.Now()
+	var changed []time.Time
+	for _, step := range r.o.Config.Coarsen {
+		changed = append(changed, r.Table.coarsen(now.Add(-step.After.D()), step.Granularity.D())...)
+	}
+	changed = append(changed, r.Table.expire(now.Add(-r.o.Config.Retention.D()))...)
+	if len(changed) > 0 && r.o.OnChange != nil {
+		r.o.OnChange(changed)
+	}
+	if err := r.Table.save(r.dir(), r.next); err != nil {
+		r.log.Error("rollup segments not saved", "err", err)
+		return
+	}
+	// The first format's file, now carried by the segments.
+	os.Remove(r.legacyPath())
 }
 
 // count adds the events of one message to t (only those of [from, to)
@@ -213,11 +236,13 @@ func (r *Runner) countEvent(t *Table, ev map[string]any, changed map[int64]bool,
 			vals[i] = ev[mt.Field]
 		}
 	}
-	if err := t.Add(at, dims, vals); err != nil {
-		r.skip("metric", err)
-		return
+	b, err := t.Add(at, dims, vals)
+	if !b.IsZero() {
+		changed[b.UnixNano()] = true
 	}
-	changed[t.Bucket(at).UnixNano()] = true
+	if err != nil {
+		r.skip("metric", err)
+	}
 }
 
 // skip notes an event the rollup cannot count (logged now and then).
