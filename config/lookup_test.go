@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -53,5 +54,28 @@ func TestLookupErrors(t *testing.T) {
 	lk := c.Pipelines["p"].Steps[0].Lookup
 	if lk.Table != "customers" || lk.Column != "id" || len(lk.Fields) != 2 || lk.Reload != Duration(time.Minute) {
 		t.Errorf("decoded %+v", lk)
+	}
+}
+
+func TestExprFields(t *testing.T) {
+	for _, tc := range []struct {
+		src  string
+		want string
+		all  bool
+	}{
+		{`event == "page_view" && country in ["DE", "FR"]`, "[event country]", false},
+		{`lower(device.class) + string(len(items))`, "[device items]", false},
+		{`all(items, {.price > min_price})`, "[items min_price]", false},
+		{`let x = a; x + b`, "[a x b]", false},
+		{`$env["weird name"] != nil`, "[$env]", true},
+	} {
+		p, err := CompileExpr(tc.src, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, all := ExprFields(p)
+		if fmt.Sprint(got) != tc.want || all != tc.all {
+			t.Errorf("%s: %v %v, want %s %v", tc.src, got, all, tc.want, tc.all)
+		}
 	}
 }

@@ -283,6 +283,25 @@ func CompileExpr(src string, asBool bool) (*vm.Program, error) {
 	return prog, nil
 }
 
+// ExprFields are the event fields an expression reads (its free names);
+// all is true when it reads the whole event ($env).
+func ExprFields(p *vm.Program) (fields []string, all bool) {
+	root := p.Node()
+	seen := map[string]bool{}
+	ast.Walk(&root, visitor(func(n *ast.Node) {
+		if id, ok := (*n).(*ast.IdentifierNode); ok {
+			if id.Value == "$env" {
+				all = true
+			}
+			if !seen[id.Value] {
+				seen[id.Value] = true
+				fields = append(fields, id.Value)
+			}
+		}
+	}))
+	return fields, all
+}
+
 type visitor func(*ast.Node)
 
 func (v visitor) Visit(n *ast.Node) { v(n) }

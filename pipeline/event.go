@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/sluice-data/sluice/internal/jsonscan"
 	"github.com/sluice-data/sluice/lake/schema"
@@ -70,6 +71,7 @@ func decode(line []byte) (Event, error) {
 // once, at its final size.
 type decoder struct {
 	s         string
+	borrow    bool // strings are views of s, not copies (DecodeFields)
 	members   []member
 	elems     []any
 	memberBuf [32]member
@@ -204,6 +206,8 @@ func (d *decoder) str(i int) (string, int, error) {
 		return "", i, fmt.Errorf("invalid JSON string at byte %d: a control character, a bad escape or no closing quote", i)
 	case escaped:
 		return jsonscan.Unquote(d.s[i+1 : end-1]), end, nil
+	case d.borrow:
+		return d.s[i+1 : end-1], end, nil
 	}
 	return strings.Clone(d.s[i+1 : end-1]), end, nil
 }
@@ -557,4 +561,144 @@ func asFloat(v any) (float64, bool) {
 		return float64(x), true
 	}
 	return 0, false
+}
+
+// DecodeFields reads one NDJSON line as Decode does, but only the
+// top-level members that index names, each into out at its index (nil for
+// one the line lacks): the others are checked and stepped over, not built,
+// and no map is made (a rollup needs a few fields of each event). A line
+// Decode refuses, DecodeFields refuses too.
+//
+// The strings in out are views of line, not copies: they are valid only
+// while line is, and a caller that keeps one must copy it.
+func DecodeFields(line []byte, index map[string]int, out []any) error {
+	clear(out)
+	if len(line) == 0 {
+		return errors.New("no JSON value on the line")
+	}
+	d := decoder{s: unsafe.String(unsafe.SliceData(line), len(line)), borrow: true}
+	d.members = d.memberBuf[:0]
+	d.elems = d.elemBuf[:0]
+	s := d.s
+	i := jsonscan.SkipSpace(s, 0)
+	if i >= len(s) {
+		return errors.New("no JSON value on the line")
+	}
+	if s[i] != '{' {
+		return fmt.Errorf("not a JSON object: starts with %s at byte %d", describeByte(s[i]), i)
+	}
+	i = jsonscan.SkipSpace(s, i+1)
+	if i < len(s) && s[i] == '}' {
+		return nil
+	}
+	for {
+		if i >= len(s) || s[i] != '"' {
+			return d.syntaxError(i, "looking for a member name")
+		}
+		end, escaped, ok := jsonscan.StringEnd(s, i)
+		if !ok {
+			return fmt.Errorf("invalid JSON string at byte %d: a control character, a bad escape or no closing quote", i)
+		}
+		name := s[i+1 : end-1]
+		if escaped {
+			name = jsonscan.Unquote(name)
+		}
+		slot, wanted := index[name]
+		i = jsonscan.SkipSpace(s, end)
+		if i >= len(s) || s[i] != ':' {
+			return d.syntaxError(i, "after a member name")
+		}
+		i = jsonscan.SkipSpace(s, i+1)
+		var err error
+		if wanted {
+			var v any
+			if v, end, err = d.value(i, 1); err == nil {
+				out[slot] = v
+			}
+		} else {
+			end, err = d.skip(i, 1)
+		}
+		if err != nil {
+			return err
+		}
+		i = jsonscan.SkipSpace(s, end)
+		if i < len(s) && s[i] == ',' {
+			i = jsonscan.SkipSpace(s, i+1)
+			continue
+		}
+		if i < len(s) && s[i] == '}' {
+			return nil
+		}
+		return d.syntaxError(i, "after an object member")
+	}
+}
+
+// skip checks the JSON value at s[i], inside depth arrays and objects, as
+// value reads it, and returns the index just past it.
+func (d *decoder) skip(i, depth int) (int, error) {
+	s := d.s
+	if i >= len(s) {
+		return i, d.syntaxError(i, "looking for a value")
+	}
+	switch c := s[i]; c {
+	case '"':
+		end, _, ok := jsonscan.StringEnd(s, i)
+		if !ok {
+			return i, fmt.Errorf("invalid JSON string at byte %d: a control character, a bad escape or no closing quote", i)
+		}
+		return end, nil
+	case '{', '[':
+		if depth+1 > maxDepth {
+			return i, fmt.Errorf("JSON nested deeper than %d at byte %d", maxDepth, i)
+		}
+		closing, what := byte('}'), "after an object member"
+		if c == '[' {
+			closing, what = ']', "after an array element"
+		}
+		i = jsonscan.SkipSpace(s, i+1)
+		if i < len(s) && s[i] == closing {
+			return i + 1, nil
+		}
+		for {
+			if c == '{' {
+				if i >= len(s) || s[i] != '"' {
+					return i, d.syntaxError(i, "looking for a member name")
+				}
+				end, _, ok := jsonscan.StringEnd(s, i)
+				if !ok {
+					return i, fmt.Errorf("invalid JSON string at byte %d: a control character, a bad escape or no closing quote", i)
+				}
+				i = jsonscan.SkipSpace(s, end)
+				if i >= len(s) || s[i] != ':' {
+					return i, d.syntaxError(i, "after a member name")
+				}
+				i = jsonscan.SkipSpace(s, i+1)
+			}
+			end, err := d.skip(i, depth+1)
+			if err != nil {
+				return i, err
+			}
+			i = jsonscan.SkipSpace(s, end)
+			if i < len(s) && s[i] == ',' {
+				i = jsonscan.SkipSpace(s, i+1)
+				continue
+			}
+			if i < len(s) && s[i] == closing {
+				return i + 1, nil
+			}
+			return i, d.syntaxError(i, what)
+		}
+	case 't', 'f', 'n':
+		lit := map[byte]string{'t': "true", 'f': "false", 'n': "null"}[c]
+		if strings.HasPrefix(s[i:], lit) {
+			return i + len(lit), nil
+		}
+		return i, d.literalError(i, lit)
+	default:
+		if c == '-' || isDigit(c) {
+			_, end, err := d.number(i)
+			return end, err
+		}
+		return i, d.syntaxError(i, "looking for a value")
+	}
 }

@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -176,6 +178,58 @@ func checkDecode(t *testing.T, line []byte) {
 		t.Fatalf("decode(%s): %v, want %s", short(line), err, short(want))
 	case err == nil && (got == nil || !sameValue(got, want)):
 		t.Fatalf("decode(%s):\n got %s\nwant %s", short(line), short(got), short(want))
+	}
+	checkDecodeOnly(t, line, got, err)
+}
+
+// checkDecodeOnly compares DecodeFields with decode's event (full, err): the
+// same error or none, and the kept members only, for a few sets of names.
+func checkDecodeOnly(t *testing.T, line []byte, full Event, fullErr error) {
+	t.Helper()
+	names := slices.Sorted(maps.Keys(full))
+	for k, keep := range []map[string]bool{
+		{},
+		{"a": true, "missing": true},
+		func() map[string]bool {
+			m := map[string]bool{}
+			for i, n := range names {
+				if i%2 == 0 {
+					m[n] = true
+				}
+			}
+			return m
+		}(),
+	} {
+		index := map[string]int{}
+		for _, n := range slices.Sorted(maps.Keys(keep)) {
+			index[n] = len(index)
+		}
+		out := make([]any, len(index))
+		for i := range out {
+			out[i] = "stale" // DecodeFields clears what it is given
+		}
+		err := DecodeFields(line, index, out)
+		if (err == nil) != (fullErr == nil) {
+			t.Fatalf("DecodeFields(%s, set %d): error %v, decode's %v", short(line), k, err, fullErr)
+		}
+		if err != nil {
+			continue
+		}
+		got := Event{}
+		for n, i := range index {
+			if _, ok := full[n]; ok || out[i] != nil {
+				got[n] = out[i]
+			}
+		}
+		want := Event{}
+		for n, v := range full {
+			if keep[n] {
+				want[n] = v
+			}
+		}
+		if !sameValue(got, want) {
+			t.Fatalf("DecodeFields(%s, set %d):\n got %s\nwant %s", short(line), k, short(got), short(want))
+		}
 	}
 }
 

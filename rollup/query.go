@@ -237,7 +237,7 @@ func (t *Table) run(q Query, merged bool) ([]Result, error) {
 			order = append(order, key)
 			return true
 		}
-		mergeErr = a.row.merge(r)
+		mergeErr = a.row.accumulate(r)
 		return mergeErr == nil
 	})
 	if err == nil {

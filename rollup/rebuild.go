@@ -45,9 +45,10 @@ func (r *Runner) Rebuild(ctx context.Context, from, to time.Time, lake LakeSourc
 	rep := RebuildReport{From: from, To: to}
 	fresh := NewTable(g, r.Table.Dimensions, r.Table.Metrics)
 	changed := map[int64]bool{}
+	sc := r.newScratch()
 	seq, err := lake(ctx, from, to, func(ev map[string]any) error {
 		rep.LakeRows++
-		r.countEvent(fresh, ev, changed, from, to)
+		r.countEvent(fresh, ev, changed, from, to, sc)
 		return ctx.Err()
 	})
 	if err != nil {

@@ -46,6 +46,15 @@ type Runner struct {
 	Table  *Table
 	filter *vm.Program
 	exprs  []*vm.Program
+	// The event fields the rollup reads, each in a slot of an event's
+	// values: only these are decoded (all when the filter or an
+	// expression reads the whole event: wholeEvent).
+	index      map[string]int
+	wholeEvent bool
+	timeSlot   int
+	dimSlots   []int
+	valueSlots []int // by Table.Metrics; -1 for count()
+	envNames   []string // what the filter and expressions read
 	log    *slog.Logger
 	errors int64
 
@@ -83,6 +92,39 @@ func New(o Options) (*Runner, error) {
 			return nil, fmt.Errorf("rollup %s: expressions.%s: %w", o.Name, k, err)
 		}
 		r.exprs = append(r.exprs, p)
+	}
+	r.index = map[string]int{}
+	slot := func(name string) int {
+		i, ok := r.index[name]
+		if !ok {
+			i = len(r.index)
+			r.index[name] = i
+		}
+		return i
+	}
+	r.timeSlot = slot(c.Time)
+	for _, d := range c.Dimensions {
+		r.dimSlots = append(r.dimSlots, slot(d))
+	}
+	for _, m := range metrics {
+		i := -1
+		if m.Field != "" {
+			i = slot(m.Field)
+		}
+		r.valueSlots = append(r.valueSlots, i)
+	}
+	for _, p := range append([]*vm.Program{r.filter}, r.exprs...) {
+		if p == nil {
+			continue
+		}
+		names, all := config.ExprFields(p)
+		r.wholeEvent = r.wholeEvent || all
+		for _, n := range names {
+			if !slices.Contains(r.envNames, n) {
+				slot(n)
+				r.envNames = append(r.envNames, n)
+			}
+		}
 	}
 	return r, nil
 }
@@ -179,33 +221,69 @@ func (r *Runner) maintain() {
 	os.Remove(r.legacyPath())
 }
 
+// scratch is what counting one event reuses from the one before.
+type scratch struct {
+	slots []any          // the event's fields, by Runner.index
+	env   map[string]any // what the filter and expressions read
+	dims  []string
+	vals  []any
+}
+
+func (r *Runner) newScratch() *scratch {
+	return &scratch{slots: make([]any, len(r.index)), env: map[string]any{}, dims: make([]string, len(r.Table.Dimensions)), vals: make([]any, len(r.Table.Metrics))}
+}
+
 // count adds the events of one message to t (only those of [from, to)
 // when to is set).
 func (r *Runner) count(t *Table, m bus.Msg, changed map[int64]bool, from, to time.Time) {
+	sc := r.newScratch()
 	for line := range bytes.Lines(m.Data) {
 		if len(bytes.TrimSpace(line)) == 0 {
 			continue
 		}
-		ev, err := pipeline.Decode(line)
-		if err != nil {
+		if r.wholeEvent {
+			ev, err := pipeline.Decode(line)
+			if err != nil {
+				r.skip("decode", err)
+				continue
+			}
+			r.countEvent(t, ev, changed, from, to, sc)
+			continue
+		}
+		if err := pipeline.DecodeFields(line, r.index, sc.slots); err != nil {
 			r.skip("decode", err)
 			continue
 		}
-		r.countEvent(t, ev, changed, from, to)
+		clear(sc.env)
+		for _, n := range r.envNames {
+			if v := sc.slots[r.index[n]]; v != nil {
+				sc.env[n] = v
+			}
+		}
+		r.countSlots(t, sc, changed, from, to)
 	}
 }
 
-// countEvent adds one event to t (only one of [from, to) when to is set).
-func (r *Runner) countEvent(t *Table, ev map[string]any, changed map[int64]bool, from, to time.Time) {
+// countEvent adds one event, whole, to t (only one of [from, to) when to
+// is set).
+func (r *Runner) countEvent(t *Table, ev map[string]any, changed map[int64]bool, from, to time.Time, sc *scratch) {
+	for n, i := range r.index {
+		sc.slots[i] = ev[n]
+	}
+	sc.env = ev
+	r.countSlots(t, sc, changed, from, to)
+}
+
+// countSlots adds the event in sc to t.
+func (r *Runner) countSlots(t *Table, sc *scratch, changed map[int64]bool, from, to time.Time) {
 	c := r.o.Config
-	if !to.IsZero() {
-		at, ok := eventTime(ev[c.Time])
-		if !ok || at.Before(from) || !at.Before(to) {
-			return
-		}
+	tv := sc.slots[r.timeSlot]
+	at, ok := eventTime(tv)
+	if !to.IsZero() && (!ok || at.Before(from) || !at.Before(to)) {
+		return
 	}
 	if r.filter != nil {
-		ok, err := expr.Run(r.filter, ev)
+		ok, err := expr.Run(r.filter, sc.env)
 		if err != nil {
 			r.skip("filter", err)
 			return
@@ -214,29 +292,27 @@ func (r *Runner) countEvent(t *Table, ev map[string]any, changed map[int64]bool,
 			return
 		}
 	}
-	at, ok := eventTime(ev[c.Time])
 	if !ok {
-		r.skip("time", fmt.Errorf("%s is %v", c.Time, ev[c.Time]))
+		r.skip("time", fmt.Errorf("%s is %v", c.Time, tv))
 		return
 	}
-	dims := make([]string, 0, len(t.Dimensions))
-	for _, d := range c.Dimensions {
-		dims = append(dims, dimValue(ev[d]))
+	for k, i := range r.dimSlots {
+		sc.dims[k] = dimValue(sc.slots[i])
 	}
-	for _, p := range r.exprs {
-		v, err := expr.Run(p, ev)
+	for k, p := range r.exprs {
+		v, err := expr.Run(p, sc.env)
 		if err != nil {
 			v = nil
 		}
-		dims = append(dims, dimValue(v))
+		sc.dims[len(r.dimSlots)+k] = dimValue(v)
 	}
-	vals := make([]any, len(t.Metrics))
-	for i, mt := range t.Metrics {
-		if mt.Field != "" {
-			vals[i] = ev[mt.Field]
+	for k, i := range r.valueSlots {
+		sc.vals[k] = nil
+		if i >= 0 {
+			sc.vals[k] = sc.slots[i]
 		}
 	}
-	b, err := t.Add(at, dims, vals)
+	b, err := t.Add(at, sc.dims, sc.vals)
 	if !b.IsZero() {
 		changed[b.UnixNano()] = true
 	}

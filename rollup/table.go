@@ -28,6 +28,7 @@ type Table struct {
 	intervals map[int64]*interval // by start (Unix ns)
 	last      *interval           // the interval of the last Add
 	saves     uint64              // segment files written (they are named by it); only save uses it
+	key       []byte              // Add's group key, reused
 }
 
 // interval is one interval's rows.
@@ -102,7 +103,8 @@ func (t *Table) intervalAt(ns int64, create bool) *interval {
 }
 
 // Add counts one event: its time, its dimension values, and the values of
-// the metrics' fields (by Metrics; nil for count). A value a metric cannot
+// the metrics' fields (by Metrics; nil for count). It keeps none of them:
+// they may be views of a message. A value a metric cannot
 // take (text where a number is due) is an error, and nothing is added. It
 // returns the start of the bucket that changed.
 func (t *Table) Add(at time.Time, dims []string, values []any) (time.Time, error) {
@@ -125,13 +127,24 @@ func (t *Table) Add(at time.Time, dims []string, values []any) (time.Time, error
 		rows = map[string]*Row{}
 		iv.buckets[bn] = rows
 	}
-	r := rows[groupKey(dims)]
+	t.key = t.key[:0]
+	for i, d := range dims {
+		if i > 0 {
+			t.key = append(t.key, 0)
+		}
+		t.key = append(t.key, d...)
+	}
+	r := rows[string(t.key)]
 	if r == nil {
-		r = &Row{Time: b.UTC(), Dims: slices.Clone(dims), states: make([]state, len(t.Metrics))}
+		// The dimensions may be views of the message they came from.
+		r = &Row{Time: b.UTC(), Dims: make([]string, len(dims)), states: make([]state, len(t.Metrics))}
+		for i, d := range dims {
+			r.Dims[i] = strings.Clone(d)
+		}
 		for i, m := range t.Metrics {
 			r.states[i] = newState(m)
 		}
-		rows[groupKey(dims)] = r
+		rows[string(t.key)] = r
 	}
 	iv.gen++
 	for i, s := range r.states {
@@ -202,6 +215,22 @@ func (r *Row) merge(o *Row) error {
 	return nil
 }
 
+// accumulate merges o into r as a query does (see distinct.accumulate).
+func (r *Row) accumulate(o *Row) error {
+	for i, s := range r.states {
+		var err error
+		if d, ok := s.(*distinct); ok {
+			err = d.accumulate(o.states[i].(*distinct))
+		} else {
+			err = s.merge(o.states[i])
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Column is a column of the rollup's SQL table.
 type Column struct{ Name, Type string }
 
@@ -231,8 +260,9 @@ func (t *Table) Columns() []Column {
 // BucketRows are the SQL rows of the given buckets (those that start at
 // one of them), by Columns.
 func (t *Table) BucketRows(buckets []time.Time) [][]any {
-	t.mu.RLock()
-	defer t.mu.RUnlock()
+	// The write lock: a sketch's estimate compacts it.
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	var out [][]any
 	for _, b := range buckets {
 		iv := t.intervalAt(b.UnixNano(), false)
