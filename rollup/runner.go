@@ -53,10 +53,10 @@ type Runner struct {
 	wholeEvent bool
 	timeSlot   int
 	dimSlots   []int
-	valueSlots []int // by Table.Metrics; -1 for count()
+	valueSlots []int    // by Table.Metrics; -1 for count()
 	envNames   []string // what the filter and expressions read
-	log    *slog.Logger
-	errors int64
+	log        *slog.Logger
+	errors     int64
 
 	// ingest is held while a batch is counted, and by a rebuild's swap;
 	// next is the first message not counted.
