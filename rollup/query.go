@@ -1,6 +1,7 @@
 package rollup
 
 import (
+	"encoding/json"
 	"cmp"
 	"fmt"
 	"math"
@@ -205,44 +206,96 @@ func (t *Table) run(q Query, merged bool) ([]Result, error) {
 	if to.IsZero() {
 		to = time.Unix(0, math.MaxInt64)
 	}
-	// Merge the stored rows into the query's buckets and groups.
+	// Merge the stored rows into the query's buckets and groups. A part is
+	// a stored row (owned by the table) or an interval's partial result
+	// (owned by its cache, values known); an aggregate copies its first
+	// part only when a second one comes.
 	type agg struct {
-		time time.Time
-		dims []string
-		row  *Row
+		time  time.Time
+		dims  []string
+		first *Row
+		vals  []any // the first part's values, when known
+		row   *Row  // owned: the parts merged, from the second on
 	}
 	aggs := map[string]*agg{}
 	var order []string
-	// Under the read lock, without copying the rows: only the first row of
-	// each of the query's buckets and groups is copied, the others merged
-	// into it.
-	var mergeErr error
-	first := time.Time{}
-	err = t.each(q.From, to, whole, func(r *Row) bool {
-		if first.IsZero() || r.Time.Before(first) {
-			first = r.Time
+	add := func(b time.Time, dims []string, r *Row, vals []any) error {
+		key := strconv.FormatInt(b.UnixNano(), 10) + "\x00" + groupKey(dims)
+		a := aggs[key]
+		if a == nil {
+			aggs[key] = &agg{time: b, dims: dims, first: r, vals: vals}
+			order = append(order, key)
+			return nil
 		}
-		if !keep(r.Dims) {
-			return true
+		if a.row == nil {
+			a.row = a.first.clone()
 		}
-		b := bucket(r.Time)
+		return a.row.accumulate(r)
+	}
+	var first time.Time
+	seen := func(at time.Time) {
+		if first.IsZero() || at.Before(first) {
+			first = at
+		}
+	}
+	groupDims := func(r *Row) []string {
 		dims := make([]string, len(group))
 		for k, i := range group {
 			dims[k] = r.Dims[i]
 		}
-		key := strconv.FormatInt(b.UnixNano(), 10) + "\x00" + groupKey(dims)
-		a := aggs[key]
-		if a == nil {
-			aggs[key] = &agg{time: b, dims: dims, row: r.clone()}
-			order = append(order, key)
-			return true
-		}
-		mergeErr = a.row.accumulate(r)
-		return mergeErr == nil
-	})
-	if err == nil {
-		err = mergeErr
+		return dims
 	}
+	shape := queryShape(q.Filter, group)
+	err = func() error {
+		t.mu.RLock()
+		defer t.mu.RUnlock()
+		f, e := q.From.UnixNano(), to.UnixNano()
+		for _, iv := range t.intervals {
+			if iv.end() <= f || iv.start >= e {
+				continue
+			}
+			if whole != nil && whole(iv.length) && iv.start >= f && iv.end() <= e {
+				// The whole interval is in one of the query's buckets: its
+				// partial result, cached until the interval changes.
+				p, err := iv.partial(t, shape, keep, groupDims)
+				if err != nil {
+					return err
+				}
+				if len(p.rows) > 0 {
+					seen(time.Unix(0, iv.start).UTC())
+				}
+				b := bucket(time.Unix(0, iv.start).UTC())
+				for _, pr := range p.rows {
+					if err := add(b, pr.dims, pr.row, pr.vals); err != nil {
+						return err
+					}
+				}
+				continue
+			}
+			for bn, rows := range iv.buckets {
+				if bn < f || bn >= e {
+					continue
+				}
+				for _, r := range rows {
+					seen(r.Time)
+					if !keep(r.Dims) {
+						continue
+					}
+					if err := add(bucket(r.Time), groupDims(r), r, nil); err != nil {
+						return err
+					}
+				}
+			}
+		}
+		// Values of stored rows that stood alone, on copies: a sketch's
+		// estimate compacts it, and stored rows are shared.
+		for _, a := range aggs {
+			if a.row == nil && a.vals == nil {
+				a.row = a.first.clone()
+			}
+		}
+		return nil
+	}()
 	if err != nil {
 		return nil, err
 	}
@@ -256,20 +309,23 @@ func (t *Table) run(q Query, merged bool) ([]Result, error) {
 			a.time = at
 		}
 	}
+	sorted := make([]*agg, 0, len(order))
+	for _, k := range order {
+		a := aggs[k]
+		if a.row != nil {
+			a.vals = t.Values(a.row)
+		}
+		sorted = append(sorted, a)
+	}
 	event := func(a *agg) map[string]any {
 		e := map[string]any{}
-		vals := t.Values(a.row)
 		for k, i := range mi {
-			e[metrics[k]] = vals[i]
+			e[metrics[k]] = a.vals[i]
 		}
 		for k, i := range group {
 			e[t.Dimensions[i]] = a.dims[k]
 		}
 		return e
-	}
-	sorted := make([]*agg, 0, len(order))
-	for _, k := range order {
-		sorted = append(sorted, aggs[k])
 	}
 	slices.SortStableFunc(sorted, func(a, b *agg) int {
 		if c := a.time.Compare(b.time); c != 0 {
@@ -295,7 +351,7 @@ func (t *Table) run(q Query, merged bool) ([]Result, error) {
 			}
 			part := sorted[i:j]
 			slices.SortStableFunc(part, func(a, b *agg) int {
-				return -compareValues(a.row.states[mIdx].value(t.Metrics[mIdx]), b.row.states[mIdx].value(t.Metrics[mIdx]))
+				return -compareValues(a.vals[mIdx], b.vals[mIdx])
 			})
 			res := Result{Time: part[0].time}
 			for _, a := range part[:min(q.Threshold, len(part))] {
@@ -321,4 +377,14 @@ func compareValues(a, b any) int {
 		return 1
 	}
 	return cmp.Compare(fa, fb)
+}
+
+// queryShape names what an interval's partial result depends on besides
+// the interval: the filter and the grouping.
+func queryShape(f *Filter, group []int) string {
+	b, _ := json.Marshal(struct {
+		F *Filter
+		G []int
+	}{f, group})
+	return string(b)
 }

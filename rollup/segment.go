@@ -159,7 +159,8 @@ func (t *Table) save(dir string, next uint64) error {
 	}
 	var todo []pending
 	m := manifest{Format: manifestFormat, Definition: t.definition(), Next: next}
-	t.mu.RLock()
+	// The write lock: encoding a quantile sketch compacts it.
+	t.mu.Lock()
 	for _, iv := range t.sortedIntervals(0, 1<<63-1) {
 		e := manifestEntry{Start: time.Unix(0, iv.start).UTC(), Length: iv.length.String(), Grain: iv.grain.String(), Version: iv.version, File: iv.file}
 		seg := segmentFile{Format: segmentFormat, Start: iv.start, Length: iv.length, Grain: iv.grain, Version: iv.version}
@@ -180,7 +181,7 @@ func (t *Table) save(dir string, next uint64) error {
 		if dirty {
 			var buf bytes.Buffer
 			if err := gob.NewEncoder(&buf).Encode(seg); err != nil {
-				t.mu.RUnlock()
+				t.mu.Unlock()
 				return err
 			}
 			t.saves++
@@ -189,7 +190,7 @@ func (t *Table) save(dir string, next uint64) error {
 		}
 		m.Intervals = append(m.Intervals, e)
 	}
-	t.mu.RUnlock()
+	t.mu.Unlock()
 	m.Saves = t.saves
 	for _, p := range todo {
 		if err := writeFileSync(filepath.Join(dir, p.file), p.data); err != nil {

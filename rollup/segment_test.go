@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -309,4 +310,54 @@ func sameResults(got, want []Result) error {
 		}
 	}
 	return nil
+}
+
+// Ingest, queries (cached and not), the SQL refresh and saves at once: go
+// test -race finds what they share unguarded; the counts must add up.
+func TestConcurrentUse(t *testing.T) {
+	tb := testTable(t)
+	base := time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC)
+	dir := t.TempDir()
+	const writers, per = 2, 3000
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(w), 1))
+			fill(t, tb, rng, base, 6*time.Hour, per)
+		})
+	}
+	var readers sync.WaitGroup
+	for k := range 3 {
+		readers.Go(func() {
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				switch k {
+				case 0:
+					if _, err := tb.Run(Query{QueryType: "timeseries", Granularity: "hour"}); err != nil {
+						t.Error(err)
+					}
+					tb.Run(Query{QueryType: "topN", Dimension: "page", Metric: "visitors", Threshold: 2})
+				case 1:
+					tb.BucketRows([]time.Time{base, base.Add(time.Minute)})
+					tb.Run(Query{QueryType: "groupBy", Granularity: "none", Dimensions: []string{"country"}})
+				case 2:
+					if err := tb.save(dir, 1); err != nil {
+						t.Error(err)
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(done)
+	readers.Wait()
+	res, err := tb.Run(Query{QueryType: "timeseries"})
+	if err != nil || len(res) != 1 || res[0].Event["views"] != int64(writers*per) {
+		t.Fatalf("after it all: %+v %v", res, err)
+	}
 }

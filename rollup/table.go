@@ -44,6 +44,70 @@ type interval struct {
 	// merged caches the rows merged over the whole interval, for queries
 	// at least as coarse as the interval.
 	merged atomic.Pointer[mergedRows]
+	// partials caches queries' results over the whole interval, by the
+	// query's shape (queryShape), until it changes.
+	pmu      sync.Mutex
+	partials map[string]*partialRows
+}
+
+// partialRows is a query's result over one whole interval: a row per
+// group, with its values.
+type partialRows struct {
+	gen  uint64
+	rows []partialRow
+}
+
+type partialRow struct {
+	dims []string
+	row  *Row
+	vals []any
+}
+
+// maxPartials bounds the query shapes an interval caches results for.
+const maxPartials = 32
+
+// partial is the result of a query of the given shape over the whole
+// interval (keep: its filter; dims: a row's group), from the cache when
+// the interval has not changed since; the caller holds the read lock.
+func (iv *interval) partial(t *Table, shape string, keep func([]string) bool, dims func(*Row) []string) (*partialRows, error) {
+	iv.pmu.Lock()
+	p := iv.partials[shape]
+	iv.pmu.Unlock()
+	if p != nil && p.gen == iv.gen {
+		return p, nil
+	}
+	rows, err := iv.mergedRows()
+	if err != nil {
+		return nil, err
+	}
+	p = &partialRows{gen: iv.gen}
+	byKey := map[string]int{}
+	for _, r := range rows {
+		if !keep(r.Dims) {
+			continue
+		}
+		d := dims(r)
+		k := groupKey(d)
+		i, ok := byKey[k]
+		if !ok {
+			byKey[k] = len(p.rows)
+			p.rows = append(p.rows, partialRow{dims: d, row: r.clone()})
+			continue
+		}
+		if err := p.rows[i].row.accumulate(r); err != nil {
+			return nil, err
+		}
+	}
+	for i := range p.rows {
+		p.rows[i].vals = t.Values(p.rows[i].row)
+	}
+	iv.pmu.Lock()
+	if iv.partials == nil || len(iv.partials) >= maxPartials {
+		iv.partials = map[string]*partialRows{}
+	}
+	iv.partials[shape] = p
+	iv.pmu.Unlock()
+	return p, nil
 }
 
 type mergedRows struct {
@@ -482,45 +546,6 @@ func (t *Table) coarsen(cutoff time.Time, g time.Duration) []time.Time {
 		t.intervals[start] = nv
 	}
 	return sortedTimes(changed)
-}
-
-// each calls fn, under the read lock, with the rows whose bucket starts in
-// [from, to), until it returns false. fn must not keep or change them.
-// When whole(length) says a query's buckets hold whole intervals of that
-// length, an interval inside [from, to) gives its rows merged over the
-// interval instead (cached until it changes): far fewer rows to merge.
-func (t *Table) each(from, to time.Time, whole func(time.Duration) bool, fn func(*Row) bool) error {
-	t.mu.RLock()
-	defer t.mu.RUnlock()
-	f, e := from.UnixNano(), to.UnixNano()
-	for _, iv := range t.intervals {
-		if iv.end() <= f || iv.start >= e {
-			continue
-		}
-		if whole != nil && whole(iv.length) && iv.start >= f && iv.end() <= e {
-			rows, err := iv.mergedRows()
-			if err != nil {
-				return err
-			}
-			for _, r := range rows {
-				if !fn(r) {
-					return nil
-				}
-			}
-			continue
-		}
-		for b, rows := range iv.buckets {
-			if b < f || b >= e {
-				continue
-			}
-			for _, r := range rows {
-				if !fn(r) {
-					return nil
-				}
-			}
-		}
-	}
-	return nil
 }
 
 // mergedRows are the interval's rows merged by group over all its buckets
