@@ -265,7 +265,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Node, er
 	tap := server.NewTap(n.bus)
 	n.apiS = &http.Server{Handler: server.Handler(server.Options{Warehouse: n.engine(), Token: cfg.Auth.Token, Replay: n.replay,
 		Compact: func(ctx context.Context) (any, error) { return n.Compact(ctx, time.Now()) },
-		Reload:  n.ReloadConfig, Tap: tap, Jobs: n.sched, Rollups: n.Rollup,
+		Reload:  n.ReloadConfig, Tap: tap, Jobs: n.sched, Rollups: n.Rollup, RollupNames: n.RollupNames,
 		RebuildRollup: func(ctx context.Context, name string, from, to time.Time) (any, error) {
 			return n.RebuildRollup(ctx, name, from, to)
 		}}), ReadHeaderTimeout: 10 * time.Second}

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sluice-data/sluice/rollup"
 )
 
 const rollupConfig = `
@@ -204,4 +206,71 @@ func TestRollupRebuild(t *testing.T) {
 			t.Errorf("%s: %d %s", tc[0], resp.StatusCode, b)
 		}
 	}
+}
+
+// History older than a day is re-rolled to hours: the SQL table holds one
+// row per hour and group there, with the same counts and (sketches
+// merged) distinct visitors; the intervals say their grain and version;
+// all of it survives a restart, and recent minutes stay as they are.
+func TestRollupCoarsen(t *testing.T) {
+	dir := t.TempDir()
+	cfgFile := filepath.Join(dir, "sluice.yaml")
+	os.WriteFile(cfgFile, []byte(rollupConfig+"    retention: 30d\n    coarsen: [{after: 24h, granularity: 1h}]\n"), 0o644)
+	data := filepath.Join(dir, "data")
+	n := startNode(t, data, withConfigFile(t, cfgFile))
+	api, coll := n.APIURL(), n.CollectorURL()
+	old := time.Now().UTC().Add(-72 * time.Hour).Truncate(time.Hour)
+	recent := time.Now().UTC().Add(-10 * time.Minute)
+	var b strings.Builder
+	for id := 1; id <= 2000; id++ {
+		at := old.Add(time.Duration(id) * 3 * time.Second) // two hours
+		if id > 1800 {
+			at = recent.Add(time.Duration(id-1800) * time.Second)
+		}
+		fmt.Fprintf(&b, `{"event_id":"e%d","event":"page_view","event_time":%q,"country":%q,"page_url":"/p%d","user_id":"u%d","load_ms":%d}`+"\n",
+			id, at.Format(time.RFC3339Nano), []string{"DE", "FR", "FR"}[id%3], id%4, id%101, 100+id%50)
+	}
+	if code, msg := post(t, coll, "application/x-ndjson", []byte(b.String())); code != 200 {
+		t.Fatalf("post: %d %s", code, msg)
+	}
+	waitFor(t, api, "SELECT count(*) FROM events", "[[2000]]")
+	cut := recent.Add(-time.Hour).Format("2006-01-02 15:04:05")
+	// Old rows at hour starts only, as many as hours × groups.
+	waitFor(t, api, "SELECT count(*) FROM pageviews_1m WHERE time < TIMESTAMP '"+cut+"' AND minute(time) <> 0", "[[0]]")
+	exact := "SELECT time_bucket(INTERVAL 1 hour, event_time) AS t, country, page_url, count(*), count(DISTINCT user_id) FROM events WHERE event_time < TIMESTAMP '" + cut + "' GROUP BY ALL ORDER BY ALL"
+	want := fmt.Sprint(query(t, api, exact).Rows)
+	got := "SELECT time, country, page_url, views, visitors FROM pageviews_1m WHERE time < TIMESTAMP '" + cut + "' ORDER BY ALL"
+	waitFor(t, api, got, want)
+	// Recent minutes are minutes still.
+	waitFor(t, api, "SELECT sum(views), count(DISTINCT time) > 1 FROM pageviews_1m WHERE time >= TIMESTAMP '"+cut+"'", "[[200 true]]")
+
+	describe := func() []rollup.IntervalInfo {
+		resp, err := http.Get(api + "/api/v1/rollups/pageviews_1m")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var d rollup.Description
+		if err := json.NewDecoder(resp.Body).Decode(&d); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("describe: %d %v", resp.StatusCode, err)
+		}
+		return d.Intervals
+	}
+	ivs := describe()
+	if len(ivs) < 3 || !ivs[0].Start.Equal(old) || ivs[0].Grain != "1h0m0s" || ivs[0].Version != 1 || ivs[0].Buckets != 1 || ivs[len(ivs)-1].Grain != "1m0s" || ivs[len(ivs)-1].Version != 0 {
+		t.Fatalf("intervals: %+v", ivs)
+	}
+	if resp, err := http.Get(api + "/api/v1/rollups/nosuch"); err != nil || resp.StatusCode != 404 {
+		t.Fatalf("describe of no rollup: %v %v", resp, err)
+	}
+	if err := n.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	n = startNode(t, data, withConfigFile(t, cfgFile))
+	defer n.Stop()
+	api = n.APIURL()
+	if after := describe(); fmt.Sprint(after) != fmt.Sprint(ivs) {
+		t.Fatalf("intervals after a restart:\n%+v\nwant\n%+v", after, ivs)
+	}
+	waitFor(t, api, got, want)
 }

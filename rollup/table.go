@@ -296,7 +296,10 @@ func (r *Row) accumulate(o *Row) error {
 }
 
 // Column is a column of the rollup's SQL table.
-type Column struct{ Name, Type string }
+type Column struct {
+	Name string `json:"name"`
+	Type string `json:"type"`
+}
 
 // Columns are the rollup's SQL columns: time, the dimensions, the metrics.
 func (t *Table) Columns() []Column {
@@ -597,4 +600,34 @@ func (t *Table) Intervals() []IntervalInfo {
 		out = append(out, info)
 	}
 	return out
+}
+
+// Description is what GET /api/v1/rollups/{name} says of a rollup.
+type Description struct {
+	Name        string         `json:"name"`
+	Granularity string         `json:"granularity"`
+	Dimensions  []string       `json:"dimensions"`
+	Metrics     []MetricInfo   `json:"metrics"`
+	Columns     []Column       `json:"columns"`
+	Intervals   []IntervalInfo `json:"intervals"`
+}
+
+// MetricInfo describes a metric.
+type MetricInfo struct {
+	Name      string  `json:"name"`
+	Aggregate string  `json:"aggregate"`
+	Field     string  `json:"field,omitempty"`
+	Quantile  float64 `json:"quantile,omitempty"`
+}
+
+// Describe says what the table is and holds.
+func (t *Table) Describe(name string) Description {
+	d := Description{Name: name, Granularity: t.Granularity.String(), Dimensions: t.Dimensions, Columns: t.Columns(), Intervals: t.Intervals()}
+	for _, m := range t.Metrics {
+		d.Metrics = append(d.Metrics, MetricInfo{Name: m.Name, Aggregate: m.Func, Field: m.Field, Quantile: m.Q})
+	}
+	if d.Intervals == nil {
+		d.Intervals = []IntervalInfo{}
+	}
+	return d
 }

@@ -307,3 +307,8 @@ func (c *Client) Backfill(ctx context.Context, job string, req BackfillRequest, 
 func (c *Client) Post(ctx context.Context, path string, in, out any) error {
 	return c.post(ctx, path, in, out)
 }
+
+// Get reads a route of the API into out.
+func (c *Client) Get(ctx context.Context, path string, out any) error {
+	return c.get(ctx, path, out)
+}

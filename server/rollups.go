@@ -12,6 +12,31 @@ import (
 // rollup (package rollup: timeseries, topN, groupBy), merging rows coarser
 // than the stored grain, sketches included.
 func rollupRoutes(mux *http.ServeMux, o Options) {
+	// GET /api/v1/rollups: each rollup's definition and intervals (their
+	// grain and version); GET /api/v1/rollups/{name}: one.
+	mux.Handle("GET /api/v1/rollups", auth(o.Token, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		out := []rollup.Description{}
+		if o.RollupNames != nil {
+			for _, name := range o.RollupNames() {
+				if t, ok := o.Rollups(name); ok {
+					out = append(out, t.Describe(name))
+				}
+			}
+		}
+		writeJSON(w, http.StatusOK, out)
+	})))
+	mux.Handle("GET /api/v1/rollups/{name}", auth(o.Token, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if o.Rollups == nil {
+			fail(w, http.StatusNotFound, fmt.Sprintf("no rollup %q", r.PathValue("name")))
+			return
+		}
+		t, ok := o.Rollups(r.PathValue("name"))
+		if !ok {
+			fail(w, http.StatusNotFound, fmt.Sprintf("no rollup %q", r.PathValue("name")))
+			return
+		}
+		writeJSON(w, http.StatusOK, t.Describe(r.PathValue("name")))
+	})))
 	mux.Handle("POST /api/v1/rollups/{name}/rebuild", auth(o.Token, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if o.RebuildRollup == nil {
 			fail(w, http.StatusNotImplemented, "this server runs no rollups")

@@ -49,6 +49,7 @@ type Options struct {
 	// Rollups finds a rollup for POST /api/v1/rollups/{name}/query;
 	// RebuildRollup serves POST /api/v1/rollups/{name}/rebuild.
 	Rollups       func(name string) (*rollup.Table, bool)
+	RollupNames   func() []string
 	RebuildRollup func(ctx context.Context, name string, from, to time.Time) (any, error)
 }
 

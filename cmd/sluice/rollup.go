@@ -3,10 +3,13 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/sluice-data/sluice/rollup"
 	"github.com/sluice-data/sluice/server"
 )
 
@@ -15,7 +18,55 @@ func rollupCmd() *cobra.Command {
 		Use:   "rollup",
 		Short: "Real-time rollups: count an interval again from the lake",
 	}
-	cmd.AddCommand(rollupRebuildCmd())
+	cmd.AddCommand(rollupRebuildCmd(), rollupLsCmd())
+	return cmd
+}
+
+func rollupLsCmd() *cobra.Command {
+	var c common
+	cmd := &cobra.Command{
+		Use:   "ls [NAME]",
+		Short: "List the rollups, or one rollup's intervals with their grain and version",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			_, client, err := c.client(ctx)
+			if err != nil {
+				return err
+			}
+			if client == nil {
+				return fmt.Errorf("no sluice server runs on this data dir: rollups run inside it (start sluice up, or give --api-addr)")
+			}
+			out := cmd.OutOrStdout()
+			if len(args) == 0 {
+				var all []rollup.Description
+				if err := client.Get(ctx, "/api/v1/rollups", &all); err != nil {
+					return err
+				}
+				w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(w, "NAME\tGRANULARITY\tDIMENSIONS\tMETRICS\tINTERVALS")
+				for _, d := range all {
+					var ms []string
+					for _, m := range d.Metrics {
+						ms = append(ms, m.Name)
+					}
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\n", d.Name, d.Granularity, strings.Join(d.Dimensions, ","), strings.Join(ms, ","), len(d.Intervals))
+				}
+				return w.Flush()
+			}
+			var d rollup.Description
+			if err := client.Get(ctx, "/api/v1/rollups/"+args[0], &d); err != nil {
+				return err
+			}
+			w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "START\tEND\tGRAIN\tVERSION\tBUCKETS\tROWS")
+			for _, iv := range d.Intervals {
+				fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%d\t%d\n", iv.Start.Format(time.RFC3339), iv.End.Format(time.RFC3339), iv.Grain, iv.Version, iv.Buckets, iv.Rows)
+			}
+			return w.Flush()
+		},
+	}
+	c.register(cmd, false)
 	return cmd
 }
 
