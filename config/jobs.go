@@ -36,6 +36,7 @@ type Job struct {
 	Extract  *ExtractBody      `yaml:"extract" json:"extract,omitempty"`
 	HTTP     *HTTPBody         `yaml:"http" json:"http,omitempty"`
 	Load     *LoadBody         `yaml:"load" json:"load,omitempty"`
+	Rollup   *RollupBody       `yaml:"rollup" json:"rollup,omitempty"`
 	// Retries is how many more times a failed run is tried, after
 	// RetryDelay, doubling each time.
 	Retries    int      `yaml:"retries" json:"retries,omitempty" jsonschema:"minimum=0,maximum=100,description=How many more times a failed run is tried (default 2)"`
@@ -174,6 +175,14 @@ type LoadBody struct {
 	To   string `yaml:"to" json:"to" jsonschema:"description=The database: postgres://user:password@host:5432/db (a search_path parameter picks the schema); the table has the lake table's name"`
 }
 
+// RollupBody rebuilds an interval of a rollup from the lake: the batch half
+// of the lambda architecture, e.g. each night for the day before.
+type RollupBody struct {
+	Name string `yaml:"name" json:"name" jsonschema:"description=The rollup (rollups.<name>)"`
+	From string `yaml:"from" json:"from,omitempty" jsonschema:"description=The interval's start\\, RFC 3339 or YYYY-MM-DD (a template; default {{.date}})"`
+	To   string `yaml:"to" json:"to,omitempty" jsonschema:"description=Its end\\, excluded (a template; default {{add_days .date 1}})"`
+}
+
 // CompactBody compacts the lake's closed partitions.
 type CompactBody struct {
 	Tables []string `yaml:"tables" json:"tables,omitempty" jsonschema:"description=Lake tables to compact (default: all)"`
@@ -289,6 +298,14 @@ var JobFuncs = template.FuncMap{
 		}
 		return t.AddDate(0, 0, n).Format(time.DateOnly), nil
 	},
+	// add_hours "2026-11-25T10:00:00Z" 2 = "2026-11-25T12:00:00Z"
+	"add_hours": func(at string, n int) (string, error) {
+		t, err := time.Parse(time.RFC3339, at)
+		if err != nil {
+			return "", fmt.Errorf("add_hours: %q is not a time (RFC 3339)", at)
+		}
+		return t.UTC().Add(time.Duration(n) * time.Hour).Format(time.RFC3339), nil
+	},
 	// quote makes a SQL string literal.
 	"quote": func(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" },
 }
@@ -330,13 +347,13 @@ func (l *loader) validateJobs(c *Config) {
 		}
 		l.checkSchedule(path, j)
 		bodies := 0
-		for _, on := range []bool{j.SQL != "", j.Shell != nil, j.Compact != nil, j.Extract != nil, j.HTTP != nil, j.Load != nil} {
+		for _, on := range []bool{j.SQL != "", j.Shell != nil, j.Compact != nil, j.Extract != nil, j.HTTP != nil, j.Load != nil, j.Rollup != nil} {
 			if on {
 				bodies++
 			}
 		}
 		if bodies != 1 {
-			l.addAtKey(path, fmt.Sprintf("job %s needs exactly one body: sql, shell, extract, http, load or compact", name), "e.g. sql: daily_revenue.sql")
+			l.addAtKey(path, fmt.Sprintf("job %s needs exactly one body: sql, shell, extract, http, load, rollup or compact", name), "e.g. sql: daily_revenue.sql")
 		}
 		if sqlFileRe.MatchString(strings.TrimSpace(j.SQL)) {
 			file := strings.TrimSpace(j.SQL)
@@ -372,6 +389,25 @@ func (l *loader) validateJobs(c *Config) {
 				l.addAt(path+".output", fmt.Sprintf("%s: a load job has no output: it runs whenever it is asked or scheduled, and a run copies only what changed", path), "remove output")
 			}
 		}
+		if rb := j.Rollup; rb != nil {
+			if _, ok := c.Rollups[rb.Name]; !ok {
+				l.addAt(path+".rollup.name", fmt.Sprintf("%s.rollup.name: no rollup %q", path, rb.Name), "the rollups are "+strings.Join(sortedKeys(c.Rollups), ", "))
+			}
+			if (rb.From == "" || rb.To == "") && j.Params["date"] != "date" {
+				l.addAt(path+".rollup", fmt.Sprintf("%s.rollup needs from and to, or a date parameter (params: {date: date}) for the day", path), "e.g. rollup: {name: pageviews_1m, from: '{{.hour}}', to: '{{add_hours .hour 1}}'}")
+			}
+			if rb.From == "" {
+				rb.From = "{{.date}}"
+			}
+			if rb.To == "" {
+				rb.To = "{{add_days .date 1}}"
+			}
+			l.checkTemplate(path+".rollup.from", rb.From)
+			l.checkTemplate(path+".rollup.to", rb.To)
+			if !j.Output.IsZero() {
+				l.addAt(path+".output", fmt.Sprintf("%s: a rollup job has no output: it runs whenever it is asked or scheduled, and a rebuild is exact each time", path), "remove output")
+			}
+		}
 		if j.SQL != "" && j.Output.File != "" {
 			l.addAt(path+".output.file", fmt.Sprintf("%s: an sql job writes a table, not a file", path), "output: {table: NAME}, or use a shell job")
 		}
@@ -387,7 +423,7 @@ func (l *loader) validateJobs(c *Config) {
 			l.addAt(path+".output.lake", fmt.Sprintf("%s: only extract and http jobs write a lake table; a lake target can be required", path), "output: {table: NAME} or {file: PATH}")
 		}
 		l.checkTarget(path+".output", j.Output, false)
-		if j.Output.IsZero() && j.Compact == nil && j.Load == nil {
+		if j.Output.IsZero() && j.Compact == nil && j.Load == nil && j.Rollup == nil {
 			l.addAtKey(path, fmt.Sprintf("job %s has no output: without one a run cannot tell whether it is done", name), "output: {table: NAME} (with sql), {file: PATH} or {lake: TABLE} (with extract or http)")
 		}
 		for i, r := range j.Requires {

@@ -19,7 +19,7 @@ func TestJobErrors(t *testing.T) {
 		{"bad param type", "jobs:\n  j: {params: {date: day}, sql: 'select 1', output: t}\n",
 			wantErr{2, 22, "jobs.j.params.date", `jobs.j.params.date has type "day"`, "date, time, int or string"}},
 		{"two bodies", "jobs:\n  j: {sql: 'select 1', shell: {command: x}, output: t}\n",
-			wantErr{2, 3, "jobs.j", "job j needs exactly one body: sql, shell, extract, http, load or compact", ""}},
+			wantErr{2, 3, "jobs.j", "job j needs exactly one body: sql, shell, extract, http, load, rollup or compact", ""}},
 		{"no output", "jobs:\n  j: {shell: {command: x}}\n",
 			wantErr{2, 3, "jobs.j", "job j has no output", ""}},
 		{"unknown requirement", "jobs:\n  j: {requires: [{job: k}], shell: {command: x}, output: {file: f}}\n",

@@ -57,6 +57,24 @@ func (s *Scheduler) body(ctx context.Context, run *Run, j config.Job, out target
 		report, err := s.o.Load(ctx, t.Job, j.Load.From, j.Load.To)
 		fmt.Fprintln(log, report)
 		return err
+	case j.Rollup != nil:
+		if s.o.RebuildRollup == nil {
+			return errors.New("no rollups run here")
+		}
+		var bounds [2]time.Time
+		for i, tmpl := range []string{j.Rollup.From, j.Rollup.To} {
+			v, err := render("jobs."+t.Job+".rollup", tmpl, t.Params)
+			if err != nil {
+				return err
+			}
+			if bounds[i], err = parseInstant(strings.TrimSpace(v)); err != nil {
+				return fmt.Errorf("jobs.%s.rollup: %w", t.Job, err)
+			}
+		}
+		fmt.Fprintf(log, "rebuild rollup %s for [%s, %s) from the lake\n", j.Rollup.Name, bounds[0].Format(time.RFC3339), bounds[1].Format(time.RFC3339))
+		report, err := s.o.RebuildRollup(ctx, j.Rollup.Name, bounds[0], bounds[1])
+		fmt.Fprintln(log, report)
+		return err
 	case j.Compact != nil:
 		if s.o.Compact == nil {
 			return errors.New("no lake to compact")
@@ -181,4 +199,16 @@ func redact(u string) string {
 		p.User = url.UserPassword(p.User.Username(), "xxxxx")
 	}
 	return p.String()
+}
+
+// parseInstant reads a time: RFC 3339, or YYYY-MM-DD (midnight UTC).
+func parseInstant(s string) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t.UTC(), nil
+	}
+	t, err := time.Parse(time.DateOnly, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%q is neither RFC 3339 nor YYYY-MM-DD", s)
+	}
+	return t, nil
 }

@@ -40,6 +40,9 @@ type Options struct {
 	// Load copies a lake table into a PostgreSQL database (the body of
 	// a load job) and describes what it did.
 	Load func(ctx context.Context, job, table, url string) (string, error)
+	// RebuildRollup counts [from, to) of a rollup again from the lake (the
+	// body of rollup jobs), and reports what it did.
+	RebuildRollup func(ctx context.Context, name string, from, to time.Time) (string, error)
 	// Parallel bounds the runs of this process at once (default 4);
 	// Resources are the units of named resources it has.
 	Parallel  int

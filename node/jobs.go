@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"time"
@@ -24,7 +25,7 @@ func (n *Node) startJobs() error {
 	}
 	n.sched = jobs.New(jobs.Options{
 		Jobs: n.cfg.Jobs, Bus: n.bus, Warehouse: wh, Lake: n.store, LakeAfter: n.cfg.Lake.Compaction.After.D(),
-		Compact: n.compactTables, Refresh: n.refreshLakeTable, Load: n.loadTable, Parallel: n.cfg.Scheduler.Parallel, Resources: n.cfg.Scheduler.Resources,
+		Compact: n.compactTables, Refresh: n.refreshLakeTable, Load: n.loadTable, RebuildRollup: n.rebuildRollupJob, Parallel: n.cfg.Scheduler.Parallel, Resources: n.cfg.Scheduler.Resources,
 		Member: member, LeaseTTL: n.jobLeaseTTL, Logger: n.log,
 	})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -107,4 +108,14 @@ func (n *Node) loadTable(ctx context.Context, job, table, url string) (string, e
 	defer pg.Close()
 	st, err := pg.Sync(ctx, n.wh, table)
 	return fmt.Sprintf("%d partitions (hours) loaded, %d rows; %d deleted", st.Loaded, st.Rows, st.Deleted), err
+}
+
+// rebuildRollupJob is the body of rollup jobs: a rebuild, reported as JSON.
+func (n *Node) rebuildRollupJob(ctx context.Context, name string, from, to time.Time) (string, error) {
+	rep, err := n.RebuildRollup(ctx, name, from, to)
+	if err != nil {
+		return "", err
+	}
+	b, _ := json.Marshal(rep)
+	return string(b), nil
 }

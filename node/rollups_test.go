@@ -12,7 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluice-data/sluice/jobs"
 	"github.com/sluice-data/sluice/rollup"
+	"github.com/sluice-data/sluice/server"
 )
 
 const rollupConfig = `
@@ -273,4 +275,46 @@ func TestRollupCoarsen(t *testing.T) {
 		t.Fatalf("intervals after a restart:\n%+v\nwant\n%+v", after, ivs)
 	}
 	waitFor(t, api, got, want)
+}
+
+// The nightly half of the lambda architecture as a job: a rollup counted
+// with a wrong filter is exact for the day once the job has run.
+func TestRollupRebuildJob(t *testing.T) {
+	dir := t.TempDir()
+	cfgFile := filepath.Join(dir, "sluice.yaml")
+	job := "\njobs:\n  rebuild_pageviews:\n    params: {date: date}\n    rollup: {name: pageviews_1m}\n"
+	os.WriteFile(cfgFile, []byte(strings.Replace(rollupConfig, `'event == "page_view"'`, `'event == "click"'`, 1)+job), 0o644)
+	data := filepath.Join(dir, "data")
+	n := startNode(t, data, withConfigFile(t, cfgFile))
+	api, coll := n.APIURL(), n.CollectorURL()
+	base := time.Date(2026, 11, 24, 22, 0, 0, 0, time.UTC)
+	var b strings.Builder
+	for id := 1; id <= 2000; id++ {
+		at := base.Add(time.Duration(id) * 4 * time.Second) // 22:00 on the 24th to 00:13 on the 25th
+		ev := []string{"page_view", "page_view", "click"}[id%3]
+		fmt.Fprintf(&b, `{"event_id":"e%d","event":%q,"event_time":%q,"country":"DE","page_url":"/p%d","user_id":"u%d","load_ms":1}`+"\n", id, ev, at.Format(time.RFC3339Nano), id%3, id%7)
+	}
+	if code, msg := post(t, coll, "application/x-ndjson", []byte(b.String())); code != 200 {
+		t.Fatalf("post: %d %s", code, msg)
+	}
+	waitFor(t, api, "SELECT count(*) FROM events", "[[2000]]")
+	waitFor(t, api, "SELECT sum(views), count(*) FILTER (WHERE page_url <> '/p2') FROM pageviews_1m", "[[667 0]]") // the clicks, all /p2
+	n.Stop()
+	os.WriteFile(cfgFile, []byte(rollupConfig+job), 0o644)
+	n = startNode(t, data, withConfigFile(t, cfgFile))
+	defer n.Stop()
+	api = n.APIURL()
+	c := &server.Client{URL: api}
+	ans, err := c.SubmitRun(t.Context(), "rebuild_pageviews", server.RunRequest{Params: map[string]string{"date": "2026-11-24"}})
+	if err != nil || ans.Run == nil {
+		t.Fatalf("submit: %+v %v", ans, err)
+	}
+	if r := waitRun(t, c, ans.Run.ID); r.State != jobs.StateSucceeded {
+		t.Fatalf("run: %+v", r)
+	}
+	// The 24th is exact; the 25th still holds the clicks.
+	day := "event_time < TIMESTAMP '2026-11-25 00:00:00'"
+	exact := "SELECT time_bucket(INTERVAL 1 minute, event_time), country, page_url, count(*) FROM events WHERE event = 'page_view' AND " + day + " GROUP BY ALL ORDER BY ALL"
+	waitFor(t, api, "SELECT time, country, page_url, views FROM pageviews_1m WHERE time < TIMESTAMP '2026-11-25 00:00:00' ORDER BY ALL", fmt.Sprint(query(t, api, exact).Rows))
+	waitFor(t, api, "SELECT DISTINCT page_url FROM pageviews_1m WHERE time >= TIMESTAMP '2026-11-25 00:00:00'", "[[/p2]]")
 }
