@@ -144,9 +144,26 @@ func (r *Runner) Run(ctx context.Context) error {
 		r.Table.reset()
 		next = 1
 	}
-	if r.o.OnChange != nil {
-		// What the segments brought back.
-		r.o.OnChange(r.Table.bucketTimes())
+	// What the segments brought back goes to the SQL table only once the
+	// stream is read again up to where it ended at the start: the table
+	// was refreshed up to the moment the last process stopped, ahead of
+	// the segments, and would otherwise show older numbers for a moment.
+	catchUp := map[int64]bool{}
+	for _, b := range r.Table.bucketTimes() {
+		catchUp[b.UnixNano()] = true
+	}
+	until := uint64(0)
+	if info, err := r.o.Bus.Info(ctx, r.o.Config.From); err == nil {
+		until = info.LastSeq
+	}
+	caughtUp := func() {
+		if catchUp != nil && r.o.OnChange != nil {
+			r.o.OnChange(sortedTimes(catchUp))
+		}
+		catchUp = nil
+	}
+	if next > until {
+		caughtUp()
 	}
 	r.ingest.Lock()
 	r.next = next
@@ -195,6 +212,14 @@ func (r *Runner) Run(ctx context.Context) error {
 			saved = time.Now()
 		}
 		r.ingest.Unlock()
+		if catchUp != nil {
+			maps.Copy(catchUp, changed)
+			// Caught up, or nothing more to read (messages gone).
+			if r.next > until || len(batch) == 0 {
+				caughtUp()
+			}
+			continue
+		}
 		if len(changed) > 0 && r.o.OnChange != nil {
 			r.o.OnChange(sortedTimes(changed))
 		}

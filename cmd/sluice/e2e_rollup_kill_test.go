@@ -89,9 +89,9 @@ func TestRollupKillNine(t *testing.T) {
 	restart("0.5 s after a restart")
 
 	// In the middle of a save, and right after one: the rollup's state is
-	// in <data>/rollups (docs/rollups.md, "Delivery"), written to a
+	// in <data>/rollups/<name> (docs/rollups.md, "Delivery"), its manifest written to a
 	// temporary file that is then renamed into place.
-	rollups := filepath.Join(data, "rollups")
+	rollups := filepath.Join(data, "rollups", "pageviews_1m") // manifest.json and segments
 	time.Sleep(time.Second)
 	if f := waitForWrite(rollups, true, 20*time.Second); f != "" {
 		restart("while the rollup saved its state (" + f + " written)")
