@@ -1,8 +1,8 @@
 package rollup
 
 import (
-	"encoding/json"
 	"cmp"
+	"encoding/json"
 	"fmt"
 	"math"
 	"slices"
