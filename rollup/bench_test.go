@@ -64,8 +64,9 @@ func BenchmarkIngest(b *testing.B) {
 }
 
 // BenchmarkQuery: a day of minute buckets (1,440 × about 40 groups);
-// p99 latency of timeseries (by hour), topN and groupBy, warm (the closed
-// hours' results cached, as when a dashboard asks again) and cold.
+// p99 latency of timeseries (by hour), topN and groupBy: warm (the closed
+// hours' results cached, as when a dashboard asks again), new-shape (a
+// query not asked before) and cold (nothing cached).
 // go test ./rollup -run - -bench Query
 func BenchmarkQuery(b *testing.B) {
 	names := []string{"n", "users"}
@@ -77,11 +78,16 @@ func BenchmarkQuery(b *testing.B) {
 		at := day.Add(time.Duration(rng.IntN(86400)) * time.Second)
 		tb.Add(at, []string{fmt.Sprintf("c%d", rng.IntN(8)), fmt.Sprintf("/p%d", rng.IntN(5))}, []any{nil, fmt.Sprintf("u%d", i%20000)})
 	}
-	// cold drops what the intervals cache (their rows merged, and queries'
-	// results over them), as if every hour had just changed.
-	cold := func() {
+	// new-shape drops the queries' results cached per interval, as for a
+	// query never asked before: the closed intervals' merged rows are
+	// there (a rollup prepares them after each save). cold drops those
+	// too: right after a restart, before the first save.
+	tb.prepare(day.Add(48 * time.Hour))
+	drop := func(caches string) {
 		for _, iv := range tb.intervals {
-			iv.merged.Store(nil)
+			if caches == "cold" {
+				iv.merged.Store(nil)
+			}
 			iv.partials = nil
 		}
 	}
@@ -90,13 +96,13 @@ func BenchmarkQuery(b *testing.B) {
 		{QueryType: "topN", Dimension: "page", Metric: "n", Threshold: 3, Granularity: "all"},
 		{QueryType: "groupBy", Dimensions: []string{"country"}, Granularity: "hour"},
 	} {
-		for _, caches := range []string{"warm", "cold"} {
+		for _, caches := range []string{"warm", "new-shape", "cold"} {
 			b.Run(q.QueryType+"/"+caches, func(b *testing.B) {
 				var lat []time.Duration
 				var cpu time.Duration
 				for b.Loop() {
-					if caches == "cold" {
-						cold()
+					if caches != "warm" {
+						drop(caches)
 					}
 					c := cpuTime()
 					start := time.Now()

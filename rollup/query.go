@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -250,17 +252,47 @@ func (t *Table) run(q Query, merged bool) ([]Result, error) {
 		t.mu.RLock()
 		defer t.mu.RUnlock()
 		f, e := q.From.UnixNano(), to.UnixNano()
+		// The whole intervals in one of the query's buckets give their
+		// partial results, cached until the interval changes; those not
+		// cached are made on all cores at once.
+		partials := map[*interval]*partialRows{}
+		var todo []*interval
+		for _, iv := range t.intervals {
+			if whole != nil && whole(iv.length) && iv.start >= f && iv.end() <= e {
+				partials[iv] = nil
+				todo = append(todo, iv)
+			}
+		}
+		var pmu sync.Mutex
+		var perr error
+		work := make(chan *interval)
+		var wg sync.WaitGroup
+		for range min(runtime.GOMAXPROCS(0), len(todo)) {
+			wg.Go(func() {
+				for iv := range work {
+					p, err := iv.partial(t, shape, keep, groupDims)
+					pmu.Lock()
+					partials[iv] = p
+					if err != nil {
+						perr = err
+					}
+					pmu.Unlock()
+				}
+			})
+		}
+		for _, iv := range todo {
+			work <- iv
+		}
+		close(work)
+		wg.Wait()
+		if perr != nil {
+			return perr
+		}
 		for _, iv := range t.intervals {
 			if iv.end() <= f || iv.start >= e {
 				continue
 			}
-			if whole != nil && whole(iv.length) && iv.start >= f && iv.end() <= e {
-				// The whole interval is in one of the query's buckets: its
-				// partial result, cached until the interval changes.
-				p, err := iv.partial(t, shape, keep, groupDims)
-				if err != nil {
-					return err
-				}
+			if p, ok := partials[iv]; ok {
 				if len(p.rows) > 0 {
 					seen(time.Unix(0, iv.start).UTC())
 				}

@@ -244,6 +244,7 @@ func (r *Runner) maintain() {
 	}
 	// The first format's file, now carried by the segments.
 	os.Remove(r.legacyPath())
+	r.Table.prepare(now)
 }
 
 // scratch is what counting one event reuses from the one before.

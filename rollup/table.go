@@ -577,6 +577,22 @@ func (iv *interval) mergedRows() ([]*Row, error) {
 	return m.rows, nil
 }
 
+// prepare merges the rows of each closed interval (ended by now) whose
+// merged rows are not cached, so that a query never waits for it (the
+// runner calls it after each save, and so after a restart or a rebuild).
+func (t *Table) prepare(now time.Time) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	for _, iv := range t.intervals {
+		if iv.end() > now.UnixNano() {
+			continue
+		}
+		if m := iv.merged.Load(); m == nil || m.gen != iv.gen {
+			iv.mergedRows()
+		}
+	}
+}
+
 // IntervalInfo describes one interval of a table.
 type IntervalInfo struct {
 	Start   time.Time `json:"start"`
