@@ -11,7 +11,7 @@ func TestRollupConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := c.Rollups["pageviews_1m"]
-	if r.From != "events" || r.Time != "event_time" || r.Granularity.D() != time.Minute || r.Retention.D() != 7*24*time.Hour ||
+	if r.From != "events" || r.Time != "event_time" || r.Granularity.D() != time.Minute || r.Retention.D() != 30*24*time.Hour || len(r.Coarsen) != 1 || c.Jobs["rebuild_pageviews"].Rollup == nil ||
 		len(r.Metrics) != 2 || r.Metrics["visitors"] != "distinct(user_id)" {
 		t.Fatalf("example rollup: %+v", r)
 	}
