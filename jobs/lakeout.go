@@ -13,6 +13,7 @@ import (
 	"github.com/sluice-data/sluice"
 	"github.com/sluice-data/sluice/bus"
 	"github.com/sluice-data/sluice/config"
+	"github.com/sluice-data/sluice/internal/jsonseq"
 	"github.com/sluice-data/sluice/jobs/extract"
 	"github.com/sluice-data/sluice/lake"
 	"github.com/sluice-data/sluice/lake/schema"
@@ -286,4 +287,4 @@ func appendRow(b []byte, keys [][]byte, values []any) []byte {
 }
 
 // jsonKey is a column name as a JSON object key, with its colon.
-func jsonKey(name string) []byte { return append(extract.AppendString(nil, name), ':') }
+func jsonKey(name string) []byte { return append(jsonseq.AppendString(nil, name), ':') }

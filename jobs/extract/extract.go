@@ -18,10 +18,10 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/sluice-data/sluice"
 	"github.com/sluice-data/sluice/config"
+	"github.com/sluice-data/sluice/internal/jsonseq"
 )
 
 // Query is what to read from a table.
@@ -207,7 +207,7 @@ func AppendJSON(b []byte, v any) []byte {
 	case bool:
 		return strconv.AppendBool(b, x)
 	case string:
-		return AppendString(b, x)
+		return jsonseq.AppendString(b, x)
 	case time.Time:
 		b = append(b, '"')
 		b = x.UTC().AppendFormat(b, TimeLayout)
@@ -217,52 +217,7 @@ func AppendJSON(b []byte, v any) []byte {
 	}
 	data, err := json.Marshal(v)
 	if err != nil {
-		return AppendString(b, fmt.Sprint(v))
+		return jsonseq.AppendString(b, fmt.Sprint(v))
 	}
 	return append(b, data...)
 }
-
-// AppendString appends s as a JSON string; invalid UTF-8 becomes U+FFFD.
-func AppendString(b []byte, s string) []byte {
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c >= 0x20 && c != '"' && c != '\\' && c < 0x80 {
-			i++
-			continue
-		}
-		if c < 0x80 {
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, `\u00`...)
-				b = append(b, hex[c>>4], hex[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == 0xFFFD && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
-}
-
-const hex = "0123456789abcdef"
