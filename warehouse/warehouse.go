@@ -1,6 +1,7 @@
 // Package warehouse is the SQL engine over the lake: an embedded DuckDB file
 // owned by the sluice server process, in which every lake table is a view of
-// the same name.
+// the same name. Besides DuckDB's functions, SQL has sluice_distinct and
+// sluice_quantile, which merge rollups' sketches (sketches.go).
 //
 // Promises: Query runs only read-only statements (SELECT, EXPLAIN) and can
 // read only the lake (DuckDB's external access is off, with the lake as the
@@ -112,6 +113,10 @@ func OpenLake(ctx context.Context, path string, store lake.Store, cacheDir strin
 			}
 			return nil, fmt.Errorf("warehouse setup %q: %w", s, err)
 		}
+	}
+	if err := registerSketchFunctions(ctx, db); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("warehouse %s: %w", path, err)
 	}
 	w := &Warehouse{db: db, lakeDir: absLake, store: store, cache: c, views: map[string]string{},
 		stats: map[string]TableStats{}, fileStats: map[string]fileStats{}}
