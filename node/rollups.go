@@ -71,7 +71,8 @@ func (n *Node) startRollups() error {
 }
 
 // refreshRollups writes the changed buckets of each rollup into its table
-// every 500 ms, and once more when ctx ends.
+// (in DuckDB, and in PostgreSQL when it is the warehouse) every 500 ms, and
+// once more when ctx ends.
 func (n *Node) refreshRollups(ctx context.Context) {
 	tick := time.NewTicker(500 * time.Millisecond)
 	defer tick.Stop()
@@ -91,7 +92,15 @@ func (n *Node) refreshRollups(ctx context.Context) {
 			for _, c := range run.Table.Columns() {
 				cols = append(cols, warehouse.TableColumn{Name: c.Name, Type: c.Type})
 			}
-			if err := n.wh.ReplaceBuckets(context.WithoutCancel(ctx), name, cols, buckets, run.Table.BucketRows(buckets)); err != nil {
+			rows := run.Table.BucketRows(buckets)
+			err := n.wh.ReplaceBuckets(context.WithoutCancel(ctx), name, cols, buckets, rows)
+			if err == nil && n.pgl != nil {
+				// The SQL API answers from PostgreSQL: the table is there too.
+				if err = n.pgl.pg.ReplaceBuckets(context.WithoutCancel(ctx), name, cols, buckets, rows); err != nil {
+					err = fmt.Errorf("PostgreSQL warehouse: %w", err)
+				}
+			}
+			if err != nil {
 				n.log.Error("rollup table refresh", "rollup", name, "err", err)
 				// Try these buckets again next time.
 				r.mu.Lock()
