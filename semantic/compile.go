@@ -551,7 +551,7 @@ func filterSQL(d Dialect, fd *Field, expr string, f Filter) (string, error) {
 	for i, v := range values {
 		s, err := literal(d, typ, v)
 		if err != nil {
-			return "", fmt.Errorf("values[%d]: %v", i, err)
+			return "", &valueError{i, err}
 		}
 		lits[i] = s
 	}
@@ -573,6 +573,14 @@ func filterSQL(d Dialect, fd *Field, expr string, f Filter) (string, error) {
 	}
 	return expr + " " + op + " " + lits[0], nil
 }
+
+// valueError is a filter value that does not fit its field.
+type valueError struct {
+	i   int // in the filter's values, value first
+	err error
+}
+
+func (e *valueError) Error() string { return fmt.Sprintf("values[%d]: %v", e.i, e.err) }
 
 var numberRe = regexp.MustCompile(`^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]{1,3})?$`)
 

@@ -433,7 +433,11 @@ func (l *loader) addKey(p, msg string) {
 func suggest(s string, candidates []string) string {
 	best, bestD := "", 3
 	for _, c := range candidates {
-		if d := distance(s, c); d < bestD {
+		d := distance(s, c)
+		if len(s) >= 3 && (strings.HasPrefix(c, s) || strings.HasPrefix(s, c)) {
+			d = min(d, 2)
+		}
+		if d < bestD {
 			best, bestD = c, d
 		}
 	}

@@ -1,6 +1,7 @@
 package semantic
 
 import (
+	"errors"
 	"fmt"
 	"regexp"
 	"slices"
@@ -146,7 +147,17 @@ func (l *loader) validateView(v *View) {
 				continue
 			}
 			if _, err := filterSQL(DuckDB, fd, "x", f); err != nil {
-				l.add(fp, err.Error())
+				var ve *valueError
+				switch {
+				case errors.As(err, &ve) && f.Value != nil && ve.i == 0:
+					l.add(fp+".value", ve.err.Error())
+				case errors.As(err, &ve) && f.Value != nil:
+					l.add(fmt.Sprintf("%s.values[%d]", fp, ve.i-1), ve.err.Error())
+				case errors.As(err, &ve):
+					l.add(fmt.Sprintf("%s.values[%d]", fp, ve.i), ve.err.Error())
+				default:
+					l.add(fp, err.Error())
+				}
 			}
 		}
 		label := m.Label
@@ -258,11 +269,12 @@ func (l *loader) validateExplore(e *Explore) {
 		}
 		v, ok := l.m.Views[j.View]
 		if !ok {
-			at := jp + ".view"
-			if _, set := l.values[at]; !set {
-				at = jp
+			msg := fmt.Sprintf("no view %q%s", j.View, didYouMean(j.View, sortedKeys(l.m.Views)))
+			if _, set := l.values[jp+".view"]; set {
+				l.add(jp+".view", msg)
+			} else {
+				l.addKey(jp, msg)
 			}
-			l.add(at, fmt.Sprintf("no view %q%s", j.View, didYouMean(j.View, sortedKeys(l.m.Views))))
 			continue
 		}
 		if j.Relationship == "" {
@@ -287,20 +299,23 @@ func (l *loader) validateExplore(e *Explore) {
 		if err != nil {
 			l.add(jp+".sql_on", err.Error())
 		}
-		self := false
+		self, bad := false, err != nil
 		for _, r := range rs {
 			alias, field, ok := strings.Cut(r, ".")
 			if !ok {
 				l.add(jp+".sql_on", fmt.Sprintf("${%s}: in sql_on, name fields with their view: ${%s.%s}", r, j.Name, r))
+				bad = true
 				continue
 			}
 			av, known := aliases[alias]
 			switch {
 			case !known:
 				l.add(jp+".sql_on", fmt.Sprintf("${%s}: %q is not the explore's view or a join before %s%s", r, alias, j.Name, didYouMean(alias, order)))
+				bad = true
 				continue
 			case av.fields[field] == nil || av.fields[field].Kind != "dimension":
 				l.add(jp+".sql_on", fmt.Sprintf("${%s}: view %s has no dimension %q%s", r, av.Name, field, didYouMean(field, av.dimensionNames())))
+				bad = true
 				continue
 			case alias == j.Name:
 				self = true
@@ -312,7 +327,7 @@ func (l *loader) validateExplore(e *Explore) {
 				}
 			}
 		}
-		if err == nil && (!self || j.parent == "") {
+		if !bad && (!self || j.parent == "") {
 			l.add(jp+".sql_on", fmt.Sprintf("sql_on must compare a field of %s with a field of a view joined before it, e.g. ${%s.id} = ${%s.%s_id}", j.Name, j.Name, e.View, j.Name))
 		}
 		order = append(order, j.Name)

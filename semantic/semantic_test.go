@@ -1,0 +1,205 @@
+package semantic
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"testing/fstest"
+)
+
+func loadShop(t testing.TB) *Model {
+	t.Helper()
+	m, err := Load("testdata/shop")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// Every problem of a model file is reported with file:line:column, the
+// field's path and what is wrong.
+func TestModelErrors(t *testing.T) {
+	const view = "views:\n  orders:\n    table: orders\n    dimensions:\n      id: {type: number, primary_key: true}\n      amount: {type: number}\n      status: {}\n"
+	for _, tc := range []struct {
+		name, src string
+		want      []string
+	}{
+		{"sum without field", view + "    measures:\n      revenue: {type: sum}\n",
+			[]string{"models/shop.yml:9:7: views.orders.measures.revenue: sum needs a sql or field"}},
+		{"unknown field in a measure", view + "    measures:\n      revenue: {type: sum, field: amont}\n",
+			[]string{`models/shop.yml:9:35: views.orders.measures.revenue.field: view orders has no dimension "amont" (did you mean amount?)`}},
+		{"unknown key", view + "    measures:\n      revenue: {type: sum, field: amount, formt: usd}\n",
+			[]string{`models/shop.yml:9:43: views.orders.measures.revenue.formt: unknown field "formt" (the fields are type, sql, field, label, description, hidden, filters)`}},
+		{"bad types", "views:\n  orders:\n    table: orders\n    dimensions:\n      id: {type: integer}\n    measures:\n      n: {type: total}\n",
+			[]string{`models/shop.yml:5:18: views.orders.dimensions.id.type: unknown dimension type "integer": the types are string, number, time, yesno`,
+				`models/shop.yml:7:17: views.orders.measures.n.type: unknown measure type "total"`}},
+		{"no table", "views:\n  orders:\n    dimensions:\n      id: {}\n",
+			[]string{"models/shop.yml:2:3: views.orders: a view needs table (a table's name) or sql (a SELECT)"}},
+		{"duplicate field through a time frame", "views:\n  o:\n    table: o\n    dimensions:\n      at: {type: time}\n      at_day: {type: time}\n",
+			[]string{"models/shop.yml:6:7: views.o.dimensions.at_day: field at_day is defined twice in view o"}},
+		{"duplicate key", view + view[len("views:\n"):],
+			[]string{`models/shop.yml:8:3: invalid YAML: mapping key "orders" already defined at [2:3]`}},
+		{"join to an unknown view", view + "explores:\n  orders:\n    joins:\n      users: {sql_on: '${orders.id} = ${users.id}'}\n",
+			[]string{`models/shop.yml:11:7: explores.orders.joins.users: no view "users"`}},
+		{"explore of an unknown view", "explores:\n  orders: {view: ordrs}\n",
+			[]string{`models/shop.yml:2:18: explores.orders.view: no view "ordrs"`}},
+		{"sql_on to an unknown field", view + "  items:\n    table: items\n    dimensions:\n      order_id: {type: number}\nexplores:\n  orders:\n    joins:\n      items: {sql_on: '${orders.id} = ${items.order}', relationship: one_to_many}\n",
+			[]string{`models/shop.yml:15:23: explores.orders.joins.items.sql_on: ${items.order}: view items has no dimension "order" (did you mean order_id?)`}},
+		{"bad relationship", view + "  items:\n    table: items\n    dimensions:\n      order_id: {}\nexplores:\n  orders:\n    joins:\n      items: {sql_on: '${orders.id} = ${items.order_id}', relationship: one_to_several}\n",
+			[]string{`explores.orders.joins.items.relationship: unknown relationship "one_to_several"`}},
+		{"fan-out without a primary key", "views:\n  orders:\n    table: orders\n    dimensions:\n      id: {}\n      amount: {type: number}\n    measures:\n      revenue: {type: sum, field: amount}\n" +
+			"  items:\n    table: items\n    dimensions:\n      order_id: {}\nexplores:\n  orders:\n    joins:\n      items:\n        sql_on: ${orders.id} = ${items.order_id}\n        relationship: one_to_many\n",
+			[]string{"models/shop.yml:18:23: explores.orders.joins.items.relationship: items one_to_many repeats the rows of orders, whose measures revenue need view orders to have a primary key"}},
+		{"ratio of an unknown measure", view + "    measures:\n      count: {type: count}\n      avg: {type: number, sql: '${revenue} / ${count}'}\n",
+			[]string{`models/shop.yml:10:32: views.orders.measures.avg.sql: ${revenue}: view orders has no measure "revenue"`}},
+		{"filtered measure on an unknown field", view + "    measures:\n      done: {type: count, filters: [{field: state, value: complete}]}\n",
+			[]string{`views.orders.measures.done.filters[0].field: view orders has no dimension "state" (did you mean status?)`}},
+		{"filtered measure with a bad value", view + "    measures:\n      big: {type: count, filters: [{field: amount, op: '>', value: lots}]}\n",
+			[]string{`models/shop.yml:9:68: views.orders.measures.big.filters[0].value: "lots" is not a number`}},
+		{"dimensions in a circle", "views:\n  o:\n    table: o\n    dimensions:\n      a: {sql: '${b} + 1'}\n      b: {sql: '${a} + 1'}\n",
+			[]string{"views.o.dimensions.a.sql: the dimensions refer to each other in a circle: a -> b -> a", "views.o.dimensions.b.sql: the dimensions refer to each other in a circle: b -> a -> b"}},
+		{"unclosed reference", "views:\n  o:\n    table: o\n    dimensions:\n      a: {sql: '${TABLE.a'}\n",
+			[]string{"models/shop.yml:5:16: views.o.dimensions.a.sql: a ${ is not closed"}},
+		{"not a mapping", "- views\n", []string{"models/shop.yml:1:1: a model file is a mapping with views: and explores:"}},
+		{"a list for a mapping", "views: [orders]\n", []string{"models/shop.yml:1:8: views: must be a mapping of names to definitions, not a list"}},
+		{"bad name", "views:\n  my-view: {table: t}\n", []string{`models/shop.yml:2:3: views.my-view: "my-view" is not a usable name`}},
+		{"timeframes of a string", "views:\n  o:\n    table: o\n    dimensions:\n      a: {timeframes: [day]}\n",
+			[]string{"views.o.dimensions.a.timeframes: only a time dimension has timeframes"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := LoadFS(fstest.MapFS{"shop.yml": {Data: []byte(tc.src)}}, "models")
+			var errs Errors
+			if !errors.As(err, &errs) {
+				t.Fatalf("got %v, want Errors", err)
+			}
+			if len(errs) != len(tc.want) {
+				t.Fatalf("got %d errors, want %d:\n%v", len(errs), len(tc.want), err)
+			}
+			for i, want := range tc.want {
+				if !strings.Contains(errs[i].Error(), want) {
+					t.Errorf("error %d:\n got %s\nwant %s", i, errs[i], want)
+				}
+			}
+		})
+	}
+}
+
+// Views and explores of several files form one model; a name given twice
+// is reported in the second file.
+func TestModelAcrossFiles(t *testing.T) {
+	fsys := fstest.MapFS{
+		"a/users.yml":  {Data: []byte("views:\n  users:\n    table: users\n    dimensions:\n      id: {type: number, primary_key: true}\n    measures:\n      count: {type: count}\n")},
+		"orders.yaml":  {Data: []byte("views:\n  orders:\n    table: orders\n    dimensions:\n      user_id: {type: number}\nexplores:\n  orders:\n    joins:\n      users: {sql_on: '${orders.user_id} = ${users.id}'}\n")},
+		"README.md":    {Data: []byte("not a model")},
+		"b/again.yaml": {Data: []byte("views:\n  users: {table: people}\n")},
+	}
+	_, err := LoadFS(fsys, "models")
+	if err == nil || err.Error() != "models/b/again.yaml:2:3: views.users: view users is defined twice (also in models/a/users.yml)" {
+		t.Fatalf("got %v", err)
+	}
+	delete(fsys, "b/again.yaml")
+	m, err := LoadFS(fsys, "models")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := m.Compile(Query{Explore: "orders", Fields: []string{"users.count"}}, DuckDB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// users is on the "one" side of many_to_one: its rows repeat.
+	if !strings.Contains(c.SQL, `ROW_NUMBER() OVER (PARTITION BY "users"."id")`) {
+		t.Errorf("users.count over orders is not deduplicated:\n%s", c.SQL)
+	}
+}
+
+// Which joins a query needs, and which views' rows they repeat.
+func TestCompileJoinsAndFanOut(t *testing.T) {
+	m := loadShop(t)
+	for _, tc := range []struct {
+		fields          []string
+		filters         []Filter
+		joins, distinct []string
+	}{
+		{fields: []string{"orders.status", "orders.total_revenue"}},
+		{fields: []string{"users.country", "orders.total_revenue"}, joins: []string{"users"}},
+		{fields: []string{"orders.total_revenue"}, filters: []Filter{{Field: "order_items.product", Value: "cup"}}, joins: []string{"order_items"}, distinct: []string{"orders"}},
+		{fields: []string{"users.country", "order_items.total_quantity"}, joins: []string{"users", "order_items"}},
+		{fields: []string{"users.count", "orders.largest_order", "orders.customers", "order_items.count"}, joins: []string{"users", "order_items"}, distinct: []string{"users"}},
+		{fields: []string{"orders.revenue_per_order", "order_items.count"}, joins: []string{"order_items"}, distinct: []string{"orders"}},
+	} {
+		c, err := m.Compile(Query{Explore: "orders", Fields: tc.fields, Filters: tc.filters}, DuckDB)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, j := range []string{"users", "order_items"} {
+			if got, want := strings.Contains(c.SQL, `JOIN "`+j+`"`), contains(tc.joins, j); got != want {
+				t.Errorf("%v: join %s: %v, want %v\n%s", tc.fields, j, got, want, c.SQL)
+			}
+		}
+		for _, v := range []string{"orders", "users", "order_items"} {
+			if got, want := strings.Contains(c.SQL, `"first_`+v+`"`), contains(tc.distinct, v); got != want {
+				t.Errorf("%v: rows of %s counted once: %v, want %v\n%s", tc.fields, v, got, want, c.SQL)
+			}
+		}
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// The engines' differences: string literals, and everything else alike.
+func TestCompileDialects(t *testing.T) {
+	m := loadShop(t)
+	q := Query{Explore: "orders", Fields: []string{"orders.created_at_week", "orders.count"},
+		Filters: []Filter{{Field: "orders.status", Op: "in", Values: []any{`it's`, `back\slash`}}, {Field: "orders.created_at", Op: ">=", Value: "2026-11-01"}},
+		Sorts:   []Sort{{Field: "orders.created_at_week", Desc: true}}, Limit: 10}
+	duck, err := m.Compile(q, DuckDB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pg, err := m.Compile(q, Postgres)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const want = `SELECT date_trunc('week', "orders"."created_at") AS "orders.created_at_week", COUNT("orders"."id") AS "orders.count" FROM "orders" AS "orders" ` +
+		`WHERE "orders"."status" IN ('it''s', %s) AND "orders"."created_at" >= TIMESTAMP '2026-11-01 00:00:00' GROUP BY 1 ORDER BY 1 DESC NULLS LAST LIMIT 10`
+	if w := strings.Replace(want, "%s", `'back\slash'`, 1); duck.SQL != w {
+		t.Errorf("DuckDB:\n got %s\nwant %s", duck.SQL, w)
+	}
+	if w := strings.Replace(want, "%s", `E'back\\slash'`, 1); pg.SQL != w {
+		t.Errorf("PostgreSQL:\n got %s\nwant %s", pg.SQL, w)
+	}
+}
+
+func BenchmarkCompile(b *testing.B) {
+	m := loadShop(b)
+	for _, bc := range []struct {
+		name string
+		q    Query
+	}{
+		{"plain", Query{Explore: "orders", Fields: []string{"orders.created_at_month", "orders.status", "orders.total_revenue", "orders.count"},
+			Filters: []Filter{{Field: "orders.created_at", Op: ">=", Value: "2026-01-01"}}, Sorts: []Sort{{Field: "orders.total_revenue", Desc: true}}, Limit: 100}},
+		{"fan-out", Query{Explore: "orders", Fields: []string{"users.country", "orders.created_at_month", "orders.total_revenue", "orders.count", "order_items.total_quantity", "users.count", "orders.revenue_per_order"},
+			Filters: []Filter{{Field: "orders.status", Op: "in", Values: []any{"complete", "pending"}}, {Field: "orders.count", Op: ">", Value: 1.0}}, Limit: 500}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			for b.Loop() {
+				if _, err := m.Compile(bc.q, Postgres); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func BenchmarkLoad(b *testing.B) {
+	for b.Loop() {
+		loadShop(b)
+	}
+}
