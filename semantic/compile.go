@@ -116,7 +116,7 @@ func (m *Model) Compile(q Query, d Dialect) (*Compiled, error) {
 		c.joins[j.Name] = j
 	}
 	if len(q.Fields) == 0 {
-		return nil, qerr("fields", "choose at least one field, e.g. %q", e.View+"."+c.aliases[e.View].order[0])
+		return nil, qerr("fields", "choose at least one field of %s", strings.Join(c.aliasNames(), ", "))
 	}
 	limit := q.Limit
 	switch {
