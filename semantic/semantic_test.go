@@ -203,3 +203,53 @@ func BenchmarkLoad(b *testing.B) {
 		loadShop(b)
 	}
 }
+
+// One view joined twice under two names: each join is a table alias of its
+// own, and fields name the join.
+func TestJoinSameViewTwice(t *testing.T) {
+	src := `views:
+  transfers:
+    table: transfers
+    dimensions:
+      id: {type: number, primary_key: true}
+      from_id: {type: number}
+      to_id: {type: number}
+      amount: {type: number}
+    measures:
+      total: {type: sum, field: amount}
+  accounts:
+    table: bank.accounts
+    dimensions:
+      id: {type: number, primary_key: true}
+      country: {}
+    measures:
+      count: {type: count}
+explores:
+  transfers:
+    joins:
+      sender: {view: accounts, sql_on: '${transfers.from_id} = ${sender.id}'}
+      receiver: {view: accounts, sql_on: '${transfers.to_id} = ${receiver.id}', relationship: many_to_one, type: inner}
+`
+	m, err := Parse("bank.yml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := m.Compile(Query{Explore: "transfers", Fields: []string{"sender.country", "receiver.country", "transfers.total", "receiver.count"}}, Postgres)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		`LEFT JOIN "bank"."accounts" AS "sender" ON "transfers"."from_id" = "sender"."id"`,
+		`INNER JOIN "bank"."accounts" AS "receiver" ON "transfers"."to_id" = "receiver"."id"`,
+		`"sender"."country" AS "d0", "receiver"."country" AS "d1"`,
+		`ROW_NUMBER() OVER (PARTITION BY "sender"."country", "receiver"."country", "receiver"."id") AS "first_receiver"`,
+		`SUM("m0") AS "transfers.total"`,
+	} {
+		if !strings.Contains(c.SQL, want) {
+			t.Errorf("SQL lacks %s:\n%s", want, c.SQL)
+		}
+	}
+	if c.Columns[1].Label != "Receiver Country" {
+		t.Errorf("columns: %+v", c.Columns)
+	}
+}
