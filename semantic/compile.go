@@ -14,21 +14,25 @@ import (
 
 // Fan-out. A join repeats the rows of the views on its "one" side: with
 // orders one_to_many order_items, each order appears once per item, and a
-// plain SUM(orders.amount) would count it that many times. For every view
-// whose rows the query's joins repeat (Explore.fanningJoin), Compile puts the
-// joined rows in a CTE and numbers the rows of each primary key within each
-// group of the query:
+// plain SUM(orders.amount) would count it that many times. A view whose rows
+// the query's joins repeat (Explore.fanningJoin) has its sums, averages and
+// counts computed over one row per primary key and group of the query, in
+// one of two ways, both over a CTE of the joined rows:
 //
-//	ROW_NUMBER() OVER (PARTITION BY <the query's dimensions>, <pk>)
+//   - One repeated view, and measures of other views that add up (sum,
+//     count, min, max): two steps (splittable). First group by the query's
+//     dimensions and the repeated view's key, taking that view's value once
+//     (MIN of a value that is the same on every repeated row) and the other
+//     views' partial sums and counts; then group by the dimensions.
+//   - Otherwise: ROW_NUMBER() OVER (PARTITION BY <dimensions>, <key>) numbers
+//     each repeated view's rows, and its measures take only row 1.
 //
-// Its sums, averages and counts then take only the row numbered 1: each row
-// of the view once per group, whatever joins repeat it. A view's measures see
-// only its own columns, so the row chosen does not matter. This is exact in
-// every type (DECIMAL, HUGEINT, NUMERIC, DOUBLE: the same values are summed
-// as in a query without the join) and needs no hashing, unlike Looker's
-// symmetric aggregates; count_distinct, min and max do not mind repeats and
-// are aggregated as they are. A query without repeated rows is one plain
-// SELECT … GROUP BY.
+// A view's measures see only its own columns, so the row chosen does not
+// matter. Both are exact in every type (DECIMAL, HUGEINT, NUMERIC, DOUBLE:
+// the same values are summed as in a query without the join) and need no
+// hashing, unlike Looker's symmetric aggregates; count_distinct, min and
+// max do not mind repeats. A query without repeated rows that its measures
+// mind is one plain SELECT … GROUP BY.
 
 // Dialect is the SQL engine a query is compiled for.
 type Dialect string
@@ -218,6 +222,13 @@ func (m *Model) Compile(q Query, d Dialect) (*Compiled, error) {
 	from := c.from(joins)
 	var b strings.Builder
 	agg := &aggregator{c: c, inline: len(fanned) == 0, fanned: fanned}
+	if len(fanned) == 1 {
+		for alias := range fanned {
+			if c.splittable(alias, append(slices.Clone(measures), havingRefs...)) {
+				agg.split = alias
+			}
+		}
+	}
 	if agg.inline {
 		b.WriteString("SELECT ")
 		for i, r := range dims {
@@ -237,19 +248,34 @@ func (m *Model) Compile(q Query, d Dialect) (*Compiled, error) {
 			dimExprs = append(dimExprs, expr)
 			cols = append(cols, expr+" AS "+quoteIdent(fmt.Sprintf("d%d", i)))
 		}
-		agg.cols = &cols
+		var partials []string
+		agg.cols, agg.partials = &cols, &partials
 		for _, r := range append(slices.Clone(measures), havingRefs...) {
 			agg.measure(r.alias, r.view, r.field.measure)
 		}
-		for _, alias := range sortedKeys(fanned) {
-			v := c.aliases[alias]
-			part := append(slices.Clone(dimExprs), c.dimSQL(alias, v, v.fields[v.pk.Name]))
-			cols = append(cols, "ROW_NUMBER() OVER (PARTITION BY "+strings.Join(part, ", ")+") AS "+quoteIdent("first_"+alias))
+		if agg.split != "" {
+			v := c.aliases[agg.split]
+			cols = append(cols, c.dimSQL(agg.split, v, v.fields[v.pk.Name])+" AS "+quoteIdent("k"))
+		} else {
+			for _, alias := range sortedKeys(fanned) {
+				v := c.aliases[alias]
+				part := append(slices.Clone(dimExprs), c.dimSQL(alias, v, v.fields[v.pk.Name]))
+				cols = append(cols, "ROW_NUMBER() OVER (PARTITION BY "+strings.Join(part, ", ")+") AS "+quoteIdent("first_"+alias))
+			}
 		}
 		b.WriteString(strings.Join(cols, ", "))
 		b.WriteString(" FROM " + from)
 		if len(where) > 0 {
 			b.WriteString(" WHERE " + strings.Join(where, " AND "))
+		}
+		if agg.split != "" {
+			// One row per group and key of the repeated view.
+			keys := []string{quoteIdent("k")}
+			for i := range dims {
+				keys = append(keys, quoteIdent(fmt.Sprintf("d%d", i)))
+			}
+			b.WriteString("), " + quoteIdent("groups") + " AS (SELECT " + strings.Join(append(keys[1:], partials...), ", ") +
+				" FROM " + quoteIdent("rows") + " GROUP BY " + strings.Join(keys, ", "))
 		}
 		b.WriteString(") SELECT ")
 		for i := range dims {
@@ -277,6 +303,8 @@ func (m *Model) Compile(q Query, d Dialect) (*Compiled, error) {
 		if len(where) > 0 {
 			b.WriteString(" WHERE " + strings.Join(where, " AND "))
 		}
+	} else if agg.split != "" {
+		b.WriteString(" FROM " + quoteIdent("groups"))
 	} else {
 		b.WriteString(" FROM " + quoteIdent("rows"))
 	}
@@ -431,13 +459,47 @@ func (c *compiler) rawDimSQL(alias string, v *View, d *Dimension) string {
 }
 
 // aggregator writes measures: inline (a plain GROUP BY) or over the rows
-// CTE, where what a measure aggregates is a column of its own.
+// CTE, where what a measure aggregates is a column of its own; with split,
+// in two steps (splittable).
 type aggregator struct {
 	c      *compiler
 	inline bool
 	fanned map[string]bool
 	cols   *[]string         // the CTE's columns, while it is written
 	inputs map[string]string // the CTE's column of a measure's input
+	// split is the one repeated view, when the measures allow two steps.
+	split     string
+	partials  *[]string         // the groups CTE's columns
+	partialOf map[string]string // the groups CTE's column of a measure
+}
+
+// splittable tells whether the selected measures can be aggregated in two
+// steps, by group and key of the one repeated view alias, then by group:
+// alias's own measures take their row's value in the first step (it is
+// the same on every repeated row), other views' sums, counts, minimums and
+// maximums add up their partial results. Averages and distinct counts of
+// other views do not split; those queries number rows instead. Two steps
+// are hash aggregations, cheaper than ROW_NUMBER()'s sort.
+func (c *compiler) splittable(alias string, selected []ref) bool {
+	var ok func(a string, v *View, m *Measure) bool
+	ok = func(a string, v *View, m *Measure) bool {
+		if m.Type == "number" {
+			rs, _ := refs(m.SQL)
+			for _, r := range rs {
+				if !ok(a, v, v.fields[r].measure) {
+					return false
+				}
+			}
+			return true
+		}
+		return a == alias || m.Type == "sum" || m.Type == "count" || m.Type == "min" || m.Type == "max"
+	}
+	for _, r := range selected {
+		if !ok(r.alias, r.view, r.field.measure) {
+			return false
+		}
+	}
+	return true
 }
 
 // measure is the aggregate expression of measure m of view v as alias.
@@ -474,18 +536,11 @@ func (a *aggregator) measure(alias string, v *View, m *Measure) string {
 		input = "CASE WHEN " + strings.Join(conds, " AND ") + " THEN " + input + " END"
 	}
 	first := ""
+	if a.split != "" {
+		return a.twoSteps(alias, m, a.input(alias, m, input))
+	}
 	if !a.inline {
-		key := alias + "." + m.Name
-		if a.inputs == nil {
-			a.inputs = map[string]string{}
-		}
-		col, ok := a.inputs[key]
-		if !ok {
-			col = quoteIdent(fmt.Sprintf("m%d", len(a.inputs)))
-			a.inputs[key] = col
-			*a.cols = append(*a.cols, input+" AS "+col)
-		}
-		input = col
+		input = a.input(alias, m, input)
 		if a.fanned[alias] && needsKey(m.Type) {
 			first = quoteIdent("first_" + alias)
 		}
@@ -504,6 +559,50 @@ func (a *aggregator) measure(alias string, v *View, m *Measure) string {
 	default:
 		return strings.ToUpper(m.Type) + "(" + input + ")"
 	}
+}
+
+// input is the rows CTE's column of what measure m of alias aggregates.
+func (a *aggregator) input(alias string, m *Measure, expr string) string {
+	key := alias + "." + m.Name
+	if a.inputs == nil {
+		a.inputs = map[string]string{}
+	}
+	col, ok := a.inputs[key]
+	if !ok {
+		col = quoteIdent(fmt.Sprintf("m%d", len(a.inputs)))
+		a.inputs[key] = col
+		*a.cols = append(*a.cols, expr+" AS "+col)
+	}
+	return col
+}
+
+// twoSteps aggregates input in the groups CTE and then by group.
+func (a *aggregator) twoSteps(alias string, m *Measure, input string) string {
+	first, then := "MIN", map[string]string{"count": "COUNT", "sum": "SUM", "avg": "AVG", "min": "MIN", "max": "MAX", "count_distinct": "COUNT(DISTINCT"}[m.Type]
+	switch {
+	case alias == a.split && m.Type == "max":
+		first = "MAX"
+	case alias != a.split:
+		// Partial results of a view whose rows are not repeated.
+		first = strings.ToUpper(m.Type)
+		if m.Type == "count" {
+			then = "SUM"
+		}
+	}
+	key := alias + "." + m.Name
+	if a.partialOf == nil {
+		a.partialOf = map[string]string{}
+	}
+	col, ok := a.partialOf[key]
+	if !ok {
+		col = quoteIdent(fmt.Sprintf("p%d", len(a.partialOf)))
+		a.partialOf[key] = col
+		*a.partials = append(*a.partials, first+"("+input+") AS "+col)
+	}
+	if m.Type == "count_distinct" {
+		return "COUNT(DISTINCT " + col + ")"
+	}
+	return then + "(" + col + ")"
 }
 
 // The filter operators, and how many values each takes (-1: one or more).

@@ -7,7 +7,7 @@ import (
 )
 
 // The complete example of docs/semantic.md loads, and the SQL it shows for
-// fan-out is what the compiler writes.
+// fan-out (both ways) is what the compiler writes.
 func TestDocsExample(t *testing.T) {
 	b, err := os.ReadFile("../docs/semantic.md")
 	if err != nil {
@@ -23,13 +23,21 @@ func TestDocsExample(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := m.Compile(Query{Explore: "orders", Fields: []string{"users.country", "orders.total_revenue", "order_items.total_quantity"}}, DuckDB)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, rest, _ = strings.Cut(doc, "then aggregates only the first:\n\n```sql\n")
-	shown, _, _ := strings.Cut(rest, "```\n")
-	if got := strings.ReplaceAll(strings.Join(strings.Fields(shown), " "), "( ", "("); got != c.SQL {
-		t.Errorf("docs/semantic.md shows\n%s\nthe compiler writes\n%s", got, c.SQL)
+	for _, tc := range []struct {
+		after  string
+		fields []string
+	}{
+		{"then by the dimensions:", []string{"users.country", "orders.total_revenue", "order_items.total_quantity"}},
+		{"and aggregates only the first:", []string{"users.country", "orders.count", "users.count", "order_items.total_quantity"}},
+	} {
+		c, err := m.Compile(Query{Explore: "orders", Fields: tc.fields}, DuckDB)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, rest, ok := strings.Cut(doc, tc.after+"\n\n```sql\n")
+		shown, _, _ := strings.Cut(rest, "```\n")
+		if got := strings.ReplaceAll(strings.Join(strings.Fields(shown), " "), "( ", "("); !ok || got != c.SQL {
+			t.Errorf("docs/semantic.md shows\n%s\nthe compiler writes\n%s", got, c.SQL)
+		}
 	}
 }
