@@ -608,11 +608,11 @@ func (a *aggregator) twoSteps(alias string, m *Measure, input string) string {
 // The filter operators, and how many values each takes (-1: one or more).
 var operators = map[string]int{
 	"=": 1, "!=": 1, ">": 1, ">=": 1, "<": 1, "<=": 1,
-	"in": -1, "not in": -1, "contains": 1, "is null": 0, "is not null": 0, "between": 2,
+	"in": -1, "not in": -1, "contains": 1, "is null": 0, "is not null": 0, "between": 2, "in the past": 1,
 }
 
 // Operators lists the filter operators.
-var Operators = []string{"=", "!=", ">", ">=", "<", "<=", "in", "not in", "contains", "is null", "is not null", "between"}
+var Operators = []string{"=", "!=", ">", ">=", "<", "<=", "in", "not in", "contains", "is null", "is not null", "between", "in the past"}
 
 // filterSQL is the condition of filter f on field fd, whose SQL is expr.
 func filterSQL(d Dialect, fd *Field, expr string, f Filter) (string, error) {
@@ -645,6 +645,14 @@ func filterSQL(d Dialect, fd *Field, expr string, f Filter) (string, error) {
 		return "", fmt.Errorf("%s is yes/no: use =, != or is null", fd.View+"."+fd.Name)
 	case op == "between" && typ != "number" && typ != "time":
 		return "", fmt.Errorf("between applies to numbers and times; %s is %s", fd.View+"."+fd.Name, typ)
+	case op == "in the past" && typ != "time":
+		return "", fmt.Errorf("in the past applies to times; %s is %s", fd.View+"."+fd.Name, typ)
+	case op == "in the past":
+		since, err := pastStart(values[0], time.Now())
+		if err != nil {
+			return "", &valueError{0, err}
+		}
+		return expr + " >= " + timeLiteral(since), nil
 	}
 	lits := make([]string, len(values))
 	for i, v := range values {
@@ -671,6 +679,38 @@ func filterSQL(d Dialect, fd *Field, expr string, f Filter) (string, error) {
 		return expr + " <> " + lits[0], nil
 	}
 	return expr + " " + op + " " + lits[0], nil
+}
+
+func timeLiteral(t time.Time) string {
+	return "TIMESTAMP '" + t.UTC().Format("2006-01-02 15:04:05.999999") + "'"
+}
+
+// pastUnits are the units of "in the past" filters.
+var pastUnits = map[string]func(t time.Time, n int) time.Time{
+	"minute": func(t time.Time, n int) time.Time { return t.Add(-time.Duration(n) * time.Minute) },
+	"hour":   func(t time.Time, n int) time.Time { return t.Add(-time.Duration(n) * time.Hour) },
+	"day":    func(t time.Time, n int) time.Time { return t.AddDate(0, 0, -n) },
+	"week":   func(t time.Time, n int) time.Time { return t.AddDate(0, 0, -7*n) },
+	"month":  func(t time.Time, n int) time.Time { return t.AddDate(0, -n, 0) },
+	"year":   func(t time.Time, n int) time.Time { return t.AddDate(-n, 0, 0) },
+}
+
+// pastStart is when "in the past" v ("7 days", "24 hours", "1 month")
+// begins, counted back from now: the filter becomes a fixed time, the same
+// on every engine.
+func pastStart(v any, now time.Time) (time.Time, error) {
+	const hint = `write a number and a unit, e.g. "7 days", "24 hours" (minutes, hours, days, weeks, months, years)`
+	s, ok := v.(string)
+	fields := strings.Fields(strings.ToLower(s))
+	if !ok || len(fields) != 2 {
+		return time.Time{}, fmt.Errorf("%s is not a span of time: %s", describeValue(v), hint)
+	}
+	n, err := strconv.Atoi(fields[0])
+	back := pastUnits[strings.TrimSuffix(fields[1], "s")]
+	if err != nil || n < 0 || n > 100000 || back == nil {
+		return time.Time{}, fmt.Errorf("%q is not a span of time: %s", s, hint)
+	}
+	return back(now.UTC(), n), nil
 }
 
 // valueError is a filter value that does not fit its field.
@@ -734,7 +774,7 @@ func literal(d Dialect, typ string, v any) (string, error) {
 		default:
 			return "", fmt.Errorf("%s is not a time: write 2026-11-25, 2026-11-25 14:00:00 or RFC 3339", describeValue(v))
 		}
-		return "TIMESTAMP '" + t.UTC().Format("2006-01-02 15:04:05.999999") + "'", nil
+		return timeLiteral(t), nil
 	case "yesno":
 		switch x := v.(type) {
 		case bool:

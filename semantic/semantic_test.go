@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 	"testing/fstest"
+	"time"
 )
 
 func loadShop(t testing.TB) *Model {
@@ -254,5 +255,40 @@ explores:
 	}
 	if c.Columns[1].Label != "Receiver Country" {
 		t.Errorf("columns: %+v", c.Columns)
+	}
+}
+
+// "in the past" turns into a fixed time counted back from now.
+func TestFilterInThePast(t *testing.T) {
+	m := loadShop(t)
+	c, err := m.Compile(Query{Explore: "orders", Fields: []string{"orders.count"}, Filters: []Filter{{Field: "orders.created_at", Op: "in the past", Value: "7 days"}}}, Postgres)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, lit, _ := strings.Cut(c.SQL, `"orders"."created_at" >= TIMESTAMP '`)
+	lit, _, _ = strings.Cut(lit, "'")
+	since, err := time.Parse("2006-01-02 15:04:05.999999", lit)
+	if err != nil {
+		t.Fatalf("%v in %s", err, c.SQL)
+	}
+	if d := time.Since(since); d < 7*24*time.Hour || d > 8*24*time.Hour {
+		t.Errorf("7 days back is %s, %s ago", since, d)
+	}
+	for _, tc := range []struct {
+		f    Filter
+		want string
+	}{
+		{Filter{Field: "orders.created_at", Op: "in the past", Value: "a while"}, `filters[0]: values[0]: "a while" is not a span of time`},
+		{Filter{Field: "orders.created_at", Op: "in the past", Value: "3 fortnights"}, `is not a span of time`},
+		{Filter{Field: "orders.status", Op: "in the past", Value: "1 day"}, `in the past applies to times`},
+	} {
+		if _, err := m.Compile(Query{Explore: "orders", Fields: []string{"orders.count"}, Filters: []Filter{tc.f}}, DuckDB); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: %v, want %s", tc.f, err, tc.want)
+		}
+	}
+	for _, v := range []string{"1 minute", "30 minutes", "24 hours", "1 day", "2 weeks", "3 months", "1 year"} {
+		if _, err := pastStart(v, time.Now()); err != nil {
+			t.Errorf("%s: %v", v, err)
+		}
 	}
 }
