@@ -101,7 +101,6 @@ type ref struct {
 
 // compiler holds one Compile call's state.
 type compiler struct {
-	m       *Model
 	e       *Explore
 	d       Dialect
 	aliases map[string]*View
@@ -114,7 +113,7 @@ func (m *Model) Compile(q Query, d Dialect) (*Compiled, error) {
 	if !ok {
 		return nil, qerr("explore", "no explore %q%s", q.Explore, didYouMean(q.Explore, m.Order))
 	}
-	c := &compiler{m: m, e: e, d: d, aliases: map[string]*View{e.View: m.Views[e.View]}, joins: map[string]*Join{}}
+	c := &compiler{e: e, d: d, aliases: map[string]*View{e.View: m.Views[e.View]}, joins: map[string]*Join{}}
 	for _, j := range e.Joins {
 		c.aliases[j.Name] = m.Views[j.View]
 		c.joins[j.Name] = j
@@ -141,6 +140,7 @@ func (m *Model) Compile(q Query, d Dialect) (*Compiled, error) {
 		if _, dup := selected[name]; dup {
 			return nil, qerr(fmt.Sprintf("fields[%d]", i), "%s is selected twice", name)
 		}
+		selected[name] = 0 // its column is numbered below
 		if r.field.Kind == "dimension" {
 			dims = append(dims, r)
 		} else {

@@ -290,6 +290,7 @@ func TestExploreBadQueries(t *testing.T) {
 		{`{"explore": "orders", "fields": ["users.country", "orders.revenu"]}`, `fields[1]: unknown field "orders.revenu" in explore orders`},
 		{`{"explore": "orders", "fields": ["customers.country"]}`, `fields[0]: unknown field "customers.country"`},
 		{`{"explore": "orders", "fields": ["users.country; DROP TABLE users"]}`, `fields[0]: unknown field`},
+		{`{"explore": "orders", "fields": ["orders.count", "users.country", "orders.count"]}`, `fields[2]: orders.count is selected twice`},
 		{`{"explore": "orders", "fields": ["orders.count"], "filters": [{"field": "orders.state", "op": "=", "value": "x"}]}`, `filters[0].field: unknown field "orders.state" in explore orders (did you mean orders.status?)`},
 		{`{"explore": "orders", "fields": ["orders.count"], "filters": [{"field": "orders.status", "op": "like", "value": "x"}]}`, `filters[0]: unknown operator "like"`},
 		{`{"explore": "orders", "fields": ["orders.count"], "filters": [{"field": "orders.amount", "op": ">", "value": "lots"}]}`, `filters[0]: values[0]: "lots" is not a number`},
