@@ -107,17 +107,22 @@ type compiler struct {
 	joins   map[string]*Join
 }
 
+func (m *Model) compiler(e *Explore, d Dialect) *compiler {
+	c := &compiler{e: e, d: d, aliases: map[string]*View{e.View: m.Views[e.View]}, joins: map[string]*Join{}}
+	for _, j := range e.Joins {
+		c.aliases[j.Name] = m.Views[j.View]
+		c.joins[j.Name] = j
+	}
+	return c
+}
+
 // Compile turns q into one SELECT for dialect d.
 func (m *Model) Compile(q Query, d Dialect) (*Compiled, error) {
 	e, ok := m.Explores[q.Explore]
 	if !ok {
 		return nil, qerr("explore", "no explore %q%s", q.Explore, didYouMean(q.Explore, m.Order))
 	}
-	c := &compiler{e: e, d: d, aliases: map[string]*View{e.View: m.Views[e.View]}, joins: map[string]*Join{}}
-	for _, j := range e.Joins {
-		c.aliases[j.Name] = m.Views[j.View]
-		c.joins[j.Name] = j
-	}
+	c := m.compiler(e, d)
 	if len(q.Fields) == 0 {
 		return nil, qerr("fields", "choose at least one field of %s", strings.Join(c.aliasNames(), ", "))
 	}
@@ -203,12 +208,29 @@ func (m *Model) Compile(q Query, d Dialect) (*Compiled, error) {
 		}
 	}
 
+	// The aggregates the measures are made of (a number measure's parts,
+	// which may be other views').
+	var parts []ref
+	for i, r := range append(slices.Clone(measures), havingRefs...) {
+		ps, err := c.parts(r)
+		if err != nil {
+			p := "fields"
+			if i >= len(measures) {
+				p = mfilters[i-len(measures)].p + ".field"
+			}
+			return nil, &QueryError{Path: p, Message: err.Error()}
+		}
+		for _, pr := range ps {
+			needed[pr.alias] = true
+		}
+		parts = append(parts, ps...)
+	}
 	joins := c.required(needed)
 	// The views whose rows the joins repeat, and whose measures in this
 	// query care.
 	fanned := map[string]bool{}
-	for _, r := range append(slices.Clone(measures), havingRefs...) {
-		if !c.sensitive(r.view, r.field.measure) {
+	for _, r := range parts {
+		if !needsKey(r.field.measure.Type) {
 			continue
 		}
 		if c.e.fanningJoin(r.alias, joins) != nil {
@@ -224,7 +246,7 @@ func (m *Model) Compile(q Query, d Dialect) (*Compiled, error) {
 	agg := &aggregator{c: c, inline: len(fanned) == 0, fanned: fanned}
 	if len(fanned) == 1 {
 		for alias := range fanned {
-			if c.splittable(alias, append(slices.Clone(measures), havingRefs...)) {
+			if c.splittable(alias, parts) {
 				agg.split = alias
 			}
 		}
@@ -390,19 +412,51 @@ func (c *compiler) required(needed map[string]bool) []*Join {
 	return out
 }
 
-// sensitive tells whether repeated rows change measure m: sums, averages
-// and counts, and number measures made of them.
-func (c *compiler) sensitive(v *View, m *Measure) bool {
+// parts lists the aggregates measure r is made of: itself, or a number
+// measure's parts, of its view (${name}) or of another (${view.name}).
+func (c *compiler) parts(r ref) ([]ref, error) {
+	m := r.field.measure
 	if m.Type != "number" {
-		return needsKey(m.Type)
+		return []ref{r}, nil
 	}
+	var out []ref
 	rs, _ := refs(m.SQL)
-	for _, r := range rs {
-		if f := v.fields[r]; f != nil && f.measure != nil && c.sensitive(v, f.measure) {
-			return true
+	for _, name := range rs {
+		sub, err := c.sub(r, name)
+		if err != nil {
+			return nil, err
+		}
+		ps, err := c.parts(sub)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ps...)
+	}
+	return out, nil
+}
+
+// sub is the measure a number measure r refers to as name.
+func (c *compiler) sub(r ref, name string) (ref, error) {
+	view, field, ok := strings.Cut(name, ".")
+	if !ok {
+		return ref{alias: r.alias, view: r.view, field: r.view.fields[name]}, nil
+	}
+	var found []string
+	for _, a := range c.aliasNames() {
+		if c.aliases[a].Name == view {
+			found = append(found, a)
 		}
 	}
-	return false
+	switch {
+	case slices.Contains(found, view):
+		found = []string{view}
+	case len(found) == 0:
+		return ref{}, fmt.Errorf("%s.%s uses ${%s}, and explore %s does not join view %s", r.alias, r.field.Name, name, c.e.Name, view)
+	case len(found) > 1:
+		return ref{}, fmt.Errorf("%s.%s uses ${%s}, and explore %s joins view %s as %s: name one join %s", r.alias, r.field.Name, name, c.e.Name, view, strings.Join(found, " and "), view)
+	}
+	v := c.aliases[found[0]]
+	return ref{alias: found[0], view: v, field: v.fields[field]}, nil
 }
 
 // from is the FROM clause: the explore's view and the joins.
@@ -473,29 +527,17 @@ type aggregator struct {
 	partialOf map[string]string // the groups CTE's column of a measure
 }
 
-// splittable tells whether the selected measures can be aggregated in two
+// splittable tells whether the measures' parts can be aggregated in two
 // steps, by group and key of the one repeated view alias, then by group:
 // alias's own measures take their row's value in the first step (it is
 // the same on every repeated row), other views' sums, counts, minimums and
 // maximums add up their partial results. Averages and distinct counts of
 // other views do not split; those queries number rows instead. Two steps
 // are hash aggregations, cheaper than ROW_NUMBER()'s sort.
-func (c *compiler) splittable(alias string, selected []ref) bool {
-	var ok func(a string, v *View, m *Measure) bool
-	ok = func(a string, v *View, m *Measure) bool {
-		if m.Type == "number" {
-			rs, _ := refs(m.SQL)
-			for _, r := range rs {
-				if !ok(a, v, v.fields[r].measure) {
-					return false
-				}
-			}
-			return true
-		}
-		return a == alias || m.Type == "sum" || m.Type == "count" || m.Type == "min" || m.Type == "max"
-	}
-	for _, r := range selected {
-		if !ok(r.alias, r.view, r.field.measure) {
+func (c *compiler) splittable(alias string, parts []ref) bool {
+	for _, r := range parts {
+		t := r.field.measure.Type
+		if r.alias != alias && t != "sum" && t != "count" && t != "min" && t != "max" {
 			return false
 		}
 	}
@@ -506,8 +548,9 @@ func (c *compiler) splittable(alias string, selected []ref) bool {
 func (a *aggregator) measure(alias string, v *View, m *Measure) string {
 	c := a.c
 	if m.Type == "number" {
-		return "(" + c.expand(m.SQL, func(r string) string {
-			return a.measure(alias, v, v.fields[r].measure)
+		return "(" + c.expand(m.SQL, func(name string) string {
+			sub, _ := c.sub(ref{alias: alias, view: v, field: v.fields[m.Name]}, name) // checked by parts
+			return a.measure(sub.alias, sub.view, sub.field.measure)
 		}) + ")"
 	}
 	var input string

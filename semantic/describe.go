@@ -20,8 +20,8 @@ type ViewInfo struct {
 	Fields       []Field `json:"fields"`
 }
 
-// Describe lists the explores in file order, with every field (hidden ones
-// marked).
+// Describe lists the explores in file order, with every field they can
+// query (hidden ones marked).
 func (m *Model) Describe() []ExploreInfo {
 	out := []ExploreInfo{}
 	for _, name := range m.Order {
@@ -31,22 +31,31 @@ func (m *Model) Describe() []ExploreInfo {
 			label = title(e.Name)
 		}
 		info := ExploreInfo{Name: e.Name, Model: e.model, Label: label, Description: e.Description, View: e.View}
-		info.Views = append(info.Views, viewInfo(e.View, m.Views[e.View], ""))
+		c := m.compiler(e, DuckDB)
+		info.Views = append(info.Views, c.viewInfo(e.View, ""))
 		for _, j := range e.Joins {
-			info.Views = append(info.Views, viewInfo(j.Name, m.Views[j.View], j.Relationship))
+			info.Views = append(info.Views, c.viewInfo(j.Name, j.Relationship))
 		}
 		out = append(out, info)
 	}
 	return out
 }
 
-func viewInfo(alias string, v *View, rel string) ViewInfo {
+// viewInfo lists the fields of a view as an explore has it, but for
+// measures made of views the explore does not join.
+func (c *compiler) viewInfo(alias string, rel string) ViewInfo {
+	v := c.aliases[alias]
 	label := v.Label
 	if label == "" {
 		label = title(alias)
 	}
 	vi := ViewInfo{Name: alias, View: v.Name, Label: label, Description: v.Description, Relationship: rel, Fields: []Field{}}
 	for _, n := range v.order {
+		if v.fields[n].measure != nil {
+			if _, err := c.parts(ref{alias: alias, view: v, field: v.fields[n]}); err != nil {
+				continue
+			}
+		}
 		f := *v.fields[n]
 		f.View = alias
 		f.Name = alias + "." + n

@@ -2,6 +2,7 @@ package semantic
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -290,5 +291,79 @@ func TestFilterInThePast(t *testing.T) {
 		if _, err := pastStart(v, time.Now()); err != nil {
 			t.Errorf("%s: %v", v, err)
 		}
+	}
+}
+
+// A number measure may combine measures of other views, in explores that
+// join them.
+func TestMeasureOfOtherViews(t *testing.T) {
+	src := `views:
+  orders:
+    table: orders
+    dimensions:
+      id: {type: number, primary_key: true}
+      user_id: {type: number}
+      amount: {type: number}
+    measures:
+      revenue: {type: sum, field: amount}
+      per_user: {type: number, sql: '${revenue} / NULLIF(${users.count}, 0)'}
+  users:
+    table: users
+    dimensions:
+      id: {type: number, primary_key: true}
+    measures:
+      count: {type: count}
+explores:
+  orders:
+    joins:
+      users: {sql_on: '${orders.user_id} = ${users.id}'}
+  lonely_orders: {view: orders}
+  two_ways:
+    view: orders
+    joins:
+      buyer: {view: users, sql_on: '${orders.user_id} = ${buyer.id}'}
+      seller: {view: users, sql_on: '${orders.user_id} = ${seller.id}'}
+`
+	m, err := Parse("shop.yml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := m.Compile(Query{Explore: "orders", Fields: []string{"orders.per_user"}}, DuckDB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// users joined for the measure, its rows counted once.
+	if !strings.Contains(c.SQL, `LEFT JOIN "users"`) || !strings.Contains(c.SQL, `(SUM("p0") / NULLIF(COUNT("p1"), 0)) AS "orders.per_user"`) {
+		t.Errorf("SQL:\n%s", c.SQL)
+	}
+	for explore, want := range map[string]string{
+		"lonely_orders": "fields: orders.per_user uses ${users.count}, and explore lonely_orders does not join view users",
+		"two_ways":      "explore two_ways joins view users as buyer and seller",
+	} {
+		if _, err := m.Compile(Query{Explore: explore, Fields: []string{"orders.per_user"}}, DuckDB); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want %s", explore, err, want)
+		}
+	}
+	// Explores list only the measures they can answer.
+	for _, e := range m.Describe() {
+		var fields []string
+		for _, f := range e.Views[0].Fields {
+			fields = append(fields, f.Name)
+		}
+		want := "[orders.id orders.user_id orders.amount orders.revenue orders.per_user]"
+		if e.Name != "orders" {
+			want = "[orders.id orders.user_id orders.amount orders.revenue]"
+		}
+		if fmt.Sprint(fields) != want {
+			t.Errorf("explore %s lists %v, want %s", e.Name, fields, want)
+		}
+	}
+	_, err = Parse("shop.yml", []byte(strings.Replace(src, "${users.count}", "${people.count}", 1)))
+	if err == nil || !strings.Contains(err.Error(), `shop.yml:10:37: views.orders.measures.per_user.sql: ${people.count}: no view "people"`) {
+		t.Errorf("unknown view: %v", err)
+	}
+	_, err = Parse("shop.yml", []byte(strings.Replace(src, "${users.count}", "${users.total}", 1)))
+	if err == nil || !strings.Contains(err.Error(), `${users.total}: view users has no measure "total"`) {
+		t.Errorf("unknown measure: %v", err)
 	}
 }

@@ -104,10 +104,6 @@ func (l *loader) validateView(v *View) {
 				Description: d.Description, Timeframe: tf, Group: d.Name, Hidden: d.Hidden, dim: d})
 		}
 	}
-	measures := map[string]*Measure{}
-	for _, m := range v.Measures {
-		measures[m.Name] = m
-	}
 	for _, m := range v.Measures {
 		mp := p + ".measures." + m.Name
 		switch {
@@ -125,7 +121,7 @@ func (l *loader) validateView(v *View) {
 			if len(m.Filters) > 0 {
 				l.add(mp+".filters", "a number measure has no filters: filter the measures it uses")
 			}
-			l.checkMeasureSQL(v, measures, mp+".sql", m, nil)
+			l.checkMeasureSQL(v, mp+".sql", m, nil)
 		case m.SQL != "" && m.Field != "":
 			l.add(mp+".field", m.Type+" has sql or field, not both")
 		case m.Type != "count" && m.SQL == "" && m.Field == "":
@@ -213,28 +209,55 @@ func (l *loader) checkCycle(dims map[string]*Dimension, p string, d *Dimension) 
 	visit(d, []string{d.Name})
 }
 
-// checkMeasureSQL checks a number measure's references: other measures of
-// its view, without circles.
-func (l *loader) checkMeasureSQL(v *View, measures map[string]*Measure, p string, m *Measure, path []string) {
-	if slices.Contains(path, m.Name) {
-		l.add(p, "the measures refer to each other in a circle: "+strings.Join(append(path, m.Name), " -> "))
+// checkMeasureSQL checks a number measure's references: measures of its
+// view (${name}) or of other views (${view.name}; an explore must join that
+// view for a query to use it), without circles. Only the measure itself
+// reports missing references (path is empty); those it leads to report
+// their own.
+func (l *loader) checkMeasureSQL(v *View, p string, m *Measure, path []string) {
+	key := v.Name + "." + m.Name
+	if slices.Contains(path, key) {
+		l.add(p, "the measures refer to each other in a circle: "+strings.Join(append(path, key), " -> "))
 		return
 	}
 	rs, err := refs(m.SQL)
 	if err != nil {
-		l.add(p, err.Error())
+		if len(path) == 0 {
+			l.add(p, err.Error())
+		}
 		return
 	}
 	for _, r := range rs {
-		next, ok := measures[r]
-		if !ok {
-			l.add(p, fmt.Sprintf("${%s}: view %s has no measure %q (a number measure combines the view's measures)%s", r, v.Name, r, didYouMean(r, v.measureNames())))
+		tv, name := v, r
+		if vn, mn, ok := strings.Cut(r, "."); ok {
+			tv, name = l.m.Views[vn], mn
+			if tv == nil {
+				if len(path) == 0 {
+					l.add(p, fmt.Sprintf("${%s}: no view %q%s", r, vn, didYouMean(vn, sortedKeys(l.m.Views))))
+				}
+				continue
+			}
+		}
+		next := tv.measure(name)
+		if next == nil {
+			if len(path) == 0 {
+				l.add(p, fmt.Sprintf("${%s}: view %s has no measure %q (a number measure combines measures)%s", r, tv.Name, name, didYouMean(name, tv.measureNames())))
+			}
 			continue
 		}
 		if next.Type == "number" && len(path) < 32 {
-			l.checkMeasureSQL(v, measures, p, next, append(path, m.Name))
+			l.checkMeasureSQL(tv, p, next, append(path, key))
 		}
 	}
+}
+
+func (v *View) measure(name string) *Measure {
+	for _, m := range v.Measures {
+		if m.Name == name {
+			return m
+		}
+	}
+	return nil
 }
 
 func (l *loader) validateExplore(e *Explore) {

@@ -107,7 +107,7 @@ func randomExplores(t *testing.T, url string, engine warehouse.Engine) {
 
 	dims := []string{"users.country", "orders.status", "order_items.product", "orders.created_at_month", "orders.is_big"}
 	measures := []string{"orders.count", "orders.total_revenue", "orders.completed", "orders.completed_revenue", "orders.customers",
-		"orders.largest_order", "orders.revenue_per_order", "users.count", "order_items.count", "order_items.total_quantity"}
+		"orders.largest_order", "orders.revenue_per_order", "orders.revenue_per_user", "users.count", "order_items.count", "order_items.total_quantity"}
 	rng := rand.New(rand.NewPCG(8, 8))
 	for n := range 60 {
 		var fields []string
@@ -134,7 +134,9 @@ func randomExplores(t *testing.T, url string, engine warehouse.Engine) {
 
 		// The reference: the joins the fields need, then groups.
 		uses := func(view string) bool {
-			return slices.ContainsFunc(fields, func(f string) bool { return strings.HasPrefix(f, view+".") })
+			return slices.ContainsFunc(fields, func(f string) bool {
+				return strings.HasPrefix(f, view+".") || view == "users" && f == "orders.revenue_per_user"
+			})
 		}
 		var rows []refRow
 		for _, o := range orders {
@@ -221,6 +223,10 @@ func randomExplores(t *testing.T, url string, engine warehouse.Engine) {
 			want[k]["orders.largest_order"] = money(largest)
 			want[k]["orders.revenue_per_order"] = canon(float64(revenue) / 100 / float64(len(orderSet)))
 			want[k]["users.count"] = canon(float64(len(userSet)))
+			want[k]["orders.revenue_per_user"] = "NULL"
+			if len(userSet) > 0 {
+				want[k]["orders.revenue_per_user"] = canon(float64(revenue) / 100 / float64(len(userSet)))
+			}
 			want[k]["order_items.count"] = canon(float64(itemCount))
 			want[k]["order_items.total_quantity"] = "NULL"
 			if hasItem {
