@@ -38,7 +38,7 @@ type Config struct {
 	Jobs       map[string]Job      `yaml:"jobs" json:"jobs,omitempty" jsonschema:"description=Batch jobs: name -> {schedule\\, params\\, requires\\, output\\, sql | shell | compact\\, retries\\, timeout}"`
 	Scheduler  Scheduler           `yaml:"scheduler" json:"scheduler,omitempty"`
 	Rollups    map[string]Rollup   `yaml:"rollups" json:"rollups,omitempty" jsonschema:"description=Real-time rollups: name -> {from\\, filter\\, granularity\\, dimensions\\, metrics}"`
-	Semantic   map[string]any      `yaml:"semantic" json:"semantic,omitempty" jsonschema:"description=Semantic layer (not available in this version)"`
+	Semantic   Semantic            `yaml:"semantic" json:"semantic,omitempty"`
 	Dashboards map[string]any      `yaml:"dashboards" json:"dashboards,omitempty" jsonschema:"description=Dashboards (not available in this version)"`
 }
 
@@ -153,6 +153,12 @@ type Compaction struct {
 // Warehouse selects the SQL engine.
 type Warehouse struct {
 	URL string `yaml:"url" json:"url,omitempty" jsonschema:"description=duckdb (default: <data_dir>/warehouse.duckdb) or postgres://user:password@host:5432/database: PostgreSQL\\, loaded from the lake by COPY; the SQL API and sluice sql run there"`
+}
+
+// Semantic configures the semantic layer (package semantic): the model
+// files behind the explore API.
+type Semantic struct {
+	Models string `yaml:"models" json:"models,omitempty" jsonschema:"description=Directory of the semantic layer's model files (*.yml\\, *.yaml: views\\, dimensions\\, measures\\, explores; see docs/semantic.md)\\, relative to this file. Read at start and on reload. Empty: no models (sluice demo then serves its web-shop model)"`
 }
 
 // Duration is a time.Duration written as "90s", "15m", "72h" or "7d".

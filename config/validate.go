@@ -23,7 +23,7 @@ const pgHint = "postgres://user:password@host:5432/database (a search_path param
 // unavailableSections are top-level keys of the config shape (DESIGN.md) whose
 // features this version of sluice does not have yet. A file that uses them is
 // rejected rather than silently half-run.
-var unavailableSections = []string{"sinks", "semantic", "dashboards"}
+var unavailableSections = []string{"sinks", "dashboards"}
 
 // sourceTypes are the source types of the config shape; implementedSources
 // are the ones this version runs (the HTTP collector is always on besides).
@@ -130,6 +130,16 @@ func (l *loader) validate(c *Config) {
 		if st, err := os.Stat(d); err != nil || !st.IsDir() {
 			l.addAt(fmt.Sprintf("enrich.iglu.registries[%d]", i), fmt.Sprintf("Iglu registry %q is not a directory", d),
 				"give a folder that holds schemas/<vendor>/<name>/jsonschema/<version> files")
+		}
+	}
+
+	if m := c.Semantic.Models; m != "" {
+		if !filepath.IsAbs(m) {
+			c.Semantic.Models = filepath.Join(filepath.Dir(l.file), m)
+		}
+		if st, err := os.Stat(c.Semantic.Models); err != nil || !st.IsDir() {
+			l.addAt("semantic.models", fmt.Sprintf("semantic.models %q is not a directory", m),
+				"give the folder of the model files (*.yml), relative to this file, e.g. ./models")
 		}
 	}
 

@@ -23,6 +23,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -37,6 +38,7 @@ import (
 	"github.com/sluice-data/sluice/enrich/iglu"
 	"github.com/sluice-data/sluice/jobs"
 	"github.com/sluice-data/sluice/lake"
+	"github.com/sluice-data/sluice/semantic"
 	"github.com/sluice-data/sluice/server"
 	"github.com/sluice-data/sluice/warehouse"
 )
@@ -87,6 +89,9 @@ type Node struct {
 	awg         sync.WaitGroup // archivers
 	errs        chan error
 	lock        *os.File
+
+	// models is the explore API's semantic model (semantic.go).
+	models atomic.Pointer[semantic.Model]
 }
 
 var consumerLag = promauto.NewGaugeVec(prometheus.GaugeOpts{
@@ -193,6 +198,9 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Node, er
 	if err := n.startRollups(); err != nil {
 		return nil, err
 	}
+	if err := n.loadModels(cfg); err != nil {
+		return nil, err
+	}
 	go n.watchLag(actx)
 	n.compactor = NewCompactor(cfg, store, tables, func(table string) {
 		if err := n.wh.Refresh(context.Background(), table); err != nil {
@@ -265,7 +273,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Node, er
 	tap := server.NewTap(n.bus)
 	n.apiS = &http.Server{Handler: server.Handler(server.Options{Warehouse: n.engine(), Token: cfg.Auth.Token, Replay: n.replay,
 		Compact: func(ctx context.Context) (any, error) { return n.Compact(ctx, time.Now()) },
-		Reload:  n.ReloadConfig, Tap: tap, Jobs: n.sched, Rollups: n.Rollup, RollupNames: n.RollupNames,
+		Reload:  n.ReloadConfig, Tap: tap, Jobs: n.sched, Rollups: n.Rollup, RollupNames: n.RollupNames, Models: n.Models,
 		RebuildRollup: func(ctx context.Context, name string, from, to time.Time) (any, error) {
 			return n.RebuildRollup(ctx, name, from, to)
 		}}), ReadHeaderTimeout: 10 * time.Second}

@@ -119,8 +119,9 @@ type ReloadReport struct {
 // Reload applies a new config's pipelines without a restart: pipelines
 // that are new start, those that changed stop (saving their position) and
 // start again in their new form from that position, those gone stop. No
-// message is lost or processed twice by the swap. Changes to other
-// sections are reported as needing a restart, and not applied.
+// message is lost or processed twice by the swap. The semantic models are
+// read again. Changes to other sections are reported as needing a restart,
+// and not applied.
 func (n *Node) Reload(ctx context.Context, cfg *config.Config) (ReloadReport, error) {
 	n.pipesMu.Lock()
 	defer n.pipesMu.Unlock()
@@ -131,7 +132,7 @@ func (n *Node) Reload(ctx context.Context, cfg *config.Config) (ReloadReport, er
 	old, cur := reflect.ValueOf(*n.cfg), reflect.ValueOf(*cfg)
 	for i := range old.NumField() {
 		f := old.Type().Field(i)
-		if f.Name == "Pipelines" {
+		if f.Name == "Pipelines" || f.Name == "Semantic" {
 			continue
 		}
 		if !reflect.DeepEqual(old.Field(i).Interface(), cur.Field(i).Interface()) {
@@ -151,6 +152,10 @@ func (n *Node) Reload(ctx context.Context, cfg *config.Config) (ReloadReport, er
 		if err := n.bus.EnsureStream(ctx, s, bus.StreamConfig{Retention: 7 * 24 * time.Hour}); err != nil {
 			return rep, err
 		}
+	}
+	// After the pipelines are built: a reload they refuse keeps the models.
+	if err := n.loadModels(cfg); err != nil {
+		return rep, err
 	}
 	n.archiveLakeOutputs(cfg)
 	for _, name := range slices.Sorted(maps.Keys(n.pipes)) {

@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/sluice-data/sluice/jobs"
 	"github.com/sluice-data/sluice/rollup"
+	"github.com/sluice-data/sluice/semantic"
 	"github.com/sluice-data/sluice/warehouse"
 )
 
@@ -51,6 +52,8 @@ type Options struct {
 	Rollups       func(name string) (*rollup.Table, bool)
 	RollupNames   func() []string
 	RebuildRollup func(ctx context.Context, name string, from, to time.Time) (any, error)
+	// Models is the semantic model of the explore routes (explore.go); nil, or nil answers: none.
+	Models func() *semantic.Model
 }
 
 // ReplayRequest is the body of POST /api/v1/bad/replay: which bad rows to
@@ -85,6 +88,7 @@ func Handler(o Options) http.Handler {
 	mux.Handle("GET /api/v1/tap", auth(o.Token, tapHandler(o)))
 	jobRoutes(mux, o)
 	rollupRoutes(mux, o)
+	exploreRoutes(mux, o)
 	mux.Handle("GET /debug/pprof/", auth(o.Token, http.HandlerFunc(pprof.Index)))
 	mux.Handle("GET /debug/pprof/profile", auth(o.Token, http.HandlerFunc(pprof.Profile)))
 	return mux

@@ -294,6 +294,15 @@ func TestCLI(t *testing.T) {
 			t.Errorf("validate output lacks %q:\n%s", want, out)
 		}
 	}
+	// The semantic models are checked too, each problem at file:line:column.
+	os.MkdirAll(filepath.Join(dir, "models"), 0o755)
+	os.WriteFile(filepath.Join(dir, "models", "shop.yml"), []byte("views:\n  orders:\n    table: orders\n    measures:\n      revenue: {type: sum}\n"), 0o644)
+	withModels := filepath.Join(dir, "models.yaml")
+	os.WriteFile(withModels, []byte("semantic: {models: ./models}\n"), 0o644)
+	out, err = exec.Command(binary, "validate", "-c", withModels).CombinedOutput()
+	if want := filepath.Join(dir, "models", "shop.yml") + ":5:7: views.orders.measures.revenue: sum needs a sql or field"; err == nil || !strings.Contains(string(out), want) {
+		t.Errorf("validate with a bad model: %v, output lacks %q:\n%s", err, want, out)
+	}
 	good := filepath.Join(dir, "good.yaml")
 	os.WriteFile(good, []byte("data_dir: ${SLUICE_E2E_DIR:-./x}\nhttp: {collector: 127.0.0.1:18080}\n"), 0o644)
 	if out, err := exec.Command(binary, "validate", "-c", good).CombinedOutput(); err != nil {
@@ -343,6 +352,13 @@ func TestDemo(t *testing.T) {
 	}
 	if rows := sql(t, data, "SELECT count(*) FROM bad"); fmt.Sprint(rows) != "[[0]]" {
 		t.Errorf("demo produced bad rows: %v", rows)
+	}
+	// The web shop's semantic model was served from the data dir.
+	if !strings.Contains(string(out), "/api/v1/explores") {
+		t.Errorf("demo output lacks the explores:\n%s", out)
+	}
+	if _, err := os.Stat(filepath.Join(data, "models", "webshop.yml")); err != nil {
+		t.Errorf("demo models: %v", err)
 	}
 }
 

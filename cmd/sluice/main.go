@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sluice-data/sluice/config"
+	"github.com/sluice-data/sluice/semantic"
 	"github.com/sluice-data/sluice/server"
 )
 
@@ -177,13 +178,24 @@ func validateCmd() *cobra.Command {
 			if c.configFile == "" {
 				return errors.New("name the file to check: sluice validate -c sluice.yaml")
 			}
-			if _, err := config.Load(c.configFile); err != nil {
+			cfg, err := config.Load(c.configFile)
+			if err != nil {
 				var errs config.Errors
 				if errors.As(err, &errs) {
 					fmt.Fprintln(cmd.ErrOrStderr(), err)
 					return fmt.Errorf("%s: %d problem(s)", c.configFile, len(errs))
 				}
 				return err
+			}
+			if cfg.Semantic.Models != "" {
+				if _, err := semantic.Load(cfg.Semantic.Models); err != nil {
+					var errs semantic.Errors
+					if errors.As(err, &errs) {
+						fmt.Fprintln(cmd.ErrOrStderr(), err)
+						return fmt.Errorf("%s: %d problem(s) in the semantic models", c.configFile, len(errs))
+					}
+					return err
+				}
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s: ok\n", c.configFile)
 			return nil

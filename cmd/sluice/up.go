@@ -84,18 +84,24 @@ func demoCmd() *cobra.Command {
 		Short: "Run sluice with synthetic web-shop traffic sent through the real collector",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := c.load()
+			load := withDemoModels(c.load)
+			cfg, err := load()
 			if err != nil {
 				return err
+			}
+			if cfg.Semantic.Models == demoModels(cfg) {
+				if err := demo.WriteModels(cfg.Semantic.Models); err != nil {
+					return err
+				}
 			}
 			n, err := node.Start(cmd.Context(), cfg, c.logger())
 			if err != nil {
 				return err
 			}
-			n.SetConfigLoader(c.load)
+			n.SetConfigLoader(load)
 			out := cmd.OutOrStdout()
-			fmt.Fprintf(out, "\nSluice demo is running.\n  collector  %s  (POST /v1/events)\n  API        %s  (POST /api/v1/sql, /metrics)\n  data dir   %s\n\n",
-				n.CollectorURL(), n.APIURL(), cfg.DataDir)
+			fmt.Fprintf(out, "\nSluice demo is running.\n  collector  %s  (POST /v1/events)\n  API        %s  (POST /api/v1/sql, /metrics)\n  explores   %s/api/v1/explores  (models in %s)\n  data dir   %s\n\n",
+				n.CollectorURL(), n.APIURL(), n.APIURL(), cfg.Semantic.Models, cfg.DataDir)
 			fmt.Fprintf(out, "Sending %s of history, then %.0f events/s live. Try, in another terminal:\n\n", o.History, o.Rate)
 			for _, q := range demo.Queries {
 				fmt.Fprintf(out, "  # %s\n  %s sql --data %s %q\n\n", q.Title, selfCommand(), cfg.DataDir, oneLine(q.SQL))
@@ -144,6 +150,22 @@ func demoCmd() *cobra.Command {
 	f.DurationVar(&o.Duration, "duration", 0, "stop after this long of live traffic (0: until Ctrl-C)")
 	return cmd
 }
+
+// withDemoModels makes a config without semantic models of its own serve
+// the demo's web-shop model, which `sluice demo` writes into
+// <data_dir>/models at start (edit them there and reload; the next start
+// writes them afresh).
+func withDemoModels(load func() (*config.Config, error)) func() (*config.Config, error) {
+	return func() (*config.Config, error) {
+		cfg, err := load()
+		if err == nil && cfg.Semantic.Models == "" {
+			cfg.Semantic.Models = demoModels(cfg)
+		}
+		return cfg, err
+	}
+}
+
+func demoModels(cfg *config.Config) string { return filepath.Join(cfg.DataDir, "models") }
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
