@@ -35,14 +35,34 @@
     const cols = [];
     for (const n of nodes) (cols[layer.get(n.id)] = cols[layer.get(n.id)] || []).push(n);
     const pos = new Map();
-    cols.forEach((col, x) => col.forEach((n, y) => pos.set(n.id, { x: PAD + x * GX, y: PAD + y * GY })));
-    const width = PAD * 2 + (cols.length - 1) * GX + W, height = PAD * 2 + (Math.max(...cols.map(c => c.length)) - 1) * GY + H;
-    const root = svg("svg", { width, height, viewBox: `0 0 ${width} ${height}`, role: "img" });
-    for (const [a, b] of edges) {
-      const p = pos.get(a), q = pos.get(b);
-      const x1 = p.x + W, y1 = p.y + H / 2, x2 = q.x, y2 = q.y + H / 2, mx = (x1 + x2) / 2;
-      root.append(svg("path", { class: "edge", d: `M${x1},${y1} C${mx},${y1} ${mx},${y2} ${x2},${y2}` }));
+    const box = document.getElementById("flow");
+    // A narrow screen gets one column in flow order, the edges as arcs on
+    // its left; a wide one a column per step of the flow.
+    const narrow = box.clientWidth < 600;
+    let width, height;
+    if (narrow) {
+      const left = 16 + 6 * Math.min(edges.length, 12);
+      cols.flat().forEach((n, i) => pos.set(n.id, { x: left, y: PAD + i * GY }));
+      width = left + W + PAD;
+      height = PAD * 2 + (nodes.length - 1) * GY + H;
+    } else {
+      cols.forEach((col, x) => col.forEach((n, y) => pos.set(n.id, { x: PAD + x * GX, y: PAD + y * GY })));
+      width = PAD * 2 + (cols.length - 1) * GX + W;
+      height = PAD * 2 + (Math.max(...cols.map(c => c.length)) - 1) * GY + H;
     }
+    const root = svg("svg", { width, height, viewBox: `0 0 ${width} ${height}`, role: "img" });
+    edges.forEach(([a, b], i) => {
+      const p = pos.get(a), q = pos.get(b);
+      let d;
+      if (narrow) {
+        const x = p.x, bend = x - 10 - 6 * (i % 12), y1 = p.y + H / 2, y2 = q.y + H / 2;
+        d = `M${x},${y1} C${bend},${y1} ${bend},${y2} ${x},${y2}`;
+      } else {
+        const x1 = p.x + W, y1 = p.y + H / 2, x2 = q.x, y2 = q.y + H / 2, mx = (x1 + x2) / 2;
+        d = `M${x1},${y1} C${mx},${y1} ${mx},${y2} ${x2},${y2}`;
+      }
+      root.append(svg("path", { class: "edge", d }));
+    });
     for (const n of nodes) {
       const p = pos.get(n.id);
       const g = svg("g", { class: "node", transform: `translate(${p.x},${p.y})`, "data-id": n.id });
@@ -72,7 +92,6 @@
       g.append(svg("text", { class: "stats", x: 8, y: 49 }, line2.length > 32 ? line2.slice(0, 31) + "…" : line2));
       root.append(g);
     }
-    const box = document.getElementById("flow");
     box.replaceChildren(root);
   }
 
@@ -88,6 +107,11 @@
       { label: "enriched /s", values: history.enrich },
       { label: "archived rows /s", values: history.archived },
     ];
+    // Rates need two answers; a chart needs two points.
+    if (history.t.length < 3) {
+      document.getElementById("rate-chart").textContent = "Measuring…";
+      return;
+    }
     if (!plot) plot = chart(document.getElementById("rate-chart"), history.t, series);
     else plot.setData([history.t, history.collector, history.enrich, history.archived]);
   }
