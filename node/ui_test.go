@@ -70,7 +70,7 @@ var uiPages = []uiPage{
 	{"overview", "/", `document.querySelectorAll('#flow svg g.node').length >= 8 && document.querySelectorAll('#flow svg path.edge').length >= 6 && document.querySelector('#flow g[data-id="c:enrich"] text.stats').textContent.includes('total') && !!document.querySelector('#rate-chart canvas')`},
 	{"explore", "/explore", `!!document.querySelector('.placeholder')`},
 	{"dashboards", "/dashboards", `!!document.querySelector('.placeholder')`},
-	{"sql", "/sql", `!!document.querySelector('#sql-editor')`},
+	{"sql", "/sql?q=" + url.QueryEscape("SELECT event, count(*) AS events, count(DISTINCT user_id) AS users, sum(revenue) AS revenue\nFROM events GROUP BY event ORDER BY events DESC"), `document.querySelectorAll('#sql-grid tbody tr').length >= 2`},
 	{"streams", "/streams", `document.querySelectorAll('#streams tbody tr').length >= 5 && document.querySelector('#tail-stream').options.length >= 5`},
 	{"jobs", "/jobs", `document.querySelectorAll('#dag svg g.node').length >= 4 && document.querySelectorAll('#dag svg path.edge').length >= 2 && document.querySelectorAll('#jobs tbody tr').length === 3`},
 	{"bad", "/bad", `document.querySelectorAll('#bad tbody tr').length >= 1`},

@@ -71,7 +71,8 @@
   runButton.addEventListener("click", run);
   csvButton.addEventListener("click", csv);
   editor.addEventListener("keydown", e => { if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) { e.preventDefault(); run(); } });
-  const q = new URLSearchParams(location.search).get("q");
-  if (q) editor.value = q;
   showHistory();
+  // /sql?q=… opens a query and runs it: a link to a query is its answer.
+  const q = new URLSearchParams(location.search).get("q");
+  if (q) { editor.value = q; run(); }
 })();
