@@ -53,6 +53,10 @@ jobs:
   hello:
     shell: {command: 'echo hello from the UI test; touch "$SLUICE_OUTPUT"'}
     output: {file: 'DIR/hello.done'}
+  slow:
+    retries: 0
+    shell: {command: 'sleep 120; touch "$SLUICE_OUTPUT"'}
+    output: {file: 'DIR/slow.done'}
   report:
     params: {date: date}
     requires: [{job: daily_views}]
@@ -72,7 +76,7 @@ var uiPages = []uiPage{
 	{"dashboards", "/dashboards", `!!document.querySelector('.placeholder')`},
 	{"sql", "/sql?q=" + url.QueryEscape("SELECT event, count(*) AS events, count(DISTINCT user_id) AS users, sum(revenue) AS revenue\nFROM events GROUP BY event ORDER BY events DESC"), `document.querySelectorAll('#sql-grid tbody tr').length >= 2`},
 	{"streams", "/streams", `document.querySelectorAll('#streams tbody tr').length >= 5 && document.querySelector('#tail-stream').options.length >= 5`},
-	{"jobs", "/jobs", `document.querySelectorAll('#dag svg g.node').length >= 4 && document.querySelectorAll('#dag svg path.edge').length >= 2 && document.querySelectorAll('#jobs tbody tr').length === 3`},
+	{"jobs", "/jobs", `document.querySelectorAll('#dag svg g.node').length >= 4 && document.querySelectorAll('#dag svg path.edge').length >= 2 && document.querySelectorAll('#jobs tbody tr').length === 4`},
 	{"bad", "/bad", `document.querySelectorAll('#bad tbody tr').length >= 1`},
 	{"rollups", "/rollups", `document.querySelectorAll('#rollups tbody tr').length === 1 && /buckets/.test(document.querySelector('#rollup-status').textContent)`},
 }
@@ -302,6 +306,17 @@ func TestWebUI(t *testing.T) {
 	wait("job run", `[...document.querySelectorAll('#runs tbody tr')].some(r => r.cells[1].textContent === 'hello' && r.cells[3].textContent === 'succeeded')`)
 	eval(`[...document.querySelectorAll('#runs tbody tr')].find(r => r.cells[1].textContent === 'hello').querySelector('a').click()`, new(string))
 	wait("run log", `document.querySelector('#run-attempts').textContent.includes('hello from the UI test')`)
+
+	// A job with a parameter runs with the value typed next to its button;
+	// a backfill reports its dates; a running run can be cancelled.
+	eval(`(() => { const r = document.querySelector('#jobs tr[data-job="report"]'); r.querySelector('input[data-param="date"]').value = '2026-11-20'; r.querySelector('button').click() })()`, new(string))
+	wait("run with a parameter", `[...document.querySelectorAll('#runs tbody tr')].some(r => r.cells[1].textContent === 'report' && r.cells[2].textContent === 'date=2026-11-20')`)
+	eval(`document.querySelector('#bf-from').value = '2026-11-01'; document.querySelector('#bf-to').value = '2026-11-02'; [...document.querySelectorAll('#jobs tr[data-job="daily_views"] button')].find(b => b.textContent === 'Backfill').click()`, new(string))
+	wait("backfill", `/backfill daily_views: \d+ of 2 dates done/.test(document.querySelector('#jobs-status').textContent)`)
+	eval(`document.querySelector('#jobs tr[data-job="slow"] button').click()`, new(string))
+	wait("slow run", `[...document.querySelectorAll('#runs tbody tr')].some(r => r.cells[1].textContent === 'slow' && r.cells[3].textContent === 'running' && r.querySelector('button'))`)
+	eval(`[...document.querySelectorAll('#runs tbody tr')].find(r => r.cells[1].textContent === 'slow').querySelector('button').click()`, new(string))
+	wait("cancel", `[...document.querySelectorAll('#runs tbody tr')].some(r => r.cells[1].textContent === 'slow' && r.cells[3].textContent === 'cancelled')`)
 
 	// Bad rows: a dry run of the replay goes through the API (a POST with
 	// the CSRF token).

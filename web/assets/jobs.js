@@ -6,6 +6,7 @@
   const { api, request, el, svg, time, status } = sluice;
   const W = 170, H = 44, GX = 210, GY = 60, PAD = 10;
   let jobs = [];
+  const rows = new Map(); // job name → its row in the table
 
   function dag() {
     const names = new Set(jobs.map(j => j.name));
@@ -56,17 +57,26 @@
     refresh();
   }
 
-  function runJob(j) {
+  // runJob runs a job with the parameters typed next to its button.
+  function runJob(j, row) {
     act("run " + j.name, async () => {
       const params = {};
-      for (const p of j.params || []) {
-        const [name, type] = p.split(" ");
-        const v = prompt(`${j.name}: ${name} (${type})`, type === "date" ? new Date(Date.now() - 864e5).toISOString().slice(0, 10) : "");
-        if (v === null) throw new Error("not started");
-        params[name] = v;
+      for (const input of row.querySelectorAll("input[data-param]")) {
+        if (!input.value) throw new Error(`give ${input.dataset.param}`);
+        params[input.dataset.param] = input.value;
       }
       const res = await api("POST", `/api/v1/jobs/${encodeURIComponent(j.name)}/runs`, { params });
       return res.run ? "started " + res.run.id : res.message;
+    });
+  }
+
+  // paramInputs are the inputs of a job's parameters ("date date", "n int").
+  function paramInputs(j) {
+    const yesterday = new Date(Date.now() - 864e5).toISOString().slice(0, 10);
+    return (j.params || []).map(p => {
+      const [name, type] = p.split(" ");
+      return el("input", { "data-param": name, "aria-label": name, placeholder: name, title: `${name} (${type})`,
+        type: type === "date" ? "date" : type === "int" ? "number" : "text", value: type === "date" ? yesterday : null, class: "param" });
     });
   }
 
@@ -92,7 +102,7 @@
     document.getElementById("run-title").textContent = `${r.job} ${JSON.stringify(r.params || {})} — ${r.state}`;
     document.getElementById("run-attempts").replaceChildren(
       ...(r.error ? [el("p", { class: "error" }, r.error)] : []),
-      ...r.attempts.map(a => el("div", { class: "attempt" },
+      ...(r.attempts || []).map(a => el("div", { class: "attempt" },
         el("strong", {}, `Attempt ${a.n}: `), el("span", { class: "state-" + a.state }, a.state), ` ${time(a.started)} → ${time(a.ended)} on ${a.owner}`,
         a.error ? el("p", { class: "error" }, a.error) : null,
         a.backoff ? el("p", { class: "hint" }, "next attempt after " + a.backoff) : null,
@@ -102,18 +112,28 @@
   async function refresh() {
     jobs = await api("GET", "/api/v1/jobs") || [];
     dag();
-    document.querySelector("#jobs tbody").replaceChildren(...jobs.map(j => el("tr", {},
-      el("td", {}, j.name, j.disabled ? el("div", { class: "error" }, "disabled: " + j.disabled) : null),
-      el("td", {}, j.schedule || ""),
-      el("td", {}, j.last ? el("span", { class: "state-" + j.last.state }, j.last.state + " " + time(j.last.created)) : "never"),
-      el("td", { class: "actions" }, el("button", { type: "button", onclick: () => runJob(j) }, "Run"),
-        (j.params || []).some(p => p === "date date") ? el("button", { type: "button", class: "secondary", onclick: () => backfill(j) }, "Backfill") : null,
-        j.disabled ? el("button", { type: "button", class: "secondary", onclick: () => act("enable " + j.name, async () => (await api("POST", `/api/v1/jobs/${encodeURIComponent(j.name)}/enable`)).enabled) }, "Enable") : null))));
+    // A job's row is made once, so that refreshing keeps what was typed
+    // into its parameters; its name and last run cells are updated.
+    const tbody = document.querySelector("#jobs tbody");
+    for (const j of jobs) {
+      let row = rows.get(j.name);
+      if (!row) {
+        row = el("tr", { "data-job": j.name }, el("td", {}), el("td", {}, j.schedule || ""), el("td", {}),
+          el("td", { class: "actions" }, paramInputs(j), el("button", { type: "button", onclick: () => runJob(j, row) }, "Run"),
+            (j.params || []).includes("date date") ? el("button", { type: "button", class: "secondary", onclick: () => backfill(j) }, "Backfill") : null,
+            el("button", { type: "button", class: "secondary", hidden: true, onclick: () => act("enable " + j.name, async () => (await api("POST", `/api/v1/jobs/${encodeURIComponent(j.name)}/enable`)).enabled) }, "Enable")));
+        rows.set(j.name, row);
+        tbody.append(row);
+      }
+      row.cells[0].replaceChildren(j.name, j.disabled ? el("div", { class: "error" }, "disabled: " + j.disabled) : "");
+      row.cells[2].replaceChildren(j.last ? el("span", { class: "state-" + j.last.state }, j.last.state + " " + time(j.last.created)) : "never");
+      row.cells[3].lastChild.hidden = !j.disabled;
+    }
     const runs = await api("GET", "/api/v1/runs?limit=50");
     document.querySelector("#runs tbody").replaceChildren(...runs.map(r => el("tr", {},
       el("td", {}, el("a", { href: "#", onclick: e => { e.preventDefault(); show(r.id); } }, r.id)),
       el("td", {}, r.job), el("td", { class: "mono" }, Object.entries(r.params || {}).map(([k, v]) => k + "=" + v).join(" ")),
-      el("td", { class: "state-" + r.state }, r.state), el("td", { class: "num" }, r.attempts.length),
+      el("td", { class: "state-" + r.state }, r.state), el("td", { class: "num" }, (r.attempts || []).length),
       el("td", {}, time(r.created)),
       el("td", {}, r.state === "running" || r.state === "queued" ? el("button", { type: "button", class: "secondary", onclick: () => cancel(r) }, "Cancel") : null))));
   }

@@ -33,10 +33,12 @@
     start.disabled = true; stop.disabled = false;
     out.textContent = "";
     let lines = 0;
-    status("tail-status", "waiting for events on " + select.value + "…");
+    status("tail-status", "connecting…");
     try {
       const res = await request("GET", "/api/v1/tap?" + q, undefined, tap.signal);
       if (!res.ok) throw new Error((await res.json()).error);
+      // The tap has fixed where it starts (Sluice-Tap-From) once it answers.
+      status("tail-status", "waiting for events on " + q.get("stream") + " from sequence " + res.headers.get("Sluice-Tap-From") + "…");
       const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
       let buf = "";
       for (;;) {
