@@ -62,7 +62,7 @@ func render(w http.ResponseWriter, r *http.Request, status int, name string, d w
 	h.Set("Cache-Control", "no-store")
 	// Nothing but this server's own scripts, styles and images: the UI
 	// works offline, and an injected <script> would not run.
-	h.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'; form-action 'self'")
+	h.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Referrer-Policy", "same-origin")
 	w.WriteHeader(status)

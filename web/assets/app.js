@@ -103,5 +103,9 @@ const sluice = (() => {
     return u;
   }
 
+  // On a narrow screen the navigation scrolls: show the current page's link.
+  const active = document.querySelector("header.top nav a.active");
+  if (active) active.parentElement.scrollLeft = active.offsetLeft - active.parentElement.offsetLeft - 16;
+
   return { api, request, el, svg, num, bytes, time, status, every, sql, quote, chart, csrf };
 })();
