@@ -318,10 +318,12 @@ func TestWebUI(t *testing.T) {
 	eval(`[...document.querySelectorAll('#runs tbody tr')].find(r => r.cells[1].textContent === 'slow').querySelector('button').click()`, new(string))
 	wait("cancel", `[...document.querySelectorAll('#runs tbody tr')].some(r => r.cells[1].textContent === 'slow' && r.cells[3].textContent === 'cancelled')`)
 
-	// Bad rows: a dry run of the replay goes through the API (a POST with
-	// the CSRF token).
+	// Bad rows: a group's sample payloads; a dry run of the replay goes
+	// through the API (a POST with the CSRF token).
 	run("bad", chromedp.Navigate(api+"/bad"))
 	wait("bad", uiPages[6].ready)
+	eval(`document.querySelector('#bad tbody td a').click()`, new(string))
+	wait("bad row samples", `[...document.querySelectorAll('#bad-payloads pre.payload')].some(p => p.textContent === '42')`)
 	eval(`document.querySelector('#bad tbody button').click()`, new(string))
 	wait("replay dry run", `/would replay/.test(document.querySelector('#bad-status').textContent)`)
 	checkConsole("actions")
