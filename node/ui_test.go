@@ -327,6 +327,13 @@ func TestWebUI(t *testing.T) {
 	eval(`document.querySelector('#bad tbody button').click()`, new(string))
 	wait("replay dry run", `/would replay/.test(document.querySelector('#bad-status').textContent)`)
 	checkConsole("actions")
+
+	// Logging out ends the session: the pages lead to the login page again.
+	run("log out", chromedp.Click(`form.logout button`))
+	wait("log out", `location.pathname === '/login'`)
+	run("after logging out", chromedp.Navigate(api+"/sql"))
+	wait("after logging out", `location.pathname === '/login' && !!document.querySelector('input[name=token]')`)
+	checkConsole("log out")
 }
 
 // waitForWith polls a query through c until it returns want.
