@@ -1,6 +1,7 @@
 // Package server is Sluice's HTTP API and web UI (the pages are package
-// web's): SQL over the warehouse, health and metrics. It listens apart from the collector so the
-// public side and the operator side can be exposed differently.
+// web's): SQL over the warehouse, health and metrics. It listens apart from
+// the collector so the public side and the operator side can be exposed
+// differently.
 //
 // Routes: GET /healthz, GET /metrics (Prometheus), POST /api/v1/sql,
 // POST /api/v1/bad/replay, POST /api/v1/lake/compact, GET /api/v1/tap (live
