@@ -50,6 +50,7 @@ func TestEveryRouteNeedsTheToken(t *testing.T) {
 	o := Options{Token: "s3cret"}
 	mux, _ := routes(o)
 	srv := newAPI(t, o)
+	cookie, csrf := login(t, srv.URL)
 	registered := map[string]bool{}
 	for _, pattern := range mux.patterns {
 		registered[pattern] = true
@@ -73,6 +74,19 @@ func TestEveryRouteNeedsTheToken(t *testing.T) {
 		resp := send(t, method, srv.URL+path, http.Header{"Authorization": {"Bearer s3cret"}}, "{}")
 		if refused(resp) || resp.StatusCode == http.StatusForbidden {
 			t.Errorf("%s with the token: %d", pattern, resp.StatusCode)
+		}
+		// With a session: a change needs the CSRF token too.
+		withCSRF := http.Header{"Cookie": cookie, "X-CSRF-Token": {csrf}}
+		if method != "GET" {
+			if resp := send(t, method, srv.URL+path, http.Header{"Cookie": cookie}, "{}"); resp.StatusCode != http.StatusForbidden {
+				t.Errorf("%s with a session and no CSRF token: %d; want 403", pattern, resp.StatusCode)
+			}
+			if pattern == "POST /logout" {
+				continue // it would end the session the rest of the test uses
+			}
+		}
+		if resp := send(t, method, srv.URL+path, withCSRF, "{}"); refused(resp) || resp.StatusCode == http.StatusForbidden {
+			t.Errorf("%s with a session: %d", pattern, resp.StatusCode)
 		}
 	}
 	// The public routes are these and no more: a route added to the list
@@ -106,6 +120,33 @@ func TestEveryRouteNeedsTheToken(t *testing.T) {
 func refused(resp *http.Response) bool {
 	return resp.StatusCode == http.StatusUnauthorized && resp.Header.Get("WWW-Authenticate") != "" ||
 		resp.StatusCode == http.StatusSeeOther && strings.HasPrefix(resp.Header.Get("Location"), "/login?next=")
+}
+
+// login opens a session and returns its cookie header and CSRF token.
+func login(t *testing.T, base string) (cookie []string, csrf string) {
+	t.Helper()
+	resp, err := (&http.Client{CheckRedirect: noRedirects}).PostForm(base+"/login", url.Values{"token": {"s3cret"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if len(resp.Cookies()) != 1 {
+		t.Fatalf("login: %d %v", resp.StatusCode, resp.Cookies())
+	}
+	cookie = []string{resp.Cookies()[0].Name + "=" + resp.Cookies()[0].Value}
+	req, _ := http.NewRequest("GET", base+"/", nil)
+	req.Header["Cookie"] = cookie
+	page, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer page.Body.Close()
+	body, _ := io.ReadAll(page.Body)
+	m := metaCSRF.FindSubmatch(body)
+	if m == nil || len(m[1]) == 0 {
+		t.Fatalf("no CSRF token in the page: %s", body)
+	}
+	return cookie, string(m[1])
 }
 
 var metaCSRF = regexp.MustCompile(`<meta name="csrf-token" content="([^"]*)">`)
