@@ -257,6 +257,11 @@ func TestWebUI(t *testing.T) {
 	}
 	stopTraffic()
 	<-trafficDone
+	// A longer range asks for coarser buckets, a multiple of the grain.
+	for _, secs := range []string{"86400", "604800"} {
+		eval(`(() => { document.querySelector('#rollup-status').textContent = ''; const r = document.querySelector('#rollup-range'); r.value = '`+secs+`'; r.dispatchEvent(new Event('change')) })()`, new(string))
+		wait("rollup range "+secs, `/buckets/.test(document.querySelector('#rollup-status').textContent) && !document.querySelector('#rollup-status').classList.contains('error')`)
+	}
 
 	// The SQL console shows what the API answers.
 	q := "SELECT event, count(*) AS n, sum(revenue) AS revenue FROM events WHERE event_id NOT LIKE 'live%' GROUP BY event ORDER BY event"

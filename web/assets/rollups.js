@@ -13,16 +13,26 @@
     if (keep && [...metricSel.options].some(o => o.value === keep)) metricSel.value = keep;
   }
 
+  // seconds reads a Go duration ("1h0m0s", "1m0s", "30s").
+  function seconds(d) {
+    let s = 0;
+    for (const [, n, unit] of d.matchAll(/([\d.]+)(h|ms|m|s)/g)) s += Number(n) * { h: 3600, m: 60, s: 1, ms: 0.001 }[unit];
+    return s || 60;
+  }
+
   async function draw() {
     const r = rollups.find(x => x.name === nameSel.value);
     if (!r || !metricSel.value) return;
     const secs = Number(rangeSel.value);
-    const grain = r.granularity;
-    const granularity = secs > 86400 ? "1h" : secs > 3600 && /^\d+[sm]/.test(grain) ? "5m" : "none";
+    // About 120 points whatever the range: buckets of a multiple of the
+    // rollup's grain (a Go duration such as "1m0s").
+    const grain = seconds(r.granularity);
+    const bucket = Math.max(1, Math.ceil(secs / 120 / grain)) * grain;
+    const granularity = bucket === grain ? "none" : bucket + "s";
     const now = Date.now();
     try {
       const res = await api("POST", `/api/v1/rollups/${encodeURIComponent(r.name)}/query`, {
-        queryType: "timeseries", granularity: granularity === "none" || granularity === grain ? "none" : granularity,
+        queryType: "timeseries", granularity,
         from: new Date(now - secs * 1000).toISOString(), to: new Date(now + 60000).toISOString(), metrics: [metricSel.value] });
       const times = res.map(p => new Date(p.timestamp).getTime() / 1000);
       const values = res.map(p => { const v = p.event ? p.event[metricSel.value] : null; return typeof v === "number" ? v : null; });
