@@ -11,7 +11,7 @@ import (
 // Every page renders, and every asset it links is served with a long cache
 // lifetime for the version it links; nothing comes from another host.
 func TestPagesAndTheirAssets(t *testing.T) {
-	assets := httptest.NewServer(http.StripPrefix("", Assets()))
+	assets := httptest.NewServer(Assets())
 	defer assets.Close()
 	link := regexp.MustCompile(`(?:src|href)="([^"]+)"`)
 	for _, name := range append(pageNames(), "login") {
