@@ -276,7 +276,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Node, er
 		Reload:  n.ReloadConfig, Tap: tap, Jobs: n.sched, Rollups: n.Rollup, RollupNames: n.RollupNames, Models: n.Models,
 		RebuildRollup: func(ctx context.Context, name string, from, to time.Time) (any, error) {
 			return n.RebuildRollup(ctx, name, from, to)
-		}}), ReadHeaderTimeout: 10 * time.Second}
+		}, Status: n.Status}), ReadHeaderTimeout: 10 * time.Second}
 	n.apiS.RegisterOnShutdown(tap.Close)
 	go n.serve(n.collS, n.collL)
 	go n.serve(n.apiS, n.apiL)

@@ -21,15 +21,15 @@ import (
 // A query the model cannot answer (an unknown field, a bad operator, a value
 // of the wrong type) is a 400 whose message names the part of the query:
 // "filters[0].values[0]: …".
-func exploreRoutes(mux *http.ServeMux, o Options) {
-	mux.Handle("GET /api/v1/explores", auth(o.Token, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+func exploreRoutes(mux *router, o Options) {
+	mux.Handle("GET /api/v1/explores", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		out := ExploresResponse{Explores: []semantic.ExploreInfo{}, Operators: semantic.Operators}
 		if m := models(o); m != nil {
 			out.Explores = m.Describe()
 		}
 		writeJSON(w, http.StatusOK, out)
-	})))
-	mux.Handle("POST /api/v1/explore", auth(o.Token, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	}))
+	mux.Handle("POST /api/v1/explore", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		m := models(o)
 		if m == nil {
 			fail(w, http.StatusNotFound, "no semantic models: set semantic.models in the config (docs/semantic.md)")
@@ -74,7 +74,7 @@ func exploreRoutes(mux *http.ServeMux, o Options) {
 		}
 		c.Normalize(res.Rows)
 		writeJSON(w, http.StatusOK, ExploreResponse{SQL: c.SQL, Columns: c.Columns, Rows: res.Rows, Truncated: res.Truncated})
-	})))
+	}))
 }
 
 // ExploreRequest is the body of POST /api/v1/explore.

@@ -55,15 +55,15 @@ type BackfillProgress struct {
 	Summary bool   `json:"summary,omitempty"`
 }
 
-func jobRoutes(mux *http.ServeMux, o Options) {
+func jobRoutes(mux *router, o Options) {
 	h := func(pattern string, f func(s *jobs.Scheduler, w http.ResponseWriter, r *http.Request)) {
-		mux.Handle(pattern, auth(o.Token, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mux.Handle(pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if o.Jobs == nil {
 				fail(w, http.StatusNotImplemented, "this server runs no jobs")
 				return
 			}
 			f(o.Jobs, w, r)
-		})))
+		}))
 	}
 	h("GET /api/v1/jobs", func(s *jobs.Scheduler, w http.ResponseWriter, r *http.Request) {
 		st, err := s.Status(r.Context())

@@ -11,10 +11,10 @@ import (
 // POST /api/v1/rollups/{name}/query answers Druid's query shapes over a
 // rollup (package rollup: timeseries, topN, groupBy), merging rows coarser
 // than the stored grain, sketches included.
-func rollupRoutes(mux *http.ServeMux, o Options) {
+func rollupRoutes(mux *router, o Options) {
 	// GET /api/v1/rollups: each rollup's definition and intervals (their
 	// grain and version); GET /api/v1/rollups/{name}: one.
-	mux.Handle("GET /api/v1/rollups", auth(o.Token, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	mux.Handle("GET /api/v1/rollups", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		out := []rollup.Description{}
 		if o.RollupNames != nil {
 			for _, name := range o.RollupNames() {
@@ -24,8 +24,8 @@ func rollupRoutes(mux *http.ServeMux, o Options) {
 			}
 		}
 		writeJSON(w, http.StatusOK, out)
-	})))
-	mux.Handle("GET /api/v1/rollups/{name}", auth(o.Token, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	}))
+	mux.Handle("GET /api/v1/rollups/{name}", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if o.Rollups == nil {
 			fail(w, http.StatusNotFound, fmt.Sprintf("no rollup %q", r.PathValue("name")))
 			return
@@ -36,8 +36,8 @@ func rollupRoutes(mux *http.ServeMux, o Options) {
 			return
 		}
 		writeJSON(w, http.StatusOK, t.Describe(r.PathValue("name")))
-	})))
-	mux.Handle("POST /api/v1/rollups/{name}/rebuild", auth(o.Token, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	}))
+	mux.Handle("POST /api/v1/rollups/{name}/rebuild", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if o.RebuildRollup == nil {
 			fail(w, http.StatusNotImplemented, "this server runs no rollups")
 			return
@@ -56,8 +56,8 @@ func rollupRoutes(mux *http.ServeMux, o Options) {
 			return
 		}
 		writeJSON(w, http.StatusOK, res)
-	})))
-	mux.Handle("POST /api/v1/rollups/{name}/query", auth(o.Token, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	}))
+	mux.Handle("POST /api/v1/rollups/{name}/query", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if o.Rollups == nil {
 			fail(w, http.StatusNotImplemented, "this server runs no rollups")
 			return
@@ -80,7 +80,7 @@ func rollupRoutes(mux *http.ServeMux, o Options) {
 			res = []rollup.Result{}
 		}
 		writeJSON(w, http.StatusOK, res)
-	})))
+	}))
 }
 
 // RebuildRequest is the body of POST /api/v1/rollups/{name}/rebuild: the

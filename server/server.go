@@ -1,18 +1,21 @@
-// Package server is Sluice's HTTP API (and, later, its web UI): SQL over the
-// warehouse, health and metrics. It listens apart from the collector so the
-// public side and the operator side can be exposed differently.
+// Package server is Sluice's HTTP API and web UI (the pages are package
+// web's): SQL over the warehouse, health and metrics. It listens apart from
+// the collector so the public side and the operator side can be exposed
+// differently.
 //
 // Routes: GET /healthz, GET /metrics (Prometheus), POST /api/v1/sql,
 // POST /api/v1/bad/replay, POST /api/v1/lake/compact, GET /api/v1/tap (live
-// events of a stream, tap.go), the jobs and runs routes (jobs.go), and
-// Go's profiler under /debug/pprof/ (for operators, behind the token). When a
-// token is configured every /api/ route requires `Authorization: Bearer
-// <token>`; /healthz and /metrics stay open for probes and scrapers.
+// events of a stream, tap.go), GET /api/v1/status (the flow's numbers,
+// status.go), the jobs and runs routes (jobs.go), the rollup routes
+// (rollups.go), the UI's pages, assets and login (ui.go), and Go's profiler
+// under /debug/pprof/. When a token is configured every route but /healthz,
+// /metrics, the login page and the assets requires it: as a bearer token or
+// a session cookie from the login page, with a CSRF token for changes
+// (auth.go).
 package server
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -54,6 +57,9 @@ type Options struct {
 	RebuildRollup func(ctx context.Context, name string, from, to time.Time) (any, error)
 	// Models is the semantic model of the explore routes (explore.go); nil, or nil answers: none.
 	Models func() *semantic.Model
+	// Status serves GET /api/v1/status (status.go), the numbers of the
+	// overview and streams pages; nil: the route answers 501.
+	Status func(ctx context.Context) (*Status, error)
 }
 
 // ReplayRequest is the body of POST /api/v1/bad/replay: which bad rows to
@@ -68,30 +74,59 @@ type ReplayRequest struct {
 // maxSQLBody bounds a SQL request body.
 const maxSQLBody = 1 << 20
 
-// Handler returns the API's routes.
+// Handler returns the API's and the UI's routes, behind the gate of
+// auth.go.
 func Handler(o Options) http.Handler {
+	mux, a := routes(o)
+	return a.guard(mux.ServeMux)
+}
+
+// router is a mux that remembers its patterns, so that a test can check
+// every route the server has (auth_test.go).
+type router struct {
+	*http.ServeMux
+	patterns []string
+}
+
+// Handle registers h for pattern.
+func (m *router) Handle(pattern string, h http.Handler) {
+	m.ServeMux.Handle(pattern, h)
+	m.patterns = append(m.patterns, pattern)
+}
+
+// HandleFunc registers f for pattern.
+func (m *router) HandleFunc(pattern string, f func(http.ResponseWriter, *http.Request)) {
+	m.Handle(pattern, http.HandlerFunc(f))
+}
+
+// routes registers every route: all of them, public or not, go through
+// here.
+func routes(o Options) (*router, *access) {
 	if o.MaxRows <= 0 {
 		o.MaxRows = 10000
 	}
 	if o.QueryTimeout <= 0 {
 		o.QueryTimeout = time.Minute
 	}
-	mux := http.NewServeMux()
+	a := newAccess(o.Token)
+	mux := &router{ServeMux: http.NewServeMux()}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.Handle("GET /metrics", promhttp.Handler())
-	mux.Handle("POST /api/v1/sql", auth(o.Token, sqlHandler(o)))
-	mux.Handle("POST /api/v1/bad/replay", auth(o.Token, replayHandler(o)))
-	mux.Handle("POST /api/v1/lake/compact", auth(o.Token, compactHandler(o)))
-	mux.Handle("POST /api/v1/reload", auth(o.Token, actionHandler(o.Reload, "reload its config")))
-	mux.Handle("GET /api/v1/tap", auth(o.Token, tapHandler(o)))
+	mux.Handle("POST /api/v1/sql", sqlHandler(o))
+	mux.Handle("POST /api/v1/bad/replay", replayHandler(o))
+	mux.Handle("POST /api/v1/lake/compact", compactHandler(o))
+	mux.Handle("POST /api/v1/reload", actionHandler(o.Reload, "reload its config"))
+	mux.Handle("GET /api/v1/tap", tapHandler(o))
+	mux.Handle("GET /api/v1/status", statusHandler(o))
 	jobRoutes(mux, o)
 	rollupRoutes(mux, o)
 	exploreRoutes(mux, o)
-	mux.Handle("GET /debug/pprof/", auth(o.Token, http.HandlerFunc(pprof.Index)))
-	mux.Handle("GET /debug/pprof/profile", auth(o.Token, http.HandlerFunc(pprof.Profile)))
-	return mux
+	mux.Handle("GET /debug/pprof/", http.HandlerFunc(pprof.Index))
+	mux.Handle("GET /debug/pprof/profile", http.HandlerFunc(pprof.Profile))
+	uiRoutes(mux, o, a)
+	return mux, a
 }
 
 // SQLRequest is the body of POST /api/v1/sql.
@@ -189,22 +224,6 @@ func replayHandler(o Options) http.HandlerFunc {
 		}
 		writeJSON(w, http.StatusOK, res)
 	}
-}
-
-func auth(token string, next http.Handler) http.Handler {
-	if token == "" {
-		return next
-	}
-	want := []byte("Bearer " + token)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got := []byte(r.Header.Get("Authorization"))
-		if subtle.ConstantTimeCompare(got, want) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="sluice"`)
-			fail(w, http.StatusUnauthorized, "missing or wrong token: send Authorization: Bearer <auth.token> (the CLI reads SLUICE_TOKEN)")
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
 }
 
 func fail(w http.ResponseWriter, status int, msg string) {

@@ -323,14 +323,14 @@ func TestCLI(t *testing.T) {
 // traffic through the real collector, then a clean stop with everything in
 // the lake.
 func TestDemo(t *testing.T) {
-	data := t.TempDir()
-	cmd := exec.Command(binary, "demo", "--data", data, "--collector-addr", freePort(t), "--api-addr", freePort(t),
+	data, api := t.TempDir(), freePort(t)
+	cmd := exec.Command(binary, "demo", "--data", data, "--collector-addr", freePort(t), "--api-addr", api,
 		"--history", "6h", "--history-per-hour", "1000", "--rate", "50", "--duration", "3s", "--seed", "7")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("sluice demo: %v\n%s", err, out)
 	}
-	for _, want := range []string{"collector", "sluice sql"} {
+	for _, want := range []string{"Open the web UI:\n\n  http://" + api + "/\n", "collector", "sluice sql"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out)
 		}

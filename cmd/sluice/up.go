@@ -37,7 +37,7 @@ func upCmd() *cobra.Command {
 				return err
 			}
 			n.SetConfigLoader(c.load)
-			log.Info("sluice is up", "collector", n.CollectorURL(), "api", n.APIURL(), "data", cfg.DataDir)
+			log.Info("sluice is up", "ui", n.APIURL()+"/", "collector", n.CollectorURL(), "api", n.APIURL(), "data", cfg.DataDir)
 			return waitAndStop(cmd.Context(), n, cmd.ErrOrStderr())
 		},
 	}
@@ -100,8 +100,8 @@ func demoCmd() *cobra.Command {
 			}
 			n.SetConfigLoader(load)
 			out := cmd.OutOrStdout()
-			fmt.Fprintf(out, "\nSluice demo is running.\n  collector  %s  (POST /v1/events)\n  API        %s  (POST /api/v1/sql, /metrics)\n  explores   %s/api/v1/explores  (models in %s)\n  data dir   %s\n\n",
-				n.CollectorURL(), n.APIURL(), n.APIURL(), cfg.Semantic.Models, cfg.DataDir)
+			fmt.Fprintf(out, "\nSluice demo is running. Open the web UI:\n\n  %s/\n\n  collector  %s  (POST /v1/events)\n  API        %s  (POST /api/v1/sql, /metrics)\n  explores   %s/api/v1/explores  (models in %s)\n  data dir   %s\n\n",
+				n.APIURL(), n.CollectorURL(), n.APIURL(), n.APIURL(), cfg.Semantic.Models, cfg.DataDir)
 			fmt.Fprintf(out, "Sending %s of history, then %.0f events/s live. Try, in another terminal:\n\n", o.History, o.Rate)
 			for _, q := range demo.Queries {
 				fmt.Fprintf(out, "  # %s\n  %s sql --data %s %q\n\n", q.Title, selfCommand(), cfg.DataDir, oneLine(q.SQL))

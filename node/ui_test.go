@@ -1,0 +1,359 @@
+package node_test
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/sluice-data/sluice/config"
+	"github.com/sluice-data/sluice/server"
+)
+
+// The web UI in a real browser (Debian's chromium, headless): a node with a
+// token, a rollup, a pipeline, jobs and some bad rows; the browser logs in,
+// opens every page at desktop and phone size without console errors, sees
+// the flow, the charts, the DAG and the bad rows, runs SQL and gets the
+// API's numbers, tails a stream and runs a job.
+//
+// SLUICE_SCREENSHOTS=DIR writes each page at 1280×800 and 390×844 as
+// DIR/<page>-desktop.png and DIR/<page>-phone.png (docs/screenshots holds
+// the ones the docs show).
+
+const uiToken = "ui-test-token"
+
+const uiConfig = `
+rollups:
+  pageviews_1m:
+    from: events
+    filter: 'event == "page_view"'
+    granularity: 1m
+    dimensions: [page_url]
+    metrics: {views: count(), visitors: distinct(user_id)}
+pipelines:
+  purchases:
+    from: events
+    steps:
+      - filter: 'event == "purchase"'
+    to: {stream: purchases}
+jobs:
+  daily_views:
+    params: {date: date}
+    requires: [{lake: events}]
+    sql: SELECT DATE '{{.date}}' AS dt, count(*) AS views FROM events WHERE event = 'page_view'
+    output: {table: daily_views, partition_by: dt}
+  hello:
+    shell: {command: 'echo hello from the UI test; touch "$SLUICE_OUTPUT"'}
+    output: {file: 'DIR/hello.done'}
+  slow:
+    retries: 0
+    shell: {command: 'sleep 120; touch "$SLUICE_OUTPUT"'}
+    output: {file: 'DIR/slow.done'}
+  report:
+    params: {date: date}
+    requires: [{job: daily_views}]
+    shell: {command: 'echo "report {{.date}}" > "$SLUICE_OUTPUT"'}
+    output: {file: 'DIR/reports/{{.date}}.txt'}
+`
+
+// uiPage is a page and what shows that it has done its work.
+type uiPage struct {
+	name, path string
+	ready      string // a JavaScript condition
+}
+
+var uiPages = []uiPage{
+	{"overview", "/", `document.querySelectorAll('#flow svg g.node').length >= 8 && document.querySelectorAll('#flow svg path.edge').length >= 6 && document.querySelector('#flow g[data-id="c:enrich"] text.stats').textContent.includes('total') && !!document.querySelector('#rate-chart canvas')`},
+	{"explore", "/explore", `!!document.querySelector('.placeholder')`},
+	{"dashboards", "/dashboards", `!!document.querySelector('.placeholder')`},
+	{"sql", "/sql?q=" + url.QueryEscape("SELECT event, count(*) AS events, count(DISTINCT user_id) AS users, sum(revenue) AS revenue\nFROM events GROUP BY event ORDER BY events DESC"), `document.querySelectorAll('#sql-grid tbody tr').length >= 2`},
+	{"streams", "/streams", `document.querySelectorAll('#streams tbody tr').length >= 5 && document.querySelector('#tail-stream').options.length >= 5`},
+	{"jobs", "/jobs", `document.querySelectorAll('#dag svg g.node').length >= 4 && document.querySelectorAll('#dag svg path.edge').length >= 2 && document.querySelectorAll('#jobs tbody tr').length === 4`},
+	{"bad", "/bad", `document.querySelectorAll('#bad tbody tr').length >= 1`},
+	{"rollups", "/rollups", `document.querySelectorAll('#rollups tbody tr').length === 1 && /buckets/.test(document.querySelector('#rollup-status').textContent)`},
+}
+
+// seriesPixels counts the strongly coloured pixels of a chart's canvas:
+// the series' lines (axes and grid are grey, the fill is pale), so more than
+// a few mean uPlot drew data, not only the axes.
+const seriesPixels = `(sel => {
+	const c = document.querySelector(sel + ' canvas');
+	if (!c || !c.width) return 0;
+	const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+	let n = 0;
+	for (let i = 0; i < d.length; i += 4) if (d[i+3] > 200 && Math.max(d[i], d[i+1], d[i+2]) - Math.min(d[i], d[i+1], d[i+2]) > 100) n++;
+	return n;
+})`
+
+func TestWebUI(t *testing.T) {
+	chromium, err := exec.LookPath("chromium")
+	need(t, "chromium", err)
+	dir := t.TempDir()
+	cfgFile := filepath.Join(dir, "sluice.yaml")
+	os.WriteFile(cfgFile, []byte(strings.ReplaceAll(uiConfig, "DIR", dir)), 0o644)
+	n := startNode(t, filepath.Join(dir, "data"), withConfigFile(t, cfgFile), func(cfg *config.Config) { cfg.Auth.Token = uiToken })
+	defer n.Stop()
+	api, coll := n.APIURL(), n.CollectorURL()
+	client := &server.Client{URL: api, Token: uiToken}
+
+	// Page views over the last half hour (so that the rollup has several
+	// buckets), purchases, and a value that is not an event (a bad row).
+	now := time.Now().UTC()
+	var b strings.Builder
+	for i := range 60 {
+		fmt.Fprintf(&b, `{"event_id":"pv%d","event":"page_view","event_time":%q,"user_id":"u%d","page_url":"/p%d"}`+"\n",
+			i, now.Add(-time.Duration(i)*30*time.Second).Format(time.RFC3339Nano), i%7, i%3)
+	}
+	for i := range 5 {
+		fmt.Fprintf(&b, `{"event_id":"buy%d","event":"purchase","event_time":%q,"revenue":%d}`+"\n", i, now.Format(time.RFC3339Nano), 10+i)
+	}
+	if code, body := post(t, coll, "application/x-ndjson", []byte(b.String())); code != 200 {
+		t.Fatalf("post: %d %s", code, body)
+	}
+	if code, body := post(t, coll, "application/json", []byte(`[42, {"event":"ok","event_id":"ok1"}]`)); code != 200 {
+		t.Fatalf("post: %d %s", code, body)
+	}
+	waitForWith(t, client, "SELECT count(*) FROM events", "[[66]]")
+	waitForWith(t, client, "SELECT count(*) FROM bad", "[[1]]")
+
+	ctx, cancel := chromedp.NewExecAllocator(context.Background(),
+		chromedp.ExecPath(chromium), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
+		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true), chromedp.WindowSize(1280, 800), chromedp.UserDataDir(t.TempDir()))
+	defer cancel()
+	ctx, cancel = chromedp.NewContext(ctx)
+	defer cancel()
+	ctx, cancel = context.WithTimeout(ctx, 4*time.Minute)
+	defer cancel()
+
+	// Every console error and uncaught exception of every page.
+	var mu sync.Mutex
+	var problems []string
+	messages := chromedp.Console(ctx)
+	go func() {
+		for m, err := range messages {
+			if err != nil {
+				return
+			}
+			if m.Type == chromedp.ConsoleError || m.IsException() {
+				mu.Lock()
+				problems = append(problems, fmt.Sprintf("%s (%s:%d)", m, m.URL, m.Line))
+				mu.Unlock()
+			}
+		}
+	}()
+	checkConsole := func(where string) {
+		t.Helper()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, p := range problems {
+			t.Errorf("%s: console: %s", where, p)
+		}
+		problems = nil
+	}
+	run := func(what string, a chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(ctx, a); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	wait := func(what, cond string) {
+		t.Helper()
+		// Evaluated again and again rather than polled in the page: a
+		// navigation (a form's submit) ends a poll.
+		var err error
+		for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+			var ok bool
+			if ok, err = chromedp.Run(ctx, chromedp.Evaluate[bool](`(() => { try { return !!(`+cond+`) } catch (e) { return false } })()`)); err == nil && ok {
+				return
+			}
+		}
+		html, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector('main') ? document.querySelector('main').innerText : document.body.innerText`))
+		t.Fatalf("%s: waiting for %s (%v)\npage:\n%s", what, cond, err, html)
+	}
+	eval := func(expr string, out any) {
+		t.Helper()
+		v, err := chromedp.Run(ctx, chromedp.Evaluate[any](expr))
+		if err != nil {
+			t.Fatalf("%s: %v", expr, err)
+		}
+		s := fmt.Sprint(v)
+		switch o := out.(type) {
+		case *string:
+			*o = s
+		case *int:
+			fmt.Sscan(s, o)
+		}
+	}
+
+	// Without a session every page leads to the login page; a wrong token
+	// is refused; the right one lands where the user was going.
+	run("open jobs", chromedp.Navigate(api+"/jobs"))
+	var loc string
+	eval(`location.pathname + location.search`, &loc)
+	if loc != "/login?next="+url.QueryEscape("/jobs") {
+		t.Fatalf("without a session /jobs went to %s", loc)
+	}
+	run("wrong token", chromedp.Steps(chromedp.SetValue(`input[name=token]`, "nope"), chromedp.Click(`button[type=submit]`)))
+	wait("wrong token", `!!document.querySelector('.login .error')`)
+	mu.Lock()
+	problems = nil // the browser logs the 401 of the wrong login
+	mu.Unlock()
+	run("log in", chromedp.Steps(chromedp.SetValue(`input[name=token]`, uiToken), chromedp.Click(`button[type=submit]`)))
+	wait("log in", `location.pathname === '/jobs' && !!document.querySelector('#dag')`)
+	checkConsole("login")
+
+	shots := os.Getenv("SLUICE_SCREENSHOTS")
+	for _, size := range []struct {
+		name          string
+		width, height int64
+	}{{"desktop", 1280, 800}, {"phone", 390, 844}} {
+		run("viewport", chromedp.EmulateViewport(size.width, size.height))
+		for _, p := range uiPages {
+			where := p.name + " (" + size.name + ")"
+			run(where, chromedp.Navigate(api+p.path))
+			wait(where, p.ready)
+			var overflow int
+			eval(`document.documentElement.scrollWidth - window.innerWidth`, &overflow)
+			if overflow > 1 {
+				t.Errorf("%s: the page is %d px wider than the window", where, overflow)
+			}
+			if shots != "" {
+				png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(filepath.Join(shots, p.name+"-"+size.name+".png"), png, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			checkConsole(where)
+		}
+	}
+	run("viewport", chromedp.EmulateViewport(1280, 800))
+
+	// The charts draw their series; events flow meanwhile, so that the
+	// overview's rates are more than 0.
+	traffic, stopTraffic := context.WithCancel(ctx)
+	trafficDone := make(chan struct{})
+	go func() {
+		defer close(trafficDone)
+		for i := 0; traffic.Err() == nil; i++ {
+			post(t, coll, "application/json", []byte(fmt.Sprintf(`{"event":"page_view","event_id":"live%d","page_url":"/live"}`, i)))
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
+	for _, c := range []struct{ path, sel string }{{"/", "#rate-chart"}, {"/rollups", "#rollup-chart"}} {
+		run(c.path, chromedp.Navigate(api+c.path))
+		wait(c.path+" chart", seriesPixels+`('`+c.sel+`') > 20`)
+	}
+	stopTraffic()
+	<-trafficDone
+	// A longer range asks for coarser buckets, a multiple of the grain.
+	for _, secs := range []string{"86400", "604800"} {
+		eval(`(() => { document.querySelector('#rollup-status').textContent = ''; const r = document.querySelector('#rollup-range'); r.value = '`+secs+`'; r.dispatchEvent(new Event('change')) })()`, new(string))
+		wait("rollup range "+secs, `/buckets/.test(document.querySelector('#rollup-status').textContent) && !document.querySelector('#rollup-status').classList.contains('error')`)
+	}
+
+	// The SQL console shows what the API answers.
+	q := "SELECT event, count(*) AS n, sum(revenue) AS revenue FROM events WHERE event_id NOT LIKE 'live%' GROUP BY event ORDER BY event"
+	run("sql", chromedp.Steps(chromedp.Navigate(api+"/sql"), chromedp.SetValue(`#sql-editor`, q), chromedp.Click(`#sql-run`)))
+	wait("sql", `!!document.querySelector('#sql-grid')`)
+	var grid string
+	eval(`[...document.querySelectorAll('#sql-grid tbody tr')].map(r => [...r.cells].map(c => c.textContent || 'null').join(' ')).join('\n')`, &grid)
+	res, err := client.SQL(context.Background(), q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for _, r := range res.Rows {
+		var cells []string
+		for _, v := range r {
+			if v == nil {
+				v = "null"
+			}
+			cells = append(cells, fmt.Sprint(v))
+		}
+		want = append(want, strings.Join(cells, " "))
+	}
+	if grid != strings.Join(want, "\n") {
+		t.Errorf("SQL console grid:\n%s\nAPI:\n%s", grid, strings.Join(want, "\n"))
+	}
+	var history string
+	eval(`document.querySelector('#sql-history li code').textContent`, &history)
+	if history != q {
+		t.Errorf("query history: %q", history)
+	}
+
+	// A live tail shows an event posted after it started.
+	run("tail", chromedp.Steps(chromedp.Navigate(api+"/streams")))
+	wait("streams", uiPages[4].ready)
+	run("tail", chromedp.Steps(chromedp.SetValue(`#tail-stream`, "events"), chromedp.Click(`#tail-start`)))
+	wait("tail", `/waiting for events/.test(document.querySelector('#tail-status').textContent)`)
+	if code, body := post(t, coll, "application/json", []byte(`{"event":"tailed","event_id":"tail-me"}`)); code != 200 {
+		t.Fatalf("post: %d %s", code, body)
+	}
+	wait("tail", `document.querySelector('#tail').textContent.includes('"tail-me"')`)
+	run("tail", chromedp.Click(`#tail-stop`))
+
+	// Run a job from its button; the run shows up with its log.
+	run("jobs", chromedp.Navigate(api+"/jobs"))
+	wait("jobs", uiPages[5].ready)
+	eval(`[...document.querySelectorAll('#jobs tbody tr')].find(r => r.cells[0].textContent === 'hello').querySelector('button').click()`, new(string))
+	wait("job run", `[...document.querySelectorAll('#runs tbody tr')].some(r => r.cells[1].textContent === 'hello' && r.cells[3].textContent === 'succeeded')`)
+	eval(`[...document.querySelectorAll('#runs tbody tr')].find(r => r.cells[1].textContent === 'hello').querySelector('a').click()`, new(string))
+	wait("run log", `document.querySelector('#run-attempts').textContent.includes('hello from the UI test')`)
+
+	// A job with a parameter runs with the value typed next to its button;
+	// a backfill reports its dates; a running run can be cancelled.
+	eval(`(() => { const r = document.querySelector('#jobs tr[data-job="report"]'); r.querySelector('input[data-param="date"]').value = '2026-11-20'; r.querySelector('button').click() })()`, new(string))
+	wait("run with a parameter", `[...document.querySelectorAll('#runs tbody tr')].some(r => r.cells[1].textContent === 'report' && r.cells[2].textContent === 'date=2026-11-20')`)
+	eval(`document.querySelector('#bf-from').value = '2026-11-01'; document.querySelector('#bf-to').value = '2026-11-02'; [...document.querySelectorAll('#jobs tr[data-job="daily_views"] button')].find(b => b.textContent === 'Backfill').click()`, new(string))
+	wait("backfill", `/backfill daily_views: \d+ of 2 dates done/.test(document.querySelector('#jobs-status').textContent)`)
+	eval(`document.querySelector('#jobs tr[data-job="slow"] button').click()`, new(string))
+	wait("slow run", `[...document.querySelectorAll('#runs tbody tr')].some(r => r.cells[1].textContent === 'slow' && r.cells[3].textContent === 'running' && r.querySelector('button'))`)
+	eval(`[...document.querySelectorAll('#runs tbody tr')].find(r => r.cells[1].textContent === 'slow').querySelector('button').click()`, new(string))
+	wait("cancel", `[...document.querySelectorAll('#runs tbody tr')].some(r => r.cells[1].textContent === 'slow' && r.cells[3].textContent === 'cancelled')`)
+
+	// Bad rows: a group's sample payloads; a dry run of the replay goes
+	// through the API (a POST with the CSRF token).
+	run("bad", chromedp.Navigate(api+"/bad"))
+	wait("bad", uiPages[6].ready)
+	eval(`document.querySelector('#bad tbody td a').click()`, new(string))
+	wait("bad row samples", `[...document.querySelectorAll('#bad-payloads pre.payload')].some(p => p.textContent === '42')`)
+	eval(`document.querySelector('#bad tbody button').click()`, new(string))
+	wait("replay dry run", `/would replay/.test(document.querySelector('#bad-status').textContent)`)
+	checkConsole("actions")
+
+	// Logging out ends the session: the pages lead to the login page again.
+	run("log out", chromedp.Click(`form.logout button`))
+	wait("log out", `location.pathname === '/login'`)
+	run("after logging out", chromedp.Navigate(api+"/sql"))
+	wait("after logging out", `location.pathname === '/login' && !!document.querySelector('input[name=token]')`)
+	checkConsole("log out")
+}
+
+// waitForWith polls a query through c until it returns want.
+func waitForWith(t *testing.T, c *server.Client, q, want string) {
+	t.Helper()
+	var got string
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		res, err := c.SQL(context.Background(), q)
+		if err != nil {
+			got = "error: " + err.Error()
+			continue
+		}
+		if got = fmt.Sprint(res.Rows); got == want {
+			return
+		}
+	}
+	t.Fatalf("%s: got %s, want %s", q, got, want)
+}
