@@ -1,7 +1,8 @@
 // Package bench is Sluice's load generator (`sluice bench`). It measures what
 // the issues set targets for, through the real HTTP collector: ingest
 // throughput to the durable bus for a matrix of concurrent clients and batch
-// sizes, and end-to-end throughput from ingest to rows queryable in the lake.
+// sizes, end-to-end throughput from ingest to rows queryable in the lake, and
+// how soon an event is visible in a rollup under load (freshness.go).
 //
 // Bodies are realistic web-shop events from package demo, each with a unique
 // event_id, built before the clock starts so the generator measures the server
