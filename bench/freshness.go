@@ -238,7 +238,7 @@ func Freshness(ctx context.Context, o FreshnessOptions) (FreshnessResult, error)
 			sending = nil
 		case <-tick.C:
 		}
-		pending, lastAck := f.pending(func(m *Marker) bool { return m.Visible.IsZero() })
+		pending, _, lastAck := f.pending(func(m *Marker) bool { return m.Visible.IsZero() })
 		if len(pending) > 0 {
 			t0 := time.Now()
 			seen, err := f.sqlSeen(ctx)
@@ -257,7 +257,7 @@ func Freshness(ctx context.Context, o FreshnessOptions) (FreshnessResult, error)
 			pollErr = err
 		}
 		if sending == nil {
-			pending, _ = f.pending(func(m *Marker) bool { return m.Visible.IsZero() })
+			pending, _, _ = f.pending(func(m *Marker) bool { return m.Visible.IsZero() })
 			done = len(pending) == 0 || time.Since(lastAck) > o.Timeout
 		}
 	}
@@ -319,18 +319,22 @@ func (f *freshness) result(res FreshnessResult) FreshnessResult {
 	return res
 }
 
-// pending are the URLs of the acknowledged markers that match, and when the
-// last marker was acknowledged.
-func (f *freshness) pending(match func(*Marker) bool) (urls []string, lastAck time.Time) {
+// pending are the URLs of the acknowledged markers that match, when the
+// first of them was sent, and when the last marker was acknowledged.
+func (f *freshness) pending(match func(*Marker) bool) (urls []string, first, lastAck time.Time) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for i := range f.markers {
-		if match(&f.markers[i]) {
-			urls = append(urls, f.markers[i].URL)
+		m := &f.markers[i]
+		if match(m) {
+			if urls == nil {
+				first = m.Sent
+			}
+			urls = append(urls, m.URL)
 		}
-		lastAck = f.markers[i].Acked
+		lastAck = m.Acked
 	}
-	return urls, lastAck
+	return urls, first, lastAck
 }
 
 // background posts the live corpus, paced by the schedule (event k is due
@@ -454,18 +458,19 @@ func (f *freshness) sqlSeen(ctx context.Context) (map[string]int64, error) {
 func (f *freshness) pollRollup(ctx context.Context) {
 	tick := time.NewTicker(f.o.PollEvery)
 	defer tick.Stop()
-	from := f.runStart.Add(-time.Minute)
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
 		}
-		pending, _ := f.pending(func(m *Marker) bool { return m.Counted.IsZero() })
+		pending, first, _ := f.pending(func(m *Marker) bool { return m.Counted.IsZero() })
 		if len(pending) == 0 {
 			continue
 		}
-		q := rollup.Query{QueryType: "groupBy", From: from, Dimensions: []string{"page_url"}, Metrics: []string{"views"},
+		// Only the minutes the pending markers can be in (their event_time
+		// is when they were sent): the query reads every row it covers.
+		q := rollup.Query{QueryType: "groupBy", From: first.Truncate(time.Minute), Dimensions: []string{"page_url"}, Metrics: []string{"views"},
 			Filter: &rollup.Filter{Type: "in", Dimension: "page_url", Values: pending}}
 		var out []rollup.Result
 		t0 := time.Now()
