@@ -182,7 +182,7 @@ name; with --target, the server must run that rollup.
 	f.BoolVar(&skipIngest, "skip-ingest", false, "skip the ingest matrix")
 	f.DurationVar(&fresh.Duration, "freshness", 0, "measure rollup freshness for this long: marked page views, polled in pageviews_1m through the SQL API (0: skip)")
 	f.Float64Var(&fresh.Rate, "freshness-rate", 50000, "background events/s during the freshness run (0: none)")
-	f.IntVar(&fresh.Clients, "freshness-clients", 8, "background clients during the freshness run")
+	f.IntVar(&fresh.Clients, "freshness-clients", 32, "background clients during the freshness run (each waits for its answer: enough of them to offer the rate while answers take tens of ms)")
 	f.IntVar(&fresh.Batch, "freshness-batch", 100, "events per background request during the freshness run")
 	f.StringVar(&protocol, "protocol", "json", "request format: json (POST /v1/events) or tp2 (Snowplow POST, 50 events a request by default)")
 	return cmd
