@@ -1,7 +1,8 @@
 // Package bench is Sluice's load generator (`sluice bench`). It measures what
 // the issues set targets for, through the real HTTP collector: ingest
 // throughput to the durable bus for a matrix of concurrent clients and batch
-// sizes, and end-to-end throughput from ingest to rows queryable in the lake.
+// sizes, end-to-end throughput from ingest to rows queryable in the lake, and
+// how soon an event is visible in a rollup under load (freshness.go).
 //
 // Bodies are realistic web-shop events from package demo, each with a unique
 // event_id, built before the clock starts so the generator measures the server
@@ -25,6 +26,9 @@ import (
 	"github.com/sluice-data/sluice/demo"
 )
 
+// timeLayout is how event_time is written, as package demo writes it.
+const timeLayout = "2006-01-02T15:04:05.000Z07:00"
+
 // Protocols are the request formats the load generator speaks.
 var Protocols = []string{"json", "tp2"}
 
@@ -35,11 +39,22 @@ type Corpus struct {
 	tails    [][]byte // each event's JSON after its opening brace
 	run      string
 	protocol string
+	live     bool // event_time is when the body is built
 	next     atomic.Uint64
 }
 
 // NewCorpus encodes n realistic events in protocol (json or tp2).
 func NewCorpus(n int, seed int64, protocol string) (*Corpus, error) {
+	return newCorpus(n, seed, protocol, false)
+}
+
+// NewLiveCorpus encodes n realistic events in JSON whose event_time is the
+// time their body is built, as a tracker sending as things happen does.
+func NewLiveCorpus(n int, seed int64) (*Corpus, error) {
+	return newCorpus(n, seed, "json", true)
+}
+
+func newCorpus(n int, seed int64, protocol string, live bool) (*Corpus, error) {
 	if protocol == "" {
 		protocol = "json"
 	}
@@ -47,11 +62,14 @@ func NewCorpus(n int, seed int64, protocol string) (*Corpus, error) {
 		return nil, fmt.Errorf("unknown protocol %q (json, tp2)", protocol)
 	}
 	g := demo.NewGenerator(seed)
-	c := &Corpus{run: fmt.Sprintf("bench-%d", time.Now().UnixNano()), protocol: protocol}
+	c := &Corpus{run: fmt.Sprintf("bench-%d", time.Now().UnixNano()), protocol: protocol, live: live}
 	at := time.Now().UTC().Add(-time.Hour)
 	for len(c.tails) < n {
 		for _, ev := range g.Next(at) {
 			delete(ev, "event_id")
+			if live {
+				delete(ev, "event_time")
+			}
 			var v any = ev
 			if protocol == "tp2" {
 				v = trackerEvent(ev, at)
@@ -118,6 +136,10 @@ func (c *Corpus) Body(n int) []byte {
 		b = append(b, `{"schema":"iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-4","data":`...)
 		idKey = "eid"
 	}
+	var now []byte
+	if c.live {
+		now = time.Now().UTC().AppendFormat(nil, timeLayout)
+	}
 	b = append(b, '[')
 	for i := 0; i < n; i++ {
 		k := c.next.Add(1)
@@ -125,6 +147,11 @@ func (c *Corpus) Body(n int) []byte {
 			b = append(b, ',')
 		}
 		b = fmt.Appendf(b, `{"%s":"%s-%d",`, idKey, c.run, k)
+		if c.live {
+			b = append(b, `"event_time":"`...)
+			b = append(b, now...)
+			b = append(b, `",`...)
+		}
 		b = append(b, c.tails[int(k)%len(c.tails)]...)
 	}
 	b = append(b, ']')

@@ -122,6 +122,32 @@ func TestTP2Bodies(t *testing.T) {
 	}
 }
 
+func TestLiveCorpusIsNowAndMostlyPageViews(t *testing.T) {
+	c, err := NewLiveCorpus(1000, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var evs []map[string]any
+	before := time.Now().Truncate(time.Millisecond)
+	if err := json.Unmarshal(c.Body(1000), &evs); err != nil {
+		t.Fatal(err)
+	}
+	views := 0
+	for _, ev := range evs {
+		at, err := time.Parse(time.RFC3339, ev["event_time"].(string))
+		if err != nil || at.Before(before) || at.After(time.Now()) {
+			t.Fatalf("event_time %v (%v), want now", ev["event_time"], err)
+		}
+		if ev["event"] == "page_view" {
+			views++
+		}
+	}
+	// The rollup counts page views: they must be a good share of the load.
+	if views < len(evs)/3 {
+		t.Errorf("%d page views in %d events", views, len(evs))
+	}
+}
+
 func TestTimeQueries(t *testing.T) {
 	qs := AnalyticalQueries()
 	if len(qs) != 10 {

@@ -33,14 +33,25 @@ func benchCmd() *cobra.Command {
 		protocol    string
 		lakeBatch   int
 		queryReps   int
+		fresh       bench.FreshnessOptions
 	)
 	cmd := &cobra.Command{
 		Use:   "bench",
-		Short: "Load-test ingest (to the durable bus) and ingest-to-lake through the real HTTP collector",
+		Short: "Load-test ingest (to the durable bus), ingest-to-lake and rollup freshness through the real HTTP collector",
 		Long: `bench measures events/s and MB/s of HTTP ingest to the durable bus for each
 combination of --clients and --batch, then events/s from ingest to rows
 queryable in the lake. Without --target it starts sluice in this process on a
-fresh temporary data dir (or --data), so the numbers include the whole server.`,
+fresh temporary data dir (or --data), so the numbers include the whole server.
+
+--freshness DURATION measures how soon an event is visible in a rollup: under
+background web-shop traffic paced to --freshness-rate events/s, it sends a
+marked page view every 100 ms and polls the rollup pageviews_1m through the
+SQL API until each shows; it reports the spread from acknowledgement to
+visible, and fails when a marker never shows. In-process, the config gets
+pageviews_1m of examples/realtime/sluice.yaml unless it has a rollup of that
+name; with --target, the server must run that rollup.
+
+  sluice bench --skip-ingest --skip-lake --freshness 60s --freshness-rate 50000`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
@@ -58,6 +69,11 @@ fresh temporary data dir (or --data), so the numbers include the whole server.`,
 				cfg, err := benchConfig(&c)
 				if err != nil {
 					return err
+				}
+				if fresh.Duration > 0 {
+					if err := bench.AddFreshnessRollup(cfg); err != nil {
+						return err
+					}
 				}
 				if c.dataDir == "" {
 					// A temporary data dir holds gigabytes after a run.
@@ -132,13 +148,28 @@ fresh temporary data dir (or --data), so the numbers include the whole server.`,
 					return err
 				}
 			}
+			if fresh.Duration > 0 {
+				if api == "" {
+					return fmt.Errorf("the freshness benchmark needs the API: pass --api with --target")
+				}
+				waitDrained(ctx, api)
+				fresh.Collector = collector
+				fresh.API = &server.Client{URL: api, Token: os.Getenv("SLUICE_TOKEN")}
+				fmt.Fprintf(out, "\nRollup freshness: a marked page view every 100ms for %s, %d clients sending batches of %d in the background\n\n",
+					fresh.Duration, fresh.Clients, fresh.Batch)
+				r, err := bench.Freshness(ctx, fresh)
+				r.WriteTable(out)
+				if err != nil {
+					return fmt.Errorf("freshness: %w", err)
+				}
+			}
 			return nil
 		},
 	}
 	c.register(cmd, true)
 	f := cmd.Flags()
 	f.StringVar(&target, "target", "", "collector URL of a running sluice (default: start one in-process)")
-	f.StringVar(&api, "api", "", "API URL of the running sluice, with --target (for the lake benchmark)")
+	f.StringVar(&api, "api", "", "API URL of the running sluice, with --target (for the lake and freshness benchmarks)")
 	f.StringVar(&clientsList, "clients", "1,8,64", "concurrent clients, comma-separated")
 	f.StringVar(&batchList, "batch", "1,100", "events per request, comma-separated")
 	f.DurationVar(&duration, "duration", 10*time.Second, "how long each ingest cell runs")
@@ -149,6 +180,10 @@ fresh temporary data dir (or --data), so the numbers include the whole server.`,
 	f.Float64Var(&lakeRate, "lake-rate", 0, "pace the ingest-to-lake run to this many events/s (0: full speed)")
 	f.BoolVar(&skipLake, "skip-lake", false, "skip the ingest-to-lake run")
 	f.BoolVar(&skipIngest, "skip-ingest", false, "skip the ingest matrix")
+	f.DurationVar(&fresh.Duration, "freshness", 0, "measure rollup freshness for this long: marked page views, polled in pageviews_1m through the SQL API (0: skip)")
+	f.Float64Var(&fresh.Rate, "freshness-rate", 50000, "background events/s during the freshness run (0: none)")
+	f.IntVar(&fresh.Clients, "freshness-clients", 32, "background clients during the freshness run (each waits for its answer: enough of them to offer the rate while answers take tens of ms)")
+	f.IntVar(&fresh.Batch, "freshness-batch", 100, "events per background request during the freshness run")
 	f.StringVar(&protocol, "protocol", "json", "request format: json (POST /v1/events) or tp2 (Snowplow POST, 50 events a request by default)")
 	return cmd
 }
