@@ -2,11 +2,13 @@ package warehouse
 
 import (
 	"context"
+	"database/sql/driver"
 	"fmt"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/duckdb/duckdb-go/v2"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -36,11 +38,24 @@ func (w *Warehouse) ReplaceBuckets(ctx context.Context, table string, cols []Tab
 	if err != nil {
 		return err
 	}
-	tx, err := w.db.BeginTx(ctx, nil)
+	// One connection, one transaction: the rows go in through DuckDB's
+	// appender (a statement per row made a refresh of a busy minute, with
+	// thousands of groups, take half a second).
+	conn, err := w.db.Conn(ctx)
 	if err != nil {
 		return err
 	}
-	defer tx.Rollback()
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, "BEGIN TRANSACTION"); err != nil {
+		return err
+	}
+	done := false
+	defer func() {
+		if !done {
+			conn.ExecContext(context.WithoutCancel(ctx), "ROLLBACK")
+		}
+	}()
+	tx := conn
 	t := quoteIdent(table)
 	same := len(have) == len(cols)
 	for _, c := range cols {
@@ -73,19 +88,32 @@ func (w *Warehouse) ReplaceBuckets(ctx context.Context, table string, cols []Tab
 		}
 	}
 	if len(rows) > 0 {
-		marks := strings.TrimSuffix(strings.Repeat("?, ", len(cols)), ", ")
-		ins, err := tx.PrepareContext(ctx, fmt.Sprintf("INSERT INTO %s VALUES (%s)", t, marks))
-		if err != nil {
-			return err
-		}
-		defer ins.Close()
-		for _, r := range rows {
-			if _, err := ins.ExecContext(ctx, r...); err != nil {
-				return fmt.Errorf("table %s: %w", table, err)
+		err := conn.Raw(func(dc any) error {
+			a, err := duckdb.NewAppenderFromConn(dc.(driver.Conn), "", table)
+			if err != nil {
+				return err
 			}
+			for _, r := range rows {
+				vals := make([]driver.Value, len(r))
+				for i, v := range r {
+					vals[i] = v
+				}
+				if err := a.AppendRow(vals...); err != nil {
+					a.Close()
+					return err
+				}
+			}
+			return a.Close()
+		})
+		if err != nil {
+			return fmt.Errorf("table %s: %w", table, err)
 		}
 	}
-	return tx.Commit()
+	if _, err := conn.ExecContext(ctx, "COMMIT"); err != nil {
+		return err
+	}
+	done = true
+	return nil
 }
 
 // ReplaceBuckets does in PostgreSQL what (*Warehouse).ReplaceBuckets does
