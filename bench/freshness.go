@@ -42,6 +42,9 @@ const freshnessRollupYAML = `rollups:
     metrics:
       views: count()
       visitors: distinct(user_id)
+    retention: 30d
+    coarsen:
+      - {after: 48h, granularity: 1h}
 `
 
 // AddFreshnessRollup gives cfg the rollup pageviews_1m of
