@@ -163,10 +163,12 @@ type sender struct {
 }
 
 func (s *sender) run(ctx context.Context, g *Generator, o Options, start time.Time) error {
+	var rest eventQueue
 	if o.History > 0 {
 		from := start.Add(-o.History)
 		s.rep.historyStart(from, start, o.HistoryEventsPerHour)
-		err := g.history(from, start, o.HistoryEventsPerHour, func(e timedEvent) error { return s.add(ctx, e) })
+		var err error
+		rest, err = g.history(from, start, o.HistoryEventsPerHour, func(e timedEvent) error { return s.add(ctx, e) })
 		if err == nil {
 			err = s.flush(ctx)
 		}
@@ -176,13 +178,15 @@ func (s *sender) run(ctx context.Context, g *Generator, o Options, start time.Ti
 		}
 	}
 	s.rep.liveStart(o.Rate, o.Duration)
-	err := s.live(ctx, g, o)
+	// The history's sessions go on live: their next events are sent when
+	// their time comes.
+	err := s.live(ctx, g, o, rest)
 	s.rep.liveDone(s.stats)
 	return err
 }
 
 // live makes events at o.Rate and sends each when its time has come.
-func (s *sender) live(ctx context.Context, g *Generator, o Options) error {
+func (s *sender) live(ctx context.Context, g *Generator, o Options, q eventQueue) error {
 	var deadline time.Time
 	begin := time.Now()
 	if o.Duration > 0 {
@@ -190,7 +194,6 @@ func (s *sender) live(ctx context.Context, g *Generator, o Options) error {
 	}
 	ticker := time.NewTicker(tick)
 	defer ticker.Stop()
-	var q eventQueue
 	emit := func(e timedEvent) error { return s.add(ctx, e) }
 	jitter := rand.New(rand.NewPCG(uint64(begin.UnixNano()), 0))
 	last, credit := begin, 0.0

@@ -90,12 +90,21 @@ func (g *Generator) Next(at time.Time) []map[string]any {
 // evening, UTC; weekends differ) and averages perHour over a week. A session
 // still open at to may end with events up to half a minute after to.
 func (g *Generator) History(from, to time.Time, perHour int, emit func(ev map[string]any) error) error {
-	return g.history(from, to, perHour, func(e timedEvent) error { return emit(e.ev) })
+	each := func(e timedEvent) error { return emit(e.ev) }
+	rest, err := g.history(from, to, perHour, each)
+	if err != nil {
+		return err
+	}
+	return rest.drain(each)
 }
 
-func (g *Generator) history(from, to time.Time, perHour int, emit func(timedEvent) error) error {
+// history hands emit the events before to, and returns those of sessions
+// still open at to, due later: sent at once, their event times would run
+// ahead of the clock (and of the live traffic after them), and close
+// windows of event time early.
+func (g *Generator) history(from, to time.Time, perHour int, emit func(timedEvent) error) (eventQueue, error) {
 	if perHour <= 0 {
-		return fmt.Errorf("demo: history needs a positive number of events per hour, got %d", perHour)
+		return nil, fmt.Errorf("demo: history needs a positive number of events per hour, got %d", perHour)
 	}
 	var q eventQueue
 	steps, events := 0, 0
@@ -118,14 +127,17 @@ func (g *Generator) history(from, to time.Time, perHour int, emit func(timedEven
 		}
 		t := at.Truncate(time.Millisecond)
 		if err := q.release(t, emit); err != nil {
-			return err
+			return nil, err
 		}
 		evs := g.step(t)
 		steps++
 		events += len(evs)
 		q.push(evs...)
 	}
-	return q.drain(emit)
+	if err := q.release(to.UTC(), emit); err != nil {
+		return nil, err
+	}
+	return q, nil
 }
 
 // The daily rhythm: relative activity at each full hour (UTC); between full
