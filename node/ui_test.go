@@ -22,7 +22,7 @@ import (
 // token, a rollup, a pipeline, jobs and some bad rows; the browser logs in,
 // opens every page at desktop and phone size without console errors, sees
 // the flow, the charts, the DAG and the bad rows, runs SQL and gets the
-// API's numbers, tails a stream and runs a job.
+// API's numbers, explores the semantic layer, tails a stream and runs a job.
 //
 // SLUICE_SCREENSHOTS=DIR writes each page at 1280×800 and 390×844 as
 // DIR/<page>-desktop.png and DIR/<page>-phone.png (docs/screenshots holds
@@ -64,6 +64,25 @@ jobs:
     output: {file: 'DIR/reports/{{.date}}.txt'}
 `
 
+// uiModel is the explore page's model: the test's events.
+const uiModel = `
+views:
+  events:
+    label: Events
+    table: events
+    dimensions:
+      event_id: {primary_key: true, hidden: true}
+      event: {label: Event}
+      page_url: {label: Page URL}
+      user_id: {hidden: true}
+      event_time: {type: time, label: Time, timeframes: [hour, day]}
+    measures:
+      events: {type: count, label: Events}
+      users: {type: count_distinct, field: user_id, label: Users}
+explores:
+  events: {label: Events}
+`
+
 // uiPage is a page and what shows that it has done its work.
 type uiPage struct {
 	name, path string
@@ -72,7 +91,7 @@ type uiPage struct {
 
 var uiPages = []uiPage{
 	{"overview", "/", `document.querySelectorAll('#flow svg g.node').length >= 8 && document.querySelectorAll('#flow svg path.edge').length >= 6 && document.querySelector('#flow g[data-id="c:enrich"] text.stats').textContent.includes('total') && !!document.querySelector('#rate-chart canvas')`},
-	{"explore", "/explore", `!!document.querySelector('.placeholder')`},
+	{"explore", "/explore?explore=events&fields=events.page_url,events.events,events.users&f=" + url.QueryEscape("events.event|=|page_view"), `document.querySelectorAll('#explore-table tbody tr').length >= 3 && document.querySelectorAll('#explore-chart svg.bars rect').length >= 3`},
 	{"dashboards", "/dashboards", `!!document.querySelector('.placeholder')`},
 	{"sql", "/sql?q=" + url.QueryEscape("SELECT event, count(*) AS events, count(DISTINCT user_id) AS users, sum(revenue) AS revenue\nFROM events GROUP BY event ORDER BY events DESC"), `document.querySelectorAll('#sql-grid tbody tr').length >= 2`},
 	{"streams", "/streams", `document.querySelectorAll('#streams tbody tr').length >= 5 && document.querySelector('#tail-stream').options.length >= 5`},
@@ -99,7 +118,12 @@ func TestWebUI(t *testing.T) {
 	dir := t.TempDir()
 	cfgFile := filepath.Join(dir, "sluice.yaml")
 	os.WriteFile(cfgFile, []byte(strings.ReplaceAll(uiConfig, "DIR", dir)), 0o644)
-	n := startNode(t, filepath.Join(dir, "data"), withConfigFile(t, cfgFile), func(cfg *config.Config) { cfg.Auth.Token = uiToken })
+	os.Mkdir(filepath.Join(dir, "models"), 0o755)
+	os.WriteFile(filepath.Join(dir, "models", "events.yml"), []byte(uiModel), 0o644)
+	n := startNode(t, filepath.Join(dir, "data"), withConfigFile(t, cfgFile), func(cfg *config.Config) {
+		cfg.Auth.Token = uiToken
+		cfg.Semantic.Models = filepath.Join(dir, "models")
+	})
 	defer n.Stop()
 	api, coll := n.APIURL(), n.CollectorURL()
 	client := &server.Client{URL: api, Token: uiToken}
@@ -263,13 +287,66 @@ func TestWebUI(t *testing.T) {
 		wait("rollup range "+secs, `/buckets/.test(document.querySelector('#rollup-status').textContent) && !document.querySelector('#rollup-status').classList.contains('error')`)
 	}
 
+	// Explore: a selection made in the form answers what SQL over the lake
+	// answers, draws its chart, and comes back from its URL.
+	run("explore", chromedp.Navigate(api+"/explore"))
+	wait("explore", `document.querySelectorAll('#explore-fields input[type=checkbox]').length >= 5`)
+	eval(`(() => {
+		for (const f of ['events.page_url', 'events.events', 'events.users']) document.querySelector('#explore-fields input[value="' + f + '"]').click();
+		document.querySelector('#explore-add-filter').click();
+		const r = document.querySelector('#explore-filters .filter-row');
+		r.querySelector('.filter-field').value = 'events.page_url';
+		r.querySelector('.filter-op').value = '!=';
+		r.querySelector('.filter-value').value = '/live';
+		document.querySelector('#explore-sort').value = 'events.page_url';
+		document.querySelector('#explore-run').click();
+	})()`, new(string))
+	exploreTable := `[...document.querySelectorAll('#explore-table tbody tr')].map(r => [...r.cells].map(c => c.textContent).join(' ')).join('\n')`
+	wait("explore run", `document.querySelectorAll('#explore-table tbody tr').length === 3 && document.querySelectorAll('#explore-chart svg.bars rect').length === 3`)
+	res, err := client.SQL(context.Background(), "SELECT page_url, count(*), count(DISTINCT user_id) FROM events WHERE page_url <> '/live' GROUP BY 1 ORDER BY 1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wantExplore []string
+	for _, r := range res.Rows {
+		wantExplore = append(wantExplore, fmt.Sprintf("%v %v %v", r[0], r[1], r[2]))
+	}
+	var got string
+	eval(exploreTable, &got)
+	if got != strings.Join(wantExplore, "\n") {
+		t.Errorf("explore table:\n%s\nSQL:\n%s", got, strings.Join(wantExplore, "\n"))
+	}
+	var shared string
+	eval(`location.href`, &shared)
+	run("explore reload", chromedp.Navigate(shared))
+	wait("explore reload", `document.querySelectorAll('#explore-table tbody tr').length === 3`)
+	var restored string
+	eval(`[...document.querySelectorAll('#explore-fields input:checked')].map(c => c.value).join(',') + ' ' + document.querySelector('#explore-filters .filter-value').value + ' ' + document.querySelector('#explore-sort').value`, &restored)
+	if restored != "events.page_url,events.events,events.users /live events.page_url" {
+		t.Errorf("%s restored %q", shared, restored)
+	}
+	eval(exploreTable, &got)
+	if got != strings.Join(wantExplore, "\n") {
+		t.Errorf("explore table after a reload:\n%s", got)
+	}
+	// Over time, as lines and as areas: uPlot draws the series.
+	for _, viz := range []string{"line", "area"} {
+		run("explore "+viz, chromedp.Navigate(api+"/explore?explore=events&fields=events.event_time_hour,events.events&viz="+viz))
+		wait("explore "+viz, seriesPixels+`('#explore-chart') > 20`)
+	}
+	eval(`document.querySelector('#explore-sql').textContent`, &got)
+	if !strings.Contains(got, "SELECT") {
+		t.Errorf("explore SQL: %q", got)
+	}
+	checkConsole("explore")
+
 	// The SQL console shows what the API answers.
 	q := "SELECT event, count(*) AS n, sum(revenue) AS revenue FROM events WHERE event_id NOT LIKE 'live%' GROUP BY event ORDER BY event"
 	run("sql", chromedp.Steps(chromedp.Navigate(api+"/sql"), chromedp.SetValue(`#sql-editor`, q), chromedp.Click(`#sql-run`)))
 	wait("sql", `!!document.querySelector('#sql-grid')`)
 	var grid string
 	eval(`[...document.querySelectorAll('#sql-grid tbody tr')].map(r => [...r.cells].map(c => c.textContent || 'null').join(' ')).join('\n')`, &grid)
-	res, err := client.SQL(context.Background(), q)
+	res, err = client.SQL(context.Background(), q)
 	if err != nil {
 		t.Fatal(err)
 	}
