@@ -83,6 +83,20 @@ explores:
   events: {label: Events}
 `
 
+// uiDashboard is a dashboard of uiModel with every kind of tile.
+const uiDashboard = `
+title: Test shop
+refresh: 1s
+date_filter: {default: 24 hours, options: [7 days]}
+tiles:
+  - {title: Events, type: number, width: 3, query: {explore: events, fields: [events.events]}}
+  - {title: Users, type: number, width: 3, query: {explore: events, fields: [events.users]}}
+  - {title: Events by hour, type: area, width: 6, query: {explore: events, fields: [events.event_time_hour, events.events]}}
+  - {title: Pages, type: bar, width: 6, query: {explore: events, fields: [events.page_url, events.events], limit: 5}}
+  - {title: Funnel, type: funnel, width: 6, query: {explore: events, fields: [events.event, events.users], sorts: [{field: events.users, desc: true}]}}
+  - {title: Events by type, type: table, width: 12, query: {explore: events, fields: [events.event, events.events]}}
+`
+
 // uiPage is a page and what shows that it has done its work.
 type uiPage struct {
 	name, path string
@@ -92,7 +106,8 @@ type uiPage struct {
 var uiPages = []uiPage{
 	{"overview", "/", `document.querySelectorAll('#flow svg g.node').length >= 8 && document.querySelectorAll('#flow svg path.edge').length >= 6 && document.querySelector('#flow g[data-id="c:enrich"] text.stats').textContent.includes('total') && !!document.querySelector('#rate-chart canvas')`},
 	{"explore", "/explore?explore=events&fields=events.page_url,events.events,events.users&f=" + url.QueryEscape("events.event|=|page_view"), `document.querySelectorAll('#explore-table tbody tr').length >= 3 && document.querySelectorAll('#explore-chart svg.bars rect').length >= 3`},
-	{"dashboards", "/dashboards", `!!document.querySelector('.placeholder')`},
+	{"dashboards", "/dashboards", `document.querySelectorAll('#dashboards tbody tr a').length === 1`},
+	{"dashboard", "/dashboards/test", `document.querySelectorAll('#tiles .tile').length === 6 && document.querySelectorAll('#tiles .big-number').length === 2 && document.querySelectorAll('#tiles svg.bars rect').length >= 4 && !!document.querySelector('#tiles .tile-area canvas') && document.querySelectorAll('#tiles table tbody tr').length >= 2`},
 	{"sql", "/sql?q=" + url.QueryEscape("SELECT event, count(*) AS events, count(DISTINCT user_id) AS users, sum(revenue) AS revenue\nFROM events GROUP BY event ORDER BY events DESC"), `document.querySelectorAll('#sql-grid tbody tr').length >= 2`},
 	{"streams", "/streams", `document.querySelectorAll('#streams tbody tr').length >= 5 && document.querySelector('#tail-stream').options.length >= 5`},
 	{"jobs", "/jobs", `document.querySelectorAll('#dag svg g.node').length >= 4 && document.querySelectorAll('#dag svg path.edge').length >= 2 && document.querySelectorAll('#jobs tbody tr').length === 4`},
@@ -120,21 +135,24 @@ func TestWebUI(t *testing.T) {
 	os.WriteFile(cfgFile, []byte(strings.ReplaceAll(uiConfig, "DIR", dir)), 0o644)
 	os.Mkdir(filepath.Join(dir, "models"), 0o755)
 	os.WriteFile(filepath.Join(dir, "models", "events.yml"), []byte(uiModel), 0o644)
+	os.Mkdir(filepath.Join(dir, "dashboards"), 0o755)
+	os.WriteFile(filepath.Join(dir, "dashboards", "test.yml"), []byte(uiDashboard), 0o644)
 	n := startNode(t, filepath.Join(dir, "data"), withConfigFile(t, cfgFile), func(cfg *config.Config) {
 		cfg.Auth.Token = uiToken
 		cfg.Semantic.Models = filepath.Join(dir, "models")
+		cfg.Dashboards.Dir = filepath.Join(dir, "dashboards")
 	})
 	defer n.Stop()
 	api, coll := n.APIURL(), n.CollectorURL()
 	client := &server.Client{URL: api, Token: uiToken}
 
-	// Page views over the last half hour (so that the rollup has several
+	// Page views over the last hour and a half (so that the rollup has several
 	// buckets), purchases, and a value that is not an event (a bad row).
 	now := time.Now().UTC()
 	var b strings.Builder
 	for i := range 60 {
 		fmt.Fprintf(&b, `{"event_id":"pv%d","event":"page_view","event_time":%q,"user_id":"u%d","page_url":"/p%d"}`+"\n",
-			i, now.Add(-time.Duration(i)*30*time.Second).Format(time.RFC3339Nano), i%7, i%3)
+			i, now.Add(-time.Duration(i)*90*time.Second).Format(time.RFC3339Nano), i%7, i%3)
 	}
 	for i := range 5 {
 		fmt.Fprintf(&b, `{"event_id":"buy%d","event":"purchase","event_time":%q,"revenue":%d}`+"\n", i, now.Format(time.RFC3339Nano), 10+i)
@@ -275,7 +293,13 @@ func TestWebUI(t *testing.T) {
 			time.Sleep(50 * time.Millisecond)
 		}
 	}()
-	for _, c := range []struct{ path, sel string }{{"/", "#rate-chart"}, {"/rollups", "#rollup-chart"}} {
+	// The dashboard refreshes itself: its numbers move with the traffic.
+	run("dashboard", chromedp.Navigate(api+"/dashboards/test"))
+	wait("dashboard", uiPages[3].ready)
+	var first string
+	eval(`document.querySelector('#tiles .big-number').firstChild.textContent`, &first)
+	wait("dashboard refresh", `document.querySelector('#tiles .big-number').firstChild.textContent !== '`+first+`'`)
+	for _, c := range []struct{ path, sel string }{{"/dashboards/test", ".tile-area"}, {"/", "#rate-chart"}, {"/rollups", "#rollup-chart"}} {
 		run(c.path, chromedp.Navigate(api+c.path))
 		wait(c.path+" chart", seriesPixels+`('`+c.sel+`') > 20`)
 	}
@@ -372,7 +396,7 @@ func TestWebUI(t *testing.T) {
 
 	// A live tail shows an event posted after it started.
 	run("tail", chromedp.Steps(chromedp.Navigate(api+"/streams")))
-	wait("streams", uiPages[4].ready)
+	wait("streams", uiPages[5].ready)
 	run("tail", chromedp.Steps(chromedp.SetValue(`#tail-stream`, "events"), chromedp.Click(`#tail-start`)))
 	wait("tail", `/waiting for events/.test(document.querySelector('#tail-status').textContent)`)
 	if code, body := post(t, coll, "application/json", []byte(`{"event":"tailed","event_id":"tail-me"}`)); code != 200 {
@@ -383,7 +407,7 @@ func TestWebUI(t *testing.T) {
 
 	// Run a job from its button; the run shows up with its log.
 	run("jobs", chromedp.Navigate(api+"/jobs"))
-	wait("jobs", uiPages[5].ready)
+	wait("jobs", uiPages[6].ready)
 	eval(`[...document.querySelectorAll('#jobs tbody tr')].find(r => r.cells[0].textContent === 'hello').querySelector('button').click()`, new(string))
 	wait("job run", `[...document.querySelectorAll('#runs tbody tr')].some(r => r.cells[1].textContent === 'hello' && r.cells[3].textContent === 'succeeded')`)
 	eval(`[...document.querySelectorAll('#runs tbody tr')].find(r => r.cells[1].textContent === 'hello').querySelector('a').click()`, new(string))
@@ -403,7 +427,7 @@ func TestWebUI(t *testing.T) {
 	// Bad rows: a group's sample payloads; a dry run of the replay goes
 	// through the API (a POST with the CSRF token).
 	run("bad", chromedp.Navigate(api+"/bad"))
-	wait("bad", uiPages[6].ready)
+	wait("bad", uiPages[7].ready)
 	eval(`document.querySelector('#bad tbody td a').click()`, new(string))
 	wait("bad row samples", `[...document.querySelectorAll('#bad-payloads pre.payload')].some(p => p.textContent === '42')`)
 	eval(`document.querySelector('#bad tbody button').click()`, new(string))
