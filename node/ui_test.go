@@ -166,75 +166,8 @@ func TestWebUI(t *testing.T) {
 	waitForWith(t, client, "SELECT count(*) FROM events", "[[66]]")
 	waitForWith(t, client, "SELECT count(*) FROM bad", "[[1]]")
 
-	ctx, cancel := chromedp.NewExecAllocator(context.Background(),
-		chromedp.ExecPath(chromium), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
-		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true), chromedp.WindowSize(1280, 800), chromedp.UserDataDir(t.TempDir()))
-	defer cancel()
-	ctx, cancel = chromedp.NewContext(ctx)
-	defer cancel()
-	ctx, cancel = context.WithTimeout(ctx, 4*time.Minute)
-	defer cancel()
-
-	// Every console error and uncaught exception of every page.
-	var mu sync.Mutex
-	var problems []string
-	messages := chromedp.Console(ctx)
-	go func() {
-		for m, err := range messages {
-			if err != nil {
-				return
-			}
-			if m.Type == chromedp.ConsoleError || m.IsException() {
-				mu.Lock()
-				problems = append(problems, fmt.Sprintf("%s (%s:%d)", m, m.URL, m.Line))
-				mu.Unlock()
-			}
-		}
-	}()
-	checkConsole := func(where string) {
-		t.Helper()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, p := range problems {
-			t.Errorf("%s: console: %s", where, p)
-		}
-		problems = nil
-	}
-	run := func(what string, a chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		if err := chromedp.Do(ctx, a); err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-	}
-	wait := func(what, cond string) {
-		t.Helper()
-		// Evaluated again and again rather than polled in the page: a
-		// navigation (a form's submit) ends a poll.
-		var err error
-		for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-			var ok bool
-			if ok, err = chromedp.Run(ctx, chromedp.Evaluate[bool](`(() => { try { return !!(`+cond+`) } catch (e) { return false } })()`)); err == nil && ok {
-				return
-			}
-		}
-		html, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector('main') ? document.querySelector('main').innerText : document.body.innerText`))
-		t.Fatalf("%s: waiting for %s (%v)\npage:\n%s", what, cond, err, html)
-	}
-	eval := func(expr string, out any) {
-		t.Helper()
-		v, err := chromedp.Run(ctx, chromedp.Evaluate[any](expr))
-		if err != nil {
-			t.Fatalf("%s: %v", expr, err)
-		}
-		s := fmt.Sprint(v)
-		switch o := out.(type) {
-		case *string:
-			*o = s
-		case *int:
-			fmt.Sscan(s, o)
-		}
-	}
+	br := newBrowser(t, chromium)
+	ctx, run, wait, eval, checkConsole := br.ctx, br.run, br.wait, br.eval, br.checkConsole
 
 	// Without a session every page leads to the login page; a wrong token
 	// is refused; the right one lands where the user was going.
@@ -246,14 +179,13 @@ func TestWebUI(t *testing.T) {
 	}
 	run("wrong token", chromedp.Steps(chromedp.SetValue(`input[name=token]`, "nope"), chromedp.Click(`button[type=submit]`)))
 	wait("wrong token", `!!document.querySelector('.login .error')`)
-	mu.Lock()
-	problems = nil // the browser logs the 401 of the wrong login
-	mu.Unlock()
+	br.mu.Lock()
+	br.problems = nil // the browser logs the 401 of the wrong login
+	br.mu.Unlock()
 	run("log in", chromedp.Steps(chromedp.SetValue(`input[name=token]`, uiToken), chromedp.Click(`button[type=submit]`)))
 	wait("log in", `location.pathname === '/jobs' && !!document.querySelector('#dag')`)
 	checkConsole("login")
 
-	shots := os.Getenv("SLUICE_SCREENSHOTS")
 	for _, size := range []struct {
 		name          string
 		width, height int64
@@ -268,15 +200,7 @@ func TestWebUI(t *testing.T) {
 			if overflow > 1 {
 				t.Errorf("%s: the page is %d px wider than the window", where, overflow)
 			}
-			if shots != "" {
-				png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
-				if err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(filepath.Join(shots, p.name+"-"+size.name+".png"), png, 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
+			br.screenshot(p.name + "-" + size.name)
 			checkConsole(where)
 		}
 	}
@@ -440,6 +364,108 @@ func TestWebUI(t *testing.T) {
 	run("after logging out", chromedp.Navigate(api+"/sql"))
 	wait("after logging out", `location.pathname === '/login' && !!document.querySelector('input[name=token]')`)
 	checkConsole("log out")
+}
+
+// browser is a headless chromium driven by chromedp that records every
+// console error and uncaught exception of its pages.
+type browser struct {
+	t        *testing.T
+	ctx      context.Context
+	mu       sync.Mutex
+	problems []string
+}
+
+func newBrowser(t *testing.T, chromium string) *browser {
+	ctx, cancel := chromedp.NewExecAllocator(context.Background(),
+		chromedp.ExecPath(chromium), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
+		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true), chromedp.WindowSize(1280, 800), chromedp.UserDataDir(t.TempDir()))
+	t.Cleanup(cancel)
+	ctx, cancel = chromedp.NewContext(ctx)
+	t.Cleanup(cancel)
+	ctx, cancel = context.WithTimeout(ctx, 4*time.Minute)
+	t.Cleanup(cancel)
+	b := &browser{t: t, ctx: ctx}
+	messages := chromedp.Console(ctx)
+	go func() {
+		for m, err := range messages {
+			if err != nil {
+				return
+			}
+			if m.Type == chromedp.ConsoleError || m.IsException() {
+				b.mu.Lock()
+				b.problems = append(b.problems, fmt.Sprintf("%s (%s:%d)", m, m.URL, m.Line))
+				b.mu.Unlock()
+			}
+		}
+	}()
+	return b
+}
+
+// checkConsole fails the test for every console problem since the last check.
+func (b *browser) checkConsole(where string) {
+	b.t.Helper()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, p := range b.problems {
+		b.t.Errorf("%s: console: %s", where, p)
+	}
+	b.problems = nil
+}
+
+func (b *browser) run(what string, a chromedp.Action[chromedp.Void]) {
+	b.t.Helper()
+	if err := chromedp.Do(b.ctx, a); err != nil {
+		b.t.Fatalf("%s: %v", what, err)
+	}
+}
+
+// wait waits until the JavaScript condition cond holds.
+func (b *browser) wait(what, cond string) {
+	b.t.Helper()
+	// Evaluated again and again rather than polled in the page: a
+	// navigation (a form's submit) ends a poll.
+	var err error
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		var ok bool
+		if ok, err = chromedp.Run(b.ctx, chromedp.Evaluate[bool](`(() => { try { return !!(`+cond+`) } catch (e) { return false } })()`)); err == nil && ok {
+			return
+		}
+	}
+	html, _ := chromedp.Run(b.ctx, chromedp.Evaluate[string](`document.querySelector('main') ? document.querySelector('main').innerText : document.body.innerText`))
+	b.t.Fatalf("%s: waiting for %s (%v)\npage:\n%s", what, cond, err, html)
+}
+
+// eval evaluates expr into out (a *string or an *int).
+func (b *browser) eval(expr string, out any) {
+	b.t.Helper()
+	v, err := chromedp.Run(b.ctx, chromedp.Evaluate[any](expr))
+	if err != nil {
+		b.t.Fatalf("%s: %v", expr, err)
+	}
+	s := fmt.Sprint(v)
+	switch o := out.(type) {
+	case *string:
+		*o = s
+	case *int:
+		fmt.Sscan(s, o)
+	}
+}
+
+// screenshot writes the page as DIR/name.png when SLUICE_SCREENSHOTS=DIR.
+func (b *browser) screenshot(name string) {
+	b.t.Helper()
+	dir := os.Getenv("SLUICE_SCREENSHOTS")
+	if dir == "" {
+		return
+	}
+	png, err := chromedp.Run(b.ctx, chromedp.CaptureScreenshot())
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, name+".png"), png, 0o644); err != nil {
+		b.t.Fatal(err)
+	}
 }
 
 // waitForWith polls a query through c until it returns want.
