@@ -34,7 +34,8 @@ func TestDemoDashboard(t *testing.T) {
 			t.Fatal(err)
 		}
 		last := q.Filters[len(q.Filters)-1]
-		if tile.DateFilter == nil && (last.Field != "events.event_time" || last.Op != "in the past" || last.Value != "7 days") {
+		want := map[string]string{"events": "events.event_time", "bad_rows": "bad_rows.failed_at"}[tile.Query.Explore]
+		if tile.DateFilter == nil && (last.Field != want || last.Op != "in the past" || last.Value != "7 days") {
 			t.Errorf("%s: %+v", tile.Title, q.Filters)
 		}
 	}
@@ -70,7 +71,7 @@ tiles:
 		`dash/broken.yml:6:11: tiles[0].type: tile type "pie": use one of number, line, area, bar, table, funnel`,
 		`dash/broken.yml:7:12: tiles[0].width: width 13: give 1 to 12 (of 12 columns)`,
 		`dash/broken.yml:10:33: tiles[0].query.fields[1]: `,
-		`dash/broken.yml:12:22: tiles[1].query.explore: no explore "nope": the model has events, sessions`,
+		`dash/broken.yml:12:22: tiles[1].query.explore: no explore "nope": the model has events, sessions, bad_rows`,
 		`dash/broken.yml:17:23: tiles[2].query.sorts[0].field: "events.visitors" is not among the selected fields`,
 	}
 	got := strings.Split(err.Error(), "\n")

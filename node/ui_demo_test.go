@@ -46,9 +46,9 @@ func TestDemoDashboardUI(t *testing.T) {
 	}()
 
 	br := newBrowser(t, chromium)
-	// Every tile drawn: four numbers, the area's canvas, the funnel's and
-	// the countries' bars, the top pages.
-	drawn := `document.querySelectorAll('#tiles .tile').length === 8 && document.querySelectorAll('#tiles .big-number').length === 4 &&
+	// Every tile drawn: five numbers (bad rows too), the area's canvas, the
+	// funnel's and the countries' bars, the top pages.
+	drawn := `document.querySelectorAll('#tiles .tile').length === 10 && document.querySelectorAll('#tiles .big-number').length === 5 &&
 		!!document.querySelector('#tiles .tile-area canvas') && document.querySelectorAll('#tiles .tile-funnel svg.bars rect').length === 5 &&
 		document.querySelectorAll('#tiles .tile-bar svg.bars rect').length >= 2 && document.querySelectorAll('#tiles .tile-table tbody tr').length >= 3 &&
 		!document.querySelector('#tiles .failed')`
