@@ -39,7 +39,7 @@ type Config struct {
 	Scheduler  Scheduler           `yaml:"scheduler" json:"scheduler,omitempty"`
 	Rollups    map[string]Rollup   `yaml:"rollups" json:"rollups,omitempty" jsonschema:"description=Real-time rollups: name -> {from\\, filter\\, granularity\\, dimensions\\, metrics}"`
 	Semantic   Semantic            `yaml:"semantic" json:"semantic,omitempty"`
-	Dashboards map[string]any      `yaml:"dashboards" json:"dashboards,omitempty" jsonschema:"description=Dashboards (not available in this version)"`
+	Dashboards Dashboards          `yaml:"dashboards" json:"dashboards,omitempty"`
 }
 
 // HTTP configures the two listeners and the collector's request limits.
@@ -159,6 +159,12 @@ type Warehouse struct {
 // files behind the explore API.
 type Semantic struct {
 	Models string `yaml:"models" json:"models,omitempty" jsonschema:"description=Directory of the semantic layer's model files (*.yml\\, *.yaml: views\\, dimensions\\, measures\\, explores; see docs/semantic.md)\\, relative to this file. Read at start and on reload. Empty: no models (sluice demo then serves its web-shop model)"`
+}
+
+// Dashboards configures the UI's dashboards (package dashboard): YAML
+// files of explore queries drawn as tiles.
+type Dashboards struct {
+	Dir string `yaml:"dir" json:"dir,omitempty" jsonschema:"description=Directory of the dashboard files (*.yml\\, *.yaml: title\\, date filter\\, refresh\\, tiles of explore queries; see docs/ui.md)\\, relative to this file. Read at start and on reload. Empty: no dashboards (sluice demo then serves its web-shop dashboard)"`
 }
 
 // Duration is a time.Duration written as "90s", "15m", "72h" or "7d".

@@ -529,7 +529,7 @@ dashboards: {dir: ./dashboards}
 		{21, 77, "jobs.daily_revenue.requires[0]", `jobs.daily_revenue.requires[0] must be a mapping, not "..."`, ""},
 		{21, 103, "jobs.daily_revenue.output.table", `jobs.daily_revenue.output.table "...": use letters, digits and _`, ""},
 		{22, 20, "semantic.models", `semantic.models "./models" is not a directory`, ""},
-		{23, 1, "dashboards", "dashboards are not available in this version of sluice", ""},
+		{23, 19, "dashboards.dir", `dashboards.dir "./dashboards" is not a directory`, ""},
 	})
 }
 

@@ -23,7 +23,7 @@ const pgHint = "postgres://user:password@host:5432/database (a search_path param
 // unavailableSections are top-level keys of the config shape (DESIGN.md) whose
 // features this version of sluice does not have yet. A file that uses them is
 // rejected rather than silently half-run.
-var unavailableSections = []string{"sinks", "dashboards"}
+var unavailableSections = []string{"sinks"}
 
 // sourceTypes are the source types of the config shape; implementedSources
 // are the ones this version runs (the HTTP collector is always on besides).
@@ -140,6 +140,16 @@ func (l *loader) validate(c *Config) {
 		if st, err := os.Stat(c.Semantic.Models); err != nil || !st.IsDir() {
 			l.addAt("semantic.models", fmt.Sprintf("semantic.models %q is not a directory", m),
 				"give the folder of the model files (*.yml), relative to this file, e.g. ./models")
+		}
+	}
+
+	if d := c.Dashboards.Dir; d != "" {
+		if !filepath.IsAbs(d) {
+			c.Dashboards.Dir = filepath.Join(filepath.Dir(l.file), d)
+		}
+		if st, err := os.Stat(c.Dashboards.Dir); err != nil || !st.IsDir() {
+			l.addAt("dashboards.dir", fmt.Sprintf("dashboards.dir %q is not a directory", d),
+				"give the folder of the dashboard files (*.yml), relative to this file, e.g. ./dashboards")
 		}
 	}
 

@@ -15,6 +15,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"github.com/sluice-data/sluice/dashboard"
 	"log/slog"
 	"maps"
 	"net"
@@ -92,6 +93,8 @@ type Node struct {
 
 	// models is the explore API's semantic model (semantic.go).
 	models atomic.Pointer[semantic.Model]
+	// dashboards are the UI's dashboards (semantic.go).
+	dashboards atomic.Pointer[[]*dashboard.Dashboard]
 }
 
 var consumerLag = promauto.NewGaugeVec(prometheus.GaugeOpts{
@@ -273,7 +276,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Node, er
 	tap := server.NewTap(n.bus)
 	n.apiS = &http.Server{Handler: server.Handler(server.Options{Warehouse: n.engine(), Token: cfg.Auth.Token, Replay: n.replay,
 		Compact: func(ctx context.Context) (any, error) { return n.Compact(ctx, time.Now()) },
-		Reload:  n.ReloadConfig, Tap: tap, Jobs: n.sched, Rollups: n.Rollup, RollupNames: n.RollupNames, Models: n.Models,
+		Reload:  n.ReloadConfig, Tap: tap, Jobs: n.sched, Rollups: n.Rollup, RollupNames: n.RollupNames, Models: n.Models, Dashboards: n.Dashboards,
 		RebuildRollup: func(ctx context.Context, name string, from, to time.Time) (any, error) {
 			return n.RebuildRollup(ctx, name, from, to)
 		}, Status: n.Status}), ReadHeaderTimeout: 10 * time.Second}

@@ -64,3 +64,56 @@ func TestSemanticModelsReload(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// The dashboards are read with the models, at start and on reload: a reload
+// with a dashboard the models cannot answer is refused, and the running
+// models and dashboards stay.
+func TestDashboardsReload(t *testing.T) {
+	dir := t.TempDir()
+	models, dashboards := filepath.Join(dir, "models"), filepath.Join(dir, "dashboards")
+	os.Mkdir(models, 0o755)
+	os.Mkdir(dashboards, 0o755)
+	os.WriteFile(filepath.Join(models, "events.yml"), []byte("views:\n  events:\n    table: events\n    dimensions:\n      event: {}\n      event_time: {type: time}\n    measures:\n      count: {type: count}\nexplores:\n  events: {}\n"), 0o644)
+	write := func(src string) {
+		if err := os.WriteFile(filepath.Join(dashboards, "main.yml"), []byte(src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("title: Main\ntiles:\n  - {title: Events, type: number, query: {explore: events, fields: [events.count]}}\n")
+	configure := func(cfg *config.Config) { cfg.Semantic.Models, cfg.Dashboards.Dir = models, dashboards }
+	n := startNode(t, filepath.Join(dir, "data"), configure)
+	defer n.Stop()
+	n.SetConfigLoader(func() (*config.Config, error) {
+		cfg := config.Default()
+		cfg.ApplyOverrides(filepath.Join(dir, "data"), "127.0.0.1:0", "127.0.0.1:0")
+		configure(cfg)
+		return cfg, nil
+	})
+	tiles := func() string {
+		var titles []string
+		for _, d := range n.Dashboards() {
+			for _, tile := range d.Tiles {
+				titles = append(titles, d.Name+"/"+tile.Title+"@"+tile.TimeField)
+			}
+		}
+		return strings.Join(titles, " ")
+	}
+	if got := tiles(); got != "main/Events@events.event_time" {
+		t.Fatalf("tiles at start: %s", got)
+	}
+	write("title: Main\ntiles:\n  - {title: Events, type: number, query: {explore: events, fields: [events.count]}}\n  - {title: By event, type: bar, query: {explore: events, fields: [events.event, events.count]}}\n")
+	if _, err := n.ReloadConfig(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := tiles(); got != "main/Events@events.event_time main/By event@events.event_time" {
+		t.Errorf("tiles after reload: %s", got)
+	}
+	write("title: Main\ntiles:\n  - {title: Events, type: number, query: {explore: events, fields: [events.nope]}}\n")
+	_, err := n.ReloadConfig(context.Background())
+	if err == nil || !strings.Contains(err.Error(), `main.yml:3:69: tiles[0].query.fields[0]: unknown field "events.nope"`) {
+		t.Errorf("reload with a broken dashboard: %v", err)
+	}
+	if got := tiles(); got != "main/Events@events.event_time main/By event@events.event_time" {
+		t.Errorf("tiles after a refused reload: %s", got)
+	}
+}

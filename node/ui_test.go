@@ -22,7 +22,7 @@ import (
 // token, a rollup, a pipeline, jobs and some bad rows; the browser logs in,
 // opens every page at desktop and phone size without console errors, sees
 // the flow, the charts, the DAG and the bad rows, runs SQL and gets the
-// API's numbers, tails a stream and runs a job.
+// API's numbers, explores the semantic layer, tails a stream and runs a job.
 //
 // SLUICE_SCREENSHOTS=DIR writes each page at 1280×800 and 390×844 as
 // DIR/<page>-desktop.png and DIR/<page>-phone.png (docs/screenshots holds
@@ -64,6 +64,39 @@ jobs:
     output: {file: 'DIR/reports/{{.date}}.txt'}
 `
 
+// uiModel is the explore page's model: the test's events.
+const uiModel = `
+views:
+  events:
+    label: Events
+    table: events
+    dimensions:
+      event_id: {primary_key: true, hidden: true}
+      event: {label: Event}
+      page_url: {label: Page URL}
+      user_id: {hidden: true}
+      event_time: {type: time, label: Time, timeframes: [hour, day]}
+    measures:
+      events: {type: count, label: Events}
+      users: {type: count_distinct, field: user_id, label: Users}
+explores:
+  events: {label: Events}
+`
+
+// uiDashboard is a dashboard of uiModel with every kind of tile.
+const uiDashboard = `
+title: Test shop
+refresh: 1s
+date_filter: {default: 24 hours, options: [7 days]}
+tiles:
+  - {title: Events, type: number, width: 3, query: {explore: events, fields: [events.events]}}
+  - {title: Users, type: number, width: 3, query: {explore: events, fields: [events.users]}}
+  - {title: Events by hour, type: area, width: 6, query: {explore: events, fields: [events.event_time_hour, events.events]}}
+  - {title: Pages, type: bar, width: 6, query: {explore: events, fields: [events.page_url, events.events], limit: 5}}
+  - {title: Funnel, type: funnel, width: 6, query: {explore: events, fields: [events.event, events.users], sorts: [{field: events.users, desc: true}]}}
+  - {title: Events by type, type: table, width: 12, query: {explore: events, fields: [events.event, events.events]}}
+`
+
 // uiPage is a page and what shows that it has done its work.
 type uiPage struct {
 	name, path string
@@ -72,8 +105,9 @@ type uiPage struct {
 
 var uiPages = []uiPage{
 	{"overview", "/", `document.querySelectorAll('#flow svg g.node').length >= 8 && document.querySelectorAll('#flow svg path.edge').length >= 6 && document.querySelector('#flow g[data-id="c:enrich"] text.stats').textContent.includes('total') && !!document.querySelector('#rate-chart canvas')`},
-	{"explore", "/explore", `!!document.querySelector('.placeholder')`},
-	{"dashboards", "/dashboards", `!!document.querySelector('.placeholder')`},
+	{"explore", "/explore?explore=events&fields=events.page_url,events.events,events.users&f=" + url.QueryEscape("events.event|=|page_view"), `document.querySelectorAll('#explore-table tbody tr').length >= 3 && document.querySelectorAll('#explore-chart svg.bars rect').length >= 3`},
+	{"dashboards", "/dashboards", `document.querySelectorAll('#dashboards tbody tr a').length === 1`},
+	{"dashboard", "/dashboards/test", `document.querySelectorAll('#tiles .tile').length === 6 && document.querySelectorAll('#tiles .big-number').length === 2 && document.querySelectorAll('#tiles svg.bars rect').length >= 4 && !!document.querySelector('#tiles .tile-area canvas') && document.querySelectorAll('#tiles table tbody tr').length >= 2`},
 	{"sql", "/sql?q=" + url.QueryEscape("SELECT event, count(*) AS events, count(DISTINCT user_id) AS users, sum(revenue) AS revenue\nFROM events GROUP BY event ORDER BY events DESC"), `document.querySelectorAll('#sql-grid tbody tr').length >= 2`},
 	{"streams", "/streams", `document.querySelectorAll('#streams tbody tr').length >= 5 && document.querySelector('#tail-stream').options.length >= 5`},
 	{"jobs", "/jobs", `document.querySelectorAll('#dag svg g.node').length >= 4 && document.querySelectorAll('#dag svg path.edge').length >= 2 && document.querySelectorAll('#jobs tbody tr').length === 4`},
@@ -99,18 +133,26 @@ func TestWebUI(t *testing.T) {
 	dir := t.TempDir()
 	cfgFile := filepath.Join(dir, "sluice.yaml")
 	os.WriteFile(cfgFile, []byte(strings.ReplaceAll(uiConfig, "DIR", dir)), 0o644)
-	n := startNode(t, filepath.Join(dir, "data"), withConfigFile(t, cfgFile), func(cfg *config.Config) { cfg.Auth.Token = uiToken })
+	os.Mkdir(filepath.Join(dir, "models"), 0o755)
+	os.WriteFile(filepath.Join(dir, "models", "events.yml"), []byte(uiModel), 0o644)
+	os.Mkdir(filepath.Join(dir, "dashboards"), 0o755)
+	os.WriteFile(filepath.Join(dir, "dashboards", "test.yml"), []byte(uiDashboard), 0o644)
+	n := startNode(t, filepath.Join(dir, "data"), withConfigFile(t, cfgFile), func(cfg *config.Config) {
+		cfg.Auth.Token = uiToken
+		cfg.Semantic.Models = filepath.Join(dir, "models")
+		cfg.Dashboards.Dir = filepath.Join(dir, "dashboards")
+	})
 	defer n.Stop()
 	api, coll := n.APIURL(), n.CollectorURL()
 	client := &server.Client{URL: api, Token: uiToken}
 
-	// Page views over the last half hour (so that the rollup has several
+	// Page views over the last hour and a half (so that the rollup has several
 	// buckets), purchases, and a value that is not an event (a bad row).
 	now := time.Now().UTC()
 	var b strings.Builder
 	for i := range 60 {
 		fmt.Fprintf(&b, `{"event_id":"pv%d","event":"page_view","event_time":%q,"user_id":"u%d","page_url":"/p%d"}`+"\n",
-			i, now.Add(-time.Duration(i)*30*time.Second).Format(time.RFC3339Nano), i%7, i%3)
+			i, now.Add(-time.Duration(i)*90*time.Second).Format(time.RFC3339Nano), i%7, i%3)
 	}
 	for i := range 5 {
 		fmt.Fprintf(&b, `{"event_id":"buy%d","event":"purchase","event_time":%q,"revenue":%d}`+"\n", i, now.Format(time.RFC3339Nano), 10+i)
@@ -124,75 +166,8 @@ func TestWebUI(t *testing.T) {
 	waitForWith(t, client, "SELECT count(*) FROM events", "[[66]]")
 	waitForWith(t, client, "SELECT count(*) FROM bad", "[[1]]")
 
-	ctx, cancel := chromedp.NewExecAllocator(context.Background(),
-		chromedp.ExecPath(chromium), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
-		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true), chromedp.WindowSize(1280, 800), chromedp.UserDataDir(t.TempDir()))
-	defer cancel()
-	ctx, cancel = chromedp.NewContext(ctx)
-	defer cancel()
-	ctx, cancel = context.WithTimeout(ctx, 4*time.Minute)
-	defer cancel()
-
-	// Every console error and uncaught exception of every page.
-	var mu sync.Mutex
-	var problems []string
-	messages := chromedp.Console(ctx)
-	go func() {
-		for m, err := range messages {
-			if err != nil {
-				return
-			}
-			if m.Type == chromedp.ConsoleError || m.IsException() {
-				mu.Lock()
-				problems = append(problems, fmt.Sprintf("%s (%s:%d)", m, m.URL, m.Line))
-				mu.Unlock()
-			}
-		}
-	}()
-	checkConsole := func(where string) {
-		t.Helper()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, p := range problems {
-			t.Errorf("%s: console: %s", where, p)
-		}
-		problems = nil
-	}
-	run := func(what string, a chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		if err := chromedp.Do(ctx, a); err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-	}
-	wait := func(what, cond string) {
-		t.Helper()
-		// Evaluated again and again rather than polled in the page: a
-		// navigation (a form's submit) ends a poll.
-		var err error
-		for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-			var ok bool
-			if ok, err = chromedp.Run(ctx, chromedp.Evaluate[bool](`(() => { try { return !!(`+cond+`) } catch (e) { return false } })()`)); err == nil && ok {
-				return
-			}
-		}
-		html, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector('main') ? document.querySelector('main').innerText : document.body.innerText`))
-		t.Fatalf("%s: waiting for %s (%v)\npage:\n%s", what, cond, err, html)
-	}
-	eval := func(expr string, out any) {
-		t.Helper()
-		v, err := chromedp.Run(ctx, chromedp.Evaluate[any](expr))
-		if err != nil {
-			t.Fatalf("%s: %v", expr, err)
-		}
-		s := fmt.Sprint(v)
-		switch o := out.(type) {
-		case *string:
-			*o = s
-		case *int:
-			fmt.Sscan(s, o)
-		}
-	}
+	br := newBrowser(t, chromium)
+	ctx, run, wait, eval, checkConsole := br.ctx, br.run, br.wait, br.eval, br.checkConsole
 
 	// Without a session every page leads to the login page; a wrong token
 	// is refused; the right one lands where the user was going.
@@ -204,14 +179,13 @@ func TestWebUI(t *testing.T) {
 	}
 	run("wrong token", chromedp.Steps(chromedp.SetValue(`input[name=token]`, "nope"), chromedp.Click(`button[type=submit]`)))
 	wait("wrong token", `!!document.querySelector('.login .error')`)
-	mu.Lock()
-	problems = nil // the browser logs the 401 of the wrong login
-	mu.Unlock()
+	br.mu.Lock()
+	br.problems = nil // the browser logs the 401 of the wrong login
+	br.mu.Unlock()
 	run("log in", chromedp.Steps(chromedp.SetValue(`input[name=token]`, uiToken), chromedp.Click(`button[type=submit]`)))
 	wait("log in", `location.pathname === '/jobs' && !!document.querySelector('#dag')`)
 	checkConsole("login")
 
-	shots := os.Getenv("SLUICE_SCREENSHOTS")
 	for _, size := range []struct {
 		name          string
 		width, height int64
@@ -226,15 +200,7 @@ func TestWebUI(t *testing.T) {
 			if overflow > 1 {
 				t.Errorf("%s: the page is %d px wider than the window", where, overflow)
 			}
-			if shots != "" {
-				png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
-				if err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(filepath.Join(shots, p.name+"-"+size.name+".png"), png, 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
+			br.screenshot(p.name + "-" + size.name)
 			checkConsole(where)
 		}
 	}
@@ -251,7 +217,13 @@ func TestWebUI(t *testing.T) {
 			time.Sleep(50 * time.Millisecond)
 		}
 	}()
-	for _, c := range []struct{ path, sel string }{{"/", "#rate-chart"}, {"/rollups", "#rollup-chart"}} {
+	// The dashboard refreshes itself: its numbers move with the traffic.
+	run("dashboard", chromedp.Navigate(api+"/dashboards/test"))
+	wait("dashboard", uiPages[3].ready)
+	var first string
+	eval(`document.querySelector('#tiles .big-number').firstChild.textContent`, &first)
+	wait("dashboard refresh", `document.querySelector('#tiles .big-number').firstChild.textContent !== '`+first+`'`)
+	for _, c := range []struct{ path, sel string }{{"/dashboards/test", ".tile-area"}, {"/", "#rate-chart"}, {"/rollups", "#rollup-chart"}} {
 		run(c.path, chromedp.Navigate(api+c.path))
 		wait(c.path+" chart", seriesPixels+`('`+c.sel+`') > 20`)
 	}
@@ -263,13 +235,66 @@ func TestWebUI(t *testing.T) {
 		wait("rollup range "+secs, `/buckets/.test(document.querySelector('#rollup-status').textContent) && !document.querySelector('#rollup-status').classList.contains('error')`)
 	}
 
+	// Explore: a selection made in the form answers what SQL over the lake
+	// answers, draws its chart, and comes back from its URL.
+	run("explore", chromedp.Navigate(api+"/explore"))
+	wait("explore", `document.querySelectorAll('#explore-fields input[type=checkbox]').length >= 5`)
+	eval(`(() => {
+		for (const f of ['events.page_url', 'events.events', 'events.users']) document.querySelector('#explore-fields input[value="' + f + '"]').click();
+		document.querySelector('#explore-add-filter').click();
+		const r = document.querySelector('#explore-filters .filter-row');
+		r.querySelector('.filter-field').value = 'events.page_url';
+		r.querySelector('.filter-op').value = '!=';
+		r.querySelector('.filter-value').value = '/live';
+		document.querySelector('#explore-sort').value = 'events.page_url';
+		document.querySelector('#explore-run').click();
+	})()`, new(string))
+	exploreTable := `[...document.querySelectorAll('#explore-table tbody tr')].map(r => [...r.cells].map(c => c.textContent).join(' ')).join('\n')`
+	wait("explore run", `document.querySelectorAll('#explore-table tbody tr').length === 3 && document.querySelectorAll('#explore-chart svg.bars rect').length === 3`)
+	res, err := client.SQL(context.Background(), "SELECT page_url, count(*), count(DISTINCT user_id) FROM events WHERE page_url <> '/live' GROUP BY 1 ORDER BY 1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wantExplore []string
+	for _, r := range res.Rows {
+		wantExplore = append(wantExplore, fmt.Sprintf("%v %v %v", r[0], r[1], r[2]))
+	}
+	var got string
+	eval(exploreTable, &got)
+	if got != strings.Join(wantExplore, "\n") {
+		t.Errorf("explore table:\n%s\nSQL:\n%s", got, strings.Join(wantExplore, "\n"))
+	}
+	var shared string
+	eval(`location.href`, &shared)
+	run("explore reload", chromedp.Navigate(shared))
+	wait("explore reload", `document.querySelectorAll('#explore-table tbody tr').length === 3`)
+	var restored string
+	eval(`[...document.querySelectorAll('#explore-fields input:checked')].map(c => c.value).join(',') + ' ' + document.querySelector('#explore-filters .filter-value').value + ' ' + document.querySelector('#explore-sort').value`, &restored)
+	if restored != "events.page_url,events.events,events.users /live events.page_url" {
+		t.Errorf("%s restored %q", shared, restored)
+	}
+	eval(exploreTable, &got)
+	if got != strings.Join(wantExplore, "\n") {
+		t.Errorf("explore table after a reload:\n%s", got)
+	}
+	// Over time, as lines and as areas: uPlot draws the series.
+	for _, viz := range []string{"line", "area"} {
+		run("explore "+viz, chromedp.Navigate(api+"/explore?explore=events&fields=events.event_time_hour,events.events&viz="+viz))
+		wait("explore "+viz, seriesPixels+`('#explore-chart') > 20`)
+	}
+	eval(`document.querySelector('#explore-sql').textContent`, &got)
+	if !strings.Contains(got, "SELECT") {
+		t.Errorf("explore SQL: %q", got)
+	}
+	checkConsole("explore")
+
 	// The SQL console shows what the API answers.
 	q := "SELECT event, count(*) AS n, sum(revenue) AS revenue FROM events WHERE event_id NOT LIKE 'live%' GROUP BY event ORDER BY event"
 	run("sql", chromedp.Steps(chromedp.Navigate(api+"/sql"), chromedp.SetValue(`#sql-editor`, q), chromedp.Click(`#sql-run`)))
 	wait("sql", `!!document.querySelector('#sql-grid')`)
 	var grid string
 	eval(`[...document.querySelectorAll('#sql-grid tbody tr')].map(r => [...r.cells].map(c => c.textContent || 'null').join(' ')).join('\n')`, &grid)
-	res, err := client.SQL(context.Background(), q)
+	res, err = client.SQL(context.Background(), q)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -295,7 +320,7 @@ func TestWebUI(t *testing.T) {
 
 	// A live tail shows an event posted after it started.
 	run("tail", chromedp.Steps(chromedp.Navigate(api+"/streams")))
-	wait("streams", uiPages[4].ready)
+	wait("streams", uiPages[5].ready)
 	run("tail", chromedp.Steps(chromedp.SetValue(`#tail-stream`, "events"), chromedp.Click(`#tail-start`)))
 	wait("tail", `/waiting for events/.test(document.querySelector('#tail-status').textContent)`)
 	if code, body := post(t, coll, "application/json", []byte(`{"event":"tailed","event_id":"tail-me"}`)); code != 200 {
@@ -306,7 +331,7 @@ func TestWebUI(t *testing.T) {
 
 	// Run a job from its button; the run shows up with its log.
 	run("jobs", chromedp.Navigate(api+"/jobs"))
-	wait("jobs", uiPages[5].ready)
+	wait("jobs", uiPages[6].ready)
 	eval(`[...document.querySelectorAll('#jobs tbody tr')].find(r => r.cells[0].textContent === 'hello').querySelector('button').click()`, new(string))
 	wait("job run", `[...document.querySelectorAll('#runs tbody tr')].some(r => r.cells[1].textContent === 'hello' && r.cells[3].textContent === 'succeeded')`)
 	eval(`[...document.querySelectorAll('#runs tbody tr')].find(r => r.cells[1].textContent === 'hello').querySelector('a').click()`, new(string))
@@ -326,7 +351,7 @@ func TestWebUI(t *testing.T) {
 	// Bad rows: a group's sample payloads; a dry run of the replay goes
 	// through the API (a POST with the CSRF token).
 	run("bad", chromedp.Navigate(api+"/bad"))
-	wait("bad", uiPages[6].ready)
+	wait("bad", uiPages[7].ready)
 	eval(`document.querySelector('#bad tbody td a').click()`, new(string))
 	wait("bad row samples", `[...document.querySelectorAll('#bad-payloads pre.payload')].some(p => p.textContent === '42')`)
 	eval(`document.querySelector('#bad tbody button').click()`, new(string))
@@ -339,6 +364,108 @@ func TestWebUI(t *testing.T) {
 	run("after logging out", chromedp.Navigate(api+"/sql"))
 	wait("after logging out", `location.pathname === '/login' && !!document.querySelector('input[name=token]')`)
 	checkConsole("log out")
+}
+
+// browser is a headless chromium driven by chromedp that records every
+// console error and uncaught exception of its pages.
+type browser struct {
+	t        *testing.T
+	ctx      context.Context
+	mu       sync.Mutex
+	problems []string
+}
+
+func newBrowser(t *testing.T, chromium string) *browser {
+	ctx, cancel := chromedp.NewExecAllocator(context.Background(),
+		chromedp.ExecPath(chromium), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
+		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true), chromedp.WindowSize(1280, 800), chromedp.UserDataDir(t.TempDir()))
+	t.Cleanup(cancel)
+	ctx, cancel = chromedp.NewContext(ctx)
+	t.Cleanup(cancel)
+	ctx, cancel = context.WithTimeout(ctx, 4*time.Minute)
+	t.Cleanup(cancel)
+	b := &browser{t: t, ctx: ctx}
+	messages := chromedp.Console(ctx)
+	go func() {
+		for m, err := range messages {
+			if err != nil {
+				return
+			}
+			if m.Type == chromedp.ConsoleError || m.IsException() {
+				b.mu.Lock()
+				b.problems = append(b.problems, fmt.Sprintf("%s (%s:%d)", m, m.URL, m.Line))
+				b.mu.Unlock()
+			}
+		}
+	}()
+	return b
+}
+
+// checkConsole fails the test for every console problem since the last check.
+func (b *browser) checkConsole(where string) {
+	b.t.Helper()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, p := range b.problems {
+		b.t.Errorf("%s: console: %s", where, p)
+	}
+	b.problems = nil
+}
+
+func (b *browser) run(what string, a chromedp.Action[chromedp.Void]) {
+	b.t.Helper()
+	if err := chromedp.Do(b.ctx, a); err != nil {
+		b.t.Fatalf("%s: %v", what, err)
+	}
+}
+
+// wait waits until the JavaScript condition cond holds.
+func (b *browser) wait(what, cond string) {
+	b.t.Helper()
+	// Evaluated again and again rather than polled in the page: a
+	// navigation (a form's submit) ends a poll.
+	var err error
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		var ok bool
+		if ok, err = chromedp.Run(b.ctx, chromedp.Evaluate[bool](`(() => { try { return !!(`+cond+`) } catch (e) { return false } })()`)); err == nil && ok {
+			return
+		}
+	}
+	html, _ := chromedp.Run(b.ctx, chromedp.Evaluate[string](`document.querySelector('main') ? document.querySelector('main').innerText : document.body.innerText`))
+	b.t.Fatalf("%s: waiting for %s (%v)\npage:\n%s", what, cond, err, html)
+}
+
+// eval evaluates expr into out (a *string or an *int).
+func (b *browser) eval(expr string, out any) {
+	b.t.Helper()
+	v, err := chromedp.Run(b.ctx, chromedp.Evaluate[any](expr))
+	if err != nil {
+		b.t.Fatalf("%s: %v", expr, err)
+	}
+	s := fmt.Sprint(v)
+	switch o := out.(type) {
+	case *string:
+		*o = s
+	case *int:
+		fmt.Sscan(s, o)
+	}
+}
+
+// screenshot writes the page as DIR/name.png when SLUICE_SCREENSHOTS=DIR.
+func (b *browser) screenshot(name string) {
+	b.t.Helper()
+	dir := os.Getenv("SLUICE_SCREENSHOTS")
+	if dir == "" {
+		return
+	}
+	png, err := chromedp.Run(b.ctx, chromedp.CaptureScreenshot())
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, name+".png"), png, 0o644); err != nil {
+		b.t.Fatal(err)
+	}
 }
 
 // waitForWith polls a query through c until it returns want.

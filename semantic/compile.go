@@ -738,6 +738,13 @@ var pastUnits = map[string]func(t time.Time, n int) time.Time{
 	"year":   func(t time.Time, n int) time.Time { return t.AddDate(-n, 0, 0) },
 }
 
+// ValidPast reports whether s is a span the "in the past" operator takes
+// ("7 days", "24 hours"), as dashboards' date filters must be.
+func ValidPast(s string) bool {
+	_, err := pastStart(s, time.Now())
+	return err == nil
+}
+
 // pastStart is when "in the past" v ("7 days", "24 hours", "1 month")
 // begins, counted back from now: the filter becomes a fixed time, the same
 // on every engine.

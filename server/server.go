@@ -18,6 +18,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/sluice-data/sluice/dashboard"
 	"net/http"
 	"net/http/pprof"
 	"strings"
@@ -57,6 +58,8 @@ type Options struct {
 	RebuildRollup func(ctx context.Context, name string, from, to time.Time) (any, error)
 	// Models is the semantic model of the explore routes (explore.go); nil, or nil answers: none.
 	Models func() *semantic.Model
+	// Dashboards are the UI's dashboards (dashboards.go); nil: none.
+	Dashboards func() []*dashboard.Dashboard
 	// Status serves GET /api/v1/status (status.go), the numbers of the
 	// overview and streams pages; nil: the route answers 501.
 	Status func(ctx context.Context) (*Status, error)
@@ -123,6 +126,7 @@ func routes(o Options) (*router, *access) {
 	jobRoutes(mux, o)
 	rollupRoutes(mux, o)
 	exploreRoutes(mux, o)
+	dashboardRoutes(mux, o)
 	mux.Handle("GET /debug/pprof/", http.HandlerFunc(pprof.Index))
 	mux.Handle("GET /debug/pprof/profile", http.HandlerFunc(pprof.Profile))
 	uiRoutes(mux, o, a)

@@ -3,6 +3,7 @@ package server
 import (
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/sluice-data/sluice/web"
@@ -20,6 +21,11 @@ func uiRoutes(mux *router, o Options, a *access) {
 			render(w, r, http.StatusOK, p.Name, web.Data{Page: p, CSRF: CSRFToken(r), LoggedIn: a.token != "" && CSRFToken(r) != ""})
 		})
 	}
+	// A dashboard is the dashboards page, which reads its name from the path.
+	mux.HandleFunc("GET /dashboards/{name}", func(w http.ResponseWriter, r *http.Request) {
+		p := web.Pages[slices.IndexFunc(web.Pages, func(p web.Page) bool { return p.Name == "dashboards" })]
+		render(w, r, http.StatusOK, p.Name, web.Data{Page: p, CSRF: CSRFToken(r), LoggedIn: a.token != "" && CSRFToken(r) != ""})
+	})
 	mux.Handle("GET /assets/", web.Assets())
 	mux.HandleFunc("GET /login", func(w http.ResponseWriter, r *http.Request) {
 		if a.token == "" {

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/sluice-data/sluice/dashboard"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -187,12 +188,23 @@ func validateCmd() *cobra.Command {
 				}
 				return err
 			}
+			var models *semantic.Model
 			if cfg.Semantic.Models != "" {
-				if _, err := semantic.Load(cfg.Semantic.Models); err != nil {
+				if models, err = semantic.Load(cfg.Semantic.Models); err != nil {
 					var errs semantic.Errors
 					if errors.As(err, &errs) {
 						fmt.Fprintln(cmd.ErrOrStderr(), err)
 						return fmt.Errorf("%s: %d problem(s) in the semantic models", c.configFile, len(errs))
+					}
+					return err
+				}
+			}
+			if cfg.Dashboards.Dir != "" {
+				if _, err := dashboard.Load(cfg.Dashboards.Dir, models); err != nil {
+					var errs dashboard.Errors
+					if errors.As(err, &errs) {
+						fmt.Fprintln(cmd.ErrOrStderr(), err)
+						return fmt.Errorf("%s: %d problem(s) in the dashboards", c.configFile, len(errs))
 					}
 					return err
 				}

@@ -94,14 +94,23 @@ func demoCmd() *cobra.Command {
 					return err
 				}
 			}
+			if cfg.Dashboards.Dir == demoDashboards(cfg) {
+				if err := demo.WriteDashboards(cfg.Dashboards.Dir); err != nil {
+					return err
+				}
+			}
 			n, err := node.Start(cmd.Context(), cfg, c.logger())
 			if err != nil {
 				return err
 			}
 			n.SetConfigLoader(load)
 			out := cmd.OutOrStdout()
-			fmt.Fprintf(out, "\nSluice demo is running. Open the web UI:\n\n  %s/\n\n  collector  %s  (POST /v1/events)\n  API        %s  (POST /api/v1/sql, /metrics)\n  explores   %s/api/v1/explores  (models in %s)\n  data dir   %s\n\n",
-				n.APIURL(), n.CollectorURL(), n.APIURL(), n.APIURL(), cfg.Semantic.Models, cfg.DataDir)
+			fmt.Fprintf(out, "\nSluice demo is running. Open the web UI:\n\n  %s/\n\n", n.APIURL())
+			if cfg.Dashboards.Dir == demoDashboards(cfg) {
+				fmt.Fprintf(out, "The web shop's dashboard:\n\n  %s/dashboards/webshop\n\n", n.APIURL())
+			}
+			fmt.Fprintf(out, "  collector  %s  (POST /v1/events)\n  API        %s  (POST /api/v1/sql, /metrics)\n  explores   %s/api/v1/explores  (models in %s)\n  data dir   %s\n\n",
+				n.CollectorURL(), n.APIURL(), n.APIURL(), cfg.Semantic.Models, cfg.DataDir)
 			fmt.Fprintf(out, "Sending %s of history, then %.0f events/s live. Try, in another terminal:\n\n", o.History, o.Rate)
 			for _, q := range demo.Queries {
 				fmt.Fprintf(out, "  # %s\n  %s sql --data %s %q\n\n", q.Title, selfCommand(), cfg.DataDir, oneLine(q.SQL))
@@ -154,18 +163,24 @@ func demoCmd() *cobra.Command {
 // withDemoModels makes a config without semantic models of its own serve
 // the demo's web-shop model, which `sluice demo` writes into
 // <data_dir>/models at start (edit them there and reload; the next start
-// writes them afresh).
+// writes them afresh), and, without dashboards of its own either, the web
+// shop's dashboard from <data_dir>/dashboards (its tiles need that model).
 func withDemoModels(load func() (*config.Config, error)) func() (*config.Config, error) {
 	return func() (*config.Config, error) {
 		cfg, err := load()
 		if err == nil && cfg.Semantic.Models == "" {
 			cfg.Semantic.Models = demoModels(cfg)
+			if cfg.Dashboards.Dir == "" {
+				cfg.Dashboards.Dir = demoDashboards(cfg)
+			}
 		}
 		return cfg, err
 	}
 }
 
 func demoModels(cfg *config.Config) string { return filepath.Join(cfg.DataDir, "models") }
+
+func demoDashboards(cfg *config.Config) string { return filepath.Join(cfg.DataDir, "dashboards") }
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
