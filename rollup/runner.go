@@ -55,6 +55,7 @@ type Runner struct {
 	dimSlots   []int
 	valueSlots []int    // by Table.Metrics; -1 for count()
 	envNames   []string // what the filter and expressions read
+	envSlots   []int    // their slots, by envNames
 	log        *slog.Logger
 	errors     int64
 
@@ -121,8 +122,8 @@ func New(o Options) (*Runner, error) {
 		r.wholeEvent = r.wholeEvent || all
 		for _, n := range names {
 			if !slices.Contains(r.envNames, n) {
-				slot(n)
 				r.envNames = append(r.envNames, n)
+				r.envSlots = append(r.envSlots, slot(n))
 			}
 		}
 	}
@@ -281,8 +282,8 @@ func (r *Runner) count(t *Table, m bus.Msg, changed map[int64]bool, from, to tim
 			continue
 		}
 		clear(sc.env)
-		for _, n := range r.envNames {
-			if v := sc.slots[r.index[n]]; v != nil {
+		for k, n := range r.envNames {
+			if v := sc.slots[r.envSlots[k]]; v != nil {
 				sc.env[n] = v
 			}
 		}

@@ -13,8 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/sluice-data/sluice/internal/pgtest"
 	"github.com/sluice-data/sluice/semantic"
 	"github.com/sluice-data/sluice/warehouse"
 )
@@ -29,23 +27,7 @@ func TestExploreRandomQueriesDuckDB(t *testing.T) {
 }
 
 func TestExploreRandomQueriesPostgres(t *testing.T) {
-	url := pgtest.URL(t)
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, s := range shopData() {
-		if _, err := conn.Exec(ctx, s); err != nil {
-			t.Fatalf("%s: %v", s, err)
-		}
-	}
-	conn.Close(ctx)
-	pg, err := warehouse.OpenPostgres(ctx, url, warehouse.PostgresOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pg.Close()
+	pg := pgShop(t)
 	randomExplores(t, newExploreAPI(t, pg, "").URL, pg)
 }
 

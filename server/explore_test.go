@@ -259,6 +259,14 @@ func TestExploreDuckDB(t *testing.T) {
 }
 
 func TestExplorePostgres(t *testing.T) {
+	pg := pgShop(t)
+	checkExplores(t, newExploreAPI(t, pg, "").URL, pg)
+}
+
+// pgShop loads the shop's tables into the test PostgreSQL and opens it as
+// the engine.
+func pgShop(t *testing.T) *warehouse.Postgres {
+	t.Helper()
 	url := pgtest.URL(t)
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, url)
@@ -275,8 +283,8 @@ func TestExplorePostgres(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer pg.Close()
-	checkExplores(t, newExploreAPI(t, pg, "").URL, pg)
+	t.Cleanup(pg.Close)
+	return pg
 }
 
 // Queries the model cannot answer get a 400 that names the part of the
