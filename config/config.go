@@ -159,6 +159,16 @@ type Warehouse struct {
 // files behind the explore API.
 type Semantic struct {
 	Models string `yaml:"models" json:"models,omitempty" jsonschema:"description=Directory of the semantic layer's model files (*.yml\\, *.yaml: views\\, dimensions\\, measures\\, explores; see docs/semantic.md)\\, relative to this file. Read at start and on reload. Empty: no models (sluice demo then serves its web-shop model)"`
+	Cache  SemanticCache `yaml:"cache" json:"cache,omitempty"`
+}
+
+// SemanticCache configures the explore API's results cache: an answer is
+// served again while the warehouse's data is unchanged, for at most
+// max_age (less for short "in the past" windows; docs/semantic.md).
+type SemanticCache struct {
+	Enabled bool     `yaml:"enabled" json:"enabled,omitempty" jsonschema:"description=Serve explore answers from the cache while the warehouse's data is unchanged. Default true. Only with DuckDB: PostgreSQL tables can change behind Sluice's back"`
+	MaxAge  Duration `yaml:"max_age" json:"max_age,omitempty" jsonschema:"description=Longest time an answer is served from the cache. Default 5m"`
+	Size    ByteSize `yaml:"size" json:"size,omitempty" jsonschema:"description=Memory the cached answers (their JSON) may take; the least recently used go first. Default 64MiB"`
 }
 
 // Dashboards configures the UI's dashboards (package dashboard): YAML

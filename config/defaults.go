@@ -35,6 +35,7 @@ func Default() *Config {
 		Lake: Lake{FlushInterval: Duration(5 * time.Second), MaxRows: 200000, MaxBytes: 256 * MiB,
 			Compaction: Compaction{Enabled: true, After: Duration(time.Hour), Interval: Duration(10 * time.Minute), TargetBytes: 256 * MiB, Grace: Duration(2 * time.Minute)}},
 		Warehouse: Warehouse{URL: "duckdb"},
+		Semantic:  Semantic{Cache: SemanticCache{Enabled: true, MaxAge: Duration(5 * time.Minute), Size: 64 * MiB}},
 	}
 	for name, retention := range defaultRetention {
 		c.Streams[name] = Stream{Retention: retention}
@@ -97,6 +98,15 @@ func fillDefaults(c *Config, set func(path string) bool) {
 		if !set(f.path) {
 			*f.to = *f.from
 		}
+	}
+	if !set("semantic.cache.enabled") {
+		c.Semantic.Cache.Enabled = true
+	}
+	if !set("semantic.cache.max_age") {
+		c.Semantic.Cache.MaxAge = d.Semantic.Cache.MaxAge
+	}
+	if !set("semantic.cache.size") {
+		c.Semantic.Cache.Size = d.Semantic.Cache.Size
 	}
 	if !set("lake.compaction.target_bytes") {
 		c.Lake.Compaction.TargetBytes = d.Lake.Compaction.TargetBytes

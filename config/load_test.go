@@ -62,6 +62,7 @@ warehouse: {url: duckdb}
 pipelines: {}
 sinks:
 jobs: {}
+semantic: {cache: {max_age: 30s, size: 8MiB}}
 `
 	c, err := Parse("sluice.yaml", []byte(src))
 	if err != nil {
@@ -79,6 +80,7 @@ jobs: {}
 			Compaction: Compaction{After: Duration(2 * time.Hour), Interval: Duration(time.Minute), TargetBytes: GiB, Grace: Duration(5 * time.Minute)}},
 		Warehouse: Warehouse{URL: "duckdb"},
 		Jobs:      map[string]Job{},
+		Semantic:  Semantic{Cache: SemanticCache{Enabled: true, MaxAge: Duration(30 * time.Second), Size: 8 * MiB}},
 		Streams: map[string]Stream{
 			"raw":    {Retention: Duration(24 * time.Hour), MaxBytes: 10 * GiB},
 			"events": {Retention: Duration(168 * time.Hour)},
@@ -474,6 +476,10 @@ func TestValidationErrors(t *testing.T) {
 			wantErr{1, 24, "lake.flush_interval", "lake.flush_interval is 50ms; it must be at least 100ms", ""}},
 		{"max rows 0", "lake: {max_rows: 0}\n",
 			wantErr{1, 18, "lake.max_rows", "lake.max_rows is 0; it must be at least 1", ""}},
+		{"explore cache age 0", "semantic: {cache: {max_age: 0s}}\n",
+			wantErr{1, 29, "semantic.cache.max_age", "semantic.cache.max_age is 0s; it must be more than 0", "semantic.cache.enabled: false"}},
+		{"explore cache too small", "semantic: {cache: {size: 1KiB}}\n",
+			wantErr{1, 26, "semantic.cache.size", "semantic.cache.size is 1KiB; it must be at least 1MiB", "64MiB"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			checkErrors(t, tc.src, []wantErr{tc.want})

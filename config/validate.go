@@ -183,6 +183,14 @@ func (l *loader) validate(c *Config) {
 			l.addAt("lake.compaction.target_bytes", fmt.Sprintf("lake.compaction.target_bytes is %s; it must be at least 1MiB", cp.TargetBytes), "the default is 256MiB")
 		}
 	}
+	if sc := c.Semantic.Cache; sc.Enabled {
+		if sc.MaxAge.D() <= 0 {
+			l.addAt("semantic.cache.max_age", fmt.Sprintf("semantic.cache.max_age is %s; it must be more than 0", sc.MaxAge), "the default is 5m; to serve no answer from the cache, set semantic.cache.enabled: false")
+		}
+		if sc.Size < 1*MiB {
+			l.addAt("semantic.cache.size", fmt.Sprintf("semantic.cache.size is %s; it must be at least 1MiB", sc.Size), "the default is 64MiB")
+		}
+	}
 	if c.Lake.MaxBytes < 64*KiB || c.Lake.MaxBytes > 4*GiB {
 		l.addAt("lake.max_bytes", fmt.Sprintf("lake.max_bytes is %s; it must be between 64KiB and 4GiB", c.Lake.MaxBytes),
 			"the default is 256MiB; the archiver holds this much in memory (twice, while it writes)")

@@ -274,7 +274,12 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Node, er
 	}
 	n.collS = &http.Server{Handler: n.coll.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute}
 	tap := server.NewTap(n.bus)
+	var cacheSize int64
+	if cfg.Semantic.Cache.Enabled {
+		cacheSize = int64(cfg.Semantic.Cache.Size)
+	}
 	n.apiS = &http.Server{Handler: server.Handler(server.Options{Warehouse: n.engine(), Token: cfg.Auth.Token, Replay: n.replay,
+		ExploreCacheSize: cacheSize, ExploreCacheAge: cfg.Semantic.Cache.MaxAge.D(),
 		Compact: func(ctx context.Context) (any, error) { return n.Compact(ctx, time.Now()) },
 		Reload:  n.ReloadConfig, Tap: tap, Jobs: n.sched, Rollups: n.Rollup, RollupNames: n.RollupNames, Models: n.Models, Dashboards: n.Dashboards,
 		RebuildRollup: func(ctx context.Context, name string, from, to time.Time) (any, error) {

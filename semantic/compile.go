@@ -77,6 +77,10 @@ type Compiled struct {
 	SQL     string   `json:"sql"`
 	Columns []Column `json:"columns"`
 	Limit   int      `json:"limit"`
+	// Window is the shortest span of the query's "in the past" filters
+	// (the query's own and its measures'), 0 without one: how far the
+	// answer is from a fixed window, a cache's measure of staleness.
+	Window time.Duration `json:"-"`
 }
 
 // QueryError is a problem with a query: which part (fields[2],
@@ -105,10 +109,17 @@ type compiler struct {
 	d       Dialect
 	aliases map[string]*View
 	joins   map[string]*Join
+	clock   *clock
 }
 
-func (m *Model) compiler(e *Explore, d Dialect) *compiler {
-	c := &compiler{e: e, d: d, aliases: map[string]*View{e.View: m.Views[e.View]}, joins: map[string]*Join{}}
+// clock is the now "in the past" filters count back from, and the latest
+// start of one (Compiled.Window).
+type clock struct {
+	now, latest time.Time
+}
+
+func (m *Model) compiler(e *Explore, d Dialect, now time.Time) *compiler {
+	c := &compiler{e: e, d: d, clock: &clock{now: now}, aliases: map[string]*View{e.View: m.Views[e.View]}, joins: map[string]*Join{}}
 	for _, j := range e.Joins {
 		c.aliases[j.Name] = m.Views[j.View]
 		c.joins[j.Name] = j
@@ -118,11 +129,19 @@ func (m *Model) compiler(e *Explore, d Dialect) *compiler {
 
 // Compile turns q into one SELECT for dialect d.
 func (m *Model) Compile(q Query, d Dialect) (*Compiled, error) {
+	return m.CompileAt(q, d, time.Now())
+}
+
+// CompileAt is Compile with "in the past" filters counted back from now
+// instead of the clock. Two compiles of a query at the same now give the
+// same SQL exactly as long as the model is the same, which makes the SQL
+// at a fixed now a cache key.
+func (m *Model) CompileAt(q Query, d Dialect, now time.Time) (*Compiled, error) {
 	e, ok := m.Explores[q.Explore]
 	if !ok {
 		return nil, qerr("explore", "no explore %q%s", q.Explore, didYouMean(q.Explore, m.Order))
 	}
-	c := m.compiler(e, d)
+	c := m.compiler(e, d, now)
 	if len(q.Fields) == 0 {
 		return nil, qerr("fields", "choose at least one field of %s", strings.Join(c.aliasNames(), ", "))
 	}
@@ -182,7 +201,7 @@ func (m *Model) Compile(q Query, d Dialect) (*Compiled, error) {
 			havingRefs = append(havingRefs, r)
 			continue
 		}
-		s, err := filterSQL(d, r.field, c.dimSQL(r.alias, r.view, r.field), f)
+		s, err := filterSQL(d, r.field, c.dimSQL(r.alias, r.view, r.field), f, c.clock)
 		if err != nil {
 			return nil, &QueryError{Path: p, Message: err.Error()}
 		}
@@ -314,7 +333,7 @@ func (m *Model) Compile(q Query, d Dialect) (*Compiled, error) {
 		b.WriteString(agg.measure(r.alias, r.view, r.field.measure) + " AS " + quoteIdent(out.Columns[len(dims)+i].Name))
 	}
 	for _, mf := range mfilters {
-		s, err := filterSQL(d, mf.r.field, agg.measure(mf.r.alias, mf.r.view, mf.r.field.measure), mf.f)
+		s, err := filterSQL(d, mf.r.field, agg.measure(mf.r.alias, mf.r.view, mf.r.field.measure), mf.f, c.clock)
 		if err != nil {
 			return nil, &QueryError{Path: mf.p, Message: err.Error()}
 		}
@@ -345,6 +364,9 @@ func (m *Model) Compile(q Query, d Dialect) (*Compiled, error) {
 	b.WriteString(" ORDER BY " + strings.Join(order, ", "))
 	b.WriteString(" LIMIT " + strconv.Itoa(limit))
 	out.SQL = b.String()
+	if !c.clock.latest.IsZero() {
+		out.Window = now.Sub(c.clock.latest)
+	}
 	return out, nil
 }
 
@@ -573,7 +595,7 @@ func (a *aggregator) measure(alias string, v *View, m *Measure) string {
 		var conds []string
 		for _, f := range m.Filters {
 			fd := v.fields[f.Field]
-			s, _ := filterSQL(c.d, fd, c.dimSQL(alias, v, fd), f) // checked by Load
+			s, _ := filterSQL(c.d, fd, c.dimSQL(alias, v, fd), f, c.clock) // checked by Load
 			conds = append(conds, s)
 		}
 		input = "CASE WHEN " + strings.Join(conds, " AND ") + " THEN " + input + " END"
@@ -658,7 +680,7 @@ var operators = map[string]int{
 var Operators = []string{"=", "!=", ">", ">=", "<", "<=", "in", "not in", "contains", "is null", "is not null", "between", "in the past"}
 
 // filterSQL is the condition of filter f on field fd, whose SQL is expr.
-func filterSQL(d Dialect, fd *Field, expr string, f Filter) (string, error) {
+func filterSQL(d Dialect, fd *Field, expr string, f Filter, clk *clock) (string, error) {
 	op := strings.Join(strings.Fields(strings.ToLower(f.Op)), " ")
 	if op == "<>" {
 		op = "!="
@@ -691,9 +713,12 @@ func filterSQL(d Dialect, fd *Field, expr string, f Filter) (string, error) {
 	case op == "in the past" && typ != "time":
 		return "", fmt.Errorf("in the past applies to times; %s is %s", fd.View+"."+fd.Name, typ)
 	case op == "in the past":
-		since, err := pastStart(values[0], time.Now())
+		since, err := pastStart(values[0], clk.now)
 		if err != nil {
 			return "", &valueError{0, err}
+		}
+		if since.After(clk.latest) {
+			clk.latest = since
 		}
 		return expr + " >= " + timeLiteral(since), nil
 	}

@@ -1,5 +1,7 @@
 package semantic
 
+import "time"
+
 // ExploreInfo describes an explore for the UI: its views and their fields.
 type ExploreInfo struct {
 	Name        string     `json:"name"`
@@ -31,7 +33,7 @@ func (m *Model) Describe() []ExploreInfo {
 			label = title(e.Name)
 		}
 		info := ExploreInfo{Name: e.Name, Model: e.model, Label: label, Description: e.Description, View: e.View}
-		c := m.compiler(e, DuckDB)
+		c := m.compiler(e, DuckDB, time.Now())
 		info.Views = append(info.Views, c.viewInfo(e.View, ""))
 		for _, j := range e.Joins {
 			info.Views = append(info.Views, c.viewInfo(j.Name, j.Relationship))

@@ -294,6 +294,32 @@ func TestFilterInThePast(t *testing.T) {
 	}
 }
 
+// CompileAt at the same now gives the same SQL (a cache's key), and
+// Window is the shortest "in the past" span.
+func TestCompileAtAndWindow(t *testing.T) {
+	m := loadShop(t)
+	q := Query{Explore: "orders", Fields: []string{"orders.count"}, Filters: []Filter{
+		{Field: "orders.created_at", Op: "in the past", Value: "7 days"},
+		{Field: "users.signed_up_at", Op: "in the past", Value: "90 minutes"},
+	}}
+	epoch := time.Unix(0, 0)
+	a, err := m.CompileAt(q, DuckDB, epoch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := m.CompileAt(q, DuckDB, epoch)
+	later, _ := m.CompileAt(q, DuckDB, epoch.Add(time.Second))
+	if a.SQL != b.SQL || a.SQL == later.SQL {
+		t.Errorf("same now: same SQL %v; a second later: other SQL %v", a.SQL == b.SQL, a.SQL != later.SQL)
+	}
+	if a.Window != 90*time.Minute {
+		t.Errorf("window %s, want 1h30m", a.Window)
+	}
+	if c, _ := m.CompileAt(Query{Explore: "orders", Fields: []string{"orders.count"}}, DuckDB, epoch); c.Window != 0 {
+		t.Errorf("no relative filter: window %s, want 0", c.Window)
+	}
+}
+
 // A number measure may combine measures of other views, in explores that
 // join them.
 func TestMeasureOfOtherViews(t *testing.T) {

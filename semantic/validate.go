@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 )
 
 // refRe finds the references of a SQL template: ${TABLE}, ${field},
@@ -142,7 +143,7 @@ func (l *loader) validateView(v *View) {
 				l.add(fp+".field", fmt.Sprintf("view %s has no dimension %q%s", v.Name, f.Field, didYouMean(f.Field, v.dimensionNames())))
 				continue
 			}
-			if _, err := filterSQL(DuckDB, fd, "x", f); err != nil {
+			if _, err := filterSQL(DuckDB, fd, "x", f, &clock{now: time.Now()}); err != nil {
 				var ve *valueError
 				switch {
 				case errors.As(err, &ve) && f.Value != nil && ve.i == 0:

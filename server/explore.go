@@ -6,12 +6,15 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"strconv"
+	"time"
 
 	"github.com/sluice-data/sluice/semantic"
 	"github.com/sluice-data/sluice/warehouse"
 )
 
-// The explore API (the semantic layer, package semantic):
+// The explore API (the semantic layer, package semantic), whose answers
+// are cached (explorecache.go):
 //
 //	GET  /api/v1/explores  every explore with its views and fields, for the UI
 //	POST /api/v1/explore   a query (ExploreRequest) compiled for the active
@@ -29,6 +32,10 @@ func exploreRoutes(mux *router, o Options) {
 		}
 		writeJSON(w, http.StatusOK, out)
 	}))
+	var cache *exploreCache
+	if o.ExploreCacheSize > 0 {
+		cache = newExploreCache(o.ExploreCacheAge, o.ExploreCacheSize)
+	}
 	mux.Handle("POST /api/v1/explore", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		m := models(o)
 		if m == nil {
@@ -43,7 +50,8 @@ func exploreRoutes(mux *router, o Options) {
 			fail(w, http.StatusBadRequest, `body must be JSON like {"explore": "orders", "fields": ["users.country", "orders.count"]}: `+err.Error())
 			return
 		}
-		c, err := m.Compile(req.Query, dialect(o.Warehouse))
+		d := dialect(o.Warehouse)
+		c, err := m.Compile(req.Query, d)
 		if err != nil {
 			fail(w, http.StatusBadRequest, err.Error())
 			return
@@ -55,32 +63,74 @@ func exploreRoutes(mux *router, o Options) {
 			}{c.SQL, c.Columns})
 			return
 		}
-		ctx, cancel := context.WithTimeout(r.Context(), o.QueryTimeout)
-		defer cancel()
-		res, err := o.Warehouse.Query(ctx, c.SQL, min(c.Limit, o.MaxRows))
-		var qe *warehouse.QueryError
-		switch {
-		case err == nil:
-		case errors.Is(ctx.Err(), context.DeadlineExceeded):
-			fail(w, http.StatusGatewayTimeout, "query took longer than "+o.QueryTimeout.String()+" and was cancelled")
-			return
-		case errors.As(err, &qe):
-			// The SQL is the model's: a column it names may be missing.
-			fail(w, http.StatusBadRequest, "explore "+req.Explore+": the warehouse refused the model's SQL (check the model's table and columns): "+err.Error())
-			return
-		default:
-			fail(w, http.StatusInternalServerError, err.Error())
-			return
+		maxRows := min(c.Limit, o.MaxRows)
+		ctx := r.Context()
+		run := func() (int, []byte) {
+			status, v := explore(ctx, o, req.Explore, c, maxRows)
+			body, _ := json.Marshal(v)
+			return status, body
 		}
-		c.Normalize(res.Rows)
-		writeJSON(w, http.StatusOK, ExploreResponse{SQL: c.SQL, Columns: c.Columns, Rows: res.Rows, Truncated: res.Truncated})
+		vw, versioned := o.Warehouse.(warehouse.Versioned)
+		var status int
+		var body []byte
+		if cache == nil || !versioned {
+			status, body = run()
+		} else {
+			// The query goes on when its asker leaves: others may be
+			// waiting for the same answer, and the cache keeps it.
+			ctx = context.WithoutCancel(ctx)
+			// The same query compiled at a fixed time: the same SQL as
+			// long as the model's definitions are the same.
+			k, err := m.CompileAt(req.Query, d, time.Unix(0, 0))
+			if err != nil {
+				fail(w, http.StatusBadRequest, err.Error())
+				return
+			}
+			var at time.Time
+			var hit bool
+			status, body, at, hit = cache.answer(cacheKey(k.SQL, maxRows), vw.DataVersion(), c.Window, req.NoCache, run)
+			w.Header().Set("X-Sluice-Cache", map[bool]string{true: "hit", false: "miss"}[hit])
+			if hit {
+				w.Header().Set("Age", strconv.Itoa(int(time.Since(at).Seconds())))
+			}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		w.Write(append(body, '\n'))
 	}))
 }
+
+// explore runs the compiled query c of explore name: the status and what
+// to answer, an ExploreResponse or an error.
+func explore(ctx context.Context, o Options, name string, c *semantic.Compiled, maxRows int) (int, any) {
+	ctx, cancel := context.WithTimeout(ctx, o.QueryTimeout)
+	defer cancel()
+	ranAt := time.Now().UTC()
+	res, err := o.Warehouse.Query(ctx, c.SQL, maxRows)
+	var qe *warehouse.QueryError
+	switch {
+	case err == nil:
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+		return http.StatusGatewayTimeout, errorBody("query took longer than " + o.QueryTimeout.String() + " and was cancelled")
+	case errors.As(err, &qe):
+		// The SQL is the model's: a column it names may be missing.
+		return http.StatusBadRequest, errorBody("explore " + name + ": the warehouse refused the model's SQL (check the model's table and columns): " + err.Error())
+	default:
+		return http.StatusInternalServerError, errorBody(err.Error())
+	}
+	c.Normalize(res.Rows)
+	return http.StatusOK, ExploreResponse{SQL: c.SQL, Columns: c.Columns, Rows: res.Rows, Truncated: res.Truncated, RanAt: ranAt}
+}
+
+func errorBody(msg string) map[string]string { return map[string]string{"error": msg} }
 
 // ExploreRequest is the body of POST /api/v1/explore.
 type ExploreRequest struct {
 	semantic.Query
 	DryRun bool `json:"dry_run,omitempty"` // compile only: answer the SQL, run nothing
+	// NoCache runs the query even when the cache has its answer (which
+	// the new answer then replaces).
+	NoCache bool `json:"no_cache,omitempty"`
 }
 
 // ExploreResponse is the answer of POST /api/v1/explore: the SQL that ran,
@@ -91,6 +141,9 @@ type ExploreResponse struct {
 	Columns   []semantic.Column `json:"columns"`
 	Rows      [][]any           `json:"rows"`
 	Truncated bool              `json:"truncated,omitempty"`
+	// RanAt is when the query ran: an answer from the cache (the header
+	// X-Sluice-Cache: hit) is as of then.
+	RanAt time.Time `json:"ran_at"`
 }
 
 // ExploresResponse is the answer of GET /api/v1/explores.

@@ -18,11 +18,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"github.com/sluice-data/sluice/dashboard"
 	"net/http"
 	"net/http/pprof"
 	"strings"
 	"time"
+
+	"github.com/sluice-data/sluice/dashboard"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/sluice-data/sluice/jobs"
@@ -58,6 +59,10 @@ type Options struct {
 	RebuildRollup func(ctx context.Context, name string, from, to time.Time) (any, error)
 	// Models is the semantic model of the explore routes (explore.go); nil, or nil answers: none.
 	Models func() *semantic.Model
+	// ExploreCacheSize bounds the explore answers kept (explorecache.go),
+	// each for at most ExploreCacheAge; 0: none are kept.
+	ExploreCacheSize int64
+	ExploreCacheAge  time.Duration
 	// Dashboards are the UI's dashboards (dashboards.go); nil: none.
 	Dashboards func() []*dashboard.Dashboard
 	// Status serves GET /api/v1/status (status.go), the numbers of the

@@ -15,7 +15,17 @@ type Engine interface {
 	Query(ctx context.Context, query string, maxRows int) (*Result, error)
 }
 
+// Versioned is an Engine that knows when what it reads has changed, so
+// that answers can be cached: DuckDB, whose every write goes through
+// Sluice. PostgreSQL is not one: its tables change behind Sluice's back.
+type Versioned interface {
+	Engine
+	// DataVersion changes after every committed change that a query could
+	// see; an answer computed at version v holds while it is v.
+	DataVersion() uint64
+}
+
 var (
-	_ Engine = (*Warehouse)(nil)
-	_ Engine = (*Postgres)(nil)
+	_ Versioned = (*Warehouse)(nil)
+	_ Engine    = (*Postgres)(nil)
 )

@@ -93,7 +93,11 @@ func (w *Warehouse) ReplacePartition(ctx context.Context, out JobOutput, query s
 		out.Table, out.Partition, out.Job, out.Params, out.RunID, n, time.Now().UTC()); err != nil {
 		return 0, err
 	}
-	return n, tx.Commit()
+	if err := tx.Commit(); err != nil {
+		return 0, err
+	}
+	w.changed()
+	return n, nil
 }
 
 // checkPartition makes sure every row written is in the partition: a row

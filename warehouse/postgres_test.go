@@ -32,24 +32,31 @@ type testLake struct {
 func newTestLake(t *testing.T, o PostgresOptions) *testLake {
 	t.Helper()
 	url := pgtest.URL(t)
-	dir := t.TempDir()
-	ctx := context.Background()
-	w, err := Open(ctx, filepath.Join(dir, "wh.duckdb"), filepath.Join(dir, "lake"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { w.Close() })
-	pg, err := OpenPostgres(ctx, url, o)
+	l := newDuckLake(t)
+	pg, err := OpenPostgres(context.Background(), url, o)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(pg.Close)
+	l.pg, l.url = pg, url
+	return l
+}
+
+// newDuckLake is a testLake without PostgreSQL.
+func newDuckLake(t *testing.T) *testLake {
+	t.Helper()
+	dir := t.TempDir()
+	w, err := Open(context.Background(), filepath.Join(dir, "wh.duckdb"), filepath.Join(dir, "lake"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Close() })
 	duck, err := sql.Open("duckdb", "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { duck.Close() })
-	return &testLake{t: t, dir: filepath.Join(dir, "lake"), duck: duck, w: w, pg: pg, url: url}
+	return &testLake{t: t, dir: filepath.Join(dir, "lake"), duck: duck, w: w}
 }
 
 // write puts the rows of query into the lake file

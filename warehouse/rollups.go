@@ -113,6 +113,7 @@ func (w *Warehouse) ReplaceBuckets(ctx context.Context, table string, cols []Tab
 		return err
 	}
 	done = true
+	w.changed()
 	return nil
 }
 

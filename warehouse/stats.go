@@ -134,6 +134,7 @@ func (w *Warehouse) writeStatsView(ctx context.Context) error {
 	if body == w.statsView {
 		return nil
 	}
+	defer w.changed()
 	if _, err := w.db.ExecContext(ctx, "CREATE OR REPLACE VIEW sluice_tables AS "+body); err != nil {
 		return fmt.Errorf("warehouse: view sluice_tables: %w", err)
 	}

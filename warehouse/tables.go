@@ -98,7 +98,11 @@ func (w *Warehouse) WriteRows(ctx context.Context, table string, key []string, r
 			return fmt.Errorf("table %s: %w", table, err)
 		}
 	}
-	return tx.Commit()
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	w.changed()
+	return nil
 }
 
 // rowColumns lists the columns rows need, in a stable order (the key

@@ -22,6 +22,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -45,7 +46,19 @@ type Warehouse struct {
 	fileStats map[string]fileStats
 	statsView string
 	closed    bool // under mu: Close was called
+	// version counts the changes to what queries can read (DataVersion).
+	version atomic.Uint64
 }
+
+// DataVersion changes whenever what a query can read may have changed: a
+// view pointed at other lake files, a table written by a pipeline, a job
+// or a rollup. An answer computed while DataVersion was v is still the
+// answer while it is v (it goes up after each change is committed), which
+// is what caches of query results rely on.
+func (w *Warehouse) DataVersion() uint64 { return w.version.Load() }
+
+// changed records a committed change (DataVersion).
+func (w *Warehouse) changed() { w.version.Add(1) }
 
 // maxConns bounds concurrent queries (and view refreshes) on the warehouse.
 const maxConns = 8
@@ -235,12 +248,14 @@ func (w *Warehouse) refresh(ctx context.Context, table string, force bool) error
 		if _, err := w.db.ExecContext(ctx, "DROP VIEW IF EXISTS "+quoteIdent(table)); err != nil {
 			return fmt.Errorf("warehouse: drop view %s: %w", table, err)
 		}
+		w.changed()
 		w.views[table] = list
 		return nil
 	}
 	if _, err := w.db.ExecContext(ctx, fmt.Sprintf("CREATE OR REPLACE VIEW %s AS %s", quoteIdent(table), body)); err != nil {
 		return fmt.Errorf("warehouse: view %s: %w", table, err)
 	}
+	w.changed()
 	w.views[table] = list
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestFormats(t *testing.T) {
@@ -78,4 +79,49 @@ func TestViewsFollowTheLake(t *testing.T) {
 	if string(b) != want {
 		t.Errorf("values:\n got %s\nwant %s", b, want)
 	}
+}
+
+// DataVersion moves after every change a query could see, and only then.
+func TestDataVersionFollowsEveryChange(t *testing.T) {
+	l := newDuckLake(t)
+	ctx := context.Background()
+	w := l.w
+	last := w.DataVersion()
+	step := func(what string, changes bool) {
+		t.Helper()
+		v := w.DataVersion()
+		if moved := v != last; moved != changes {
+			t.Errorf("%s: version %d -> %d, want a change: %v", what, last, v, changes)
+		}
+		last = v
+	}
+	l.write("clicks", "2026-11-25", 9, "s-1-2.parquet", "SELECT 1 AS n")
+	step("a new lake file", true)
+	if err := w.Refresh(ctx, "clicks"); err != nil {
+		t.Fatal(err)
+	}
+	step("a refresh that finds the same files", false)
+	if err := w.WriteRows(ctx, "results", []string{"k"}, []map[string]any{{"k": "a", "n": 1}}); err != nil {
+		t.Fatal(err)
+	}
+	step("a pipeline's rows", true)
+	if _, err := w.ReplacePartition(ctx, JobOutput{Table: "daily", PartitionBy: "day", Partition: "2026-11-25", Job: "daily", RunID: "r1"},
+		"SELECT DATE '2026-11-25' AS day, 3 AS n"); err != nil {
+		t.Fatal(err)
+	}
+	step("a job's partition", true)
+	if _, err := w.ReplacePartition(ctx, JobOutput{Table: "daily", PartitionBy: "day", Partition: "2026-11-26", Job: "daily", RunID: "r2"},
+		"SELECT nonsense FROM nowhere"); err == nil {
+		t.Fatal("a job's failing SQL succeeded")
+	}
+	step("a job's failed partition", false)
+	b := time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC)
+	if err := w.ReplaceBuckets(ctx, "views_1m", []TableColumn{{"time", "TIMESTAMP"}, {"views", "BIGINT"}}, []time.Time{b}, [][]any{{b, int64(4)}}); err != nil {
+		t.Fatal(err)
+	}
+	step("a rollup's buckets", true)
+	if _, err := w.Query(ctx, "SELECT count(*) FROM clicks", 0); err != nil {
+		t.Fatal(err)
+	}
+	step("a query", false)
 }
