@@ -158,7 +158,7 @@ type Warehouse struct {
 // Semantic configures the semantic layer (package semantic): the model
 // files behind the explore API.
 type Semantic struct {
-	Models string `yaml:"models" json:"models,omitempty" jsonschema:"description=Directory of the semantic layer's model files (*.yml\\, *.yaml: views\\, dimensions\\, measures\\, explores; see docs/semantic.md)\\, relative to this file. Read at start and on reload. Empty: no models (sluice demo then serves its web-shop model)"`
+	Models string        `yaml:"models" json:"models,omitempty" jsonschema:"description=Directory of the semantic layer's model files (*.yml\\, *.yaml: views\\, dimensions\\, measures\\, explores; see docs/semantic.md)\\, relative to this file. Read at start and on reload. Empty: no models (sluice demo then serves its web-shop model)"`
 	Cache  SemanticCache `yaml:"cache" json:"cache,omitempty"`
 }
 
