@@ -23,7 +23,7 @@ import (
 
 // startNode runs a whole sluice process in-process on dataDir with
 // ephemeral ports and a short flush interval; configure adjusts the rest.
-func startNode(t *testing.T, dataDir string, configure ...func(*config.Config)) *node.Node {
+func startNode(t testing.TB, dataDir string, configure ...func(*config.Config)) *node.Node {
 	t.Helper()
 	cfg := config.Default()
 	cfg.ApplyOverrides(dataDir, "127.0.0.1:0", "127.0.0.1:0")
@@ -59,7 +59,7 @@ func post(t *testing.T, url, contentType string, body []byte, headers ...string)
 	return resp.StatusCode, string(b)
 }
 
-func query(t *testing.T, api, q string) *warehouse.Result {
+func query(t testing.TB, api, q string) *warehouse.Result {
 	t.Helper()
 	res, err := (&server.Client{URL: api}).SQL(context.Background(), q)
 	if err != nil {
@@ -70,7 +70,7 @@ func query(t *testing.T, api, q string) *warehouse.Result {
 
 // waitFor polls a query until it returns want. Errors count as "not yet": a
 // column appears in its view only after the file that has it is committed.
-func waitFor(t *testing.T, api, q, want string) {
+func waitFor(t testing.TB, api, q, want string) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	var got string
@@ -312,7 +312,7 @@ func npmClient(t *testing.T, folder, pkg string) (nodeBin, dir string) {
 	return nodeBin, dir
 }
 
-func need(t *testing.T, what string, err error) {
+func need(t testing.TB, what string, err error) {
 	t.Helper()
 	if err == nil {
 		return

@@ -369,13 +369,13 @@ func TestWebUI(t *testing.T) {
 // browser is a headless chromium driven by chromedp that records every
 // console error and uncaught exception of its pages.
 type browser struct {
-	t        *testing.T
+	t        testing.TB
 	ctx      context.Context
 	mu       sync.Mutex
 	problems []string
 }
 
-func newBrowser(t *testing.T, chromium string) *browser {
+func newBrowser(t testing.TB, chromium string) *browser {
 	ctx, cancel := chromedp.NewExecAllocator(context.Background(),
 		chromedp.ExecPath(chromium), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
 		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
