@@ -98,7 +98,7 @@ func (c *exploreCache) answer(key string, version uint64, window time.Duration, 
 		if c.flights[key] == f {
 			delete(c.flights, key)
 		}
-		if f.status == 200 && int64(len(f.body)) <= c.limit/8 {
+		if f.status == 200 && int64(len(f.body)+len(key)) <= c.limit/8 {
 			c.put(&cachedAnswer{key: key, version: version, at: f.at, ttl: c.ttl(window), body: f.body})
 		}
 		c.mu.Unlock()
@@ -110,13 +110,17 @@ func (c *exploreCache) answer(key string, version uint64, window time.Duration, 
 	return f.status, f.body, f.at, false
 }
 
-// put adds a (under mu), making room for it.
+// put adds a (under mu), making room for it. An answer at a newer data
+// version (from a later run that ended first) stays.
 func (c *exploreCache) put(a *cachedAnswer) {
 	if e, ok := c.entries[a.key]; ok {
+		if e.Value.(*cachedAnswer).version > a.version {
+			return
+		}
 		c.remove(e)
 	}
 	c.entries[a.key] = c.lru.PushFront(a)
-	c.size += int64(len(a.body))
+	c.size += a.bytes()
 	for c.size > c.limit {
 		c.remove(c.lru.Back())
 	}
@@ -126,8 +130,11 @@ func (c *exploreCache) put(a *cachedAnswer) {
 func (c *exploreCache) remove(e *list.Element) {
 	a := c.lru.Remove(e).(*cachedAnswer)
 	delete(c.entries, a.key)
-	c.size -= int64(len(a.body))
+	c.size -= a.bytes()
 }
+
+// bytes is what a takes: its JSON and its key (the query's SQL).
+func (a *cachedAnswer) bytes() int64 { return int64(len(a.body) + len(a.key)) }
 
 // cacheKey is what identifies an explore answer: the query compiled at a
 // fixed time (so the SQL names the model's definitions, not the clock) and

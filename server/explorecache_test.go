@@ -105,7 +105,8 @@ func TestExploreCacheKeepsOnlySuccesses(t *testing.T) {
 }
 
 func TestExploreCacheEvictsLeastRecentlyUsed(t *testing.T) {
-	// Answers of 9 bytes in a cache of 80: 8 fit; one may take 10 (an eighth).
+	// Answers of 9 bytes and keys of 1 in a cache of 80: 8 fit; one may
+	// take 10 (an eighth).
 	c, _ := newTestCache(time.Minute, 80)
 	var r runner
 	for i := range 8 {
@@ -122,10 +123,10 @@ func TestExploreCacheEvictsLeastRecentlyUsed(t *testing.T) {
 	if _, ok := c.entries["0"]; !ok {
 		t.Error("answer 0, used again, was evicted")
 	}
-	big := func() (int, []byte) { return 200, bytes.Repeat([]byte("x"), 11) }
+	big := func() (int, []byte) { return 200, bytes.Repeat([]byte("x"), 8) }
 	c.answer("big", 1, 0, false, big)
 	if _, ok := c.entries["big"]; ok {
-		t.Error("an answer larger than an eighth of the cache was kept")
+		t.Error("an answer larger than an eighth of the cache (its key counted) was kept")
 	}
 }
 
@@ -165,6 +166,14 @@ func TestExploreCacheRunsConcurrentAsksOnce(t *testing.T) {
 	wg.Wait()
 	if n := runs.Load(); n != 1 {
 		t.Errorf("10 concurrent asks ran the query %d times, want 1", n)
+	}
+	// A run at an older version that ends last does not replace a newer answer.
+	c.answer("q", 3, 0, false, func() (int, []byte) { return 200, []byte(`{"v":3}`) })
+	c.mu.Lock()
+	c.put(&cachedAnswer{key: "q", version: 2, at: c.now(), ttl: time.Minute, body: []byte(`{"v":2}`)})
+	c.mu.Unlock()
+	if _, body, _, hit := c.answer("q", 3, 0, false, nil); !hit || string(body) != `{"v":3}` {
+		t.Errorf("after an older run ended: %s hit=%v, want version 3's answer", body, hit)
 	}
 	// A caller at another data version does not wait for an old flight.
 	if _, body, _, _ := c.answer("q", 2, 0, false, func() (int, []byte) { return 200, []byte(`{"v":2}`) }); string(body) != `{"v":2}` {
