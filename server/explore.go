@@ -15,8 +15,9 @@ import (
 //
 //	GET  /api/v1/explores  every explore with its views and fields, for the UI
 //	POST /api/v1/explore   a query (ExploreRequest) compiled for the active
-//	                       engine and run: {"sql", "columns", "rows"}; with
-//	                       "dry_run": true only {"sql", "columns"}
+//	                       engine and run: {"sql", "columns", "rows"}, and
+//	                       "pivot" when it pivots; with "dry_run": true
+//	                       only {"sql", "columns"}
 //
 // A query the model cannot answer (an unknown field, a bad operator, a value
 // of the wrong type) is a 400 whose message names the part of the query:
@@ -73,7 +74,11 @@ func exploreRoutes(mux *router, o Options) {
 			return
 		}
 		c.Normalize(res.Rows)
-		writeJSON(w, http.StatusOK, ExploreResponse{SQL: c.SQL, Columns: c.Columns, Rows: res.Rows, Truncated: res.Truncated})
+		out := ExploreResponse{SQL: c.SQL, Columns: c.Columns, Rows: res.Rows, Truncated: res.Truncated}
+		if c.Pivot != nil {
+			out.Rows, out.Pivot = c.Pivoted(res.Rows)
+		}
+		writeJSON(w, http.StatusOK, out)
 	}))
 }
 
@@ -85,12 +90,14 @@ type ExploreRequest struct {
 
 // ExploreResponse is the answer of POST /api/v1/explore: the SQL that ran,
 // the columns (named view.field, dimensions first) and the rows. A dry run
-// answers only sql and columns.
+// answers only sql and columns. A query with pivots answers its cells as
+// rows and the table in pivot.
 type ExploreResponse struct {
-	SQL       string            `json:"sql"`
-	Columns   []semantic.Column `json:"columns"`
-	Rows      [][]any           `json:"rows"`
-	Truncated bool              `json:"truncated,omitempty"`
+	SQL       string               `json:"sql"`
+	Columns   []semantic.Column    `json:"columns"`
+	Rows      [][]any              `json:"rows"`
+	Truncated bool                 `json:"truncated,omitempty"`
+	Pivot     *semantic.PivotTable `json:"pivot,omitempty"`
 }
 
 // ExploresResponse is the answer of GET /api/v1/explores.
