@@ -49,6 +49,7 @@
           if (x.plot) x.plot.destroy();
           x.body.replaceChildren();
           if (x.t.type === "table") x.body.append(viz.table(res));
+          else if (x.t.type === "pivot") x.body.append(...viz.pivotNotes(res).map(n => el("p", { class: "notice" }, n)), viz.pivotTable(res));
           else x.plot = viz.draw(x.body, res, x.t.type);
           if (!res.rows.length) x.body.append(el("p", { class: "hint" }, "no rows"));
           x.box.classList.remove("failed");
