@@ -24,8 +24,8 @@ import (
 // token, a rollup, a pipeline, jobs and some bad rows; the browser logs in,
 // opens every page at desktop and phone size without console errors, sees
 // the flow, the charts, the DAG and the bad rows, runs SQL and gets the
-// API's numbers, explores the semantic layer (a pivot too), tails a stream
-// and runs a job.
+// API's numbers, explores the semantic layer (a pivot too), shows a
+// dashboard over a range of dates, tails a stream and runs a job.
 //
 // SLUICE_SCREENSHOTS=DIR writes each page at 1280×800 and 390×844 as
 // DIR/<page>-desktop.png and DIR/<page>-phone.png (docs/screenshots holds
@@ -164,13 +164,20 @@ func TestWebUI(t *testing.T) {
 	for i := range 5 {
 		fmt.Fprintf(&b, `{"event_id":"buy%d","event":"purchase","event_time":%q,"revenue":%d,"page_url":"/p%d","user_id":"u%d"}`+"\n", i, now.Format(time.RFC3339Nano), 10+i, i%2, i)
 	}
+	// A month ago, for the dashboard's range of dates: the first day's
+	// first instant and the second day's last second are in the range, the
+	// instants either side of it are not.
+	day1 := now.AddDate(0, 0, -30).Truncate(24 * time.Hour)
+	for i, at := range []time.Duration{-time.Second, 0, 12 * time.Hour, 47*time.Hour + 59*time.Minute + 59*time.Second + 500*time.Millisecond, 48 * time.Hour} {
+		fmt.Fprintf(&b, `{"event_id":"old%d","event":"old_%c","event_time":%q,"user_id":"old%d"}`+"\n", i, 'a'+i%2, day1.Add(at).Format(time.RFC3339Nano), i%3)
+	}
 	if code, body := post(t, coll, "application/x-ndjson", []byte(b.String())); code != 200 {
 		t.Fatalf("post: %d %s", code, body)
 	}
 	if code, body := post(t, coll, "application/json", []byte(`[42, {"event":"ok","event_id":"ok1"}]`)); code != 200 {
 		t.Fatalf("post: %d %s", code, body)
 	}
-	waitForWith(t, client, "SELECT count(*) FROM events", "[[66]]")
+	waitForWith(t, client, "SELECT count(*) FROM events", "[[71]]")
 	waitForWith(t, client, "SELECT count(*) FROM bad", "[[1]]")
 
 	br := newBrowser(t, chromium)
@@ -336,6 +343,51 @@ func TestWebUI(t *testing.T) {
 	run("pivot lines", chromedp.Navigate(api+"/explore?explore=events&fields=events.event_time_hour,events.event,events.events&pivots=events.event"))
 	wait("pivot lines", seriesPixels+`('#explore-chart') > 20 && document.querySelectorAll('#explore-chart .u-legend .u-series').length >= 3`)
 	checkConsole("pivot")
+
+	// A dashboard over a range of dates, from the first day's first instant
+	// to the second day's last: its numbers and rows are SQL's over that
+	// range, its charts draw, and the range comes back from the URL.
+	from, to := day1.Format(time.DateOnly), day1.AddDate(0, 0, 1).Format(time.DateOnly)
+	inRange := fmt.Sprintf("event_time >= TIMESTAMP '%s' AND event_time < TIMESTAMP '%s'", from, day1.AddDate(0, 0, 2).Format(time.DateOnly))
+	res, err = client.SQL(context.Background(), "SELECT count(*), count(DISTINCT user_id) FROM events WHERE "+inRange)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(res.Rows) != "[[3 3]]" {
+		t.Fatalf("the events of %s to %s: %v", from, to, res.Rows)
+	}
+	byType, err := client.SQL(context.Background(), "SELECT event, count(*) FROM events WHERE "+inRange+" GROUP BY 1 ORDER BY 2 DESC, 1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wantTypes []string
+	for _, r := range byType.Rows {
+		wantTypes = append(wantTypes, fmt.Sprint(r[0], " ", r[1]))
+	}
+	numbers := `[...document.querySelectorAll('#tiles .big-number')].map(n => n.firstChild.textContent).join(' ')`
+	typesTile := `[...document.querySelectorAll('#tiles .tile-table tbody tr')].map(r => [...r.cells].map(c => c.textContent).join(' ')).join('\n')`
+	inDates := numbers + ` === '` + fmt.Sprint(res.Rows[0][0], " ", res.Rows[0][1]) + `' && ` + typesTile + ` === '` + strings.Join(wantTypes, `\n`) + `' && ` +
+		seriesPixels + `('.tile-area') > 20 && document.querySelectorAll('#tiles .tile-pivot table.pivot tbody tr').length === 1 && !document.querySelector('#tiles .failed')`
+	run("dates", chromedp.Navigate(api+"/dashboards/test"))
+	wait("dates", uiPages[3].ready)
+	eval(`(() => {
+		const r = document.querySelector('#dash-range');
+		r.value = 'dates';
+		r.dispatchEvent(new Event('change'));
+		document.querySelector('#dash-from').value = '`+from+`';
+		const to = document.querySelector('#dash-to');
+		to.value = '`+to+`';
+		to.dispatchEvent(new Event('change'));
+	})()`, new(string))
+	wait("dashboard over dates", inDates)
+	var search string
+	eval(`location.search`, &search)
+	if search != "?from="+from+"&to="+to {
+		t.Errorf("dashboard over dates: the URL's query is %q", search)
+	}
+	run("dates reload", chromedp.Navigate(api+"/dashboards/test"+search))
+	wait("dashboard over dates, reloaded", inDates+` && document.querySelector('#dash-range').value === 'dates' && document.querySelector('#dash-from').value === '`+from+`' && document.querySelector('#dash-to').value === '`+to+`'`)
+	checkConsole("dashboard over dates")
 
 	// The SQL console shows what the API answers.
 	q := "SELECT event, count(*) AS n, sum(revenue) AS revenue FROM events WHERE event_id NOT LIKE 'live%' GROUP BY event ORDER BY event"
