@@ -1,9 +1,9 @@
 // Package dashboard reads the UI's dashboards: YAML files (one dashboard a
 // file) of tiles, each an explore query of the semantic layer drawn as a
-// number, a chart or a table. It promises that every dashboard it returns
-// compiles against the model it was checked with: a tile that names an
-// unknown explore or field is an error at file:line when the files are
-// read, not a broken tile in the browser.
+// number, a chart, a table or a pivot table. It promises that every
+// dashboard it returns compiles against the model it was checked with: a
+// tile that names an unknown explore or field is an error at file:line when
+// the files are read, not a broken tile in the browser.
 package dashboard
 
 import (
@@ -44,7 +44,7 @@ type DateFilter struct {
 // Tile is one box of a dashboard.
 type Tile struct {
 	Title string         `yaml:"title" json:"title"`
-	Type  string         `yaml:"type" json:"type"`   // number, line, area, bar, table, funnel
+	Type  string         `yaml:"type" json:"type"`   // number, line, area, bar, table, funnel, pivot
 	Width int            `yaml:"width" json:"width"` // of 12 columns; default 6
 	Query semantic.Query `yaml:"query" json:"query"`
 	// TimeField is the time dimension the dashboard's date filter applies
@@ -56,7 +56,11 @@ type Tile struct {
 }
 
 // Types are the tiles' visualizations.
-var Types = []string{"number", "line", "area", "bar", "table", "funnel"}
+var Types = []string{"number", "line", "area", "bar", "table", "funnel", "pivot"}
+
+// pivotTypes draw a query with pivots (query.pivots): a pivot table, or a
+// line or area per pivot value.
+var pivotTypes = []string{"pivot", "line", "area"}
 
 // Error is one problem of a dashboard file.
 type Error = semantic.Error
@@ -197,6 +201,12 @@ func (v *validator) tile(d *Dashboard, i int, m *semantic.Model) {
 	}
 	if !slices.Contains(Types, t.Type) {
 		v.add(at+".type", fmt.Sprintf("tile type %q: use one of %s", t.Type, strings.Join(Types, ", ")))
+	}
+	switch {
+	case t.Type == "pivot" && len(t.Query.Pivots) == 0:
+		v.add(at+".type", "a pivot tile needs query.pivots: the selected dimensions whose values become its columns")
+	case len(t.Query.Pivots) > 0 && slices.Contains(Types, t.Type) && !slices.Contains(pivotTypes, t.Type):
+		v.add(at+".query.pivots", fmt.Sprintf("a %s tile does not draw pivots: use type pivot (a pivot table), line or area (a line per value)", t.Type))
 	}
 	if t.Width == 0 {
 		t.Width = 6

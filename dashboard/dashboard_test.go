@@ -1,6 +1,7 @@
 package dashboard_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -86,5 +87,75 @@ tiles:
 
 	if _, err := dashboard.Parse("d.yml", []byte("title: x\ntiles: [{query: {explore: events, fields: [events.visitors]}, colour: red}]\n"), demoModel(t)); err == nil || !strings.HasPrefix(err.Error(), "d.yml:2:") {
 		t.Errorf("unknown key: %v", err)
+	}
+}
+
+// A pivot tile names the dimensions its query pivots on; they are checked
+// like the rest of the query, with file:line.
+func TestPivotTiles(t *testing.T) {
+	src := `title: Pivots
+tiles:
+  - title: Events by country and device
+    type: pivot
+    query:
+      explore: events
+      fields: [events.country, events.device_class, events.events, events.visitors]
+      pivots: [events.device_class]
+  - title: Events per hour by type
+    type: line
+    query: {explore: events, fields: [events.event_time_hour, events.event, events.events], pivots: [events.event]}
+`
+	ds, err := dashboard.Parse("dash/pivots.yml", []byte(src), demoModel(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := ds.Tiles[0].WithDates("7 days")
+	if err != nil || fmt.Sprint(q.Pivots) != "[events.device_class]" || q.Filters[0].Field != "events.event_time" {
+		t.Errorf("%+v %v", q, err)
+	}
+
+	src = `title: Broken pivots
+tiles:
+  - title: No pivots
+    type: pivot
+    query: {explore: events, fields: [events.country, events.events]}
+  - title: Bars do not pivot
+    type: bar
+    query: {explore: events, fields: [events.country, events.device, events.events], pivots: [events.device]}
+  - title: Not selected
+    type: pivot
+    query:
+      explore: events
+      fields: [events.country, events.events]
+      pivots: [events.device]
+  - title: A measure
+    type: pivot
+    query:
+      explore: events
+      fields: [events.country, events.events]
+      pivots: [events.country, events.events]
+  - title: No measure
+    type: pivot
+    query: {explore: events, fields: [events.country, events.device], pivots: [events.device]}
+`
+	_, err = dashboard.Parse("dash/broken.yml", []byte(src), demoModel(t))
+	if err == nil {
+		t.Fatal("no error")
+	}
+	want := []string{
+		`dash/broken.yml:4:11: tiles[0].type: a pivot tile needs query.pivots: the selected dimensions whose values become its columns`,
+		`dash/broken.yml:8:94: tiles[1].query.pivots: a bar tile does not draw pivots: use type pivot (a pivot table), line or area (a line per value)`,
+		`dash/broken.yml:14:16: tiles[2].query.pivots[0]: "events.device" is not among the selected fields: pivot on one of the selected dimensions (events.country)`,
+		`dash/broken.yml:20:32: tiles[3].query.pivots[1]: events.events is a measure: pivot on a dimension, whose values become the columns`,
+		`dash/broken.yml:23:79: tiles[4].query.pivots: a pivot shows measures under each value of events.device: select a measure`,
+	}
+	got := strings.Split(err.Error(), "\n")
+	if len(got) != len(want) {
+		t.Fatalf("got\n%s", err)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("error %d:\n got  %s\n want %s", i, got[i], want[i])
+		}
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -22,7 +24,8 @@ import (
 // token, a rollup, a pipeline, jobs and some bad rows; the browser logs in,
 // opens every page at desktop and phone size without console errors, sees
 // the flow, the charts, the DAG and the bad rows, runs SQL and gets the
-// API's numbers, explores the semantic layer, tails a stream and runs a job.
+// API's numbers, explores the semantic layer (a pivot too), shows a
+// dashboard over a range of dates, tails a stream and runs a job.
 //
 // SLUICE_SCREENSHOTS=DIR writes each page at 1280×800 and 390×844 as
 // DIR/<page>-desktop.png and DIR/<page>-phone.png (docs/screenshots holds
@@ -95,6 +98,7 @@ tiles:
   - {title: Pages, type: bar, width: 6, query: {explore: events, fields: [events.page_url, events.events], limit: 5}}
   - {title: Funnel, type: funnel, width: 6, query: {explore: events, fields: [events.event, events.users], sorts: [{field: events.users, desc: true}]}}
   - {title: Events by type, type: table, width: 12, query: {explore: events, fields: [events.event, events.events]}}
+  - {title: Pages by event, type: pivot, width: 12, query: {explore: events, fields: [events.page_url, events.event, events.events], pivots: [events.event]}}
 `
 
 // uiPage is a page and what shows that it has done its work.
@@ -105,9 +109,10 @@ type uiPage struct {
 
 var uiPages = []uiPage{
 	{"overview", "/", `document.querySelectorAll('#flow svg g.node').length >= 8 && document.querySelectorAll('#flow svg path.edge').length >= 6 && document.querySelector('#flow g[data-id="c:enrich"] text.stats').textContent.includes('total') && !!document.querySelector('#rate-chart canvas')`},
-	{"explore", "/explore?explore=events&fields=events.page_url,events.events,events.users&f=" + url.QueryEscape("events.event|=|page_view"), `document.querySelectorAll('#explore-table tbody tr').length >= 3 && document.querySelectorAll('#explore-chart svg.bars rect').length >= 3`},
+	{"explore", "/explore?explore=events&fields=events.page_url,events.event,events.events,events.users&pivots=events.event&sort=events.page_url&f=" + url.QueryEscape("events.page_url|is not null|"),
+		`document.querySelectorAll('#explore-table.pivot tbody tr').length >= 3 && document.querySelectorAll('#explore-chart svg.bars rect').length >= 3`},
 	{"dashboards", "/dashboards", `document.querySelectorAll('#dashboards tbody tr a').length === 1`},
-	{"dashboard", "/dashboards/test", `document.querySelectorAll('#tiles .tile').length === 6 && document.querySelectorAll('#tiles .big-number').length === 2 && document.querySelectorAll('#tiles svg.bars rect').length >= 4 && !!document.querySelector('#tiles .tile-area canvas') && document.querySelectorAll('#tiles table tbody tr').length >= 2`},
+	{"dashboard", "/dashboards/test", `document.querySelectorAll('#tiles .tile').length === 7 && document.querySelectorAll('#tiles .big-number').length === 2 && document.querySelectorAll('#tiles svg.bars rect').length >= 4 && !!document.querySelector('#tiles .tile-area canvas') && document.querySelectorAll('#tiles .tile-table tbody tr').length >= 2 && document.querySelectorAll('#tiles .tile-pivot table.pivot tbody tr').length >= 2`},
 	{"sql", "/sql?q=" + url.QueryEscape("SELECT event, count(*) AS events, count(DISTINCT user_id) AS users, sum(revenue) AS revenue\nFROM events GROUP BY event ORDER BY events DESC"), `document.querySelectorAll('#sql-grid tbody tr').length >= 2`},
 	{"streams", "/streams", `document.querySelectorAll('#streams tbody tr').length >= 5 && document.querySelector('#tail-stream').options.length >= 5`},
 	{"jobs", "/jobs", `document.querySelectorAll('#dag svg g.node').length >= 4 && document.querySelectorAll('#dag svg path.edge').length >= 2 && document.querySelectorAll('#jobs tbody tr').length === 4`},
@@ -147,7 +152,9 @@ func TestWebUI(t *testing.T) {
 	client := &server.Client{URL: api, Token: uiToken}
 
 	// Page views over the last hour and a half (so that the rollup has several
-	// buckets), purchases, and a value that is not an event (a bad row).
+	// buckets), purchases on two of the pages by users who viewed them (so
+	// that a page's users are fewer than its viewers plus its buyers), and
+	// a value that is not an event (a bad row).
 	now := time.Now().UTC()
 	var b strings.Builder
 	for i := range 60 {
@@ -155,7 +162,14 @@ func TestWebUI(t *testing.T) {
 			i, now.Add(-time.Duration(i)*90*time.Second).Format(time.RFC3339Nano), i%7, i%3)
 	}
 	for i := range 5 {
-		fmt.Fprintf(&b, `{"event_id":"buy%d","event":"purchase","event_time":%q,"revenue":%d}`+"\n", i, now.Format(time.RFC3339Nano), 10+i)
+		fmt.Fprintf(&b, `{"event_id":"buy%d","event":"purchase","event_time":%q,"revenue":%d,"page_url":"/p%d","user_id":"u%d"}`+"\n", i, now.Format(time.RFC3339Nano), 10+i, i%2, i)
+	}
+	// A month ago, for the dashboard's range of dates: the first day's
+	// first instant and the second day's last second are in the range, the
+	// instants either side of it are not.
+	day1 := now.AddDate(0, 0, -30).Truncate(24 * time.Hour)
+	for i, at := range []time.Duration{-time.Second, 0, 12 * time.Hour, 47*time.Hour + 59*time.Minute + 59*time.Second + 500*time.Millisecond, 48 * time.Hour} {
+		fmt.Fprintf(&b, `{"event_id":"old%d","event":"old_%c","event_time":%q,"user_id":"old%d"}`+"\n", i, 'a'+i%2, day1.Add(at).Format(time.RFC3339Nano), i%3)
 	}
 	if code, body := post(t, coll, "application/x-ndjson", []byte(b.String())); code != 200 {
 		t.Fatalf("post: %d %s", code, body)
@@ -163,7 +177,7 @@ func TestWebUI(t *testing.T) {
 	if code, body := post(t, coll, "application/json", []byte(`[42, {"event":"ok","event_id":"ok1"}]`)); code != 200 {
 		t.Fatalf("post: %d %s", code, body)
 	}
-	waitForWith(t, client, "SELECT count(*) FROM events", "[[66]]")
+	waitForWith(t, client, "SELECT count(*) FROM events", "[[71]]")
 	waitForWith(t, client, "SELECT count(*) FROM bad", "[[1]]")
 
 	br := newBrowser(t, chromium)
@@ -288,6 +302,93 @@ func TestWebUI(t *testing.T) {
 	}
 	checkConsole("explore")
 
+	// A pivot: the events of each page by event, each event a column group
+	// of the measures, empty where a page has none, and the pages' totals:
+	// what SQL over the lake answers. It comes back from its URL.
+	run("pivot", chromedp.Navigate(api+"/explore"))
+	wait("pivot", `document.querySelectorAll('#explore-fields input[type=checkbox]').length >= 5`)
+	eval(`(() => {
+		for (const f of ['events.page_url', 'events.event', 'events.events', 'events.users']) document.querySelector('#explore-fields input[value="' + f + '"]').click();
+		document.querySelector('#explore-pivots input[value="events.event"]').click();
+		document.querySelector('#explore-add-filter').click();
+		const r = document.querySelector('#explore-filters .filter-row');
+		r.querySelector('.filter-field').value = 'events.page_url';
+		r.querySelector('.filter-op').value = '!=';
+		r.querySelector('.filter-value').value = '/live';
+		document.querySelector('#explore-sort').value = 'events.page_url';
+		document.querySelector('#explore-run').click();
+	})()`, new(string))
+	pivotTable := `[...document.querySelectorAll('#explore-table.pivot tr')].map(r => [...r.cells].map(c => c.textContent).join('|')).join('\n')`
+	wait("pivot run", `document.querySelectorAll('#explore-table.pivot tbody tr').length === 3`)
+	wantPivot := pivotFromSQL(t, client, "page_url <> '/live'")
+	eval(pivotTable, &got)
+	if got != wantPivot {
+		t.Errorf("pivot table:\n%s\nSQL:\n%s", got, wantPivot)
+	}
+	eval(`location.href`, &shared)
+	if !strings.Contains(shared, "pivots=events.event") {
+		t.Errorf("the pivot is not in the URL: %s", shared)
+	}
+	run("pivot reload", chromedp.Navigate(shared))
+	wait("pivot reload", `document.querySelectorAll('#explore-table.pivot tbody tr').length === 3`)
+	eval(`[...document.querySelectorAll('#explore-pivots input:checked')].map(c => c.value).join(',') + ' ' + [...document.querySelectorAll('#explore-fields input:checked')].map(c => c.value).join(',')`, &restored)
+	if restored != "events.event events.event,events.page_url,events.events,events.users" {
+		t.Errorf("%s restored %q", shared, restored)
+	}
+	eval(pivotTable, &got)
+	if got != wantPivot {
+		t.Errorf("pivot table after a reload:\n%s\nSQL:\n%s", got, wantPivot)
+	}
+	// Over time, a line per event.
+	run("pivot lines", chromedp.Navigate(api+"/explore?explore=events&fields=events.event_time_hour,events.event,events.events&pivots=events.event"))
+	wait("pivot lines", seriesPixels+`('#explore-chart') > 20 && document.querySelectorAll('#explore-chart .u-legend .u-series').length >= 3`)
+	checkConsole("pivot")
+
+	// A dashboard over a range of dates, from the first day's first instant
+	// to the second day's last: its numbers and rows are SQL's over that
+	// range, its charts draw, and the range comes back from the URL.
+	from, to := day1.Format(time.DateOnly), day1.AddDate(0, 0, 1).Format(time.DateOnly)
+	inRange := fmt.Sprintf("event_time >= TIMESTAMP '%s' AND event_time < TIMESTAMP '%s'", from, day1.AddDate(0, 0, 2).Format(time.DateOnly))
+	res, err = client.SQL(context.Background(), "SELECT count(*), count(DISTINCT user_id) FROM events WHERE "+inRange)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(res.Rows) != "[[3 3]]" {
+		t.Fatalf("the events of %s to %s: %v", from, to, res.Rows)
+	}
+	byType, err := client.SQL(context.Background(), "SELECT event, count(*) FROM events WHERE "+inRange+" GROUP BY 1 ORDER BY 2 DESC, 1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wantTypes []string
+	for _, r := range byType.Rows {
+		wantTypes = append(wantTypes, fmt.Sprint(r[0], " ", r[1]))
+	}
+	numbers := `[...document.querySelectorAll('#tiles .big-number')].map(n => n.firstChild.textContent).join(' ')`
+	typesTile := `[...document.querySelectorAll('#tiles .tile-table tbody tr')].map(r => [...r.cells].map(c => c.textContent).join(' ')).join('\n')`
+	inDates := numbers + ` === '` + fmt.Sprint(res.Rows[0][0], " ", res.Rows[0][1]) + `' && ` + typesTile + ` === '` + strings.Join(wantTypes, `\n`) + `' && ` +
+		seriesPixels + `('.tile-area') > 20 && document.querySelectorAll('#tiles .tile-pivot table.pivot tbody tr').length === 1 && !document.querySelector('#tiles .failed')`
+	run("dates", chromedp.Navigate(api+"/dashboards/test"))
+	wait("dates", uiPages[3].ready)
+	eval(`(() => {
+		const r = document.querySelector('#dash-range');
+		r.value = 'dates';
+		r.dispatchEvent(new Event('change'));
+		document.querySelector('#dash-from').value = '`+from+`';
+		const to = document.querySelector('#dash-to');
+		to.value = '`+to+`';
+		to.dispatchEvent(new Event('change'));
+	})()`, new(string))
+	wait("dashboard over dates", inDates)
+	var search string
+	eval(`location.search`, &search)
+	if search != "?from="+from+"&to="+to {
+		t.Errorf("dashboard over dates: the URL's query is %q", search)
+	}
+	run("dates reload", chromedp.Navigate(api+"/dashboards/test"+search))
+	wait("dashboard over dates, reloaded", inDates+` && document.querySelector('#dash-range').value === 'dates' && document.querySelector('#dash-from').value === '`+from+`' && document.querySelector('#dash-to').value === '`+to+`'`)
+	checkConsole("dashboard over dates")
+
 	// The SQL console shows what the API answers.
 	q := "SELECT event, count(*) AS n, sum(revenue) AS revenue FROM events WHERE event_id NOT LIKE 'live%' GROUP BY event ORDER BY event"
 	run("sql", chromedp.Steps(chromedp.Navigate(api+"/sql"), chromedp.SetValue(`#sql-editor`, q), chromedp.Click(`#sql-run`)))
@@ -364,6 +465,46 @@ func TestWebUI(t *testing.T) {
 	run("after logging out", chromedp.Navigate(api+"/sql"))
 	wait("after logging out", `location.pathname === '/login' && !!document.querySelector('input[name=token]')`)
 	checkConsole("log out")
+}
+
+// pivotFromSQL is the Explore page's pivot table of the test's events
+// (pages by event: events and users) as SQL over the lake answers it: the
+// header rows, then a row per page with each event's two numbers (empty
+// where the page has none) and the page's totals, cells separated by |.
+func pivotFromSQL(t *testing.T, c *server.Client, where string) string {
+	t.Helper()
+	ctx := context.Background()
+	cells, err := c.SQL(ctx, "SELECT page_url, event, count(*), count(DISTINCT user_id) FROM events WHERE "+where+" GROUP BY 1, 2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	totals, err := c.SQL(ctx, "SELECT page_url, count(*), count(DISTINCT user_id) FROM events WHERE "+where+" GROUP BY 1 ORDER BY 1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var events []string
+	cell := map[string]string{}
+	for _, r := range cells.Rows {
+		e := fmt.Sprint(r[1])
+		if !slices.Contains(events, e) {
+			events = append(events, e)
+		}
+		cell[fmt.Sprint(r[0], "|", e)] = fmt.Sprint(r[2], "|", r[3])
+	}
+	sort.Strings(events)
+	lines := []string{"Events Event|" + strings.Join(events, "|") + "|Total", "Events Page URL" + strings.Repeat("|Events Events|Events Users", len(events)+1)}
+	for _, r := range totals.Rows {
+		line := fmt.Sprint(r[0])
+		for _, e := range events {
+			v, ok := cell[fmt.Sprint(r[0], "|", e)]
+			if !ok {
+				v = "|"
+			}
+			line += "|" + v
+		}
+		lines = append(lines, line+fmt.Sprint("|", r[1], "|", r[2]))
+	}
+	return strings.Join(lines, "\n")
 }
 
 // browser is a headless chromium driven by chromedp that records every

@@ -56,6 +56,9 @@ type Query struct {
 	Filters []Filter `json:"filters,omitempty"` // on dimensions (WHERE) or measures (HAVING)
 	Sorts   []Sort   `json:"sorts,omitempty"`   // default: the first measure, descending
 	Limit   int      `json:"limit,omitempty"`   // default DefaultLimit
+	// Pivots are selected dimensions whose values become columns: the
+	// answer is a pivot table (pivot.go).
+	Pivots []string `json:"pivots,omitempty"`
 }
 
 // Sort orders by a selected field.
@@ -76,7 +79,10 @@ type Column struct {
 type Compiled struct {
 	SQL     string   `json:"sql"`
 	Columns []Column `json:"columns"`
-	Limit   int      `json:"limit"`
+	Limit   int      `json:"limit"` // the rows the SQL answers at most
+	// Pivot is set when the query pivots: the SQL's rows are then the
+	// cells and the rows' totals, which Pivoted turns into a PivotTable.
+	Pivot *Pivot `json:"pivot,omitempty"`
 	// Window is the shortest span of the query's "in the past" filters
 	// (the query's own and its measures'), 0 without one: how far the
 	// answer is from a fixed window, a cache's measure of staleness.
@@ -137,20 +143,34 @@ func (m *Model) Compile(q Query, d Dialect) (*Compiled, error) {
 // same SQL exactly as long as the model is the same, which makes the SQL
 // at a fixed now a cache key.
 func (m *Model) CompileAt(q Query, d Dialect, now time.Time) (*Compiled, error) {
+	if len(q.Pivots) > 0 {
+		return m.compilePivot(q, d, now)
+	}
+	out, order, err := m.compile(q, d, now)
+	if err != nil {
+		return nil, err
+	}
+	out.SQL += " ORDER BY " + strings.Join(order, ", ") + " LIMIT " + strconv.Itoa(out.Limit)
+	return out, nil
+}
+
+// compile turns q into a SELECT without ORDER BY and LIMIT, and returns
+// the ORDER BY's terms.
+func (m *Model) compile(q Query, d Dialect, now time.Time) (*Compiled, []string, error) {
 	e, ok := m.Explores[q.Explore]
 	if !ok {
-		return nil, qerr("explore", "no explore %q%s", q.Explore, didYouMean(q.Explore, m.Order))
+		return nil, nil, qerr("explore", "no explore %q%s", q.Explore, didYouMean(q.Explore, m.Order))
 	}
 	c := m.compiler(e, d, now)
 	if len(q.Fields) == 0 {
-		return nil, qerr("fields", "choose at least one field of %s", strings.Join(c.aliasNames(), ", "))
+		return nil, nil, qerr("fields", "choose at least one field of %s", strings.Join(c.aliasNames(), ", "))
 	}
 	limit := q.Limit
 	switch {
 	case limit == 0:
 		limit = DefaultLimit
 	case limit < 0 || limit > MaxLimit:
-		return nil, qerr("limit", "%d is not a limit from 1 to %d", limit, MaxLimit)
+		return nil, nil, qerr("limit", "%d is not a limit from 1 to %d", limit, MaxLimit)
 	}
 
 	var dims, measures []ref
@@ -159,10 +179,10 @@ func (m *Model) CompileAt(q Query, d Dialect, now time.Time) (*Compiled, error) 
 	for i, name := range q.Fields {
 		r, err := c.resolve(fmt.Sprintf("fields[%d]", i), name)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if _, dup := selected[name]; dup {
-			return nil, qerr(fmt.Sprintf("fields[%d]", i), "%s is selected twice", name)
+			return nil, nil, qerr(fmt.Sprintf("fields[%d]", i), "%s is selected twice", name)
 		}
 		selected[name] = 0 // its column is numbered below
 		if r.field.Kind == "dimension" {
@@ -193,7 +213,7 @@ func (m *Model) CompileAt(q Query, d Dialect, now time.Time) (*Compiled, error) 
 		p := fmt.Sprintf("filters[%d]", i)
 		r, err := c.resolve(p+".field", f.Field)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		needed[r.alias] = true
 		if r.field.Kind == "measure" {
@@ -203,7 +223,7 @@ func (m *Model) CompileAt(q Query, d Dialect, now time.Time) (*Compiled, error) 
 		}
 		s, err := filterSQL(d, r.field, c.dimSQL(r.alias, r.view, r.field), f, c.clock)
 		if err != nil {
-			return nil, &QueryError{Path: p, Message: err.Error()}
+			return nil, nil, &QueryError{Path: p, Message: err.Error()}
 		}
 		where = append(where, s)
 	}
@@ -211,7 +231,7 @@ func (m *Model) CompileAt(q Query, d Dialect, now time.Time) (*Compiled, error) 
 	for i, s := range q.Sorts {
 		n, ok := selected[s.Field]
 		if !ok {
-			return nil, qerr(fmt.Sprintf("sorts[%d].field", i), "%q is not among the selected fields: sort by one of %s", s.Field, strings.Join(q.Fields, ", "))
+			return nil, nil, qerr(fmt.Sprintf("sorts[%d].field", i), "%q is not among the selected fields: sort by one of %s", s.Field, strings.Join(q.Fields, ", "))
 		}
 		dir := "ASC"
 		if s.Desc {
@@ -237,7 +257,7 @@ func (m *Model) CompileAt(q Query, d Dialect, now time.Time) (*Compiled, error) 
 			if i >= len(measures) {
 				p = mfilters[i-len(measures)].p + ".field"
 			}
-			return nil, &QueryError{Path: p, Message: err.Error()}
+			return nil, nil, &QueryError{Path: p, Message: err.Error()}
 		}
 		for _, pr := range ps {
 			needed[pr.alias] = true
@@ -254,7 +274,7 @@ func (m *Model) CompileAt(q Query, d Dialect, now time.Time) (*Compiled, error) 
 		}
 		if c.e.fanningJoin(r.alias, joins) != nil {
 			if r.view.pk == nil {
-				return nil, qerr("fields", "the joins repeat the rows of %s and view %s has no primary key to count each row once: add primary_key: true to its model", r.alias, r.view.Name)
+				return nil, nil, qerr("fields", "the joins repeat the rows of %s and view %s has no primary key to count each row once: add primary_key: true to its model", r.alias, r.view.Name)
 			}
 			fanned[r.alias] = true
 		}
@@ -335,7 +355,7 @@ func (m *Model) CompileAt(q Query, d Dialect, now time.Time) (*Compiled, error) 
 	for _, mf := range mfilters {
 		s, err := filterSQL(d, mf.r.field, agg.measure(mf.r.alias, mf.r.view, mf.r.field.measure), mf.f, c.clock)
 		if err != nil {
-			return nil, &QueryError{Path: mf.p, Message: err.Error()}
+			return nil, nil, &QueryError{Path: mf.p, Message: err.Error()}
 		}
 		having = append(having, s)
 	}
@@ -361,13 +381,11 @@ func (m *Model) CompileAt(q Query, d Dialect, now time.Time) (*Compiled, error) 
 	if len(having) > 0 {
 		b.WriteString(" HAVING " + strings.Join(having, " AND "))
 	}
-	b.WriteString(" ORDER BY " + strings.Join(order, ", "))
-	b.WriteString(" LIMIT " + strconv.Itoa(limit))
 	out.SQL = b.String()
 	if !c.clock.latest.IsZero() {
 		out.Window = now.Sub(c.clock.latest)
 	}
-	return out, nil
+	return out, order, nil
 }
 
 // resolve finds a field named view.field in the explore.

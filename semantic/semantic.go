@@ -15,7 +15,8 @@
 //     checked and quoted for the engine; names only as declared in the model.
 //
 // load.go reads the YAML, validate.go checks what it means, compile.go
-// turns a Query into SQL and describe.go lists the fields for the UI.
+// turns a Query into SQL, pivot.go a query with pivots into SQL for a pivot
+// table, and describe.go lists the fields for the UI.
 package semantic
 
 import (

@@ -18,8 +18,9 @@ import (
 //
 //	GET  /api/v1/explores  every explore with its views and fields, for the UI
 //	POST /api/v1/explore   a query (ExploreRequest) compiled for the active
-//	                       engine and run: {"sql", "columns", "rows"}; with
-//	                       "dry_run": true only {"sql", "columns"}
+//	                       engine and run: {"sql", "columns", "rows"}, and
+//	                       "pivot" when it pivots; with "dry_run": true
+//	                       only {"sql", "columns"}
 //
 // A query the model cannot answer (an unknown field, a bad operator, a value
 // of the wrong type) is a 400 whose message names the part of the query:
@@ -119,7 +120,11 @@ func explore(ctx context.Context, o Options, name string, c *semantic.Compiled, 
 		return http.StatusInternalServerError, errorBody(err.Error())
 	}
 	c.Normalize(res.Rows)
-	return http.StatusOK, ExploreResponse{SQL: c.SQL, Columns: c.Columns, Rows: res.Rows, Truncated: res.Truncated, RanAt: ranAt}
+	out := ExploreResponse{SQL: c.SQL, Columns: c.Columns, Rows: res.Rows, Truncated: res.Truncated, RanAt: ranAt}
+	if c.Pivot != nil {
+		out.Rows, out.Pivot = c.Pivoted(res.Rows)
+	}
+	return http.StatusOK, out
 }
 
 func errorBody(msg string) map[string]string { return map[string]string{"error": msg} }
@@ -135,12 +140,14 @@ type ExploreRequest struct {
 
 // ExploreResponse is the answer of POST /api/v1/explore: the SQL that ran,
 // the columns (named view.field, dimensions first) and the rows. A dry run
-// answers only sql and columns.
+// answers only sql and columns. A query with pivots answers its cells as
+// rows and the table in pivot.
 type ExploreResponse struct {
-	SQL       string            `json:"sql"`
-	Columns   []semantic.Column `json:"columns"`
-	Rows      [][]any           `json:"rows"`
-	Truncated bool              `json:"truncated,omitempty"`
+	SQL       string               `json:"sql"`
+	Columns   []semantic.Column    `json:"columns"`
+	Rows      [][]any              `json:"rows"`
+	Truncated bool                 `json:"truncated,omitempty"`
+	Pivot     *semantic.PivotTable `json:"pivot,omitempty"`
 	// RanAt is when the query ran: an answer from the cache (the header
 	// X-Sluice-Cache: hit) is as of then.
 	RanAt time.Time `json:"ran_at"`

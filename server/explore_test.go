@@ -311,6 +311,12 @@ func TestExploreBadQueries(t *testing.T) {
 		{`{"explore": "orders", "fields": ["orders.count"], "sorts": [{"field": "orders.total_revenue"}]}`, `sorts[0].field: "orders.total_revenue" is not among the selected fields`},
 		{`{"explore": "orders", "fields": ["orders.count"], "limit": 1000000}`, `limit: 1000000 is not a limit`},
 		{`{"explore": "orders", "fields": ["orders.count"], "colour": "red"}`, `unknown field "colour"`},
+		{`{"explore": "orders", "fields": ["users.country", "orders.count"], "pivots": ["orders.status"]}`, `pivots[0]: "orders.status" is not among the selected fields: pivot on one of the selected dimensions (users.country)`},
+		{`{"explore": "orders", "fields": ["users.country", "orders.count"], "pivots": ["orders.count"]}`, `pivots[0]: orders.count is a measure: pivot on a dimension`},
+		{`{"explore": "orders", "fields": ["users.country", "orders.status", "orders.count"], "pivots": ["users.country", "users.country"]}`, `pivots[1]: users.country is pivoted twice`},
+		{`{"explore": "orders", "fields": ["users.country", "orders.status"], "pivots": ["orders.status"]}`, `pivots: a pivot shows measures under each value of orders.status: select a measure`},
+		{`{"explore": "orders", "fields": ["users.country", "orders.status", "orders.count"], "pivots": ["orders.status"], "sorts": [{"field": "orders.total_revenue"}]}`, `sorts[0].field: "orders.total_revenue" is not among the selected fields`},
+		{`{"explore": "orders", "fields": ["users.country", "orders.status", "orders.count"], "pivots": ["orders.status"], "filters": [{"field": "orders.count", "op": ">", "value": "x"}]}`, `filters[0]: values[0]: "x" is not a number`},
 	} {
 		code, body := call(t, "POST", url, tc.query, "")
 		if code != http.StatusBadRequest || !strings.Contains(body, strings.ReplaceAll(tc.want, `"`, `\"`)) {

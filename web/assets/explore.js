@@ -1,7 +1,8 @@
 // Explore: pick an explore's dimensions, measures and filters (GET
 // /api/v1/explores), run the query (POST /api/v1/explore) and show the answer
-// as a table and a chart, with the SQL it compiled to. The whole selection
-// lives in the URL's query string, so a link shows the same answer.
+// as a table — a pivot table when dimensions are pivoted — and a chart, with
+// the SQL it compiled to. The whole selection lives in the URL's query
+// string, so a link shows the same answer.
 "use strict";
 (() => {
   const { api, el, status } = sluice;
@@ -16,13 +17,15 @@
   const manyValues = op => op === "in" || op === "not in" || op === "between";
 
   // The selection as a query string: explore, fields (comma-separated),
-  // f (one per filter: field|op|value, values comma-separated), sort, desc,
-  // limit, viz.
+  // pivots (comma-separated), f (one per filter: field|op|value, values
+  // comma-separated), sort, desc, limit, viz.
   function state() {
     const p = new URLSearchParams();
     p.set("explore", nameSel.value);
     const fields = selected();
     if (fields.length) p.set("fields", fields.join(","));
+    const pivots = chosenPivots();
+    if (pivots.length) p.set("pivots", pivots.join(","));
     for (const f of filters()) p.append("f", [f.field, f.op, f.text].join("|"));
     if (sortSel.value) p.set("sort", sortSel.value);
     if ($("explore-desc-sort").checked) p.set("desc", "1");
@@ -41,7 +44,7 @@
       const [field, op, ...rest] = f.split("|");
       addFilter(field, op, rest.join("|"));
     }
-    sorts();
+    choices(new Set((p.get("pivots") || "").split(",").filter(Boolean)));
     if (p.get("sort")) sortSel.value = p.get("sort");
     $("explore-desc-sort").checked = p.get("desc") === "1";
     if (p.get("limit")) $("explore-limit").value = p.get("limit");
@@ -60,15 +63,25 @@
       if (!fs.length) return null;
       return el("fieldset", {}, el("legend", {}, `${v.label || v.name} · ${kind}s`),
         fs.map(f => el("label", { class: kind, title: f.description || f.name },
-          el("input", { type: "checkbox", value: f.name, onchange: sorts }), " ", f.label || f.name)));
+          el("input", { type: "checkbox", value: f.name, onchange: () => choices() }), " ", f.label || f.name)));
     })).filter(Boolean));
-    sorts();
+    choices();
   }
 
-  function sorts() {
+  // choices offers the selected fields to sort by and the selected
+  // dimensions to pivot on, keeping what was chosen (or the pivots given).
+  function choices(pivots) {
     const keep = sortSel.value;
     sortSel.replaceChildren(el("option", { value: "" }, "default"), ...selected().map(f => el("option", { value: f }, label(f))));
     if ([...sortSel.options].some(o => o.value === keep)) sortSel.value = keep;
+    const want = pivots || new Set(chosenPivots());
+    const dims = selected().filter(f => (fieldsOf(current()).find(x => x.name === f) || {}).kind === "dimension");
+    $("explore-pivots").replaceChildren(...dims.map(f => el("label", {}, el("input", { type: "checkbox", value: f, checked: want.has(f) }), " ", label(f))));
+    $("explore-pivot-bar").hidden = !dims.length;
+  }
+
+  function chosenPivots() {
+    return [...document.querySelectorAll("#explore-pivots input:checked")].map(c => c.value);
   }
 
   function label(name) {
@@ -119,6 +132,8 @@
       }),
       limit: Number($("explore-limit").value) || 500,
     };
+    const pivots = chosenPivots();
+    if (pivots.length) q.pivots = pivots;
     if (sortSel.value) q.sorts = [{ field: sortSel.value, desc: $("explore-desc-sort").checked }];
     return q;
   }
@@ -134,21 +149,28 @@
       $("explore-sql").textContent = res.sql;
       table(res);
       draw(res);
-      status("explore-status", `${res.rows.length} rows in ${Math.round(performance.now() - t0)} ms`);
+      const size = res.pivot ? `${res.pivot.rows.length} rows × ${res.pivot.values.length} values` : `${res.rows.length} rows`;
+      status("explore-status", `${size} in ${Math.round(performance.now() - t0)} ms`);
     } catch (e) {
       status("explore-status", e.message, true);
     }
   }
 
   function table(res) {
-    $("explore-result").replaceChildren(viz.table(res, "explore-table"));
+    if (!res.pivot) {
+      $("explore-result").replaceChildren(viz.table(res, "explore-table"));
+      return;
+    }
+    $("explore-result").replaceChildren(...viz.pivotNotes(res).map(n => el("p", { class: "notice" }, n)), viz.pivotTable(res, "explore-table"));
   }
 
   // kind picks the chart: a time dimension first draws lines, other
-  // dimensions bars, measures alone one number.
+  // dimensions bars, measures alone one number. A pivot's own dimensions
+  // do not count: over time it draws a line per pivot value.
   function kind(res) {
     if (vizSel.value !== "auto") return vizSel.value;
-    const dims = res.columns.filter(c => c.kind === "dimension");
+    const pivoted = new Set(res.pivot ? res.pivot.fields : []);
+    const dims = res.columns.filter(c => c.kind === "dimension" && !pivoted.has(c.name));
     if (!dims.length) return "number";
     return dims[0].type === "time" ? "line" : "bar";
   }
