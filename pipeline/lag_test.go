@@ -38,11 +38,11 @@ func TestLag(t *testing.T) {
 			}
 			lag := func() uint64 {
 				t.Helper()
-				n, ok, err := pipeline.Lag(ctx, b, "p", c.Pipelines["p"])
-				if err != nil || !ok {
-					t.Fatalf("lag: %v %v", ok, err)
+				lag, err := pipeline.Lag(ctx, b, "p", c.Pipelines["p"])
+				if _, ok := lag["events"]; err != nil || !ok || len(lag) != 1 {
+					t.Fatalf("lag: %v %v", lag, err)
 				}
-				return n
+				return lag["events"]
 			}
 			publish := func(msgs int) {
 				for i := range msgs {

@@ -785,38 +785,37 @@ func (p *Pipeline) save(ctx context.Context, next map[string]uint64, force bool)
 	return nil
 }
 
-// Lag is how many messages of a pipeline's bus inputs it has not read yet,
-// as its checkpoints say, wherever its workers run: per input, from the
+// Lag is how many messages of each of a pipeline's bus inputs it has not
+// read yet, as its checkpoints say, wherever its workers run: from the
 // stream's last message back to the worker furthest behind (each worker
-// reads the whole stream and processes its share of it), summed over the
-// inputs. A worker without a checkpoint yet has read nothing (or, with
-// start: now, everything). ok is false when the pipeline reads no stream of
-// the bus (a Kafka input's lag is its consumer group's).
-func Lag(ctx context.Context, b *bus.Bus, name string, c config.Pipeline) (lag uint64, ok bool, err error) {
+// reads the whole stream and processes its share of it). A worker without
+// a checkpoint yet has read nothing (or, with start: now, everything).
+// Kafka inputs are not in it: their lag is their consumer group's.
+func Lag(ctx context.Context, b *bus.Bus, name string, c config.Pipeline) (map[string]uint64, error) {
 	parts := max(c.Workers, 1)
 	cps := make([]checkpoint, parts)
 	for i := range parts {
 		data, _, err := b.GetState(ctx, checkpointKey(name, i, parts))
 		if err != nil {
-			return 0, false, fmt.Errorf("pipeline %s: checkpoint: %w", name, err)
+			return nil, fmt.Errorf("pipeline %s: checkpoint: %w", name, err)
 		}
 		if data != nil {
 			if err := json.Unmarshal(data, &cps[i]); err != nil {
-				return 0, false, fmt.Errorf("pipeline %s: checkpoint: %w", name, err)
+				return nil, fmt.Errorf("pipeline %s: checkpoint: %w", name, err)
 			}
 		}
 	}
+	lag := map[string]uint64{}
 	for _, s := range c.From {
 		if config.IsKafkaURL(s) {
 			continue
 		}
 		info, err := b.Info(ctx, s)
 		if err != nil {
-			return 0, false, fmt.Errorf("pipeline %s: %w", name, err)
+			return nil, fmt.Errorf("pipeline %s: %w", name, err)
 		}
-		ok = true
 		head := info.LastSeq + 1
-		behind := uint64(0)
+		lag[s] = 0
 		for _, cp := range cps {
 			next, has := cp.Read[s]
 			if !has {
@@ -829,12 +828,11 @@ func Lag(ctx context.Context, b *bus.Bus, name string, c config.Pipeline) (lag u
 				}
 			}
 			if next = max(next, info.FirstSeq); next < head {
-				behind = max(behind, head-next)
+				lag[s] = max(lag[s], head-next)
 			}
 		}
-		lag += behind
 	}
-	return lag, ok, nil
+	return lag, nil
 }
 
 func sortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }
