@@ -104,7 +104,7 @@ type uiPage struct {
 }
 
 var uiPages = []uiPage{
-	{"overview", "/", `document.querySelectorAll('#flow svg g.node').length >= 8 && document.querySelectorAll('#flow svg path.edge').length >= 6 && document.querySelector('#flow g[data-id="c:enrich"] text.stats').textContent.includes('total') && !!document.querySelector('#rate-chart canvas')`},
+	{"overview", "/", `document.querySelectorAll('#flow svg g.node').length >= 8 && document.querySelectorAll('#flow svg path.edge').length >= 6 && document.querySelector('#flow g[data-id="c:enrich"] text.stats').textContent.includes('total') && ['c:enrich', 'c:purchases', 'c:archive events', 'c:rollup pageviews_1m'].every(id => /^lag \d/.test(document.querySelector('#flow g[data-id="' + id + '"] text.stats:last-of-type').textContent)) && !!document.querySelector('#rate-chart canvas')`},
 	{"explore", "/explore?explore=events&fields=events.page_url,events.events,events.users&f=" + url.QueryEscape("events.event|=|page_view"), `document.querySelectorAll('#explore-table tbody tr').length >= 3 && document.querySelectorAll('#explore-chart svg.bars rect').length >= 3`},
 	{"dashboards", "/dashboards", `document.querySelectorAll('#dashboards tbody tr a').length === 1`},
 	{"dashboard", "/dashboards/test", `document.querySelectorAll('#tiles .tile').length === 6 && document.querySelectorAll('#tiles .big-number').length === 2 && document.querySelectorAll('#tiles svg.bars rect').length >= 4 && !!document.querySelector('#tiles .tile-area canvas') && document.querySelectorAll('#tiles table tbody tr').length >= 2`},
