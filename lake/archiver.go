@@ -191,6 +191,7 @@ func (a *Archiver) flushRetrying(ctx context.Context) error {
 			return nil
 		}
 		a.log.Error("archive flush failed; retrying", "first_seq", a.first, "last_seq", a.last, "err", err)
+		archiveFlushFailures.WithLabelValues(a.o.Table.Name).Inc()
 		select {
 		case <-time.After(backoff):
 		case <-ctx.Done():

@@ -22,4 +22,8 @@ var (
 		Name: "sluice_archive_bytes_total",
 		Help: "Parquet bytes written to the lake, by table.",
 	}, []string{"table"})
+	archiveFlushFailures = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "sluice_archive_flush_failures_total",
+		Help: "Flushes to the lake that failed and are retried, by table.",
+	}, []string{"table"})
 )

@@ -39,6 +39,7 @@ import (
 	"github.com/sluice-data/sluice/enrich/iglu"
 	"github.com/sluice-data/sluice/jobs"
 	"github.com/sluice-data/sluice/lake"
+	"github.com/sluice-data/sluice/pipeline"
 	"github.com/sluice-data/sluice/semantic"
 	"github.com/sluice-data/sluice/server"
 	"github.com/sluice-data/sluice/warehouse"
@@ -441,10 +442,13 @@ func (n *Node) SyslogAddrs() []string {
 // Errors delivers fatal errors of the stages.
 func (n *Node) Errors() <-chan error { return n.errs }
 
-// watchLag publishes consumer lag for /metrics.
+// watchLag publishes consumer lag for /metrics: enrich's, the archivers',
+// the pipelines' (stage pipeline/<name>, per input) and the rollups'
+// (stage rollup/<name>). A pipeline gone in a reload takes its gauges along.
 func (n *Node) watchLag(ctx context.Context) {
 	t := time.NewTicker(2 * time.Second)
 	defer t.Stop()
+	var shown map[[2]string]bool
 	for first := true; ; first = false {
 		if !first {
 			select {
@@ -453,17 +457,44 @@ func (n *Node) watchLag(ctx context.Context) {
 			case <-t.C:
 			}
 		}
-		if lag, err := n.enr.Lag(ctx); err == nil {
-			consumerLag.WithLabelValues(sluice.StreamRaw, "enrich").Set(float64(lag))
+		now := map[[2]string]bool{}
+		set := func(stream, stage string, lag uint64, err error) {
+			now[[2]string{stream, stage}] = true
+			if err == nil {
+				consumerLag.WithLabelValues(stream, stage).Set(float64(lag))
+			}
 		}
+		lag, err := n.enr.Lag(ctx)
+		set(sluice.StreamRaw, "enrich", lag, err)
 		n.archMu.Lock()
 		arch := slices.Clone(n.arch)
 		n.archMu.Unlock()
 		for _, a := range arch {
-			if lag, err := a.Lag(ctx); err == nil {
-				consumerLag.WithLabelValues(a.Stream(), "archive").Set(float64(lag))
+			lag, err := a.Lag(ctx)
+			set(a.Stream(), "archive", lag, err)
+		}
+		n.pipesMu.Lock()
+		pipes := maps.Clone(n.cfg.Pipelines)
+		n.pipesMu.Unlock()
+		for name, p := range pipes {
+			lags, err := pipeline.Lag(ctx, n.bus, name, p)
+			for stream, lag := range lags {
+				set(stream, "pipeline/"+name, lag, err)
 			}
 		}
+		if n.roll != nil {
+			for name, r := range n.roll.runners {
+				if lag, ok, err := r.Lag(ctx); ok {
+					set(cmp(n.cfg.Rollups[name].From, sluice.StreamEvents), "rollup/"+name, lag, err)
+				}
+			}
+		}
+		for k := range shown {
+			if !now[k] {
+				consumerLag.DeleteLabelValues(k[0], k[1])
+			}
+		}
+		shown = now
 	}
 }
 

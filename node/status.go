@@ -10,13 +10,16 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/sluice-data/sluice"
+	"github.com/sluice-data/sluice/pipeline"
 	"github.com/sluice-data/sluice/server"
 )
 
 // Status describes this node's flow with its numbers, for GET
 // /api/v1/status: the components come from the config, the counts from the
 // process's Prometheus metrics (what /metrics shows), the streams from the
-// bus.
+// bus, and the lags from the positions of the stages that read them (a
+// durable consumer's, an archiver's committed position, a pipeline's
+// checkpoints, a rollup's count) against the streams' last message.
 func (n *Node) Status(ctx context.Context) (*server.Status, error) {
 	st := &server.Status{Time: time.Now().UTC()}
 	names, err := n.bus.Streams(ctx)
@@ -71,12 +74,12 @@ func (n *Node) Status(ctx context.Context) (*server.Status, error) {
 		}
 		add(c)
 	}
-	enrichLag := m.lag(sluice.StreamRaw, "enrich")
+	enrichLag, err := n.enr.Lag(ctx)
 	add(server.ComponentStatus{Name: "enrich", Kind: "stage", From: []string{sluice.StreamRaw},
 		To: []string{sluice.StreamEvents, sluice.StreamBad, sluice.StreamLogs}, HasTotal: true,
 		Total:  m.sum("sluice_enrich_events_total", func(l map[string]string) bool { return l["result"] == "enriched" || l["result"] == "log" }),
 		Errors: m.sum("sluice_enrich_events_total", func(l map[string]string) bool { return l["result"] == "bad" }),
-		Lag:    enrichLag})
+		Lag:    lag(enrichLag, err)})
 	for _, name := range slices.Sorted(maps.Keys(cfg.Pipelines)) {
 		p := cfg.Pipelines[name]
 		c := server.ComponentStatus{Name: name, Kind: "pipeline", From: slices.Clone([]string(p.From)), HasTotal: true}
@@ -90,6 +93,9 @@ func (n *Node) Status(ctx context.Context) (*server.Status, error) {
 		is := func(l map[string]string) bool { return l["pipeline"] == name }
 		c.Total = m.sum("sluice_pipeline_events_in_total", is)
 		c.Errors = m.sum("sluice_pipeline_bad_total", is)
+		if l, err := pipeline.Lag(ctx, n.bus, name, p); err == nil && len(l) > 0 {
+			c.Lag = lag(sum(l), nil)
+		}
 		add(c)
 	}
 	n.archMu.Lock()
@@ -97,14 +103,42 @@ func (n *Node) Status(ctx context.Context) (*server.Status, error) {
 	n.archMu.Unlock()
 	for i, a := range arch {
 		table := tables[i]
+		is := func(l map[string]string) bool { return l["table"] == table }
+		archLag, err := a.Lag(ctx)
 		add(server.ComponentStatus{Name: "archive " + table, Kind: "sink", From: []string{a.Stream()}, To: []string{"lake/" + table}, HasTotal: true,
-			Total: m.sum("sluice_archive_rows_total", func(l map[string]string) bool { return l["table"] == table }),
-			Lag:   m.lag(a.Stream(), "archive")})
+			Total:  m.sum("sluice_archive_rows_total", is),
+			Errors: m.sum("sluice_archive_flush_failures_total", is),
+			Lag:    lag(archLag, err)})
 	}
 	for _, name := range slices.Sorted(maps.Keys(cfg.Rollups)) {
-		add(server.ComponentStatus{Name: "rollup " + name, Kind: "sink", From: []string{cmp(cfg.Rollups[name].From, sluice.StreamEvents)}, To: []string{"rollup/" + name}})
+		is := func(l map[string]string) bool { return l["rollup"] == name }
+		c := server.ComponentStatus{Name: "rollup " + name, Kind: "sink", From: []string{cmp(cfg.Rollups[name].From, sluice.StreamEvents)}, To: []string{"rollup/" + name},
+			HasTotal: true, Total: m.sum("sluice_rollup_events_total", is), Errors: m.sum("sluice_rollup_skipped_total", is)}
+		if n.roll != nil && n.roll.runners[name] != nil {
+			if l, ok, err := n.roll.runners[name].Lag(ctx); ok {
+				c.Lag = lag(l, err)
+			}
+		}
+		add(c)
 	}
 	return st, nil
+}
+
+// lag is a measured lag for the status (nil: not measured).
+func lag(v uint64, err error) *float64 {
+	if err != nil {
+		return nil
+	}
+	f := float64(v)
+	return &f
+}
+
+func sum(m map[string]uint64) uint64 {
+	var t uint64
+	for _, v := range m {
+		t += v
+	}
+	return t
 }
 
 func cmp(s, def string) string {
@@ -133,19 +167,4 @@ func (m metrics) sum(name string, match func(labels map[string]string) bool) flo
 		total += x.GetCounter().GetValue() + x.GetGauge().GetValue()
 	}
 	return total
-}
-
-// lag is a stage's consumer lag on a stream (nil when not measured yet).
-func (m metrics) lag(stream, stage string) *float64 {
-	for _, x := range m["sluice_consumer_lag_messages"] {
-		l := map[string]string{}
-		for _, p := range x.GetLabel() {
-			l[p.GetName()] = p.GetValue()
-		}
-		if l["stream"] == stream && l["stage"] == stage {
-			v := x.GetGauge().GetValue()
-			return &v
-		}
-	}
-	return nil
 }

@@ -108,7 +108,7 @@ type uiPage struct {
 }
 
 var uiPages = []uiPage{
-	{"overview", "/", `document.querySelectorAll('#flow svg g.node').length >= 8 && document.querySelectorAll('#flow svg path.edge').length >= 6 && document.querySelector('#flow g[data-id="c:enrich"] text.stats').textContent.includes('total') && !!document.querySelector('#rate-chart canvas')`},
+	{"overview", "/", `document.querySelectorAll('#flow svg g.node').length >= 8 && document.querySelectorAll('#flow svg path.edge').length >= 6 && document.querySelector('#flow g[data-id="c:enrich"] text.stats').textContent.includes('total') && ['c:enrich', 'c:purchases', 'c:archive events', 'c:rollup pageviews_1m'].every(id => /^lag \d/.test(document.querySelector('#flow g[data-id="' + id + '"] text.stats:last-of-type').textContent)) && !!document.querySelector('#rate-chart canvas')`},
 	{"explore", "/explore?explore=events&fields=events.page_url,events.event,events.events,events.users&pivots=events.event&sort=events.page_url&f=" + url.QueryEscape("events.page_url|is not null|"),
 		`document.querySelectorAll('#explore-table.pivot tbody tr').length >= 3 && document.querySelectorAll('#explore-chart svg.bars rect').length >= 3`},
 	{"dashboards", "/dashboards", `document.querySelectorAll('#dashboards tbody tr a').length === 1`},

@@ -114,6 +114,9 @@ type Pipeline struct {
 	// readers are the bus inputs (their memory is measured).
 	readers []*bus.Reader
 	saved   time.Time
+	// savedNext is the next message to read, per input, that the last
+	// checkpoint saved (nil: none saved by this run).
+	savedNext map[string]uint64
 
 	lakes     map[string]*lakeOut // schemas of the lake outputs, by table
 	kafka     []*kafkaInput       // of this run
@@ -132,6 +135,11 @@ type Pipeline struct {
 type checkpoint struct {
 	// Positions: per input stream, the next message to read.
 	Positions map[string]uint64 `json:"positions"`
+	// Read: per input stream, the next message the pipeline would have
+	// read, where Positions wait for an open window's first message (with
+	// a window only; else they are the same). The pipeline's lag is
+	// measured from it.
+	Read map[string]uint64 `json:"read,omitempty"`
 	// Final: windows ending at or before it were emitted for good.
 	Final time.Time `json:"final,omitzero"`
 	Saved time.Time `json:"saved"`
@@ -183,13 +191,16 @@ func New(o Options) (*Pipeline, error) {
 	return p, nil
 }
 
-// stateKey is where the checkpoint is: pipeline.<name> for one worker,
-// pipeline.<name>.<i>of<n> for worker i of n.
-func (p *Pipeline) stateKey() string {
-	if p.parts > 1 {
-		return fmt.Sprintf("pipeline.%s.%dof%d", p.o.Name, p.part, p.parts)
+// stateKey is where the checkpoint is.
+func (p *Pipeline) stateKey() string { return checkpointKey(p.o.Name, p.part, p.parts) }
+
+// checkpointKey is where a pipeline's checkpoint is: pipeline.<name> for
+// one worker, pipeline.<name>.<i>of<n> for worker i of n.
+func checkpointKey(name string, part, parts int) string {
+	if parts > 1 {
+		return fmt.Sprintf("pipeline.%s.%dof%d", name, part, parts)
 	}
-	return "pipeline." + p.o.Name
+	return "pipeline." + name
 }
 
 // keyed tells whether events are split between workers by key (else by
@@ -236,6 +247,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			}
 		}
 	}
+	p.savedNext = nil
 	p.log.Info("pipeline starting", "positions", cp.Positions, "final", cp.Final)
 	defer p.producers.close()
 	in := make(chan item, p.o.MaxBatch)
@@ -309,6 +321,15 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		case now := <-tick.C:
 			held()
 			if p.win == nil || now.Sub(lastEvent) < p.win.idle() {
+				// Saves are at most twice a second, so the last batch's
+				// may have been left out: saved now, the checkpoint (and
+				// the lag measured from it) does not stay behind while no
+				// message comes.
+				if !maps.Equal(last, p.savedNext) {
+					if err := p.save(ctx, last, false); err != nil && ctx.Err() == nil {
+						return err
+					}
+				}
 				continue
 			}
 			// Nothing new for a while: time moves on by the clock, so the
@@ -730,12 +751,16 @@ func (p *Pipeline) save(ctx context.Context, next map[string]uint64, force bool)
 				cp.Positions[s] = q
 			}
 		}
+		if !maps.Equal(cp.Positions, next) {
+			cp.Read = maps.Clone(next)
+		}
 	}
 	offsets := map[string]uint64{}
 	for s, q := range cp.Positions {
 		if _, _, ok := parseKafkaStream(s); ok {
 			offsets[s] = q
 			delete(cp.Positions, s)
+			delete(cp.Read, s)
 		}
 	}
 	data, _ := json.Marshal(cp)
@@ -746,7 +771,7 @@ func (p *Pipeline) save(ctx context.Context, next map[string]uint64, force bool)
 	if err != nil {
 		return err
 	}
-	p.rev, p.saved = rev, time.Now()
+	p.rev, p.saved, p.savedNext = rev, time.Now(), maps.Clone(next)
 	if len(p.others) > 0 && p.part == 0 {
 		p.dropOthers(ctx)
 	}
@@ -758,6 +783,56 @@ func (p *Pipeline) save(ctx context.Context, next map[string]uint64, force bool)
 		}
 	}
 	return nil
+}
+
+// Lag is how many messages of each of a pipeline's bus inputs it has not
+// read yet, as its checkpoints say, wherever its workers run: from the
+// stream's last message back to the worker furthest behind (each worker
+// reads the whole stream and processes its share of it). A worker without
+// a checkpoint yet has read nothing (or, with start: now, everything).
+// Kafka inputs are not in it: their lag is their consumer group's.
+func Lag(ctx context.Context, b *bus.Bus, name string, c config.Pipeline) (map[string]uint64, error) {
+	parts := max(c.Workers, 1)
+	cps := make([]checkpoint, parts)
+	for i := range parts {
+		data, _, err := b.GetState(ctx, checkpointKey(name, i, parts))
+		if err != nil {
+			return nil, fmt.Errorf("pipeline %s: checkpoint: %w", name, err)
+		}
+		if data != nil {
+			if err := json.Unmarshal(data, &cps[i]); err != nil {
+				return nil, fmt.Errorf("pipeline %s: checkpoint: %w", name, err)
+			}
+		}
+	}
+	lag := map[string]uint64{}
+	for _, s := range c.From {
+		if config.IsKafkaURL(s) {
+			continue
+		}
+		info, err := b.Info(ctx, s)
+		if err != nil {
+			return nil, fmt.Errorf("pipeline %s: %w", name, err)
+		}
+		head := info.LastSeq + 1
+		lag[s] = 0
+		for _, cp := range cps {
+			next, has := cp.Read[s]
+			if !has {
+				next, has = cp.Positions[s]
+			}
+			if !has {
+				next = 1
+				if c.Start == "now" {
+					next = head
+				}
+			}
+			if next = max(next, info.FirstSeq); next < head {
+				lag[s] = max(lag[s], head-next)
+			}
+		}
+	}
+	return lag, nil
 }
 
 func sortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }

@@ -407,11 +407,7 @@ func (p *Pipeline) inherit(ctx context.Context, cp *checkpoint) error {
 // every worker of the new number saved its own.
 func (p *Pipeline) dropOthers(ctx context.Context) {
 	for i := range p.parts {
-		key := "pipeline." + p.o.Name
-		if p.parts > 1 {
-			key = fmt.Sprintf("pipeline.%s.%dof%d", p.o.Name, i, p.parts)
-		}
-		data, _, err := p.o.Bus.GetState(ctx, key)
+		data, _, err := p.o.Bus.GetState(ctx, checkpointKey(p.o.Name, i, p.parts))
 		if err != nil || data == nil {
 			return // not yet
 		}

@@ -58,7 +58,7 @@ func (r *Runner) Rebuild(ctx context.Context, from, to time.Time, lake LakeSourc
 	// The stream after the lake's position, while counting goes on; then
 	// the last messages and the swap with counting paused.
 	r.ingest.Lock()
-	upTo := r.next
+	upTo := r.next.Load()
 	r.ingest.Unlock()
 	done, err := r.replay(ctx, fresh, seq+1, upTo, from, to, &rep)
 	if err != nil {
@@ -66,13 +66,13 @@ func (r *Runner) Rebuild(ctx context.Context, from, to time.Time, lake LakeSourc
 	}
 	r.ingest.Lock()
 	defer r.ingest.Unlock()
-	if _, err := r.replay(ctx, fresh, done, r.next, from, to, &rep); err != nil {
+	if _, err := r.replay(ctx, fresh, done, r.next.Load(), from, to, &rep); err != nil {
 		return rep, err
 	}
 	var bs []time.Time
 	bs, rep.Buckets, rep.Version = r.Table.replaceRange(from, to, fresh)
 	// The new versions are durable before the rebuild reports.
-	if err := r.Table.save(r.dir(), r.next); err != nil {
+	if err := r.Table.save(r.dir(), r.next.Load()); err != nil {
 		return rep, fmt.Errorf("rebuild of rollup %s: the new version is in use but not saved yet: %w", r.o.Name, err)
 	}
 	rep.Took = time.Since(start).Round(time.Millisecond).String()

@@ -12,10 +12,13 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/vm"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/sluice-data/sluice/bus"
 	"github.com/sluice-data/sluice/config"
@@ -57,13 +60,23 @@ type Runner struct {
 	envNames   []string // what the filter and expressions read
 	envSlots   []int    // their slots, by envNames
 	log        *slog.Logger
-	errors     int64
+	errors     atomic.Int64 // events skipped, live and in rebuilds
 
 	// ingest is held while a batch is counted, and by a rebuild's swap;
-	// next is the first message not counted.
+	// next is the first message not counted (written under ingest; 0
+	// until Run starts).
 	ingest sync.Mutex
-	next   uint64
+	next   atomic.Uint64
 }
+
+var (
+	rollupEvents = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "sluice_rollup_events_total", Help: "Events of its stream a rollup read as they came (rebuilds aside).",
+	}, []string{"rollup"})
+	rollupSkipped = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "sluice_rollup_skipped_total", Help: "Events a rollup read as they came but could not count: undecodable, no time, a failing filter or metric.",
+	}, []string{"rollup"})
+)
 
 // New builds a rollup and loads its snapshot.
 func New(o Options) (*Runner, error) {
@@ -167,7 +180,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		caughtUp()
 	}
 	r.ingest.Lock()
-	r.next = next
+	r.next.Store(next)
 	r.ingest.Unlock()
 	r.log.Info("rollup starting", "from_seq", next, "intervals", len(r.Table.Intervals()))
 	rd, err := r.o.Bus.ReadFromBounded(ctx, r.o.Config.From, next, 64<<20)
@@ -203,11 +216,15 @@ func (r *Runner) Run(ctx context.Context) error {
 		}
 		changed := map[int64]bool{}
 		r.ingest.Lock()
+		events, skipped := 0, 0
 		for _, m := range batch {
-			r.count(r.Table, m, changed, time.Time{}, time.Time{})
-			r.next = m.Seq + 1
+			n, s := r.count(r.Table, m, changed, time.Time{}, time.Time{})
+			events, skipped = events+n, skipped+s
+			r.next.Store(m.Seq + 1)
 			rd.Release(m)
 		}
+		rollupEvents.WithLabelValues(r.o.Name).Add(float64(events))
+		rollupSkipped.WithLabelValues(r.o.Name).Add(float64(skipped))
 		if time.Since(saved) >= r.o.SnapshotEvery {
 			r.maintain()
 			saved = time.Now()
@@ -216,7 +233,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		if catchUp != nil {
 			maps.Copy(catchUp, changed)
 			// Caught up, or nothing more to read (messages gone).
-			if r.next > until || len(batch) == 0 {
+			if r.next.Load() > until || len(batch) == 0 {
 				caughtUp()
 			}
 			continue
@@ -239,7 +256,7 @@ func (r *Runner) maintain() {
 	if len(changed) > 0 && r.o.OnChange != nil {
 		r.o.OnChange(changed)
 	}
-	if err := r.Table.save(r.dir(), r.next); err != nil {
+	if err := r.Table.save(r.dir(), r.next.Load()); err != nil {
 		r.log.Error("rollup segments not saved", "err", err)
 		return
 	}
@@ -250,10 +267,11 @@ func (r *Runner) maintain() {
 
 // scratch is what counting one event reuses from the one before.
 type scratch struct {
-	slots []any          // the event's fields, by Runner.index
-	env   map[string]any // what the filter and expressions read
-	dims  []string
-	vals  []any
+	slots   []any          // the event's fields, by Runner.index
+	env     map[string]any // what the filter and expressions read
+	dims    []string
+	vals    []any
+	skipped int // events skipped with it
 }
 
 func (r *Runner) newScratch() *scratch {
@@ -261,24 +279,26 @@ func (r *Runner) newScratch() *scratch {
 }
 
 // count adds the events of one message to t (only those of [from, to)
-// when to is set).
-func (r *Runner) count(t *Table, m bus.Msg, changed map[int64]bool, from, to time.Time) {
+// when to is set), and says how many the message held and how many of
+// them it skipped.
+func (r *Runner) count(t *Table, m bus.Msg, changed map[int64]bool, from, to time.Time) (events, skipped int) {
 	sc := r.newScratch()
 	for line := range bytes.Lines(m.Data) {
 		if len(bytes.TrimSpace(line)) == 0 {
 			continue
 		}
+		events++
 		if r.wholeEvent {
 			ev, err := pipeline.Decode(line)
 			if err != nil {
-				r.skip("decode", err)
+				r.skip(sc, "decode", err)
 				continue
 			}
 			r.countEvent(t, ev, changed, from, to, sc)
 			continue
 		}
 		if err := pipeline.DecodeFields(line, r.index, sc.slots); err != nil {
-			r.skip("decode", err)
+			r.skip(sc, "decode", err)
 			continue
 		}
 		clear(sc.env)
@@ -289,6 +309,7 @@ func (r *Runner) count(t *Table, m bus.Msg, changed map[int64]bool, from, to tim
 		}
 		r.countSlots(t, sc, changed, from, to)
 	}
+	return events, sc.skipped
 }
 
 // countEvent adds one event, whole, to t (only one of [from, to) when to
@@ -312,7 +333,7 @@ func (r *Runner) countSlots(t *Table, sc *scratch, changed map[int64]bool, from,
 	if r.filter != nil {
 		ok, err := expr.Run(r.filter, sc.env)
 		if err != nil {
-			r.skip("filter", err)
+			r.skip(sc, "filter", err)
 			return
 		}
 		if ok != true {
@@ -320,7 +341,7 @@ func (r *Runner) countSlots(t *Table, sc *scratch, changed map[int64]bool, from,
 		}
 	}
 	if !ok {
-		r.skip("time", fmt.Errorf("%s is %v", c.Time, tv))
+		r.skip(sc, "time", fmt.Errorf("%s is %v", c.Time, tv))
 		return
 	}
 	for k, i := range r.dimSlots {
@@ -344,16 +365,33 @@ func (r *Runner) countSlots(t *Table, sc *scratch, changed map[int64]bool, from,
 		changed[b.UnixNano()] = true
 	}
 	if err != nil {
-		r.skip("metric", err)
+		r.skip(sc, "metric", err)
 	}
 }
 
 // skip notes an event the rollup cannot count (logged now and then).
-func (r *Runner) skip(what string, err error) {
-	r.errors++
-	if r.errors <= 10 || r.errors%10000 == 0 {
-		r.log.Warn("rollup skipped an event", "step", what, "err", err, "skipped", r.errors)
+func (r *Runner) skip(sc *scratch, what string, err error) {
+	sc.skipped++
+	if n := r.errors.Add(1); n <= 10 || n%10000 == 0 {
+		r.log.Warn("rollup skipped an event", "step", what, "err", err, "skipped", n)
 	}
+}
+
+// Lag is how many messages of the rollup's stream it has not counted yet;
+// ok is false before it started reading.
+func (r *Runner) Lag(ctx context.Context) (lag uint64, ok bool, err error) {
+	next := r.next.Load()
+	if next == 0 {
+		return 0, false, nil
+	}
+	info, err := r.o.Bus.Info(ctx, r.o.Config.From)
+	if err != nil {
+		return 0, false, fmt.Errorf("rollup %s: %w", r.o.Name, err)
+	}
+	if head, next := info.LastSeq+1, max(next, info.FirstSeq); next < head {
+		return head - next, true, nil
+	}
+	return 0, true, nil
 }
 
 // dimValue is a dimension's text ("" for a missing value).

@@ -1,13 +1,19 @@
 package server
 
 import (
+	"context"
+	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 )
 
 // routeURL makes a request path of a mux pattern: wildcards become x.
@@ -250,5 +256,206 @@ func TestNoTokenNoLogin(t *testing.T) {
 	}
 	if r := send(t, "GET", srv.URL+"/nowhere", nil, ""); r.StatusCode != http.StatusNotFound {
 		t.Errorf("unknown page: %d", r.StatusCode)
+	}
+}
+
+// clock is a test's time, moved by hand.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// limitedGate is the server's handler with the token s3cret, its limiter
+// on a clock moved by hand.
+func limitedGate(t *testing.T) (http.Handler, *access, *clock) {
+	t.Helper()
+	o := Options{Token: "s3cret", Status: func(ctx context.Context) (*Status, error) { return &Status{Time: time.Now()}, nil }}
+	mux, a := routes(o)
+	c := &clock{t: time.Date(2026, 11, 26, 7, 0, 0, 0, time.UTC)}
+	a.limit.now = c.now
+	return a.guard(mux.ServeMux), a, c
+}
+
+// from sends a request as if from the address addr.
+func from(h http.Handler, addr, method, path string, header http.Header, body string) *httptest.ResponseRecorder {
+	req := httptest.NewRequest(method, path, strings.NewReader(body))
+	req.RemoteAddr = addr
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	return rec
+}
+
+// loginFrom posts token to the login page from addr.
+func loginFrom(h http.Handler, addr, token string) *httptest.ResponseRecorder {
+	return from(h, addr, "POST", "/login", http.Header{"Content-Type": {"application/x-www-form-urlencoded"}},
+		url.Values{"token": {token}, "next": {"/jobs"}}.Encode())
+}
+
+// The login page allows a few wrong tokens from one address, then refuses
+// every token from it, the right one too, for a wait that doubles with
+// each further wrong token; other addresses are not affected, and the
+// right token after the wait starts afresh.
+func TestLoginRateLimit(t *testing.T) {
+	h, _, c := limitedGate(t)
+	const attacker, other = "192.0.2.7:40000", "198.51.100.3:40000"
+	for i := 1; i < loginBudget; i++ {
+		if r := loginFrom(h, attacker, "wrong"); r.Code != http.StatusUnauthorized || !strings.Contains(r.Body.String(), "Wrong token.") {
+			t.Fatalf("wrong token %d: %d %s", i, r.Code, r.Body)
+		}
+	}
+	locked := func(what string, r *httptest.ResponseRecorder, retry string) {
+		t.Helper()
+		if r.Code != http.StatusTooManyRequests || r.Header().Get("Retry-After") != retry || len(r.Result().Cookies()) != 0 {
+			t.Errorf("%s: %d, Retry-After %q, cookies %v; want 429, %s", what, r.Code, r.Header().Get("Retry-After"), r.Result().Cookies(), retry)
+		}
+	}
+	r := loginFrom(h, attacker, "wrong")
+	locked("the budget's last wrong token", r, "30")
+	if !strings.Contains(r.Body.String(), "Too many wrong tokens from your address. Try again in 30 seconds.") {
+		t.Errorf("the login page does not say why: %s", r.Body)
+	}
+	// The right token is not even tried while the address waits: else a
+	// guess that works would show through the lockout.
+	c.add(10 * time.Second)
+	locked("the right token while waiting", loginFrom(h, attacker, "s3cret"), "20")
+	locked("a bearer token while waiting", from(h, attacker, "GET", "/api/v1/status", http.Header{"Authorization": {"Bearer s3cret"}}, ""), "20")
+	if r := loginFrom(h, other, "s3cret"); r.Code != http.StatusSeeOther || len(r.Result().Cookies()) != 1 {
+		t.Errorf("another address with the right token: %d %v", r.Code, r.Result().Cookies())
+	}
+	if r := loginFrom(h, other, "wrong"); r.Code != http.StatusUnauthorized {
+		t.Errorf("another address with a wrong token: %d", r.Code)
+	}
+	// After the wait, each wrong token doubles it.
+	c.add(20 * time.Second)
+	locked("a wrong token after the wait", loginFrom(h, attacker, "wrong"), "60")
+	c.add(time.Minute)
+	r = loginFrom(h, attacker, "wrong")
+	locked("the next one", r, "120")
+	if !strings.Contains(r.Body.String(), "Try again in 2 minutes.") {
+		t.Errorf("the login page: %s", r.Body)
+	}
+	for range 10 {
+		c.add(lockoutMax)
+		loginFrom(h, attacker, "wrong")
+	}
+	locked("many more", loginFrom(h, attacker, "wrong"), strconv.Itoa(int(lockoutMax.Seconds())))
+	// The right token after the wait opens a session and starts afresh.
+	c.add(lockoutMax)
+	if r := loginFrom(h, attacker, "s3cret"); r.Code != http.StatusSeeOther || r.Header().Get("Location") != "/jobs" || len(r.Result().Cookies()) != 1 {
+		t.Fatalf("the right token after the wait: %d %q", r.Code, r.Header().Get("Location"))
+	}
+	for i := 1; i < loginBudget; i++ {
+		if r := loginFrom(h, attacker, "wrong"); r.Code != http.StatusUnauthorized {
+			t.Fatalf("after a success, wrong token %d: %d", i, r.Code)
+		}
+	}
+	// An address without a wrong token for an hour starts afresh too.
+	c.add(forgetAfter)
+	for i := 1; i < loginBudget; i++ {
+		if r := loginFrom(h, attacker, "wrong"); r.Code != http.StatusUnauthorized {
+			t.Fatalf("an hour later, wrong token %d: %d", i, r.Code)
+		}
+	}
+}
+
+// A wrong bearer token counts like a wrong login: 401 until the budget is
+// spent, then 429 with Retry-After, the right token included. A session
+// opened before goes on working: the wait is on trying tokens.
+func TestBearerRateLimit(t *testing.T) {
+	h, _, c := limitedGate(t)
+	const addr = "192.0.2.9:1234"
+	r := loginFrom(h, addr, "s3cret")
+	if len(r.Result().Cookies()) != 1 {
+		t.Fatalf("login: %d", r.Code)
+	}
+	cookie := http.Header{"Cookie": {SessionCookie + "=" + r.Result().Cookies()[0].Value}}
+	wrong := http.Header{"Authorization": {"Bearer wrong"}}
+	for i := 1; i < loginBudget; i++ {
+		if r := from(h, addr, "GET", "/api/v1/status", wrong, ""); r.Code != http.StatusUnauthorized || r.Header().Get("WWW-Authenticate") == "" {
+			t.Fatalf("wrong bearer token %d: %d", i, r.Code)
+		}
+	}
+	r = from(h, addr, "GET", "/api/v1/status", wrong, "")
+	if r.Code != http.StatusTooManyRequests || r.Header().Get("Retry-After") != "30" || !strings.Contains(r.Body.String(), "try again in 30 seconds") {
+		t.Errorf("the budget's last wrong bearer token: %d %q %s", r.Code, r.Header().Get("Retry-After"), r.Body)
+	}
+	if r := from(h, addr, "GET", "/api/v1/status", http.Header{"Authorization": {"Bearer s3cret"}}, ""); r.Code != http.StatusTooManyRequests {
+		t.Errorf("the right bearer token while waiting: %d", r.Code)
+	}
+	if r := from(h, addr, "GET", "/api/v1/status", cookie, ""); r.Code != http.StatusOK {
+		t.Errorf("a session while waiting: %d", r.Code)
+	}
+	if r := from(h, addr, "GET", "/api/v1/status", nil, ""); r.Code != http.StatusUnauthorized {
+		t.Errorf("no token while waiting: %d", r.Code)
+	}
+	c.add(30 * time.Second)
+	if r := from(h, addr, "GET", "/api/v1/status", http.Header{"Authorization": {"Bearer s3cret"}}, ""); r.Code != http.StatusOK {
+		t.Errorf("the right bearer token after the wait: %d", r.Code)
+	}
+	if r := from(h, addr, "GET", "/api/v1/status", wrong, ""); r.Code != http.StatusUnauthorized {
+		t.Errorf("a wrong token after a success: %d", r.Code)
+	}
+	// An IPv6 client is its /64.
+	for i := range loginBudget {
+		from(h, fmt.Sprintf("[2001:db8::%x]:1", i+1), "GET", "/api/v1/status", wrong, "")
+	}
+	if r := from(h, "[2001:db8::99]:1", "GET", "/api/v1/status", wrong, ""); r.Code != http.StatusTooManyRequests {
+		t.Errorf("the same /64: %d", r.Code)
+	}
+	if r := from(h, "[2001:db8:0:1::1]:1", "GET", "/api/v1/status", wrong, ""); r.Code != http.StatusUnauthorized {
+		t.Errorf("another /64: %d", r.Code)
+	}
+}
+
+// Wrong tokens from ever more addresses do not grow the limiter beyond
+// maxClients: the address whose last wrong token is oldest is forgotten.
+func TestRateLimitMemoryIsBounded(t *testing.T) {
+	h, a, c := limitedGate(t)
+	wrong := http.Header{"Authorization": {"Bearer wrong"}}
+	addr := func(i int) string { return fmt.Sprintf("10.%d.%d.%d:80", i>>16&255, i>>8&255, i&255) }
+	for i := range 3 * maxClients {
+		from(h, addr(i), "GET", "/api/v1/status", wrong, "")
+		if i%1000 == 0 {
+			c.add(time.Second)
+		}
+	}
+	if n := a.limit.size(); n != maxClients {
+		t.Errorf("the limiter remembers %d clients; want at most %d", n, maxClients)
+	}
+	// The latest are remembered, the first forgotten.
+	last, first := addr(3*maxClients-1), addr(0)
+	for range loginBudget - 2 {
+		from(h, last, "GET", "/api/v1/status", wrong, "")
+		from(h, first, "GET", "/api/v1/status", wrong, "")
+	}
+	if r := from(h, last, "GET", "/api/v1/status", wrong, ""); r.Code != http.StatusTooManyRequests {
+		t.Errorf("a remembered address's %dth wrong token: %d; want 429", loginBudget, r.Code)
+	}
+	if r := from(h, first, "GET", "/api/v1/status", wrong, ""); r.Code != http.StatusUnauthorized {
+		t.Errorf("a forgotten address's %dth wrong token (its budget began again): %d; want 401", loginBudget-1, r.Code)
+	}
+	if n := a.limit.size(); n > maxClients {
+		t.Errorf("the limiter remembers %d clients", n)
+	}
+	// An hour without wrong tokens empties it.
+	c.add(forgetAfter)
+	from(h, addr(1), "GET", "/api/v1/status", http.Header{"Authorization": {"Bearer s3cret"}}, "")
+	if n := a.limit.size(); n != 0 {
+		t.Errorf("an hour later the limiter remembers %d clients", n)
 	}
 }

@@ -37,12 +37,16 @@ func uiRoutes(mux *router, o Options, a *access) {
 	mux.HandleFunc("POST /login", func(w http.ResponseWriter, r *http.Request) {
 		r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
 		next := localPath(r.PostFormValue("next"))
-		if !a.login(w, r, r.PostFormValue("token")) {
-			msg := "Wrong token."
-			if a.token == "" {
+		if ok, wait := a.login(w, r, r.PostFormValue("token")); !ok {
+			status, msg := http.StatusUnauthorized, "Wrong token."
+			switch {
+			case wait > 0:
+				w.Header().Set("Retry-After", retryAfter(wait))
+				status, msg = http.StatusTooManyRequests, "Too many wrong tokens from your address. Try again in "+inWords(wait)+"."
+			case a.token == "":
 				msg = "This server has no token (auth.token): nothing to log in to."
 			}
-			render(w, r, http.StatusUnauthorized, "login", web.Data{Next: next, Error: msg})
+			render(w, r, status, "login", web.Data{Next: next, Error: msg})
 			return
 		}
 		http.Redirect(w, r, next, http.StatusSeeOther)

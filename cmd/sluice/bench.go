@@ -243,8 +243,8 @@ func benchConfig(c *common) (*config.Config, error) {
 	return cfg, nil
 }
 
-// waitDrained waits until enrich and the archivers have caught up (lag 0 on
-// /metrics), at most a minute.
+// waitDrained waits until enrich, the archivers, the pipelines and the
+// rollups have caught up (lag 0 on /metrics), at most a minute.
 func waitDrained(ctx context.Context, api string) {
 	if api == "" {
 		return

@@ -85,7 +85,8 @@
         if (c.has_total && sinks.length) parts.push("→ " + sinks.join(", "));
         line2 = parts.join(" · ");
       }
-      g.append(svg("title", {}, name));
+      // The whole of what the box may cut short, on hover.
+      g.append(svg("title", {}, [name, line1, line2].filter(Boolean).join("\n")));
       g.append(svg("rect", { width: W, height: H, rx: 6 }));
       g.append(svg("text", { class: "name", x: 8, y: 17 }, name.length > 26 ? name.slice(0, 25) + "…" : name));
       g.append(svg("text", { class: "stats", x: 8, y: 34 }, line1.length > 32 ? line1.slice(0, 31) + "…" : line1));
