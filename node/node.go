@@ -15,7 +15,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"github.com/sluice-data/sluice/dashboard"
 	"log/slog"
 	"maps"
 	"net"
@@ -26,6 +25,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/sluice-data/sluice/dashboard"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
@@ -68,6 +69,9 @@ type Node struct {
 	// pipes are the running pipelines; pipesMu keeps reloads apart.
 	pipes   map[string]*running
 	pipesMu sync.Mutex
+	// pipeCfgMu guards cfg.Pipelines, which a reload replaces (whole: the
+	// map is never changed in place) while the status reads it.
+	pipeCfgMu sync.RWMutex
 	// leaseTTL is how long a pipeline worker's lease lasts (tests shorten it).
 	leaseTTL time.Duration
 	loader   func() (*config.Config, error)
@@ -473,10 +477,7 @@ func (n *Node) watchLag(ctx context.Context) {
 			lag, err := a.Lag(ctx)
 			set(a.Stream(), "archive", lag, err)
 		}
-		n.pipesMu.Lock()
-		pipes := maps.Clone(n.cfg.Pipelines)
-		n.pipesMu.Unlock()
-		for name, p := range pipes {
+		for name, p := range n.pipelineConfigs() {
 			lags, err := pipeline.Lag(ctx, n.bus, name, p)
 			for stream, lag := range lags {
 				set(stream, "pipeline/"+name, lag, err)
@@ -601,4 +602,12 @@ func (n *Node) closeResources() {
 	if n.lock != nil {
 		n.lock.Close()
 	}
+}
+
+// pipelineConfigs are the configured pipelines (the map is not to be
+// changed).
+func (n *Node) pipelineConfigs() map[string]config.Pipeline {
+	n.pipeCfgMu.RLock()
+	defer n.pipeCfgMu.RUnlock()
+	return n.cfg.Pipelines
 }

@@ -181,7 +181,9 @@ func (n *Node) Reload(ctx context.Context, cfg *config.Config) (ReloadReport, er
 			return rep, err
 		}
 	}
+	n.pipeCfgMu.Lock()
 	n.cfg.Pipelines = cfg.Pipelines
+	n.pipeCfgMu.Unlock()
 	n.log.Info("config reloaded", "started", rep.Started, "restarted", rep.Restarted, "stopped", rep.Stopped, "needs_restart", rep.Ignored)
 	return rep, nil
 }

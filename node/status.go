@@ -80,8 +80,9 @@ func (n *Node) Status(ctx context.Context) (*server.Status, error) {
 		Total:  m.sum("sluice_enrich_events_total", func(l map[string]string) bool { return l["result"] == "enriched" || l["result"] == "log" }),
 		Errors: m.sum("sluice_enrich_events_total", func(l map[string]string) bool { return l["result"] == "bad" }),
 		Lag:    lag(enrichLag, err)})
-	for _, name := range slices.Sorted(maps.Keys(cfg.Pipelines)) {
-		p := cfg.Pipelines[name]
+	pipes := n.pipelineConfigs()
+	for _, name := range slices.Sorted(maps.Keys(pipes)) {
+		p := pipes[name]
 		c := server.ComponentStatus{Name: name, Kind: "pipeline", From: slices.Clone([]string(p.From)), HasTotal: true}
 		for _, o := range p.To {
 			to := o.BusStream()
