@@ -24,29 +24,7 @@ func TestPipelineMemoryBudgetUnderStall(t *testing.T) {
 		t.Skip("a minute of stall")
 	}
 	dir := t.TempDir()
-	var stalled atomic.Bool
-	stalled.Store(true)
-	var mu sync.Mutex
-	got := map[string]int{}
-	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if stalled.Load() {
-			io.Copy(io.Discard, r.Body)
-			http.Error(w, "stalled", http.StatusServiceUnavailable)
-			return
-		}
-		sc := bufio.NewScanner(r.Body)
-		sc.Buffer(nil, 1<<20)
-		mu.Lock()
-		defer mu.Unlock()
-		for sc.Scan() {
-			var ev struct {
-				EventID string `json:"event_id"`
-			}
-			json.Unmarshal(sc.Bytes(), &ev)
-			got[ev.EventID]++
-		}
-	}))
-	defer hook.Close()
+	hook := newStallingHook(t)
 	const budget = 2 << 20
 	cfgFile := dir + "/sluice.yaml"
 	os.WriteFile(cfgFile, []byte(fmt.Sprintf(`
@@ -57,7 +35,7 @@ pipelines:
     steps:
       - set: {total: 'price * 2'}
     to: {webhook: %q}
-`, hook.URL)), 0o644)
+`, hook.srv.URL)), 0o644)
 	n := startNode(t, dir+"/data", withConfigFile(t, cfgFile))
 	defer n.Stop()
 
@@ -104,17 +82,10 @@ pipelines:
 	if maxHeld == 0 || maxHeld > budget {
 		t.Errorf("the pipeline held %.0f bytes; the budget is %d", maxHeld, budget)
 	}
-	stalled.Store(false)
+	hook.stalled.Store(false)
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
-		mu.Lock()
-		delivered, doubled := len(got), 0
-		for _, c := range got {
-			if c > 1 {
-				doubled++
-			}
-		}
-		mu.Unlock()
+		delivered, doubled := hook.counts()
 		if delivered == sent && doubled == 0 {
 			break
 		}
@@ -135,4 +106,50 @@ func rss() int {
 		}
 	}
 	return 0
+}
+
+// stallingHook is a webhook that answers 503 while stalled and otherwise
+// takes the NDJSON events posted to it, counting each event id.
+type stallingHook struct {
+	srv     *httptest.Server
+	stalled atomic.Bool
+	mu      sync.Mutex
+	got     map[string]int
+}
+
+func newStallingHook(t *testing.T) *stallingHook {
+	h := &stallingHook{got: map[string]int{}}
+	h.stalled.Store(true)
+	h.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if h.stalled.Load() {
+			io.Copy(io.Discard, r.Body)
+			http.Error(w, "stalled", http.StatusServiceUnavailable)
+			return
+		}
+		sc := bufio.NewScanner(r.Body)
+		sc.Buffer(nil, 1<<20)
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		for sc.Scan() {
+			var ev struct {
+				EventID string `json:"event_id"`
+			}
+			json.Unmarshal(sc.Bytes(), &ev)
+			h.got[ev.EventID]++
+		}
+	}))
+	t.Cleanup(h.srv.Close)
+	return h
+}
+
+// counts are the event ids delivered, and how many of them came twice or more.
+func (h *stallingHook) counts() (delivered, doubled int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, c := range h.got {
+		if c > 1 {
+			doubled++
+		}
+	}
+	return len(h.got), doubled
 }

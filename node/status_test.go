@@ -1,16 +1,11 @@
 package node_test
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,28 +18,7 @@ import (
 // the rollup, which are not held up, go to 0; each reports its totals.
 func TestStatusLag(t *testing.T) {
 	dir := t.TempDir()
-	var stalled atomic.Bool
-	stalled.Store(true)
-	var mu sync.Mutex
-	delivered := map[string]bool{}
-	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if stalled.Load() {
-			io.Copy(io.Discard, r.Body)
-			http.Error(w, "stalled", http.StatusServiceUnavailable)
-			return
-		}
-		sc := bufio.NewScanner(r.Body)
-		mu.Lock()
-		defer mu.Unlock()
-		for sc.Scan() {
-			var ev struct {
-				EventID string `json:"event_id"`
-			}
-			json.Unmarshal(sc.Bytes(), &ev)
-			delivered[ev.EventID] = true
-		}
-	}))
-	defer hook.Close()
+	hook := newStallingHook(t)
 	cfgFile := filepath.Join(dir, "sluice.yaml")
 	os.WriteFile(cfgFile, []byte(fmt.Sprintf(`
 pipelines:
@@ -56,7 +30,7 @@ rollups:
     from: events
     granularity: 1m
     metrics: {n: count()}
-`, hook.URL)), 0o644)
+`, hook.srv.URL)), 0o644)
 	n := startNode(t, filepath.Join(dir, "data"), withConfigFile(t, cfgFile))
 	defer n.Stop()
 	api := n.APIURL()
@@ -111,12 +85,10 @@ rollups:
 		}
 		return got
 	})
-	stalled.Store(false)
+	hook.stalled.Store(false)
 	waitUntil(t, "the pipeline to catch up", func() string {
 		_, c := status()
-		mu.Lock()
-		got := len(delivered)
-		mu.Unlock()
+		got, _ := hook.counts()
 		if lagOf(c["status_out"]) == 0 && got == events && c["status_out"].Total == events {
 			return ""
 		}
