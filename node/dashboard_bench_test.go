@@ -42,13 +42,7 @@ func BenchmarkDashboardRender(b *testing.B) {
 		data = filepath.Join(dir, "data")
 		generateShop(b, data)
 	}
-	models, dashboards := filepath.Join(dir, "models"), filepath.Join(dir, "dashboards")
-	if err := demo.WriteModels(models); err != nil {
-		b.Fatal(err)
-	}
-	if err := demo.WriteDashboards(dashboards); err != nil {
-		b.Fatal(err)
-	}
+	models, dashboards := writeWebshop(b, dir)
 	start := func(cache bool) *node.Node {
 		return startNode(b, data, func(cfg *config.Config) {
 			cfg.Semantic.Models, cfg.Dashboards.Dir = models, dashboards

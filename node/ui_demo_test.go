@@ -21,13 +21,7 @@ func TestDemoDashboardUI(t *testing.T) {
 	chromium, err := exec.LookPath("chromium")
 	need(t, "chromium", err)
 	dir := t.TempDir()
-	models, dashboards := filepath.Join(dir, "models"), filepath.Join(dir, "dashboards")
-	if err := demo.WriteModels(models); err != nil {
-		t.Fatal(err)
-	}
-	if err := demo.WriteDashboards(dashboards); err != nil {
-		t.Fatal(err)
-	}
+	models, dashboards := writeWebshop(t, dir)
 	n := startNode(t, filepath.Join(dir, "data"), func(cfg *config.Config) {
 		cfg.Semantic.Models, cfg.Dashboards.Dir = models, dashboards
 	})
@@ -76,3 +70,16 @@ const webshopDrawn = `document.querySelectorAll('#tiles .tile').length === 10 &&
 	!!document.querySelector('#tiles .tile-area canvas') && document.querySelectorAll('#tiles .tile-funnel svg.bars rect').length === 5 &&
 	document.querySelectorAll('#tiles .tile-bar svg.bars rect').length >= 2 && document.querySelectorAll('#tiles .tile-table tbody tr').length >= 3 &&
 	!document.querySelector('#tiles .failed')`
+
+// writeWebshop writes the demo's web-shop model and dashboard into dir, as
+// `sluice demo` does into its data dir, and returns their folders.
+func writeWebshop(t testing.TB, dir string) (models, dashboards string) {
+	models, dashboards = filepath.Join(dir, "models"), filepath.Join(dir, "dashboards")
+	if err := demo.WriteModels(models); err != nil {
+		t.Fatal(err)
+	}
+	if err := demo.WriteDashboards(dashboards); err != nil {
+		t.Fatal(err)
+	}
+	return models, dashboards
+}
