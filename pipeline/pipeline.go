@@ -31,6 +31,7 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -40,6 +41,7 @@ import (
 
 	"github.com/sluice-data/sluice"
 	"github.com/sluice-data/sluice/bus"
+	"github.com/sluice-data/sluice/collect/tail"
 	"github.com/sluice-data/sluice/config"
 )
 
@@ -80,6 +82,10 @@ type Options struct {
 	// after a process dies, its workers restart elsewhere after this long.
 	// Default 10s.
 	LeaseTTL time.Duration
+	// FilePoll is how often a file input looks for new files and lines;
+	// default 250ms. FileRotateWait is how long it reads a file rotated
+	// away after it last grew; default 5s.
+	FilePoll, FileRotateWait time.Duration
 }
 
 var (
@@ -117,6 +123,8 @@ type Pipeline struct {
 
 	lakes     map[string]*lakeOut // schemas of the lake outputs, by table
 	kafka     []*kafkaInput       // of this run
+	files     *fileInput          // of this run
+	starts    fileStarts          // of the file chunks open windows may depend on
 	producers producers           // of the Kafka outputs
 
 	// part of parts: the worker this is; key splits events between the
@@ -132,6 +140,9 @@ type Pipeline struct {
 type checkpoint struct {
 	// Positions: per input stream, the next message to read.
 	Positions map[string]uint64 `json:"positions"`
+	// Files: the file input's files, each with its state after the last
+	// chunk read (or the first one an open window depends on).
+	Files *tail.State `json:"files,omitempty"`
 	// Final: windows ending at or before it were emitted for good.
 	Final time.Time `json:"final,omitzero"`
 	Saved time.Time `json:"saved"`
@@ -245,7 +256,22 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	p.readers = nil
 	held := p.measureHeld
 	p.kafka = nil
-	for _, s := range p.o.Config.From {
+	p.files, p.starts = nil, fileStarts{}
+	for _, input := range p.o.Config.From {
+		s := input.Stream
+		if input.File != nil {
+			f, err := newFileInput(p.o.Name, input.File, p.o.Config.Start, cp, p.o, p.budget())
+			if err != nil {
+				return err
+			}
+			p.files = f
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				f.read(rctx, in)
+			}()
+			continue
+		}
 		if config.IsKafkaURL(s) {
 			k, err := newKafkaInput(p.o.Name, s, p.o.Config.Start, p.log)
 			if err != nil {
@@ -262,7 +288,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			continue
 		}
 		// Half the budget holds messages read ahead, shared by the inputs.
-		r, err := p.o.Bus.ReadFromBounded(rctx, s, cp.Positions[s], p.budget()/2/int64(len(p.o.Config.From)))
+		r, err := p.o.Bus.ReadFromBounded(rctx, s, cp.Positions[s], p.budget()/2/int64(len(p.o.Config.From.Streams())))
 		if err != nil {
 			return fmt.Errorf("pipeline %s: %w", p.o.Name, err)
 		}
@@ -283,7 +309,12 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	defer wg.Wait()
 	defer rcancel()
 
-	last := maps.Clone(cp.Positions) // next to read, per stream
+	last := position{streams: maps.Clone(cp.Positions), files: map[string]tail.FileState{}} // next to read
+	if cp.Files != nil {
+		for _, st := range cp.Files.Files {
+			last.files[fileID(st)] = st
+		}
+	}
 	lastEvent := time.Now()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
@@ -322,7 +353,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		// worker handed to another process, a reload) does not repeat the
 		// batches before it. Not with a window: the batch may have made
 		// windows final whose results are not written.
-		before := maps.Clone(last)
+		before := last.clone()
 		stopped := func() error {
 			if p.win == nil {
 				return p.save(context.WithoutCancel(ctx), before, true)
@@ -330,13 +361,13 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			return nil
 		}
 		for _, it := range batch {
-			if err := p.process(ctx, it.stream, it.m, it.rec, out); err != nil {
+			if err := p.process(ctx, it, out); err != nil {
 				if ctx.Err() != nil {
 					return stopped()
 				}
 				return err
 			}
-			last[it.stream] = it.m.Seq + 1
+			last.done(it)
 		}
 		if len(batch) > 0 {
 			lastEvent = time.Now()
@@ -382,12 +413,14 @@ func (p *Pipeline) budget() int64 {
 	return 64 << 20
 }
 
-// item is a message read from an input: a stream, or a Kafka topic's
-// partition (rec is the record; m.Seq is its offset).
+// item is a message read from an input: a stream, a Kafka topic's
+// partition (rec is the record; m.Seq is its offset), or a chunk of a file
+// (file; m.Seq is its first byte's offset, m.Data its records).
 type item struct {
 	stream string
 	m      bus.Msg
 	rec    *kgo.Record
+	file   *fileChunk
 	// release hands the message's memory back to its reader's budget.
 	release func()
 }
@@ -406,84 +439,137 @@ func newOutputs() *outputs {
 
 // process runs the events of one message through the steps before the
 // window (or all of them).
-func (p *Pipeline) process(ctx context.Context, stream string, m bus.Msg, rec *kgo.Record, out *outputs) error {
+func (p *Pipeline) process(ctx context.Context, it item, out *outputs) error {
+	stream, m := it.stream, it.m
 	per := map[config.Output][]byte{}
 	if !p.keyed() && !p.mine(nil, m.Seq) {
 		return ctx.Err() // another worker's message
 	}
-	for line := range bytes.Lines(m.Data) {
-		if len(bytes.TrimSpace(line)) == 0 {
-			continue
-		}
-		ev, err := decode(line)
-		if err != nil {
-			if p.mine(nil, m.Seq) {
-				eventsIn.WithLabelValues(p.o.Name).Inc()
-				out.bad = append(out.bad, p.badLine(stream, m.Seq, "decode", err, line))
-			}
-			continue
-		}
-		if rec != nil {
-			recordFields(ev, rec)
-		}
+	where := func() string { return fmt.Sprintf("%s message %d", stream, m.Seq) }
+	if it.file != nil {
+		where = func() string { return p.files.where(it) }
 		if p.win != nil {
-			// Every event read moves event time on, also those the steps
-			// drop before the window and other workers' events.
-			if t, ok := asTime(ev[p.win.timeField]); ok {
-				p.win.advanceTo(t.Add(-p.win.delay))
+			p.starts.add(it)
+		}
+		plain := p.files.parse == config.FileParsePlain
+		err := sluice.ReadRecords(m.Data, func(rec []byte, truncated bool) error {
+			eventsIn.WithLabelValues(p.o.Name).Inc()
+			if truncated {
+				out.bad = append(out.bad, p.badLine(where(), m.Seq, "read", fmt.Errorf("a record longer than %d bytes; the payload holds its start", len(rec)), rec))
+				return nil
 			}
-		}
-		if !p.mine(ev, m.Seq) {
-			continue
-		}
-		eventsIn.WithLabelValues(p.o.Name).Inc()
-		res, to, label, err := p.apply(p.pre, ev, 0)
-		switch {
-		case err != nil:
-			out.bad = append(out.bad, p.badLine(stream, m.Seq, label, err, line))
-			continue
-		case res == nil:
-			continue
-		case to == nil && p.win != nil:
-			if err := p.win.add(res, stream, m.Seq); err != nil {
-				out.bad = append(out.bad, p.badLine(stream, m.Seq, "window", err, line))
+			if plain {
+				p.event(it, Event{"message": string(rec)}, rec, where, per, out)
+				return nil
 			}
-			continue
+			if len(bytes.TrimSpace(rec)) == 0 {
+				return nil
+			}
+			ev, err := decode(rec)
+			if err != nil {
+				out.bad = append(out.bad, p.badLine(where(), m.Seq, "decode", err, rec))
+				return nil
+			}
+			p.event(it, ev, rec, where, per, out)
+			return nil
+		})
+		if err != nil {
+			return err
 		}
-		if to == nil {
-			to = p.o.Config.To
-		}
-		for _, o := range to {
-			if o.BusStream() != "" {
-				row := res
-				if o.Lake != "" {
-					if row, err = p.lakes[o.Lake].conform(res); err != nil {
-						out.bad = append(out.bad, p.badLine(stream, m.Seq, "to lake "+o.Lake, err, line))
-						continue
-					}
-				}
-				b, err := encode(per[o], row)
-				if err != nil {
-					out.bad = append(out.bad, p.badLine(stream, m.Seq, "output", err, line))
-					continue
-				}
-				per[o] = b
+	} else {
+		for line := range bytes.Lines(m.Data) {
+			if len(bytes.TrimSpace(line)) == 0 {
 				continue
 			}
-			out.rows[o] = append(out.rows[o], res)
+			ev, err := decode(line)
+			if err != nil {
+				if p.mine(nil, m.Seq) {
+					eventsIn.WithLabelValues(p.o.Name).Inc()
+					out.bad = append(out.bad, p.badLine(where(), m.Seq, "decode", err, line))
+				}
+				continue
+			}
+			if it.rec != nil {
+				recordFields(ev, it.rec)
+			}
+			if p.win != nil {
+				// Every event read moves event time on, also those the steps
+				// drop before the window and other workers' events.
+				if t, ok := asTime(ev[p.win.timeField]); ok {
+					p.win.advanceTo(t.Add(-p.win.delay))
+				}
+			}
+			if !p.mine(ev, m.Seq) {
+				continue
+			}
+			eventsIn.WithLabelValues(p.o.Name).Inc()
+			p.event(it, ev, line, where, per, out)
 		}
 	}
 	for _, o := range slices.SortedFunc(maps.Keys(per), func(a, b config.Output) int { return compareOutput(a, b) }) {
 		// The message id makes a message written again (after a crash) one
-		// message. Split by key, each worker writes its own part of it.
+		// message. Split by key, each worker writes its own part of it. A
+		// file's chunk is named by its first and last byte: read again
+		// after a crash it may end further on, if the file grew.
 		id := fmt.Sprintf("pipeline:%s:%s:%d:%s", p.o.Name, stream, m.Seq, o.BusStream())
-		if p.keyed() {
+		switch {
+		case it.file != nil:
+			id = fmt.Sprintf("pipeline:%s:%s:%d-%d:%s", p.o.Name, stream, m.Seq, it.file.state.Offset, o.BusStream())
+		case p.keyed():
 			id = fmt.Sprintf("pipeline:%s:%dof%d:%s:%d:%s", p.o.Name, p.part, p.parts, stream, m.Seq, o.BusStream())
 		}
 		out.msgs = append(out.msgs, bus.Outgoing{Stream: o.BusStream(), Data: per[o], MsgID: id})
 		eventsOut.WithLabelValues(p.o.Name, o.String()).Add(float64(bytes.Count(per[o], []byte{'\n'})))
 	}
 	return ctx.Err()
+}
+
+// event runs one event of message it (read from line) through the steps
+// before the window (or all of them), into the window or the outputs: per
+// gathers the encoded rows of stream outputs.
+func (p *Pipeline) event(it item, ev Event, line []byte, where func() string, per map[config.Output][]byte, out *outputs) {
+	if p.win != nil && it.file != nil {
+		// As for a stream's events, in process.
+		if t, ok := asTime(ev[p.win.timeField]); ok {
+			p.win.advanceTo(t.Add(-p.win.delay))
+		}
+	}
+	seq := it.m.Seq
+	res, to, label, err := p.apply(p.pre, ev, 0)
+	switch {
+	case err != nil:
+		out.bad = append(out.bad, p.badLine(where(), seq, label, err, line))
+		return
+	case res == nil:
+		return
+	case to == nil && p.win != nil:
+		if err := p.win.add(res, it.stream, seq); err != nil {
+			out.bad = append(out.bad, p.badLine(where(), seq, "window", err, line))
+		}
+		return
+	}
+	if to == nil {
+		to = p.o.Config.To
+	}
+	for _, o := range to {
+		if o.BusStream() != "" {
+			row := res
+			if o.Lake != "" {
+				if row, err = p.lakes[o.Lake].conform(res); err != nil {
+					out.bad = append(out.bad, p.badLine(where(), seq, "to lake "+o.Lake, err, line))
+					continue
+				}
+			}
+			b, err := encode(per[o], row)
+			if err != nil {
+				out.bad = append(out.bad, p.badLine(where(), seq, "output", err, line))
+				continue
+			}
+			per[o] = b
+			continue
+		}
+		out.rows[o] = append(out.rows[o], res)
+	}
 }
 
 // allOutputs are the pipeline's outputs and its routes'.
@@ -549,7 +635,7 @@ func (p *Pipeline) through(steps []step, row Event, stream string, seq uint64, o
 	res, to, label, err := p.apply(steps, row, len(p.pre))
 	if err != nil {
 		line, _ := encode(nil, row)
-		out.bad = append(out.bad, p.badLine(stream, seq, label, err, line))
+		out.bad = append(out.bad, p.badLine(fmt.Sprintf("%s message %d", stream, seq), seq, label, err, line))
 		return
 	}
 	if res == nil {
@@ -564,7 +650,7 @@ func (p *Pipeline) through(steps []step, row Event, stream string, seq uint64, o
 			var err error
 			if row, err = p.lakes[o.Lake].conform(res); err != nil {
 				line, _ := encode(nil, res)
-				out.bad = append(out.bad, p.badLine(stream, seq, "to lake "+o.Lake, err, line))
+				out.bad = append(out.bad, p.badLine(fmt.Sprintf("%s message %d", stream, seq), seq, "to lake "+o.Lake, err, line))
 				continue
 			}
 		}
@@ -573,13 +659,15 @@ func (p *Pipeline) through(steps []step, row Event, stream string, seq uint64, o
 	}
 }
 
-func (p *Pipeline) badLine(stream string, seq uint64, step string, err error, payload []byte) []byte {
+// badLine is the bad row of an event that failed at step; where names the
+// message it came from (e.g. "events message 12").
+func (p *Pipeline) badLine(where string, seq uint64, step string, err error, payload []byte) []byte {
 	badEvents.WithLabelValues(p.o.Name).Inc()
 	now := time.Now().UTC()
 	line, _ := json.Marshal(sluice.BadRow{
 		FailedAt: now, ReceivedAt: now, Type: BadPipelineFailure, Collector: "pipeline",
 		Path:    fmt.Sprintf("pipeline %s %s", p.o.Name, step),
-		Message: fmt.Sprintf("pipeline %s, %s, on %s message %d: %v", p.o.Name, step, stream, seq, err),
+		Message: fmt.Sprintf("pipeline %s, %s, on %s: %v", p.o.Name, step, where, err),
 		RawSeq:  seq, Payload: string(bytes.TrimRight(payload, "\n")),
 	})
 	return append(line, '\n')
@@ -698,7 +786,7 @@ func (p *Pipeline) load(ctx context.Context) (checkpoint, error) {
 	} else if err := p.inherit(ctx, &cp); err != nil {
 		return cp, err
 	}
-	for _, s := range p.o.Config.From {
+	for _, s := range p.o.Config.From.Streams() {
 		if _, ok := cp.Positions[s]; ok || config.IsKafkaURL(s) {
 			continue // a Kafka input's positions are its group's offsets
 		}
@@ -718,18 +806,26 @@ func (p *Pipeline) load(ctx context.Context) (checkpoint, error) {
 // the first one an open window depends on; Kafka inputs commit these
 // positions as their group's offsets. Saves are at most twice a second
 // unless forced (an older checkpoint only means more to read again).
-func (p *Pipeline) save(ctx context.Context, next map[string]uint64, force bool) error {
+func (p *Pipeline) save(ctx context.Context, next position, force bool) error {
 	if !force && time.Since(p.saved) < 500*time.Millisecond {
 		return nil
 	}
-	cp := checkpoint{Positions: maps.Clone(next), Saved: time.Now().UTC()}
+	cp := checkpoint{Positions: maps.Clone(next.streams), Saved: time.Now().UTC()}
+	files := maps.Clone(next.files)
 	if p.win != nil {
 		cp.Final = p.win.final
-		for s, q := range p.win.minSeq() {
-			if q < cp.Positions[s] {
+		minSeq := p.win.minSeq()
+		for s, q := range minSeq {
+			if _, ok := cp.Positions[s]; ok && q < cp.Positions[s] {
 				cp.Positions[s] = q
 			}
 		}
+		p.starts.rewind(files, minSeq)
+	}
+	if p.files != nil {
+		cp.Files = &tail.State{Files: slices.SortedFunc(maps.Values(files), func(a, b tail.FileState) int {
+			return strings.Compare(a.Path+"\x00"+a.Key(), b.Path+"\x00"+b.Key())
+		})}
 	}
 	offsets := map[string]uint64{}
 	for s, q := range cp.Positions {
