@@ -49,6 +49,8 @@ func TestPipelineFileInputErrors(t *testing.T) {
 			wantErr{2, 44, "pipelines.p.workers", "pipeline p reads files with 2 workers", "leave workers at 1"}},
 		{"unknown key", "pipelines:\n  p: {from: {file: {paths: [a], path: b}}, to: {stream: out}}\n",
 			wantErr{2, 33, "pipelines.p.from.file.path", `unknown key "path"`, "did you mean paths?"}},
+		{"two pipelines write one file", "pipelines:\n  p: {from: events, to: {file: out.ndjson}}\n  q: {from: logs, to: {file: ./out.ndjson}}\n",
+			wantErr{3, 3, "pipelines.q", "pipelines p and q both write file ./out.ndjson", "give each pipeline a file of its own"}},
 		{"lake output needs a time", "pipelines:\n  p: {from: {file: {paths: [a]}}, to: {lake: t}}\n",
 			wantErr{2, 46, "pipelines.p.to.lake", "no time column", ""}},
 	} {

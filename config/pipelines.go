@@ -616,6 +616,28 @@ func (l *loader) validatePipelines(c *Config) {
 		l.checkOutputs(path+".to", p.To, lakeTables)
 	}
 	l.resolveLakeOutputs(c)
+	l.checkFileOutputs(c)
+}
+
+// checkFileOutputs refuses two pipelines appending to one file: after a
+// crash, a pipeline cuts its file back to what its checkpoint covers,
+// which would cut the other's rows.
+func (l *loader) checkFileOutputs(c *Config) {
+	writer := map[string]string{}
+	for _, name := range sortedKeys(c.Pipelines) {
+		for _, o := range allOutputs(c.Pipelines[name]) {
+			if o.File == "" {
+				continue
+			}
+			path := filepath.Clean(o.File)
+			if other, ok := writer[path]; ok && other != name {
+				l.addAtKey("pipelines."+name, fmt.Sprintf("pipelines %s and %s both write file %s", other, name, o.File),
+					"give each pipeline a file of its own: after a crash a pipeline cuts its file back to its checkpoint")
+				continue
+			}
+			writer[path] = name
+		}
+	}
 }
 
 // resolveLakeOutputs fills in the time column of lake outputs that give

@@ -181,40 +181,6 @@ func (f *fileInput) where(it item) string {
 	return fmt.Sprintf("file %s bytes %d-%d", path, it.file.start.Offset, it.file.state.Offset)
 }
 
-// position is where a pipeline is in its inputs: the next message of each
-// stream, and the state of each file after the last chunk processed.
-type position struct {
-	streams map[string]uint64
-	files   map[string]tail.FileState // by fileID
-}
-
-func (ps position) clone() position {
-	out := position{streams: make(map[string]uint64, len(ps.streams))}
-	for k, v := range ps.streams {
-		out.streams[k] = v
-	}
-	if ps.files != nil {
-		out.files = make(map[string]tail.FileState, len(ps.files))
-		for k, v := range ps.files {
-			out.files[k] = v
-		}
-	}
-	return out
-}
-
-// done moves the position past a processed message.
-func (ps *position) done(it item) {
-	if it.file == nil {
-		ps.streams[it.stream] = it.m.Seq + 1
-		return
-	}
-	if it.file.done {
-		delete(ps.files, fileID(it.file.state))
-		return
-	}
-	ps.files[fileID(it.file.state)] = it.file.state
-}
-
 // fileStarts remembers, while a window may depend on them, the states at
 // which chunks started: a checkpoint that must go back to a chunk saves its
 // start (byte offset and the skip state with it).

@@ -234,3 +234,37 @@ func TestFileInputWindowRestart(t *testing.T) {
 		t.Errorf("windows: %v", got)
 	}
 }
+
+// A crash after the outputs of a batch were written and before the
+// checkpoint was saved: the pipeline reads those lines again, and cuts its
+// file output back to the size the checkpoint recorded first, so each line
+// is in the file once. (The crash is made by putting an older checkpoint
+// back; cmd/sluice's TestFileInputSurvivesKillNine kills a real process.)
+func TestFileInputCrashBeforeCheckpoint(t *testing.T) {
+	b := testBus(t)
+	dir := t.TempDir()
+	in, out := filepath.Join(dir, "a.ndjson"), filepath.Join(dir, "out.ndjson")
+	yamlText := fmt.Sprintf("    from: {file: {paths: [%q]}}\n    to: {file: %q}\n", in, out)
+	appendTo(t, in, numbered(0, 50)...)
+	stop := startFilePipeline(t, b, yamlText)
+	outputLines(t, out, 50)
+	stop()
+	older, _, err := b.GetState(t.Context(), "pipeline.p")
+	if err != nil || older == nil {
+		t.Fatalf("checkpoint: %s, %v", older, err)
+	}
+	appendTo(t, in, numbered(50, 80)...)
+	stop = startFilePipeline(t, b, yamlText)
+	outputLines(t, out, 80)
+	stop()
+	_, rev, err := b.GetState(t.Context(), "pipeline.p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.PutState(t.Context(), "pipeline.p", older, rev); err != nil {
+		t.Fatal(err)
+	}
+	appendTo(t, in, numbered(80, 90)...)
+	startFilePipeline(t, b, yamlText)
+	checkOnce(t, outputLines(t, out, 90), 0, 90)
+}

@@ -136,6 +136,32 @@ type Pipeline struct {
 	others []string
 }
 
+// position is where a pipeline is: the next message of each stream, the
+// state of each file after the last chunk processed, and the size of each
+// file output after the outputs of all that.
+type position struct {
+	streams map[string]uint64
+	files   map[string]tail.FileState // by fileID
+	outputs map[string]fileMark       // by path
+}
+
+func (ps position) clone() position {
+	return position{streams: maps.Clone(ps.streams), files: maps.Clone(ps.files), outputs: maps.Clone(ps.outputs)}
+}
+
+// done moves the position past a processed message.
+func (ps *position) done(it item) {
+	if it.file == nil {
+		ps.streams[it.stream] = it.m.Seq + 1
+		return
+	}
+	if it.file.done {
+		delete(ps.files, fileID(it.file.state))
+		return
+	}
+	ps.files[fileID(it.file.state)] = it.file.state
+}
+
 // checkpoint is a pipeline's durable position.
 type checkpoint struct {
 	// Positions: per input stream, the next message to read.
@@ -143,6 +169,9 @@ type checkpoint struct {
 	// Files: the file input's files, each with its state after the last
 	// chunk read (or the first one an open window depends on).
 	Files *tail.State `json:"files,omitempty"`
+	// Outputs: each file output's size after the outputs of everything
+	// before the positions, by path (one worker only; see sinks).
+	Outputs map[string]fileMark `json:"outputs,omitempty"`
 	// Final: windows ending at or before it were emitted for good.
 	Final time.Time `json:"final,omitzero"`
 	Saved time.Time `json:"saved"`
@@ -236,6 +265,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		return err
 	}
 	defer p.sinks.close()
+	p.sinks.start(cp.Outputs, p.parts <= 1, p.log)
 	if p.win != nil {
 		p.win.final, p.win.resumed = cp.Final, cp.Final
 	}
@@ -309,7 +339,10 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	defer wg.Wait()
 	defer rcancel()
 
-	last := position{streams: maps.Clone(cp.Positions), files: map[string]tail.FileState{}} // next to read
+	last := position{streams: maps.Clone(cp.Positions), files: map[string]tail.FileState{}, outputs: maps.Clone(cp.Outputs)}
+	maps.DeleteFunc(last.outputs, func(path string, _ fileMark) bool {
+		return !slices.ContainsFunc(p.allOutputs(), func(o config.Output) bool { return o.File == path })
+	})
 	if cp.Files != nil {
 		for _, st := range cp.Files.Files {
 			last.files[fileID(st)] = st
@@ -383,6 +416,12 @@ func (p *Pipeline) Run(ctx context.Context) error {
 				return stopped() // ctx ended while writing
 			}
 			return err
+		}
+		if p.parts <= 1 && len(p.sinks.sizes) > 0 {
+			if last.outputs == nil {
+				last.outputs = map[string]fileMark{}
+			}
+			maps.Copy(last.outputs, p.sinks.sizes)
 		}
 		if err := p.save(ctx, last, false); err != nil {
 			return err
@@ -810,7 +849,7 @@ func (p *Pipeline) save(ctx context.Context, next position, force bool) error {
 	if !force && time.Since(p.saved) < 500*time.Millisecond {
 		return nil
 	}
-	cp := checkpoint{Positions: maps.Clone(next.streams), Saved: time.Now().UTC()}
+	cp := checkpoint{Positions: maps.Clone(next.streams), Outputs: next.outputs, Saved: time.Now().UTC()}
 	files := maps.Clone(next.files)
 	if p.win != nil {
 		cp.Final = p.win.final
