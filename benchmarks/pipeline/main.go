@@ -7,10 +7,14 @@
 //
 //   - Benthos: benchmarks/benthos (its own module) reads the file, runs a
 //     bloblang mapping, writes the file, and exits.
-//   - sluice: `sluice up` with a file source (parse: json) onto a stream and
-//     a pipeline from that stream (filter, set) to {file: …}. The run ends
-//     when the output file holds every expected line; sluice is then
-//     stopped.
+//   - sluice: `sluice up` with a pipeline that reads the file itself
+//     (from: {file: {paths: [...], parse: json}}), filters and sets, and
+//     writes {file: …}: the same work as Benthos's. The run ends when the
+//     output file holds every expected line; sluice is then stopped.
+//   - sluice-bus: `sluice up` with a file source (parse: json) onto a
+//     stream, through the embedded bus (raw, enrich, the stream, each
+//     stored with fsync, and archived to the lake), and the pipeline from
+//     that stream.
 //
 // For each it reports events/s (input events over the wall time from start
 // to the last output line), CPU seconds (user+system of the process until
@@ -40,6 +44,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -54,9 +59,9 @@ func main() {
 	sluiceBin := flag.String("sluice", "./bin/sluice", "the sluice binary")
 	benthosBin := flag.String("benthos", "./bin/benthos-bench", "the Benthos binary built from benchmarks/benthos")
 	dir := flag.String("dir", "", "work directory (default: a new temporary directory, removed at the end)")
-	profile := flag.String("profile", "", "write a CPU profile of sluice (from /debug/pprof/profile) to this file")
+	profile := flag.String("profile", "", "write a CPU profile of sluice (from /debug/pprof/profile) to this file (sluice-bus's: sluice-bus.FILE)")
 	profileFor := flag.Duration("profile-for", 10*time.Second, "length of the CPU profile")
-	only := flag.String("only", "", "run only benthos or sluice")
+	only := flag.String("only", "", "run only benthos, sluice (the file input) or sluice-bus (a file source and the bus); several with commas")
 	flag.Parse()
 	if err := run(*events, *sluiceBin, *benthosBin, *dir, *profile, *profileFor, *only); err != nil {
 		fmt.Fprintln(os.Stderr, "pipeline bench:", err)
@@ -82,7 +87,8 @@ func run(n int, sluiceBin, benthosBin, dir, profile string, profileFor time.Dura
 	fmt.Fprintf(os.Stderr, "%d bytes, %d events pass the filter\n", size, len(want))
 
 	var results []result
-	if only == "" || only == "benthos" {
+	runs := func(name string) bool { return only == "" || slices.Contains(strings.Split(only, ","), name) }
+	if runs("benthos") {
 		out := filepath.Join(dir, "benthos-out.ndjson")
 		r, err := runBenthos(benthosBin, in, out)
 		if err != nil {
@@ -93,14 +99,17 @@ func run(n int, sluiceBin, benthosBin, dir, profile string, profileFor time.Dura
 		}
 		results = append(results, r)
 	}
-	if only == "" || only == "sluice" {
-		out := filepath.Join(dir, "sluice-out.ndjson")
-		r, err := runSluice(sluiceBin, dir, in, out, len(want), profile, profileFor)
-		if err != nil {
-			return fmt.Errorf("sluice: %w", err)
+	for _, name := range []string{"sluice", "sluice-bus"} {
+		if !runs(name) {
+			continue
 		}
-		if err := check(out, want, true); err != nil {
-			return fmt.Errorf("sluice output: %w", err)
+		out := filepath.Join(dir, name+"-out.ndjson")
+		r, err := runSluice(name, sluiceBin, dir, in, out, len(want), profile, profileFor)
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		if err := check(out, want, name == "sluice-bus"); err != nil {
+			return fmt.Errorf("%s output: %w", name, err)
 		}
 		results = append(results, r)
 	}
@@ -319,9 +328,22 @@ func runBenthos(bin, in, out string) (result, error) {
 	return result{name: "benthos", wall: wall, cpu: cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime(), mem: <-mem}, nil
 }
 
-// sluiceConfig is the config of the sluice run: the events file tailed onto
-// stream bench_in, one pipeline from it to the output file.
+// sluiceConfig is the config of the sluice run: a pipeline reads the events
+// file, filters, sets and writes the output file.
 const sluiceConfig = `data_dir: %[1]s
+http: {collector: "%[2]s", api: "%[3]s"}
+pipelines:
+  bench:
+    from: {file: {paths: [%[4]s], parse: json}}
+    steps:
+      - filter: 'event in ["product_view", "add_to_cart", "purchase_item"]'
+      - set: {total: 'price * (quantity ?? 1)'}
+    to: {file: %[5]s}
+`
+
+// sluiceBusConfig is the config of the sluice-bus run: the events file
+// tailed onto stream bench_in, one pipeline from it to the output file.
+const sluiceBusConfig = `data_dir: %[1]s
 http: {collector: "%[2]s", api: "%[3]s"}
 sources:
   bench:
@@ -338,7 +360,7 @@ pipelines:
     to: {file: %[5]s}
 `
 
-func runSluice(bin, dir, in, out string, lines int, profile string, profileFor time.Duration) (result, error) {
+func runSluice(name, bin, dir, in, out string, lines int, profile string, profileFor time.Duration) (result, error) {
 	os.Remove(out)
 	data := filepath.Join(dir, "sluice-data")
 	if err := os.RemoveAll(data); err != nil {
@@ -352,12 +374,16 @@ func runSluice(bin, dir, in, out string, lines int, profile string, profileFor t
 	if err != nil {
 		return result{}, err
 	}
-	cfgPath := filepath.Join(dir, "sluice.yaml")
-	cfg := fmt.Sprintf(sluiceConfig, strconv.Quote(data), collector, api, strconv.Quote(in), strconv.Quote(out))
+	cfgPath := filepath.Join(dir, name+".yaml")
+	tmpl := sluiceConfig
+	if name == "sluice-bus" {
+		tmpl = sluiceBusConfig
+	}
+	cfg := fmt.Sprintf(tmpl, strconv.Quote(data), collector, api, strconv.Quote(in), strconv.Quote(out))
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		return result{}, err
 	}
-	logf, err := os.Create(filepath.Join(dir, "sluice.log"))
+	logf, err := os.Create(filepath.Join(dir, name+".log"))
 	if err != nil {
 		return result{}, err
 	}
@@ -378,7 +404,12 @@ func runSluice(bin, dir, in, out string, lines int, profile string, profileFor t
 	}()
 	profiled := make(chan error, 1)
 	if profile != "" {
-		go func() { profiled <- fetchProfile("http://"+api, profile, profileFor) }()
+		// One profile per sluice run: sluice.prof becomes sluice-bus.sluice.prof for the other.
+		path := profile
+		if name != "sluice" {
+			path = filepath.Join(filepath.Dir(profile), name+"."+filepath.Base(profile))
+		}
+		go func() { profiled <- fetchProfile("http://"+api, path, profileFor) }()
 	} else {
 		profiled <- nil
 	}
@@ -421,7 +452,7 @@ func runSluice(bin, dir, in, out string, lines int, profile string, profileFor t
 		<-exited
 		return result{}, fmt.Errorf("did not stop within a minute of SIGTERM")
 	}
-	return result{name: "sluice", wall: wall, cpu: cpu, mem: <-mem}, nil
+	return result{name: name, wall: wall, cpu: cpu, mem: <-mem}, nil
 }
 
 func openWhenThere(path string, exited <-chan error) (*os.File, error) {
