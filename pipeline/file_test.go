@@ -268,3 +268,36 @@ func TestFileInputCrashBeforeCheckpoint(t *testing.T) {
 	startFilePipeline(t, b, yamlText)
 	checkOnce(t, outputLines(t, out, 90), 0, 90)
 }
+
+// The leading filters run on the fields they read before an event is
+// decoded whole: they keep and drop the same events, a filter's error and
+// a line that is not JSON are bad rows as before.
+func TestLeadingFiltersOnTheirFields(t *testing.T) {
+	b := testBus(t)
+	dir := t.TempDir()
+	in, out := filepath.Join(dir, "a.ndjson"), filepath.Join(dir, "out.ndjson")
+	appendTo(t, in,
+		`{"n":0,"kind":"a"}`,
+		`{"n":1,"x":null,"kind":"b"}`,
+		`{"n":2,"x":"many","kind":"a"}`,
+		`{"n":3,"x":5,"kind":"a","more":{"deep":[1,2]}}`,
+		`{"n":4,"x":0,`,
+		`{"n":5,"x":1,"kind":"a"}`,
+		`{"n":6,"kind":"a","x":9,"x":null}`,
+	)
+	startFilePipeline(t, b, fmt.Sprintf(`    from: {file: {paths: [%q]}}
+    steps:
+      - filter: 'x == nil || int(x) > 1'
+      - filter: 'kind == "a"'
+      - set: {y: 'x ?? -1'}
+    to: {file: %q}
+`, in, out))
+	got := outputLines(t, out, 3)
+	if fmt.Sprint(got) != "[map[kind:a n:0 y:-1] map[kind:a more:map[deep:[1 2]] n:3 x:5 y:5] map[kind:a n:6 x:<nil> y:-1]]" {
+		t.Errorf("output %v", got)
+	}
+	bad := badRows(t, b, 2)
+	if !strings.Contains(bad[0].Message, "steps[0]") || !strings.Contains(bad[1].Message, "decode") {
+		t.Errorf("bad rows %+v", bad)
+	}
+}

@@ -127,6 +127,10 @@ type Pipeline struct {
 	starts    fileStarts          // of the file chunks open windows may depend on
 	producers producers           // of the Kafka outputs
 
+	// pre reads the fields the leading filters need (nil: none, or the
+	// whole event is needed first).
+	pf *prefilter
+
 	// part of parts: the worker this is; key splits events between the
 	// workers (empty: whole messages by sequence number).
 	part, parts int
@@ -214,6 +218,9 @@ func New(o Options) (*Pipeline, error) {
 			p.post = append(p.post, st)
 		}
 		p.labels = append(p.labels, fmt.Sprintf("steps[%d]", i))
+	}
+	if p.win == nil && !p.keyed() {
+		p.pf = newPrefilter(o.Config.Steps)
 	}
 	for _, out := range o.Config.To {
 		if out.Table != "" && o.Tables == nil && !o.Simulation {
@@ -498,18 +505,24 @@ func (p *Pipeline) process(ctx context.Context, it item, out *outputs) error {
 				return nil
 			}
 			if plain {
-				p.event(it, Event{"message": string(rec)}, rec, where, per, out)
+				p.event(it, Event{"message": string(rec)}, 0, rec, where, per, out)
 				return nil
 			}
 			if len(bytes.TrimSpace(rec)) == 0 {
 				return nil
+			}
+			from := 0
+			if p.pf != nil {
+				if from = p.prefilter(rec, m.Seq, where, out); from < 0 {
+					return nil
+				}
 			}
 			ev, err := decode(rec)
 			if err != nil {
 				out.bad = append(out.bad, p.badLine(where(), m.Seq, "decode", err, rec))
 				return nil
 			}
-			p.event(it, ev, rec, where, per, out)
+			p.event(it, ev, from, rec, where, per, out)
 			return nil
 		})
 		if err != nil {
@@ -518,6 +531,20 @@ func (p *Pipeline) process(ctx context.Context, it item, out *outputs) error {
 	} else {
 		for line := range bytes.Lines(m.Data) {
 			if len(bytes.TrimSpace(line)) == 0 {
+				continue
+			}
+			from := 0
+			if p.pf != nil && it.rec == nil {
+				eventsIn.WithLabelValues(p.o.Name).Inc()
+				if from = p.prefilter(line, m.Seq, where, out); from < 0 {
+					continue
+				}
+				ev, err := decode(line)
+				if err != nil {
+					out.bad = append(out.bad, p.badLine(where(), m.Seq, "decode", err, line))
+					continue
+				}
+				p.event(it, ev, from, line, where, per, out)
 				continue
 			}
 			ev, err := decode(line)
@@ -542,7 +569,7 @@ func (p *Pipeline) process(ctx context.Context, it item, out *outputs) error {
 				continue
 			}
 			eventsIn.WithLabelValues(p.o.Name).Inc()
-			p.event(it, ev, line, where, per, out)
+			p.event(it, ev, 0, line, where, per, out)
 		}
 	}
 	for _, o := range slices.SortedFunc(maps.Keys(per), func(a, b config.Output) int { return compareOutput(a, b) }) {
@@ -564,9 +591,9 @@ func (p *Pipeline) process(ctx context.Context, it item, out *outputs) error {
 }
 
 // event runs one event of message it (read from line) through the steps
-// before the window (or all of them), into the window or the outputs: per
-// gathers the encoded rows of stream outputs.
-func (p *Pipeline) event(it item, ev Event, line []byte, where func() string, per map[config.Output][]byte, out *outputs) {
+// before the window (or all of them) from step from on, into the window or
+// the outputs: per gathers the encoded rows of stream outputs.
+func (p *Pipeline) event(it item, ev Event, from int, line []byte, where func() string, per map[config.Output][]byte, out *outputs) {
 	if p.win != nil && it.file != nil {
 		// As for a stream's events, in process.
 		if t, ok := asTime(ev[p.win.timeField]); ok {
@@ -574,7 +601,7 @@ func (p *Pipeline) event(it item, ev Event, line []byte, where func() string, pe
 		}
 	}
 	seq := it.m.Seq
-	res, to, label, err := p.apply(p.pre, ev, 0)
+	res, to, label, err := p.apply(p.pre[from:], ev, from)
 	switch {
 	case err != nil:
 		out.bad = append(out.bad, p.badLine(where(), seq, label, err, line))
