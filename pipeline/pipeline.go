@@ -473,14 +473,50 @@ type item struct {
 
 // outputs collects what a batch produces, per output.
 type outputs struct {
-	rows  map[config.Output][]Event
+	rows  map[config.Output][]Event // tables, Kafka topics, window results for streams
 	keyed map[config.Output]bool
+	// lines are the NDJSON rows of file and webhook outputs, encoded as
+	// they come (count of them) rather than held as events.
+	lines map[config.Output][]byte
+	count map[config.Output]int
 	msgs  []bus.Outgoing // stream outputs of single messages (ids per message)
 	bad   [][]byte
 }
 
 func newOutputs() *outputs {
-	return &outputs{rows: map[config.Output][]Event{}, keyed: map[config.Output]bool{}}
+	return &outputs{rows: map[config.Output][]Event{}, keyed: map[config.Output]bool{},
+		lines: map[config.Output][]byte{}, count: map[config.Output]int{}}
+}
+
+// ndjson tells whether an output takes NDJSON lines (outputs.lines).
+func ndjson(o config.Output) bool { return o.File != "" || o.Webhook != "" }
+
+// addLine encodes row for a file or webhook output.
+func (out *outputs) addLine(o config.Output, row Event) error {
+	b, err := encode(out.lines[o], row)
+	if err != nil {
+		return err
+	}
+	out.lines[o] = b
+	out.count[o]++
+	return nil
+}
+
+// merge appends what another part of the batch produced (the batch's
+// messages processed in parallel, merged in their order).
+func (out *outputs) merge(part *outputs) {
+	for o, rows := range part.rows {
+		out.rows[o] = append(out.rows[o], rows...)
+	}
+	for o, k := range part.keyed {
+		out.keyed[o] = k
+	}
+	for o, b := range part.lines {
+		out.lines[o] = append(out.lines[o], b...)
+		out.count[o] += part.count[o]
+	}
+	out.msgs = append(out.msgs, part.msgs...)
+	out.bad = append(out.bad, part.bad...)
 }
 
 // process runs the events of one message through the steps before the
@@ -634,6 +670,12 @@ func (p *Pipeline) event(it item, ev Event, from int, line []byte, where func() 
 			per[o] = b
 			continue
 		}
+		if ndjson(o) {
+			if err := out.addLine(o, res); err != nil {
+				out.bad = append(out.bad, p.badLine(where(), seq, "output", err, line))
+			}
+			continue
+		}
 		out.rows[o] = append(out.rows[o], res)
 	}
 }
@@ -719,6 +761,13 @@ func (p *Pipeline) through(steps []step, row Event, stream string, seq uint64, o
 				out.bad = append(out.bad, p.badLine(fmt.Sprintf("%s message %d", stream, seq), seq, "to lake "+o.Lake, err, line))
 				continue
 			}
+		}
+		if ndjson(o) {
+			if err := out.addLine(o, row); err != nil {
+				line, _ := encode(nil, res)
+				out.bad = append(out.bad, p.badLine(fmt.Sprintf("%s message %d", stream, seq), seq, "output", err, line))
+			}
+			continue
 		}
 		out.rows[o] = append(out.rows[o], row)
 		out.keyed[o] = keyed
@@ -812,17 +861,18 @@ func (p *Pipeline) writeOnce(ctx context.Context, out *outputs) error {
 			delete(out.rows, o)
 		}
 	}
+	for _, o := range slices.SortedFunc(maps.Keys(out.lines), func(a, b config.Output) int {
+		return strings.Compare(a.String(), b.String())
+	}) {
+		if err := p.sinks.write(ctx, o, out.lines[o]); err != nil {
+			return err
+		}
+		eventsOut.WithLabelValues(p.o.Name, o.String()).Add(float64(out.count[o]))
+		delete(out.lines, o)
+	}
 	for _, o := range slices.SortedFunc(maps.Keys(out.rows), compareOutput) {
 		rows := out.rows[o]
-		switch {
-		case o.File != "" || o.Webhook != "":
-			if err := p.sinks.write(ctx, o, rows); err != nil {
-				return err
-			}
-			eventsOut.WithLabelValues(p.o.Name, o.String()).Add(float64(len(rows)))
-			delete(out.rows, o)
-			continue
-		case o.Table == "":
+		if o.Table == "" {
 			continue
 		}
 		var key []string

@@ -51,14 +51,8 @@ func (s *sinks) start(marks map[string]fileMark, exact bool, log *slog.Logger) {
 	s.marks, s.exact, s.log = marks, exact, log
 }
 
-func (s *sinks) write(ctx context.Context, o config.Output, rows []Event) error {
-	var data []byte
-	for _, r := range rows {
-		var err error
-		if data, err = encode(data, r); err != nil {
-			return err
-		}
-	}
+// write appends NDJSON lines to a file output, or posts them to a webhook.
+func (s *sinks) write(ctx context.Context, o config.Output, data []byte) error {
 	if o.File != "" {
 		return s.appendFile(o.File, data)
 	}
