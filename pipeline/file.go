@@ -31,8 +31,9 @@ import (
 // open window depends on, as for a stream.
 //
 // Memory. A file is its own buffer: the input reads ahead at most two
-// chunks (or half the pipeline's memory, if that is less), however large
-// the files, and waits while the pipeline works.
+// chunks, or one more than the lanes that process them in parallel (or half
+// the pipeline's memory, if that is less), however large the files, and
+// waits while the pipeline works.
 
 // fileWindow is the most bytes of a file read at once: one chunk.
 const fileWindow = 1 << 20
@@ -67,7 +68,7 @@ func isFileStream(s string) bool { return strings.HasPrefix(s, "file:") }
 // epoch (a truncated file starts a new epoch, and replaces the old state).
 func fileID(st tail.FileState) string { return fmt.Sprintf("%d.%d", st.Dev, st.Ino) }
 
-func newFileInput(name string, in *config.FileInput, start string, cp checkpoint, o Options, budget int64) (*fileInput, error) {
+func newFileInput(name string, in *config.FileInput, start string, cp checkpoint, o Options, budget int64, lanes int) (*fileInput, error) {
 	fw, err := tail.NewFollower(tail.FollowOptions{
 		Paths: in.Paths, Multiline: in.Multiline, Window: fileWindow, MaxRecord: fileWindow / 2,
 		RotateWait: o.FileRotateWait, FromEnd: start == "now" && cp.Files == nil,
@@ -87,9 +88,10 @@ func newFileInput(name string, in *config.FileInput, start string, cp checkpoint
 	if parse == "" {
 		parse = config.FileParseJSON
 	}
-	// Read-ahead in units of 64 KiB: two chunks, or half the budget.
+	// Read-ahead in units of 64 KiB: two chunks, or one more than the lanes
+	// that process chunks in parallel, or half the budget if less.
 	const unit = 64 << 10
-	ahead := min(2*fileWindow, budget/2)
+	ahead := min(int64(max(2, lanes+1))*fileWindow, budget/2)
 	return &fileInput{fw: fw, parse: parse, poll: poll, unit: unit, sem: make(chan struct{}, max(1, ahead/unit)),
 		free: make(chan []byte, 4), paths: map[string]string{}}, nil
 }

@@ -301,3 +301,28 @@ func TestLeadingFiltersOnTheirFields(t *testing.T) {
 		t.Errorf("bad rows %+v", bad)
 	}
 }
+
+// A file of several chunks: they are processed in parallel lanes (on a
+// machine with more than one CPU), and written in the file's order.
+func TestFileInputChunksInOrder(t *testing.T) {
+	b := testBus(t)
+	dir := t.TempDir()
+	in, out := filepath.Join(dir, "a.ndjson"), filepath.Join(dir, "out.ndjson")
+	lines := numbered(0, 40000)
+	for i := range lines {
+		lines[i] = strings.TrimSuffix(lines[i], "}") + fmt.Sprintf(`,"pad":%q}`, strings.Repeat("p", i%200))
+	}
+	appendTo(t, in, lines...) // about 5 MiB: several chunks
+	startFilePipeline(t, b, fmt.Sprintf(`    from: {file: {paths: [%q]}}
+    steps:
+      - filter: 'n %% 2 == 0'
+      - drop: [pad]
+    to: {file: %q}
+`, in, out))
+	got := outputLines(t, out, 20000)
+	for i, ev := range got {
+		if ev["n"] != float64(2*i) || len(ev) != 2 {
+			t.Fatalf("line %d is %v, want n=%d", i, ev, 2*i)
+		}
+	}
+}

@@ -130,6 +130,10 @@ type Pipeline struct {
 	// pre reads the fields the leading filters need (nil: none, or the
 	// whole event is needed first).
 	pf *prefilter
+	// lanes process the messages of a batch in parallel (nil: one at a
+	// time); see parallel.go.
+	lanes []*Pipeline
+	in    prometheus.Counter // sluice_pipeline_events_in_total of this pipeline
 
 	// part of parts: the worker this is; key splits events between the
 	// workers (empty: whole messages by sequence number).
@@ -193,7 +197,7 @@ func New(o Options) (*Pipeline, error) {
 		o.Partitions = 1
 	}
 	p := &Pipeline{o: o, log: o.Logger.With("pipeline", o.Name), producers: producers{}, sinks: newSinks(),
-		part: o.Partition, parts: o.Partitions}
+		part: o.Partition, parts: o.Partitions, in: eventsIn.WithLabelValues(o.Name)}
 	if p.parts > 1 {
 		p.key = o.Config.PartitionKey()
 		p.log = p.log.With("worker", fmt.Sprintf("%d/%d", p.part, p.parts))
@@ -294,10 +298,11 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	held := p.measureHeld
 	p.kafka = nil
 	p.files, p.starts = nil, fileStarts{}
+	lanes := p.laneCount()
 	for _, input := range p.o.Config.From {
 		s := input.Stream
 		if input.File != nil {
-			f, err := newFileInput(p.o.Name, input.File, p.o.Config.Start, cp, p.o, p.budget())
+			f, err := newFileInput(p.o.Name, input.File, p.o.Config.Start, cp, p.o, p.budget(), lanes)
 			if err != nil {
 				return err
 			}
@@ -345,6 +350,9 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	}
 	defer wg.Wait()
 	defer rcancel()
+	if err := p.makeLanes(lanes); err != nil {
+		return err
+	}
 
 	last := position{streams: maps.Clone(cp.Positions), files: map[string]tail.FileState{}, outputs: maps.Clone(cp.Outputs)}
 	maps.DeleteFunc(last.outputs, func(path string, _ fileMark) bool {
@@ -400,14 +408,11 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			}
 			return nil
 		}
-		for _, it := range batch {
-			if err := p.process(ctx, it, out); err != nil {
-				if ctx.Err() != nil {
-					return stopped()
-				}
-				return err
+		if err := p.processBatch(ctx, batch, out, &last); err != nil {
+			if ctx.Err() != nil {
+				return stopped()
 			}
-			last.done(it)
+			return err
 		}
 		if len(batch) > 0 {
 			lastEvent = time.Now()
@@ -535,7 +540,7 @@ func (p *Pipeline) process(ctx context.Context, it item, out *outputs) error {
 		}
 		plain := p.files.parse == config.FileParsePlain
 		err := sluice.ReadRecords(m.Data, func(rec []byte, truncated bool) error {
-			eventsIn.WithLabelValues(p.o.Name).Inc()
+			p.in.Inc()
 			if truncated {
 				out.bad = append(out.bad, p.badLine(where(), m.Seq, "read", fmt.Errorf("a record longer than %d bytes; the payload holds its start", len(rec)), rec))
 				return nil
@@ -571,7 +576,7 @@ func (p *Pipeline) process(ctx context.Context, it item, out *outputs) error {
 			}
 			from := 0
 			if p.pf != nil && it.rec == nil {
-				eventsIn.WithLabelValues(p.o.Name).Inc()
+				p.in.Inc()
 				if from = p.prefilter(line, m.Seq, where, out); from < 0 {
 					continue
 				}
@@ -586,7 +591,7 @@ func (p *Pipeline) process(ctx context.Context, it item, out *outputs) error {
 			ev, err := decode(line)
 			if err != nil {
 				if p.mine(nil, m.Seq) {
-					eventsIn.WithLabelValues(p.o.Name).Inc()
+					p.in.Inc()
 					out.bad = append(out.bad, p.badLine(where(), m.Seq, "decode", err, line))
 				}
 				continue
@@ -604,7 +609,7 @@ func (p *Pipeline) process(ctx context.Context, it item, out *outputs) error {
 			if !p.mine(ev, m.Seq) {
 				continue
 			}
-			eventsIn.WithLabelValues(p.o.Name).Inc()
+			p.in.Inc()
 			p.event(it, ev, 0, line, where, per, out)
 		}
 	}
@@ -681,9 +686,11 @@ func (p *Pipeline) event(it item, ev Event, from int, line []byte, where func() 
 }
 
 // allOutputs are the pipeline's outputs and its routes'.
-func (p *Pipeline) allOutputs() []config.Output {
-	out := slices.Clone(p.o.Config.To)
-	for _, s := range p.o.Config.Steps {
+func (p *Pipeline) allOutputs() []config.Output { return allOutputsOf(p.o.Config) }
+
+func allOutputsOf(c config.Pipeline) []config.Output {
+	out := slices.Clone(c.To)
+	for _, s := range c.Steps {
 		for _, r := range s.Route {
 			out = append(out, r.To...)
 		}
