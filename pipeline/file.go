@@ -31,9 +31,9 @@ import (
 // open window depends on, as for a stream.
 //
 // Memory. A file is its own buffer: the input reads ahead at most two
-// chunks, or one more than the lanes that process them in parallel (or half
-// the pipeline's memory, if that is less), however large the files, and
-// waits while the pipeline works.
+// chunks, or with lanes that process them in parallel two per lane and one
+// more (or half the pipeline's memory, if that is less), however large the
+// files, and waits while the pipeline works.
 
 // fileWindow is the most bytes of a file read at once: one chunk.
 const fileWindow = 1 << 20
@@ -88,10 +88,12 @@ func newFileInput(name string, in *config.FileInput, start string, cp checkpoint
 	if parse == "" {
 		parse = config.FileParseJSON
 	}
-	// Read-ahead in units of 64 KiB: two chunks, or one more than the lanes
-	// that process chunks in parallel, or half the budget if less.
+	// Read-ahead in units of 64 KiB: two chunks, or with lanes that process
+	// chunks in parallel, two per lane and one more (a batch's chunks are
+	// held until its outputs are written: meanwhile the next batch's are
+	// read), or half the budget if less.
 	const unit = 64 << 10
-	ahead := min(int64(max(2, lanes+1))*fileWindow, budget/2)
+	ahead := min(int64(max(2, 2*lanes+1))*fileWindow, budget/2)
 	return &fileInput{fw: fw, parse: parse, poll: poll, unit: unit, sem: make(chan struct{}, max(1, ahead/unit)),
 		free: make(chan []byte, 4), paths: map[string]string{}}, nil
 }
