@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -21,9 +22,9 @@ import (
 // Pipeline is a user stream pipeline: events from one or more streams go
 // through the steps, in order, and the results to the outputs.
 type Pipeline struct {
-	From  StringList `yaml:"from" json:"from" jsonschema:"description=The stream(s) to read: events\\, logs\\, bad\\, a source's stream or another pipeline's output stream\\; or a Kafka topic: kafka://host:port[\\,host:port]/topic?group=NAME"`
-	Steps []Step     `yaml:"steps" json:"steps,omitempty" jsonschema:"description=Steps\\, each a mapping with one key: filter\\, set\\, drop\\, keep\\, rename\\, parse\\, route\\, dedupe\\, sample\\, window"`
-	To    Outputs    `yaml:"to" json:"to" jsonschema:"description=Where results go: {stream: NAME}\\, {table: NAME} (a warehouse table) or {kafka: kafka://host:port/topic\\, key: FIELD}\\, or a list of them"`
+	From  Inputs  `yaml:"from" json:"from" jsonschema:"description=What to read: a stream (events\\, logs\\, bad\\, a source's stream or another pipeline's output stream)\\, a Kafka topic (kafka://host:port[\\,host:port]/topic?group=NAME)\\, files ({file: {paths: [GLOB]\\, parse: json}})\\, or a list of them"`
+	Steps []Step  `yaml:"steps" json:"steps,omitempty" jsonschema:"description=Steps\\, each a mapping with one key: filter\\, set\\, drop\\, keep\\, rename\\, parse\\, route\\, dedupe\\, sample\\, window"`
+	To    Outputs `yaml:"to" json:"to" jsonschema:"description=Where results go: {stream: NAME}\\, {table: NAME} (a warehouse table) or {kafka: kafka://host:port/topic\\, key: FIELD}\\, or a list of them"`
 	// Start is where a new pipeline starts reading: "beginning" (default)
 	// or "now". A pipeline that ran before goes on from its checkpoint.
 	// Memory bounds the messages the pipeline holds (read ahead and in the
@@ -40,6 +41,102 @@ type Pipeline struct {
 	// Key splits events between workers; default: the window's group_by,
 	// else the dedupe or throttle key, else whole messages go round-robin.
 	Key StringList `yaml:"key" json:"key,omitempty" jsonschema:"description=Field(s) whose values decide an event's worker (events of one key stay in order on one worker). Default: the window's group_by\\, else the dedupe or throttle key\\, else whole input messages are split between workers"`
+}
+
+// Input is one input of a pipeline: a stream on the bus or a Kafka topic
+// (Stream, kafka://…), or files (File).
+type Input struct {
+	Stream string     `yaml:"-" json:"-"`
+	File   *FileInput `yaml:"file" json:"file,omitempty"`
+}
+
+// FileInput reads files directly, without the bus: the lines of the files
+// the globs match, followed through rotation and truncation like a file
+// source's, each file's position kept in the pipeline's checkpoint.
+type FileInput struct {
+	Paths     []string `yaml:"paths" json:"paths"`
+	Parse     string   `yaml:"parse" json:"parse,omitempty"`
+	Multiline string   `yaml:"multiline" json:"multiline,omitempty"`
+}
+
+// File input formats (FileInput.Parse).
+const (
+	FileParseJSON  = "json"  // each record is a JSON object: the event
+	FileParsePlain = "plain" // each record is the event's message field
+)
+
+// UnmarshalYAML accepts a stream's name (or a Kafka URL) or {file: {…}}.
+func (in *Input) UnmarshalYAML(unmarshal func(any) error) error {
+	var s string
+	if err := unmarshal(&s); err == nil {
+		*in = Input{Stream: s}
+		return nil
+	}
+	type plain Input
+	return unmarshal((*plain)(in))
+}
+
+func (in Input) String() string {
+	if in.File != nil {
+		return fmt.Sprintf("file %v", in.File.Paths)
+	}
+	return in.Stream
+}
+
+// Inputs are one input or a list of them.
+type Inputs []Input
+
+// UnmarshalYAML accepts one input or a list.
+func (in *Inputs) UnmarshalYAML(unmarshal func(any) error) error {
+	var many []Input
+	if err := unmarshal(&many); err == nil {
+		*in = many
+		return nil
+	}
+	var one Input
+	if err := unmarshal(&one); err != nil {
+		return err
+	}
+	*in = Inputs{one}
+	return nil
+}
+
+// Streams are the names of the stream and Kafka inputs, in order.
+func (in Inputs) Streams() []string {
+	var out []string
+	for _, i := range in {
+		if i.File == nil {
+			out = append(out, i.Stream)
+		}
+	}
+	return out
+}
+
+// File is the file input, if there is one (a pipeline has at most one).
+func (in Inputs) File() *FileInput {
+	for _, i := range in {
+		if i.File != nil {
+			return i.File
+		}
+	}
+	return nil
+}
+
+// JSONSchema: an input (a stream's name, or {file: {…}}) or a list of them.
+func (Inputs) JSONSchema() *jsonschema.Schema {
+	file := &jsonschema.Schema{Type: "object", Properties: jsonschema.NewProperties(), Required: []string{"paths"},
+		AdditionalProperties: jsonschema.FalseSchema}
+	file.Properties.Set("paths", &jsonschema.Schema{Type: "array", Items: &jsonschema.Schema{Type: "string"},
+		Description: "Glob patterns of the files to read, e.g. [/var/log/app/*.ndjson]"})
+	file.Properties.Set("parse", &jsonschema.Schema{Type: "string", Enum: []any{FileParseJSON, FileParsePlain},
+		Description: "json (default: each line a JSON object, the event) or plain (each line the event's message field)"})
+	file.Properties.Set("multiline", &jsonschema.Schema{Type: "string",
+		Description: "A regular expression that matches the first line of a record; lines that don't match are appended to the record before"})
+	obj := &jsonschema.Schema{Type: "object", Properties: jsonschema.NewProperties(), Required: []string{"file"},
+		AdditionalProperties: jsonschema.FalseSchema}
+	obj.Properties.Set("file", file)
+	one := &jsonschema.Schema{OneOf: []*jsonschema.Schema{{Type: "string"}, obj}}
+	return &jsonschema.Schema{OneOf: []*jsonschema.Schema{{Type: "string"}, obj, {Type: "array", Items: one}}}
 }
 
 // Step is one step of a pipeline; exactly one field is set.
@@ -350,9 +447,12 @@ func (c *Config) lakeTime(p Pipeline, afterWindow bool) string {
 		return "window_start"
 	}
 	col := ""
-	for _, s := range p.From {
+	for _, in := range p.From {
+		s := in.Stream
 		var t string
 		switch {
+		case in.File != nil:
+			t = "" // a file's events have no known time field
 		case s == sluice.StreamEvents:
 			t = "event_time"
 		case s == sluice.StreamBad:
@@ -397,7 +497,14 @@ func (l *loader) validatePipelines(c *Config) {
 			l.addAtKey(path, fmt.Sprintf("pipeline %s has no from", name), "e.g. from: events")
 		}
 		topics := map[string]bool{}
-		for i, s := range p.From {
+		files := 0
+		for i, in := range p.From {
+			s := in.Stream
+			if in.File != nil {
+				files++
+				l.checkFileInput(fmt.Sprintf("%s.from", path), p.From, i, files)
+				continue
+			}
 			if IsKafkaURL(s) {
 				k, err := ParseKafkaURL(s)
 				if err != nil {
@@ -411,7 +518,6 @@ func (l *loader) validatePipelines(c *Config) {
 			} else if s == sluice.StreamRaw {
 				l.addAt(fmt.Sprintf("%s.from", path), fmt.Sprintf("pipeline %s reads raw: raw holds collector payloads, not events", name), "read events (what enrich makes of raw) or logs")
 			}
-			_ = i
 		}
 		if p.Memory != 0 && p.Memory < MiB {
 			l.addAt(path+".memory", fmt.Sprintf("%s.memory is %s; it must be at least 1MiB", path, p.Memory), "the default is 64MiB")
@@ -422,8 +528,11 @@ func (l *loader) validatePipelines(c *Config) {
 		if p.Workers < 0 || p.Workers > 64 {
 			l.addAt(path+".workers", fmt.Sprintf("%s.workers is %d; it must be between 1 and 64", path, p.Workers), "e.g. workers: 4")
 		}
-		if p.Workers > 1 && slices.ContainsFunc(p.From, IsKafkaURL) {
+		if p.Workers > 1 && slices.ContainsFunc(p.From.Streams(), IsKafkaURL) {
 			l.addAt(path+".workers", fmt.Sprintf("pipeline %s reads Kafka with %d workers; a Kafka input shares its partitions through its consumer group instead", name, p.Workers), "leave workers at 1; a standby process takes over when this one stops")
+		}
+		if p.Workers > 1 && files > 0 {
+			l.addAt(path+".workers", fmt.Sprintf("pipeline %s reads files with %d workers; one process reads a pipeline's files", name, p.Workers), "leave workers at 1; to spread the steps, write the files' events to a stream and read it with workers in a second pipeline")
 		}
 		for _, k := range p.Key {
 			if k == "" {
@@ -507,6 +616,28 @@ func (l *loader) validatePipelines(c *Config) {
 		l.checkOutputs(path+".to", p.To, lakeTables)
 	}
 	l.resolveLakeOutputs(c)
+	l.checkFileOutputs(c)
+}
+
+// checkFileOutputs refuses two pipelines appending to one file: after a
+// crash, a pipeline cuts its file back to what its checkpoint covers,
+// which would cut the other's rows.
+func (l *loader) checkFileOutputs(c *Config) {
+	writer := map[string]string{}
+	for _, name := range sortedKeys(c.Pipelines) {
+		for _, o := range allOutputs(c.Pipelines[name]) {
+			if o.File == "" {
+				continue
+			}
+			path := filepath.Clean(o.File)
+			if other, ok := writer[path]; ok && other != name {
+				l.addAtKey("pipelines."+name, fmt.Sprintf("pipelines %s and %s both write file %s", other, name, o.File),
+					"give each pipeline a file of its own: after a crash a pipeline cuts its file back to its checkpoint")
+				continue
+			}
+			writer[path] = name
+		}
+	}
 }
 
 // resolveLakeOutputs fills in the time column of lake outputs that give
@@ -562,6 +693,39 @@ func (l *loader) resolveLakeOutputs(c *Config) {
 			l.addAt(r.path+".time", fmt.Sprintf("%s: lake table %s is partitioned by %s elsewhere, %s here", r.path, r.o.Lake, times[r.o.Lake], r.o.Time), "give every output to one lake table the same time")
 		default:
 			times[r.o.Lake] = r.o.Time
+		}
+	}
+}
+
+// checkFileInput checks from[i], the n-th file input of a pipeline whose
+// from is at path.
+func (l *loader) checkFileInput(path string, from Inputs, i, n int) {
+	const example = "e.g. from: {file: {paths: [/var/log/app/*.ndjson], parse: json}}"
+	fi := from[i].File
+	at := path
+	if len(from) > 1 {
+		at = fmt.Sprintf("%s[%d]", path, i)
+	}
+	at += ".file"
+	if n > 1 {
+		l.addAt(at, fmt.Sprintf("%s: a pipeline reads one file input", at), "list every glob in the first one's paths")
+	}
+	if len(fi.Paths) == 0 {
+		l.addAt(at, at+" needs paths: glob patterns of the files to read", example)
+	}
+	for j, g := range fi.Paths {
+		if _, err := filepath.Match(g, ""); err != nil || g == "" {
+			l.addAt(fmt.Sprintf("%s.paths[%d]", at, j), fmt.Sprintf("%s.paths[%d] %q is not a glob pattern", at, j, g), "e.g. /var/log/app/*.ndjson")
+		}
+	}
+	switch fi.Parse {
+	case "", FileParseJSON, FileParsePlain:
+	default:
+		l.addAt(at+".parse", fmt.Sprintf("%s.parse is %q", at, fi.Parse), "json (each line a JSON object, the default) or plain (each line the message field)")
+	}
+	if fi.Multiline != "" {
+		if _, err := regexp.Compile(fi.Multiline); err != nil {
+			l.addAt(at+".multiline", fmt.Sprintf("%s.multiline: %v", at, err), "a regular expression matching the first line of a record, e.g. ^\\S")
 		}
 	}
 }

@@ -23,6 +23,8 @@ var (
 	byteSizeType   = reflect.TypeFor[ByteSize]()
 	stringListType = reflect.TypeFor[StringList]()
 	outputsType    = reflect.TypeFor[Outputs]()
+	inputsType     = reflect.TypeFor[Inputs]()
+	inputType      = reflect.TypeFor[Input]()
 	targetType     = reflect.TypeFor[Target]()
 )
 
@@ -79,6 +81,16 @@ func (l *loader) check(n ast.Node, t reflect.Type, path string) bool {
 			return l.check(n, reflect.TypeFor[[]Output](), path)
 		}
 		return l.check(n, reflect.TypeFor[Output](), path)
+	case t == inputsType:
+		if _, ok := n.(*ast.SequenceNode); ok {
+			return l.check(n, reflect.TypeFor[[]Input](), path)
+		}
+		return l.check(n, inputType, path)
+	case t == inputType:
+		if _, ok := n.(ast.ScalarNode); ok {
+			return l.check(n, reflect.TypeFor[string](), path) // a stream's name
+		}
+		return l.checkStruct(n, at, t, path)
 	case t == targetType:
 		if _, ok := n.(ast.ScalarNode); ok {
 			return l.check(n, reflect.TypeFor[string](), path) // a table's name

@@ -83,7 +83,10 @@ func (n *Node) Status(ctx context.Context) (*server.Status, error) {
 	pipes := n.pipelineConfigs()
 	for _, name := range slices.Sorted(maps.Keys(pipes)) {
 		p := pipes[name]
-		c := server.ComponentStatus{Name: name, Kind: "pipeline", From: slices.Clone([]string(p.From)), HasTotal: true}
+		c := server.ComponentStatus{Name: name, Kind: "pipeline", HasTotal: true}
+		for _, in := range p.From {
+			c.From = append(c.From, in.String())
+		}
 		for _, o := range p.To {
 			to := o.BusStream()
 			if to == "" {

@@ -302,7 +302,7 @@ func TestLookupTableInPipeline(t *testing.T) {
 	f := &fakeTables{}
 	customers(f, "pro")
 	pc := config.Pipeline{
-		From:  config.StringList{"events"},
+		From:  config.Inputs{{Stream: "events"}},
 		Steps: []config.Step{{Lookup: &config.LookupStep{Table: "customers", Key: "user_id", Column: "id", Fields: []string{"plan"}}}},
 		To:    config.Outputs{{Stream: "out"}},
 	}

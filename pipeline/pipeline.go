@@ -31,6 +31,7 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -40,6 +41,7 @@ import (
 
 	"github.com/sluice-data/sluice"
 	"github.com/sluice-data/sluice/bus"
+	"github.com/sluice-data/sluice/collect/tail"
 	"github.com/sluice-data/sluice/config"
 )
 
@@ -80,6 +82,10 @@ type Options struct {
 	// after a process dies, its workers restart elsewhere after this long.
 	// Default 10s.
 	LeaseTTL time.Duration
+	// FilePoll is how often a file input looks for new files and lines;
+	// default 250ms. FileRotateWait is how long it reads a file rotated
+	// away after it last grew; default 5s.
+	FilePoll, FileRotateWait time.Duration
 }
 
 var (
@@ -114,13 +120,23 @@ type Pipeline struct {
 	// readers are the bus inputs (their memory is measured).
 	readers []*bus.Reader
 	saved   time.Time
-	// savedNext is the next message to read, per input, that the last
-	// checkpoint saved (nil: none saved by this run).
-	savedNext map[string]uint64
+	// savedNext is the position the last checkpoint saved (zero: none
+	// saved by this run).
+	savedNext position
 
 	lakes     map[string]*lakeOut // schemas of the lake outputs, by table
 	kafka     []*kafkaInput       // of this run
+	files     *fileInput          // of this run
+	starts    fileStarts          // of the file chunks open windows may depend on
 	producers producers           // of the Kafka outputs
+
+	// pre reads the fields the leading filters need (nil: none, or the
+	// whole event is needed first).
+	pf *prefilter
+	// lanes process the messages of a batch in parallel (nil: one at a
+	// time); see parallel.go.
+	lanes []*Pipeline
+	in    prometheus.Counter // sluice_pipeline_events_in_total of this pipeline
 
 	// part of parts: the worker this is; key splits events between the
 	// workers (empty: whole messages by sequence number).
@@ -129,6 +145,37 @@ type Pipeline struct {
 	// others are the checkpoints of another number of workers this one
 	// started from; worker 0 deletes them once every worker saved its own.
 	others []string
+}
+
+// position is where a pipeline is: the next message of each stream, the
+// state of each file after the last chunk processed, and the size of each
+// file output after the outputs of all that.
+type position struct {
+	streams map[string]uint64
+	files   map[string]tail.FileState // by fileID
+	outputs map[string]fileMark       // by path
+}
+
+func (ps position) clone() position {
+	return position{streams: maps.Clone(ps.streams), files: maps.Clone(ps.files), outputs: maps.Clone(ps.outputs)}
+}
+
+// equal tells whether ps and o are the same position.
+func (ps position) equal(o position) bool {
+	return maps.Equal(ps.streams, o.streams) && maps.Equal(ps.files, o.files) && maps.Equal(ps.outputs, o.outputs)
+}
+
+// done moves the position past a processed message.
+func (ps *position) done(it item) {
+	if it.file == nil {
+		ps.streams[it.stream] = it.m.Seq + 1
+		return
+	}
+	if it.file.done {
+		delete(ps.files, fileID(it.file.state))
+		return
+	}
+	ps.files[fileID(it.file.state)] = it.file.state
 }
 
 // checkpoint is a pipeline's durable position.
@@ -140,6 +187,12 @@ type checkpoint struct {
 	// a window only; else they are the same). The pipeline's lag is
 	// measured from it.
 	Read map[string]uint64 `json:"read,omitempty"`
+	// Files: the file input's files, each with its state after the last
+	// chunk read (or the first one an open window depends on).
+	Files *tail.State `json:"files,omitempty"`
+	// Outputs: each file output's size after the outputs of everything
+	// before the positions, by path (one worker only; see sinks).
+	Outputs map[string]fileMark `json:"outputs,omitempty"`
 	// Final: windows ending at or before it were emitted for good.
 	Final time.Time `json:"final,omitzero"`
 	Saved time.Time `json:"saved"`
@@ -157,7 +210,7 @@ func New(o Options) (*Pipeline, error) {
 		o.Partitions = 1
 	}
 	p := &Pipeline{o: o, log: o.Logger.With("pipeline", o.Name), producers: producers{}, sinks: newSinks(),
-		part: o.Partition, parts: o.Partitions}
+		part: o.Partition, parts: o.Partitions, in: eventsIn.WithLabelValues(o.Name)}
 	if p.parts > 1 {
 		p.key = o.Config.PartitionKey()
 		p.log = p.log.With("worker", fmt.Sprintf("%d/%d", p.part, p.parts))
@@ -182,6 +235,9 @@ func New(o Options) (*Pipeline, error) {
 			p.post = append(p.post, st)
 		}
 		p.labels = append(p.labels, fmt.Sprintf("steps[%d]", i))
+	}
+	if p.win == nil && !p.keyed() {
+		p.pf = newPrefilter(o.Config.Steps)
 	}
 	for _, out := range o.Config.To {
 		if out.Table != "" && o.Tables == nil && !o.Simulation {
@@ -236,6 +292,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		return err
 	}
 	defer p.sinks.close()
+	p.sinks.start(cp.Outputs, p.parts <= 1, p.log)
 	if p.win != nil {
 		p.win.final, p.win.resumed = cp.Final, cp.Final
 	}
@@ -247,7 +304,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			}
 		}
 	}
-	p.savedNext = nil
+	p.savedNext = position{}
 	p.log.Info("pipeline starting", "positions", cp.Positions, "final", cp.Final)
 	defer p.producers.close()
 	in := make(chan item, p.o.MaxBatch)
@@ -257,7 +314,23 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	p.readers = nil
 	held := p.measureHeld
 	p.kafka = nil
-	for _, s := range p.o.Config.From {
+	p.files, p.starts = nil, fileStarts{}
+	lanes := p.laneCount()
+	for _, input := range p.o.Config.From {
+		s := input.Stream
+		if input.File != nil {
+			f, err := newFileInput(p.o.Name, input.File, p.o.Config.Start, cp, p.o, p.budget(), lanes)
+			if err != nil {
+				return err
+			}
+			p.files = f
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				f.read(rctx, in)
+			}()
+			continue
+		}
 		if config.IsKafkaURL(s) {
 			k, err := newKafkaInput(p.o.Name, s, p.o.Config.Start, p.log)
 			if err != nil {
@@ -274,7 +347,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			continue
 		}
 		// Half the budget holds messages read ahead, shared by the inputs.
-		r, err := p.o.Bus.ReadFromBounded(rctx, s, cp.Positions[s], p.budget()/2/int64(len(p.o.Config.From)))
+		r, err := p.o.Bus.ReadFromBounded(rctx, s, cp.Positions[s], p.budget()/2/int64(len(p.o.Config.From.Streams())))
 		if err != nil {
 			return fmt.Errorf("pipeline %s: %w", p.o.Name, err)
 		}
@@ -294,8 +367,19 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	}
 	defer wg.Wait()
 	defer rcancel()
+	if err := p.makeLanes(lanes); err != nil {
+		return err
+	}
 
-	last := maps.Clone(cp.Positions) // next to read, per stream
+	last := position{streams: maps.Clone(cp.Positions), files: map[string]tail.FileState{}, outputs: maps.Clone(cp.Outputs)}
+	maps.DeleteFunc(last.outputs, func(path string, _ fileMark) bool {
+		return !slices.ContainsFunc(p.allOutputs(), func(o config.Output) bool { return o.File == path })
+	})
+	if cp.Files != nil {
+		for _, st := range cp.Files.Files {
+			last.files[fileID(st)] = st
+		}
+	}
 	lastEvent := time.Now()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
@@ -325,7 +409,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 				// may have been left out: saved now, the checkpoint (and
 				// the lag measured from it) does not stay behind while no
 				// message comes.
-				if !maps.Equal(last, p.savedNext) {
+				if !last.equal(p.savedNext) {
 					if err := p.save(ctx, last, false); err != nil && ctx.Err() == nil {
 						return err
 					}
@@ -343,21 +427,18 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		// worker handed to another process, a reload) does not repeat the
 		// batches before it. Not with a window: the batch may have made
 		// windows final whose results are not written.
-		before := maps.Clone(last)
+		before := last.clone()
 		stopped := func() error {
 			if p.win == nil {
 				return p.save(context.WithoutCancel(ctx), before, true)
 			}
 			return nil
 		}
-		for _, it := range batch {
-			if err := p.process(ctx, it.stream, it.m, it.rec, out); err != nil {
-				if ctx.Err() != nil {
-					return stopped()
-				}
-				return err
+		if err := p.processBatch(ctx, batch, out, &last); err != nil {
+			if ctx.Err() != nil {
+				return stopped()
 			}
-			last[it.stream] = it.m.Seq + 1
+			return err
 		}
 		if len(batch) > 0 {
 			lastEvent = time.Now()
@@ -373,6 +454,12 @@ func (p *Pipeline) Run(ctx context.Context) error {
 				return stopped() // ctx ended while writing
 			}
 			return err
+		}
+		if p.parts <= 1 && len(p.sinks.sizes) > 0 {
+			if last.outputs == nil {
+				last.outputs = map[string]fileMark{}
+			}
+			maps.Copy(last.outputs, p.sinks.sizes)
 		}
 		if err := p.save(ctx, last, false); err != nil {
 			return err
@@ -403,102 +490,165 @@ func (p *Pipeline) budget() int64 {
 	return 64 << 20
 }
 
-// item is a message read from an input: a stream, or a Kafka topic's
-// partition (rec is the record; m.Seq is its offset).
+// item is a message read from an input: a stream, a Kafka topic's
+// partition (rec is the record; m.Seq is its offset), or a chunk of a file
+// (file; m.Seq is its first byte's offset, m.Data its records).
 type item struct {
 	stream string
 	m      bus.Msg
 	rec    *kgo.Record
+	file   *fileChunk
 	// release hands the message's memory back to its reader's budget.
 	release func()
 }
 
 // outputs collects what a batch produces, per output.
 type outputs struct {
-	rows  map[config.Output][]Event
+	rows  map[config.Output][]Event // tables, Kafka topics, window results for streams
 	keyed map[config.Output]bool
+	// lines are the NDJSON rows of file and webhook outputs, encoded as
+	// they come (count of them) rather than held as events.
+	lines map[config.Output][]byte
+	count map[config.Output]int
 	msgs  []bus.Outgoing // stream outputs of single messages (ids per message)
 	bad   [][]byte
 }
 
 func newOutputs() *outputs {
-	return &outputs{rows: map[config.Output][]Event{}, keyed: map[config.Output]bool{}}
+	return &outputs{rows: map[config.Output][]Event{}, keyed: map[config.Output]bool{},
+		lines: map[config.Output][]byte{}, count: map[config.Output]int{}}
+}
+
+// ndjson tells whether an output takes NDJSON lines (outputs.lines).
+func ndjson(o config.Output) bool { return o.File != "" || o.Webhook != "" }
+
+// addLine encodes row for a file or webhook output.
+func (out *outputs) addLine(o config.Output, row Event) error {
+	b, err := encode(out.lines[o], row)
+	if err != nil {
+		return err
+	}
+	out.lines[o] = b
+	out.count[o]++
+	return nil
+}
+
+// merge appends what another part of the batch produced (the batch's
+// messages processed in parallel, merged in their order).
+func (out *outputs) merge(part *outputs) {
+	for o, rows := range part.rows {
+		out.rows[o] = append(out.rows[o], rows...)
+	}
+	for o, k := range part.keyed {
+		out.keyed[o] = k
+	}
+	for o, b := range part.lines {
+		out.lines[o] = append(out.lines[o], b...)
+		out.count[o] += part.count[o]
+	}
+	out.msgs = append(out.msgs, part.msgs...)
+	out.bad = append(out.bad, part.bad...)
 }
 
 // process runs the events of one message through the steps before the
 // window (or all of them).
-func (p *Pipeline) process(ctx context.Context, stream string, m bus.Msg, rec *kgo.Record, out *outputs) error {
+func (p *Pipeline) process(ctx context.Context, it item, out *outputs) error {
+	stream, m := it.stream, it.m
 	per := map[config.Output][]byte{}
 	if !p.keyed() && !p.mine(nil, m.Seq) {
 		return ctx.Err() // another worker's message
 	}
-	for line := range bytes.Lines(m.Data) {
-		if len(bytes.TrimSpace(line)) == 0 {
-			continue
-		}
-		ev, err := decode(line)
-		if err != nil {
-			if p.mine(nil, m.Seq) {
-				eventsIn.WithLabelValues(p.o.Name).Inc()
-				out.bad = append(out.bad, p.badLine(stream, m.Seq, "decode", err, line))
-			}
-			continue
-		}
-		if rec != nil {
-			recordFields(ev, rec)
-		}
+	where := func() string { return fmt.Sprintf("%s message %d", stream, m.Seq) }
+	if it.file != nil {
+		where = func() string { return p.files.where(it) }
 		if p.win != nil {
-			// Every event read moves event time on, also those the steps
-			// drop before the window and other workers' events.
-			if t, ok := asTime(ev[p.win.timeField]); ok {
-				p.win.advanceTo(t.Add(-p.win.delay))
+			p.starts.add(it)
+		}
+		plain := p.files.parse == config.FileParsePlain
+		err := sluice.ReadRecords(m.Data, func(rec []byte, truncated bool) error {
+			p.in.Inc()
+			if truncated {
+				out.bad = append(out.bad, p.badLine(where(), m.Seq, "read", fmt.Errorf("a record longer than %d bytes; the payload holds its start", len(rec)), rec))
+				return nil
 			}
-		}
-		if !p.mine(ev, m.Seq) {
-			continue
-		}
-		eventsIn.WithLabelValues(p.o.Name).Inc()
-		res, to, label, err := p.apply(p.pre, ev, 0)
-		switch {
-		case err != nil:
-			out.bad = append(out.bad, p.badLine(stream, m.Seq, label, err, line))
-			continue
-		case res == nil:
-			continue
-		case to == nil && p.win != nil:
-			if err := p.win.add(res, stream, m.Seq); err != nil {
-				out.bad = append(out.bad, p.badLine(stream, m.Seq, "window", err, line))
+			if plain {
+				p.event(it, Event{"message": string(rec)}, 0, rec, where, per, out)
+				return nil
 			}
-			continue
-		}
-		if to == nil {
-			to = p.o.Config.To
-		}
-		for _, o := range to {
-			if o.BusStream() != "" {
-				row := res
-				if o.Lake != "" {
-					if row, err = p.lakes[o.Lake].conform(res); err != nil {
-						out.bad = append(out.bad, p.badLine(stream, m.Seq, "to lake "+o.Lake, err, line))
-						continue
-					}
+			if len(bytes.TrimSpace(rec)) == 0 {
+				return nil
+			}
+			from := 0
+			if p.pf != nil {
+				if from = p.prefilter(rec, m.Seq, where, out); from < 0 {
+					return nil
 				}
-				b, err := encode(per[o], row)
-				if err != nil {
-					out.bad = append(out.bad, p.badLine(stream, m.Seq, "output", err, line))
-					continue
-				}
-				per[o] = b
+			}
+			ev, err := decode(rec)
+			if err != nil {
+				out.bad = append(out.bad, p.badLine(where(), m.Seq, "decode", err, rec))
+				return nil
+			}
+			p.event(it, ev, from, rec, where, per, out)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	} else {
+		for line := range bytes.Lines(m.Data) {
+			if len(bytes.TrimSpace(line)) == 0 {
 				continue
 			}
-			out.rows[o] = append(out.rows[o], res)
+			from := 0
+			if p.pf != nil && it.rec == nil {
+				p.in.Inc()
+				if from = p.prefilter(line, m.Seq, where, out); from < 0 {
+					continue
+				}
+				ev, err := decode(line)
+				if err != nil {
+					out.bad = append(out.bad, p.badLine(where(), m.Seq, "decode", err, line))
+					continue
+				}
+				p.event(it, ev, from, line, where, per, out)
+				continue
+			}
+			ev, err := decode(line)
+			if err != nil {
+				if p.mine(nil, m.Seq) {
+					p.in.Inc()
+					out.bad = append(out.bad, p.badLine(where(), m.Seq, "decode", err, line))
+				}
+				continue
+			}
+			if it.rec != nil {
+				recordFields(ev, it.rec)
+			}
+			if p.win != nil {
+				// Every event read moves event time on, also those the steps
+				// drop before the window and other workers' events.
+				if t, ok := asTime(ev[p.win.timeField]); ok {
+					p.win.advanceTo(t.Add(-p.win.delay))
+				}
+			}
+			if !p.mine(ev, m.Seq) {
+				continue
+			}
+			p.in.Inc()
+			p.event(it, ev, 0, line, where, per, out)
 		}
 	}
 	for _, o := range slices.SortedFunc(maps.Keys(per), func(a, b config.Output) int { return compareOutput(a, b) }) {
 		// The message id makes a message written again (after a crash) one
-		// message. Split by key, each worker writes its own part of it.
+		// message. Split by key, each worker writes its own part of it. A
+		// file's chunk is named by its first and last byte: read again
+		// after a crash it may end further on, if the file grew.
 		id := fmt.Sprintf("pipeline:%s:%s:%d:%s", p.o.Name, stream, m.Seq, o.BusStream())
-		if p.keyed() {
+		switch {
+		case it.file != nil:
+			id = fmt.Sprintf("pipeline:%s:%s:%d-%d:%s", p.o.Name, stream, m.Seq, it.file.state.Offset, o.BusStream())
+		case p.keyed():
 			id = fmt.Sprintf("pipeline:%s:%dof%d:%s:%d:%s", p.o.Name, p.part, p.parts, stream, m.Seq, o.BusStream())
 		}
 		out.msgs = append(out.msgs, bus.Outgoing{Stream: o.BusStream(), Data: per[o], MsgID: id})
@@ -507,10 +657,66 @@ func (p *Pipeline) process(ctx context.Context, stream string, m bus.Msg, rec *k
 	return ctx.Err()
 }
 
+// event runs one event of message it (read from line) through the steps
+// before the window (or all of them) from step from on, into the window or
+// the outputs: per gathers the encoded rows of stream outputs.
+func (p *Pipeline) event(it item, ev Event, from int, line []byte, where func() string, per map[config.Output][]byte, out *outputs) {
+	if p.win != nil && it.file != nil {
+		// As for a stream's events, in process.
+		if t, ok := asTime(ev[p.win.timeField]); ok {
+			p.win.advanceTo(t.Add(-p.win.delay))
+		}
+	}
+	seq := it.m.Seq
+	res, to, label, err := p.apply(p.pre[from:], ev, from)
+	switch {
+	case err != nil:
+		out.bad = append(out.bad, p.badLine(where(), seq, label, err, line))
+		return
+	case res == nil:
+		return
+	case to == nil && p.win != nil:
+		if err := p.win.add(res, it.stream, seq); err != nil {
+			out.bad = append(out.bad, p.badLine(where(), seq, "window", err, line))
+		}
+		return
+	}
+	if to == nil {
+		to = p.o.Config.To
+	}
+	for _, o := range to {
+		if o.BusStream() != "" {
+			row := res
+			if o.Lake != "" {
+				if row, err = p.lakes[o.Lake].conform(res); err != nil {
+					out.bad = append(out.bad, p.badLine(where(), seq, "to lake "+o.Lake, err, line))
+					continue
+				}
+			}
+			b, err := encode(per[o], row)
+			if err != nil {
+				out.bad = append(out.bad, p.badLine(where(), seq, "output", err, line))
+				continue
+			}
+			per[o] = b
+			continue
+		}
+		if ndjson(o) {
+			if err := out.addLine(o, res); err != nil {
+				out.bad = append(out.bad, p.badLine(where(), seq, "output", err, line))
+			}
+			continue
+		}
+		out.rows[o] = append(out.rows[o], res)
+	}
+}
+
 // allOutputs are the pipeline's outputs and its routes'.
-func (p *Pipeline) allOutputs() []config.Output {
-	out := slices.Clone(p.o.Config.To)
-	for _, s := range p.o.Config.Steps {
+func (p *Pipeline) allOutputs() []config.Output { return allOutputsOf(p.o.Config) }
+
+func allOutputsOf(c config.Pipeline) []config.Output {
+	out := slices.Clone(c.To)
+	for _, s := range c.Steps {
 		for _, r := range s.Route {
 			out = append(out, r.To...)
 		}
@@ -570,7 +776,7 @@ func (p *Pipeline) through(steps []step, row Event, stream string, seq uint64, o
 	res, to, label, err := p.apply(steps, row, len(p.pre))
 	if err != nil {
 		line, _ := encode(nil, row)
-		out.bad = append(out.bad, p.badLine(stream, seq, label, err, line))
+		out.bad = append(out.bad, p.badLine(fmt.Sprintf("%s message %d", stream, seq), seq, label, err, line))
 		return
 	}
 	if res == nil {
@@ -585,22 +791,31 @@ func (p *Pipeline) through(steps []step, row Event, stream string, seq uint64, o
 			var err error
 			if row, err = p.lakes[o.Lake].conform(res); err != nil {
 				line, _ := encode(nil, res)
-				out.bad = append(out.bad, p.badLine(stream, seq, "to lake "+o.Lake, err, line))
+				out.bad = append(out.bad, p.badLine(fmt.Sprintf("%s message %d", stream, seq), seq, "to lake "+o.Lake, err, line))
 				continue
 			}
+		}
+		if ndjson(o) {
+			if err := out.addLine(o, row); err != nil {
+				line, _ := encode(nil, res)
+				out.bad = append(out.bad, p.badLine(fmt.Sprintf("%s message %d", stream, seq), seq, "output", err, line))
+			}
+			continue
 		}
 		out.rows[o] = append(out.rows[o], row)
 		out.keyed[o] = keyed
 	}
 }
 
-func (p *Pipeline) badLine(stream string, seq uint64, step string, err error, payload []byte) []byte {
+// badLine is the bad row of an event that failed at step; where names the
+// message it came from (e.g. "events message 12").
+func (p *Pipeline) badLine(where string, seq uint64, step string, err error, payload []byte) []byte {
 	badEvents.WithLabelValues(p.o.Name).Inc()
 	now := time.Now().UTC()
 	line, _ := json.Marshal(sluice.BadRow{
 		FailedAt: now, ReceivedAt: now, Type: BadPipelineFailure, Collector: "pipeline",
 		Path:    fmt.Sprintf("pipeline %s %s", p.o.Name, step),
-		Message: fmt.Sprintf("pipeline %s, %s, on %s message %d: %v", p.o.Name, step, stream, seq, err),
+		Message: fmt.Sprintf("pipeline %s, %s, on %s: %v", p.o.Name, step, where, err),
 		RawSeq:  seq, Payload: string(bytes.TrimRight(payload, "\n")),
 	})
 	return append(line, '\n')
@@ -679,17 +894,18 @@ func (p *Pipeline) writeOnce(ctx context.Context, out *outputs) error {
 			delete(out.rows, o)
 		}
 	}
+	for _, o := range slices.SortedFunc(maps.Keys(out.lines), func(a, b config.Output) int {
+		return strings.Compare(a.String(), b.String())
+	}) {
+		if err := p.sinks.write(ctx, o, out.lines[o]); err != nil {
+			return err
+		}
+		eventsOut.WithLabelValues(p.o.Name, o.String()).Add(float64(out.count[o]))
+		delete(out.lines, o)
+	}
 	for _, o := range slices.SortedFunc(maps.Keys(out.rows), compareOutput) {
 		rows := out.rows[o]
-		switch {
-		case o.File != "" || o.Webhook != "":
-			if err := p.sinks.write(ctx, o, rows); err != nil {
-				return err
-			}
-			eventsOut.WithLabelValues(p.o.Name, o.String()).Add(float64(len(rows)))
-			delete(out.rows, o)
-			continue
-		case o.Table == "":
+		if o.Table == "" {
 			continue
 		}
 		var key []string
@@ -719,7 +935,7 @@ func (p *Pipeline) load(ctx context.Context) (checkpoint, error) {
 	} else if err := p.inherit(ctx, &cp); err != nil {
 		return cp, err
 	}
-	for _, s := range p.o.Config.From {
+	for _, s := range p.o.Config.From.Streams() {
 		if _, ok := cp.Positions[s]; ok || config.IsKafkaURL(s) {
 			continue // a Kafka input's positions are its group's offsets
 		}
@@ -739,21 +955,29 @@ func (p *Pipeline) load(ctx context.Context) (checkpoint, error) {
 // the first one an open window depends on; Kafka inputs commit these
 // positions as their group's offsets. Saves are at most twice a second
 // unless forced (an older checkpoint only means more to read again).
-func (p *Pipeline) save(ctx context.Context, next map[string]uint64, force bool) error {
+func (p *Pipeline) save(ctx context.Context, next position, force bool) error {
 	if !force && time.Since(p.saved) < 500*time.Millisecond {
 		return nil
 	}
-	cp := checkpoint{Positions: maps.Clone(next), Saved: time.Now().UTC()}
+	cp := checkpoint{Positions: maps.Clone(next.streams), Outputs: next.outputs, Saved: time.Now().UTC()}
+	files := maps.Clone(next.files)
 	if p.win != nil {
 		cp.Final = p.win.final
-		for s, q := range p.win.minSeq() {
-			if q < cp.Positions[s] {
+		minSeq := p.win.minSeq()
+		for s, q := range minSeq {
+			if _, ok := cp.Positions[s]; ok && q < cp.Positions[s] {
 				cp.Positions[s] = q
 			}
 		}
-		if !maps.Equal(cp.Positions, next) {
-			cp.Read = maps.Clone(next)
+		if !maps.Equal(cp.Positions, next.streams) {
+			cp.Read = maps.Clone(next.streams)
 		}
+		p.starts.rewind(files, minSeq)
+	}
+	if p.files != nil {
+		cp.Files = &tail.State{Files: slices.SortedFunc(maps.Values(files), func(a, b tail.FileState) int {
+			return strings.Compare(a.Path+"\x00"+a.Key(), b.Path+"\x00"+b.Key())
+		})}
 	}
 	offsets := map[string]uint64{}
 	for s, q := range cp.Positions {
@@ -771,7 +995,7 @@ func (p *Pipeline) save(ctx context.Context, next map[string]uint64, force bool)
 	if err != nil {
 		return err
 	}
-	p.rev, p.saved, p.savedNext = rev, time.Now(), maps.Clone(next)
+	p.rev, p.saved, p.savedNext = rev, time.Now(), next.clone()
 	if len(p.others) > 0 && p.part == 0 {
 		p.dropOthers(ctx)
 	}
@@ -806,7 +1030,7 @@ func Lag(ctx context.Context, b *bus.Bus, name string, c config.Pipeline) (map[s
 		}
 	}
 	lag := map[string]uint64{}
-	for _, s := range c.From {
+	for _, s := range c.From.Streams() {
 		if config.IsKafkaURL(s) {
 			continue
 		}

@@ -194,7 +194,7 @@ func TestSessionHeldAfterClosing(t *testing.T) {
 // session of its own, which 10:45, in time, joins to the first.
 func TestSessionPipelineSimulate(t *testing.T) {
 	p, err := New(Options{Name: "visits", Simulation: true, Config: config.Pipeline{
-		From: config.StringList{"events"},
+		From: config.Inputs{{Stream: "events"}},
 		Steps: []config.Step{{Window: &config.WindowStep{Type: "session", Gap: config.Duration(30 * time.Minute), Watermark: config.Duration(30 * time.Minute),
 			GroupBy: []string{"user_id"}, Aggregates: map[string]string{"pages": "count()"}}}},
 		To: config.Outputs{{Table: "visits"}},

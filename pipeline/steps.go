@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/vm"
 
 	"github.com/sluice-data/sluice/config"
@@ -39,9 +38,9 @@ func newStep(s config.Step, o Options) (step, error) {
 		if err != nil {
 			return nil, err
 		}
-		return filterStep{p}, nil
+		return filterStep{p, &vm.VM{}}, nil
 	case s.Set != nil:
-		st := setStep{}
+		st := setStep{vm: &vm.VM{}}
 		for _, k := range sortedKeys(s.Set) {
 			p, err := config.CompileExpr(s.Set[k], false)
 			if err != nil {
@@ -60,7 +59,7 @@ func newStep(s config.Step, o Options) (step, error) {
 	case s.Parse != nil:
 		return newParse(*s.Parse)
 	case s.Route != nil:
-		r := routeStep{}
+		r := routeStep{vm: &vm.VM{}}
 		for _, c := range s.Route {
 			p, err := config.CompileExpr(c.If, true)
 			if err != nil {
@@ -86,14 +85,20 @@ func newStep(s config.Step, o Options) (step, error) {
 	return nil, fmt.Errorf("empty step")
 }
 
-func run(p *vm.Program, ev Event) (any, error) {
-	return expr.Run(p, map[string]any(ev))
+// run evaluates p over ev in m: a step's machine, reused from event to
+// event (a pipeline's steps run on one goroutine), so that an evaluation
+// allocates nothing of its own.
+func run(m *vm.VM, p *vm.Program, ev Event) (any, error) {
+	return m.Run(p, map[string]any(ev))
 }
 
-type filterStep struct{ p *vm.Program }
+type filterStep struct {
+	p  *vm.Program
+	vm *vm.VM
+}
 
 func (s filterStep) apply(ev Event, _ time.Time) (Event, config.Outputs, error) {
-	v, err := run(s.p, ev)
+	v, err := run(s.vm, s.p, ev)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -106,11 +111,12 @@ func (s filterStep) apply(ev Event, _ time.Time) (Event, config.Outputs, error) 
 type setStep struct {
 	fields []string
 	progs  []*vm.Program
+	vm     *vm.VM
 }
 
 func (s setStep) apply(ev Event, _ time.Time) (Event, config.Outputs, error) {
 	for i, p := range s.progs {
-		v, err := run(p, ev)
+		v, err := run(s.vm, p, ev)
 		if err != nil {
 			return nil, nil, fmt.Errorf("%s: %w", s.fields[i], err)
 		}
@@ -163,11 +169,12 @@ func (s renameStep) apply(ev Event, _ time.Time) (Event, config.Outputs, error) 
 type routeStep struct {
 	conds []*vm.Program
 	to    []config.Outputs
+	vm    *vm.VM
 }
 
 func (s routeStep) apply(ev Event, _ time.Time) (Event, config.Outputs, error) {
 	for i, p := range s.conds {
-		v, err := run(p, ev)
+		v, err := run(s.vm, p, ev)
 		if err != nil {
 			return nil, nil, err
 		}

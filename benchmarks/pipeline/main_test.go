@@ -78,3 +78,16 @@ func TestProcCPU(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestProcMemory(t *testing.T) {
+	if _, err := os.Stat("/proc/self/status"); err != nil {
+		t.Skip("no /proc")
+	}
+	hwm, anon, err := procMemory(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hwm <= 0 || anon <= 0 || anon > hwm {
+		t.Fatalf("VmHWM %d KiB, RssAnon %d KiB", hwm, anon)
+	}
+}

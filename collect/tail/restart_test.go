@@ -227,7 +227,7 @@ func TestCrashAtAnyPoint(t *testing.T) {
 		if err != nil || serr != nil {
 			return false
 		}
-		var st state
+		var st State
 		if json.Unmarshal(data, &st) != nil || len(st.Files) != 1 {
 			return false
 		}

@@ -1,6 +1,8 @@
 // Package tail follows log files and stores their records on the `raw`
 // stream, for enrich to parse (collectors only frame; see sluice.Payload and
-// sluice.ContentTypeRecords).
+// sluice.ContentTypeRecords). Finding and reading the files is the
+// Follower's (follow.go), which a pipeline's file input uses too, with its
+// own checkpoint instead of the bus's messages.
 //
 // Promises:
 //   - Exactly once, across crashes at any point: every record of a followed
@@ -38,12 +40,10 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"time"
 
 	"github.com/sluice-data/sluice"
@@ -119,11 +119,8 @@ type Tailer struct {
 	o       Options
 	log     *slog.Logger
 	sub     string // bus sub-subject of this source's messages
-	cut     cutter
+	fw      *Follower
 	chunk   int // largest message
-	buf     []byte
-	files   []*file
-	next    int // round-robin start, so one busy file can't starve the others
 	ckptLen int // size of the last checkpoint, to leave room for the next
 }
 
@@ -133,14 +130,6 @@ func New(o Options) (*Tailer, error) {
 		return nil, fmt.Errorf("file source %q: the name may hold only letters, digits, '_' and '-'", o.Source)
 	}
 	where := fmt.Sprintf("file source %s", o.Source)
-	if len(o.Paths) == 0 {
-		return nil, fmt.Errorf("%s: no paths to follow", where)
-	}
-	for _, p := range o.Paths {
-		if _, err := filepath.Match(p, ""); err != nil {
-			return nil, fmt.Errorf("%s: path pattern %q: %w", where, p, err)
-		}
-	}
 	if o.Bus == nil {
 		return nil, fmt.Errorf("%s: no bus", where)
 	}
@@ -156,77 +145,30 @@ func New(o Options) (*Tailer, error) {
 	if o.MaxRecord <= 0 {
 		o.MaxRecord = 1 << 20
 	}
-	if o.RotateWait <= 0 {
-		o.RotateWait = 5 * time.Second
-	}
-	if o.FlushAfter <= 0 {
-		o.FlushAfter = time.Second
-	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
 	t := &Tailer{o: o, log: o.Logger.With("source", o.Source), sub: "file." + o.Source}
-	t.cut.max = o.MaxRecord
-	if o.Multiline != "" {
-		re, err := regexp.Compile(o.Multiline)
-		if err != nil {
-			return nil, fmt.Errorf("%s: multiline pattern: %w", where, err)
-		}
-		t.cut.multi = re
-	}
 	t.chunk = int(min(maxChunk, o.Bus.MaxPayload()/2))
 	if o.MaxRecord > t.chunk/4 {
 		return nil, fmt.Errorf("%s: max record %d bytes is too big for bus messages of %d bytes (at most %d)",
 			where, o.MaxRecord, o.Bus.MaxPayload(), t.chunk/4)
 	}
-	t.buf = make([]byte, t.chunk)
+	var err error
+	t.fw, err = NewFollower(FollowOptions{
+		Paths: o.Paths, Multiline: o.Multiline, MaxRecord: o.MaxRecord, Window: t.chunk,
+		RotateWait: o.RotateWait, FlushAfter: o.FlushAfter, Where: where, Logger: t.log,
+	})
+	if err != nil {
+		return nil, err
+	}
 	return t, nil
-}
-
-// state is what a Checkpoint holds: every followed file and how far it has
-// been stored.
-type state struct {
-	Files []fileState `json:"files"`
-}
-
-// fileState is one followed file.
-type fileState struct {
-	Path string `json:"path"` // where it was followed (rotated files keep their old path)
-	Dev  uint64 `json:"dev"`
-	Ino  uint64 `json:"ino"`
-	// Epoch is chosen when the file is first followed, and again when it
-	// starts over (truncated); it keeps message ids unique when an inode is
-	// reused or a file is truncated.
-	Epoch string `json:"epoch"`
-	// FP is a hash of the first FPLen bytes (up to 1 KiB): an inode found
-	// again after a restart is the same file only if they still match.
-	FP     string `json:"fp,omitempty"`
-	FPLen  int64  `json:"fp_len,omitempty"`
-	Offset int64  `json:"offset"` // just past the last stored record
-	Skip   int    `json:"skip,omitempty"`
-}
-
-func (s *fileState) id() fileID { return fileID{s.Dev, s.Ino} }
-
-// file is a followed file, held open so that a rotated file can be read to
-// its end (and its inode can't be reused meanwhile).
-type file struct {
-	st        fileState // as of the last publish
-	f         *os.File
-	size      int64
-	grewAt    time.Time
-	rotatedAt time.Time // when it left the globs; zero while followed
 }
 
 // Run follows the files until ctx is done. When it returns, everything read
 // has been stored or will be read again by the next Run on the same bus.
 func (t *Tailer) Run(ctx context.Context) error {
-	defer func() {
-		for _, f := range t.files {
-			f.f.Close()
-		}
-		t.files = nil
-	}()
+	defer t.fw.Close()
 	if err := t.restore(ctx); err != nil {
 		if ctx.Err() != nil {
 			return nil
@@ -236,7 +178,7 @@ func (t *Tailer) Run(ctx context.Context) error {
 	tick := time.NewTicker(t.o.PollInterval)
 	defer tick.Stop()
 	for {
-		t.scan(time.Now())
+		t.fw.Scan(time.Now())
 		for more := true; more; {
 			var err error
 			if more, err = t.publishOnce(ctx); err != nil {
@@ -258,8 +200,8 @@ func (t *Tailer) statePath() string { return filepath.Join(t.o.StateDir, t.o.Sou
 
 // loadState returns the state of the last stored message, else the local
 // copy, else an empty state.
-func (t *Tailer) loadState(ctx context.Context) (state, error) {
-	var st state
+func (t *Tailer) loadState(ctx context.Context) (State, error) {
+	var st State
 	m, ok, err := t.o.Bus.LastMsg(ctx, sluice.StreamRaw, t.sub)
 	if err != nil {
 		return st, fmt.Errorf("file source %s: read the last checkpoint: %w", t.o.Source, err)
@@ -301,187 +243,9 @@ func (t *Tailer) restore(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	now := time.Now()
-	for _, fs := range st.Files {
-		f, err := t.reopen(fs.Path, fs)
-		if err != nil {
-			f, err = t.findMoved(fs)
-			if err != nil {
-				t.log.Warn("tail: a followed file is gone; what it held past the saved offset is lost",
-					"path", fs.Path, "offset", fs.Offset, "err", err)
-				continue
-			}
-			f.rotatedAt = now
-			t.log.Info("tail: draining a file rotated while stopped", "path", fs.Path, "now_at", f.f.Name(), "offset", fs.Offset)
-		}
-		t.files = append(t.files, f)
-	}
+	t.fw.Restore(st)
 	t.ckptLen = 256 * len(st.Files)
 	return nil
-}
-
-// reopen opens path if it still holds the file fs describes.
-func (t *Tailer) reopen(path string, fs fileState) (*file, error) {
-	fh, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	fi, err := fh.Stat()
-	if err == nil {
-		err = sameFile(fh, fi, fs)
-	}
-	if err != nil {
-		fh.Close()
-		return nil, err
-	}
-	return &file{st: fs, f: fh, size: fi.Size(), grewAt: time.Now()}, nil
-}
-
-func sameFile(fh *os.File, fi os.FileInfo, fs fileState) error {
-	id, err := idOf(fi)
-	if err != nil {
-		return err
-	}
-	if id != fs.id() {
-		return errors.New("another file is at this path")
-	}
-	if fs.FPLen > 0 {
-		fp, err := fingerprint(fh, fs.FPLen)
-		if err != nil || fp != fs.FP {
-			return errors.New("the file at this path has other contents (its inode was reused)")
-		}
-	}
-	if fi.Size() < fs.Offset {
-		return fmt.Errorf("the file is shorter (%d bytes) than the saved offset", fi.Size())
-	}
-	return nil
-}
-
-// findMoved looks for the file fs in the directory it was in.
-func (t *Tailer) findMoved(fs fileState) (*file, error) {
-	dir := filepath.Dir(fs.Path)
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return nil, err
-	}
-	for _, e := range entries {
-		if !e.Type().IsRegular() {
-			continue
-		}
-		fi, err := e.Info()
-		if err != nil {
-			continue
-		}
-		if id, err := idOf(fi); err != nil || id != fs.id() {
-			continue
-		}
-		f, err := t.reopen(filepath.Join(dir, e.Name()), fs)
-		if err != nil {
-			return nil, err
-		}
-		return f, nil
-	}
-	return nil, errors.New("not found at its path nor in its directory")
-}
-
-// scan evaluates the globs: it follows new files, notices rotated and
-// removed ones, and restarts truncated ones.
-func (t *Tailer) scan(now time.Time) {
-	matched := map[fileID]string{}
-	var order []fileID
-	for _, g := range t.o.Paths {
-		paths, _ := filepath.Glob(g) // patterns were checked in New
-		for _, p := range paths {
-			fi, err := os.Stat(p)
-			if err != nil || !fi.Mode().IsRegular() {
-				continue
-			}
-			id, err := idOf(fi)
-			if err != nil {
-				continue
-			}
-			if _, dup := matched[id]; !dup {
-				matched[id] = p
-				order = append(order, id)
-			}
-		}
-	}
-	known := map[fileID]bool{}
-	for _, f := range t.files {
-		id := f.st.id()
-		known[id] = true
-		if p, ok := matched[id]; ok {
-			if abs, err := filepath.Abs(p); err == nil {
-				f.st.Path = abs
-			}
-			f.rotatedAt = time.Time{}
-		} else if f.rotatedAt.IsZero() {
-			f.rotatedAt = now
-			t.log.Info("tail: file rotated or removed; reading it to its end", "path", f.st.Path)
-		}
-		t.check(f, now)
-	}
-	for _, id := range order {
-		if known[id] {
-			continue
-		}
-		if f, err := t.follow(matched[id], id, now); err != nil {
-			t.log.Warn("tail: cannot follow file", "path", matched[id], "err", err)
-		} else {
-			t.files = append(t.files, f)
-		}
-	}
-}
-
-// follow opens a file seen for the first time, to be read from its start.
-func (t *Tailer) follow(path string, id fileID, now time.Time) (*file, error) {
-	abs, err := filepath.Abs(path)
-	if err != nil {
-		return nil, err
-	}
-	fh, err := os.Open(abs)
-	if err != nil {
-		return nil, err
-	}
-	fi, err := fh.Stat()
-	if err == nil {
-		var got fileID
-		if got, err = idOf(fi); err == nil && got != id {
-			err = errors.New("replaced while being opened")
-		}
-	}
-	if err != nil {
-		fh.Close()
-		return nil, err
-	}
-	t.log.Info("tail: following file", "path", abs)
-	return &file{
-		st: fileState{Path: abs, Dev: id.dev, Ino: id.ino, Epoch: newEpoch()},
-		f:  fh, size: fi.Size(), grewAt: now,
-	}, nil
-}
-
-// check notices growth and truncation of an open file.
-func (t *Tailer) check(f *file, now time.Time) {
-	fi, err := f.f.Stat()
-	if err != nil {
-		return
-	}
-	size := fi.Size()
-	if size == f.size {
-		return
-	}
-	truncated := size < f.st.Offset
-	if !truncated && f.st.FPLen > 0 {
-		fp, err := fingerprint(f.f, f.st.FPLen)
-		truncated = err != nil || fp != f.st.FP
-	}
-	if truncated {
-		t.log.Info("tail: file truncated; reading it from the start", "path", f.st.Path, "size", size, "offset", f.st.Offset)
-		f.st = fileState{Path: f.st.Path, Dev: f.st.Dev, Ino: f.st.Ino, Epoch: newEpoch()}
-	}
-	f.size = size
-	f.grewAt = now
 }
 
 // publishOnce stores the records that are ready, from as many files as fit
@@ -491,7 +255,7 @@ func (t *Tailer) publishOnce(ctx context.Context) (more bool, err error) {
 	room := t.chunk - 2*t.ckptLen - 8192
 	type change struct {
 		f    *file
-		st   fileState
+		st   FileState
 		done bool
 	}
 	var (
@@ -499,15 +263,16 @@ func (t *Tailer) publishOnce(ctx context.Context) (more bool, err error) {
 		payloads []sluice.Payload
 		msgID    string
 	)
-	n := len(t.files)
+	fw := t.fw
+	n := len(fw.files)
 	for k := range n {
-		f := t.files[(t.next+k)%n]
+		f := fw.files[(fw.next+k)%n]
 		window := room * 9 / 10 // records take a little more room than lines
-		if window <= t.cut.max {
+		if window <= fw.cut.max {
 			more = true
 			break
 		}
-		body, st, full, done, err := t.read(f, window, now)
+		body, st, full, done, err := fw.read(f, nil, window, now)
 		if err != nil {
 			t.log.Warn("tail: read failed; will retry", "path", f.st.Path, "err", err)
 			continue
@@ -529,15 +294,13 @@ func (t *Tailer) publishOnce(ctx context.Context) (more bool, err error) {
 		room -= len(body) + 512
 	}
 	if n > 0 {
-		t.next = (t.next + 1) % n
+		fw.next = (fw.next + 1) % n
 	}
 	apply := func() {
 		for _, c := range changes {
 			c.f.st = c.st
 			if c.done {
-				t.log.Info("tail: rotated file drained", "path", c.st.Path, "offset", c.st.Offset)
-				c.f.f.Close()
-				t.files = slices.DeleteFunc(t.files, func(f *file) bool { return f == c.f })
+				fw.drop(c.f)
 			}
 		}
 	}
@@ -551,7 +314,7 @@ func (t *Tailer) publishOnce(ctx context.Context) (more bool, err error) {
 		}
 		return more, nil
 	}
-	ckpt, err := t.checkpoint(func(f *file) (fileState, bool) {
+	ckpt, err := t.checkpoint(func(f *file) (FileState, bool) {
 		for _, c := range changes {
 			if c.f == f {
 				return c.st, !c.done
@@ -578,7 +341,7 @@ func (t *Tailer) publishOnce(ctx context.Context) (more bool, err error) {
 
 // saveState writes the current state to the state file.
 func (t *Tailer) saveState() {
-	ckpt, err := t.checkpoint(func(f *file) (fileState, bool) { return f.st, true })
+	ckpt, err := t.checkpoint(func(f *file) (FileState, bool) { return f.st, true })
 	if err == nil {
 		t.writeState(ckpt)
 	}
@@ -624,41 +387,14 @@ func (t *Tailer) headers() map[string]string {
 
 // checkpoint encodes the state of every file as it will be once the message
 // is stored; stateOf gives a file's state and whether it stays.
-func (t *Tailer) checkpoint(stateOf func(*file) (fileState, bool)) ([]byte, error) {
-	st := state{Files: make([]fileState, 0, len(t.files))}
-	for _, f := range t.files {
+func (t *Tailer) checkpoint(stateOf func(*file) (FileState, bool)) ([]byte, error) {
+	st := State{Files: make([]FileState, 0, len(t.fw.files))}
+	for _, f := range t.fw.files {
 		if fs, keep := stateOf(f); keep {
 			st.Files = append(st.Files, fs)
 		}
 	}
 	return json.Marshal(st)
-}
-
-// read reads up to window bytes of f from its stored offset and cuts them
-// into records. It returns the records, f's state once they are stored,
-// whether the window was full (more to read at once), and whether f is
-// drained and can be dropped.
-func (t *Tailer) read(f *file, window int, now time.Time) (body []byte, st fileState, full, done bool, err error) {
-	st = f.st
-	buf := t.buf[:window]
-	n, err := f.f.ReadAt(buf, st.Offset)
-	if err != nil && !errors.Is(err, io.EOF) {
-		return nil, st, false, false, err
-	}
-	buf = buf[:n]
-	full = n == window
-	end := !full && !f.rotatedAt.IsZero() && now.Sub(later(f.rotatedAt, f.grewAt)) >= t.o.RotateWait
-	flush := !full && t.cut.multi != nil && now.Sub(f.grewAt) >= t.o.FlushAfter
-	body, consumed, skip := t.cut.cut(nil, buf, st.Skip, end, flush, full)
-	st.Offset += int64(consumed)
-	st.Skip = skip
-	if st.FPLen < fpSize && st.Offset > st.FPLen {
-		st.FPLen = min(fpSize, st.Offset)
-		if st.FP, err = fingerprint(f.f, st.FPLen); err != nil {
-			return nil, f.st, false, false, err
-		}
-	}
-	return body, st, full, end && consumed == n, nil
 }
 
 func later(a, b time.Time) time.Time {

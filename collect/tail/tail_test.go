@@ -313,7 +313,7 @@ func TestPayloadHeaders(t *testing.T) {
 	if h[HeaderSource] != "test" || h[HeaderParse] != "regex" || h[HeaderPattern] != o.Pattern || h[HeaderStream] != "logs" {
 		t.Fatalf("headers %v", h)
 	}
-	var st state
+	var st State
 	if err := json.Unmarshal([]byte(h[HeaderCheckpoint]), &st); err != nil || len(st.Files) != 1 || st.Files[0].Offset != int64(3*len("x 000000\n")) {
 		t.Fatalf("checkpoint %s: %v", h[HeaderCheckpoint], err)
 	}
