@@ -50,6 +50,11 @@ type Group struct {
 
 	mu      sync.Mutex
 	workers map[int]*worker
+	// stopping are the workers stopped but not yet done, by partition:
+	// their leases are renewed until they are done (a stop saves the
+	// checkpoint, which may take a while), and the partition is not
+	// started again here meanwhile.
+	stopping map[int]*worker
 }
 
 // worker is a partition this process runs.
@@ -80,7 +85,7 @@ func NewGroup(o Options) (*Group, error) {
 		o.Member = hex.EncodeToString(b)
 	}
 	g := &Group{o: o, parts: max(o.Config.Workers, 1), ttl: o.LeaseTTL, workers: map[int]*worker{},
-		log: o.Logger.With("pipeline", o.Name)}
+		stopping: map[int]*worker{}, log: o.Logger.With("pipeline", o.Name)}
 	if g.ttl <= 0 {
 		g.ttl = 10 * time.Second
 	}
@@ -104,7 +109,17 @@ func (g *Group) leaseKey(i int) string { return fmt.Sprintf("%s.lease.%d", g.bas
 func (g *Group) Run(ctx context.Context) error {
 	tick := time.NewTicker(g.ttl / 4)
 	defer tick.Stop()
-	defer g.leave()
+	renewCtx, stopRenewing := context.WithCancel(ctx)
+	renewing := make(chan struct{})
+	go func() {
+		defer close(renewing)
+		g.renewLoop(renewCtx)
+	}()
+	defer func() {
+		stopRenewing()
+		<-renewing
+		g.leave()
+	}()
 	for {
 		if err := g.balance(ctx); err != nil && ctx.Err() == nil {
 			g.log.Error("pipeline workers: balancing failed; retrying", "err", err)
@@ -117,20 +132,43 @@ func (g *Group) Run(ctx context.Context) error {
 	}
 }
 
-// balance renews the membership and the leases held, hands back leases
-// beyond the share, and takes free ones up to it.
+// renewLoop renews the leases of the running workers every TTL/4 until ctx
+// ends, apart from balance: a hand-back waits for its worker to stop, and
+// that must not let the other leases expire under workers still running
+// (another process would take them and run them too). A worker whose lease
+// could not be renewed is stopped at once.
+func (g *Group) renewLoop(ctx context.Context) {
+	tick := time.NewTicker(g.ttl / 4)
+	defer tick.Stop()
+	for {
+		for _, i := range g.Running() {
+			if err := g.renew(ctx, g.running(i), i); err != nil && ctx.Err() == nil {
+				g.log.Warn("pipeline worker lost its lease; stopping it", "worker", i, "err", err)
+				g.cancel(i)
+			}
+		}
+		g.mu.Lock()
+		stopping := maps.Clone(g.stopping)
+		g.mu.Unlock()
+		for i, w := range stopping {
+			g.renew(ctx, w, i) // a lease lost meanwhile: the worker stops anyway
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// balance renews the membership, hands back leases beyond the share, and
+// takes free ones up to it.
 func (g *Group) balance(ctx context.Context) error {
 	live, err := g.heartbeat(ctx)
 	if err != nil {
 		return err
 	}
 	share := (g.parts + live - 1) / live
-	for _, i := range g.Running() {
-		if err := g.renew(ctx, i); err != nil {
-			g.log.Warn("pipeline worker lost its lease; stopping it", "worker", i, "err", err)
-			g.stop(i, false)
-		}
-	}
 	running := g.Running()
 	for len(running) > share {
 		// The last ones go back: other processes take from the start of
@@ -148,7 +186,7 @@ func (g *Group) balance(ctx context.Context) error {
 		if len(g.Running()) >= share {
 			break
 		}
-		if slices.Contains(running, i) {
+		if slices.Contains(running, i) || g.isStopping(i) {
 			continue
 		}
 		data, rev, err := g.o.Bus.GetState(ctx, g.leaseKey(i))
@@ -225,10 +263,15 @@ func (g *Group) putLease(ctx context.Context, i int, rev uint64) (uint64, error)
 	return g.o.Bus.PutState(ctx, g.leaseKey(i), data, rev)
 }
 
-func (g *Group) renew(ctx context.Context, i int) error {
+// running is partition i's worker, or nil.
+func (g *Group) running(i int) *worker {
 	g.mu.Lock()
-	w := g.workers[i]
-	g.mu.Unlock()
+	defer g.mu.Unlock()
+	return g.workers[i]
+}
+
+// renew extends the lease of w, partition i's worker.
+func (g *Group) renew(ctx context.Context, w *worker, i int) error {
 	if w == nil {
 		return nil
 	}
@@ -288,22 +331,57 @@ func (g *Group) start(i int, rev uint64) {
 	}()
 }
 
-// stop stops partition i's worker (it saves its checkpoint) and, when
-// handBack, deletes its lease so that another process can take it now.
-func (g *Group) stop(i int, handBack bool) {
+// cancel tells partition i's worker to stop (it saves its checkpoint) and
+// returns it, or nil when none runs; it is no longer Running, and is
+// stopping until it is done.
+func (g *Group) cancel(i int) *worker {
 	g.mu.Lock()
 	w := g.workers[i]
 	delete(g.workers, i)
+	if w != nil {
+		g.stopping[i] = w
+	}
 	g.mu.Unlock()
+	if w == nil {
+		return nil
+	}
+	w.cancel()
+	go func() {
+		<-w.done
+		g.mu.Lock()
+		if g.stopping[i] == w {
+			delete(g.stopping, i)
+		}
+		g.mu.Unlock()
+	}()
+	return w
+}
+
+// isStopping tells whether partition i's worker here is stopped but not
+// yet done.
+func (g *Group) isStopping(i int) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	_, ok := g.stopping[i]
+	return ok
+}
+
+// stop stops partition i's worker and waits until it is done; when
+// handBack, it then deletes its lease so that another process can take it
+// now.
+func (g *Group) stop(i int, handBack bool) {
+	w := g.cancel(i)
 	if w == nil {
 		return
 	}
-	w.cancel()
 	<-w.done
 	if handBack {
+		g.mu.Lock()
+		rev := w.rev // renewed meanwhile, maybe
+		g.mu.Unlock()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		if err := g.o.Bus.DeleteState(ctx, g.leaseKey(i), w.rev); err != nil {
+		if err := g.o.Bus.DeleteState(ctx, g.leaseKey(i), rev); err != nil {
 			g.log.Warn("pipeline worker lease not handed back; it expires", "worker", i, "err", err)
 		}
 	}
