@@ -2,7 +2,6 @@ package pipeline_test
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -12,7 +11,6 @@ import (
 	"time"
 
 	"github.com/sluice-data/sluice/bus"
-	"github.com/sluice-data/sluice/config"
 	"github.com/sluice-data/sluice/pipeline"
 )
 
@@ -21,31 +19,9 @@ import (
 // shutdown does).
 func startFilePipeline(t *testing.T, b *bus.Bus, yamlText string) (stop func()) {
 	t.Helper()
-	c, err := config.Parse("sluice.yaml", []byte("pipelines:\n  p:\n"+yamlText))
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := pipeline.New(pipeline.Options{Name: "p", Config: c.Pipelines["p"], Bus: b, Logger: testLogger(t),
-		MaxBatch: 3, FilePoll: 20 * time.Millisecond, FileRotateWait: 300 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx) }()
-	stopped := false
-	stop = func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("pipeline: %v", err)
-		}
-	}
-	t.Cleanup(stop)
-	return stop
+	return startPipeline(t, b, yamlText, func(o *pipeline.Options) {
+		o.FilePoll, o.FileRotateWait = 20*time.Millisecond, 300*time.Millisecond
+	})
 }
 
 // appendTo appends lines to path.

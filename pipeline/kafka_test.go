@@ -54,14 +54,18 @@ func testLogger(t *testing.T) *slog.Logger {
 
 // startPipeline runs a pipeline from YAML (one pipeline named p) until the
 // returned stop is called; stop waits for Run to end, as sluice's shutdown
-// does.
-func startPipeline(t *testing.T, b *bus.Bus, yamlText string) (stop func()) {
+// does. adjust changes the options first.
+func startPipeline(t *testing.T, b *bus.Bus, yamlText string, adjust ...func(*pipeline.Options)) (stop func()) {
 	t.Helper()
 	c, err := config.Parse("sluice.yaml", []byte("pipelines:\n  p:\n"+yamlText))
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := pipeline.New(pipeline.Options{Name: "p", Config: c.Pipelines["p"], Bus: b, Logger: testLogger(t), MaxBatch: 3})
+	o := pipeline.Options{Name: "p", Config: c.Pipelines["p"], Bus: b, Logger: testLogger(t), MaxBatch: 3}
+	for _, f := range adjust {
+		f(&o)
+	}
+	p, err := pipeline.New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
