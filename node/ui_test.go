@@ -2,6 +2,7 @@ package node_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/url"
 	"os"
@@ -253,16 +254,7 @@ func TestWebUI(t *testing.T) {
 	// answers, draws its chart, and comes back from its URL.
 	run("explore", chromedp.Navigate(api+"/explore"))
 	wait("explore", `document.querySelectorAll('#explore-fields input[type=checkbox]').length >= 5`)
-	eval(`(() => {
-		for (const f of ['events.page_url', 'events.events', 'events.users']) document.querySelector('#explore-fields input[value="' + f + '"]').click();
-		document.querySelector('#explore-add-filter').click();
-		const r = document.querySelector('#explore-filters .filter-row');
-		r.querySelector('.filter-field').value = 'events.page_url';
-		r.querySelector('.filter-op').value = '!=';
-		r.querySelector('.filter-value').value = '/live';
-		document.querySelector('#explore-sort').value = 'events.page_url';
-		document.querySelector('#explore-run').click();
-	})()`, new(string))
+	eval(exploreForm([]string{"events.page_url", "events.events", "events.users"}, nil), new(string))
 	exploreTable := `[...document.querySelectorAll('#explore-table tbody tr')].map(r => [...r.cells].map(c => c.textContent).join(' ')).join('\n')`
 	wait("explore run", `document.querySelectorAll('#explore-table tbody tr').length === 3 && document.querySelectorAll('#explore-chart svg.bars rect').length === 3`)
 	res, err := client.SQL(context.Background(), "SELECT page_url, count(*), count(DISTINCT user_id) FROM events WHERE page_url <> '/live' GROUP BY 1 ORDER BY 1")
@@ -307,17 +299,7 @@ func TestWebUI(t *testing.T) {
 	// what SQL over the lake answers. It comes back from its URL.
 	run("pivot", chromedp.Navigate(api+"/explore"))
 	wait("pivot", `document.querySelectorAll('#explore-fields input[type=checkbox]').length >= 5`)
-	eval(`(() => {
-		for (const f of ['events.page_url', 'events.event', 'events.events', 'events.users']) document.querySelector('#explore-fields input[value="' + f + '"]').click();
-		document.querySelector('#explore-pivots input[value="events.event"]').click();
-		document.querySelector('#explore-add-filter').click();
-		const r = document.querySelector('#explore-filters .filter-row');
-		r.querySelector('.filter-field').value = 'events.page_url';
-		r.querySelector('.filter-op').value = '!=';
-		r.querySelector('.filter-value').value = '/live';
-		document.querySelector('#explore-sort').value = 'events.page_url';
-		document.querySelector('#explore-run').click();
-	})()`, new(string))
+	eval(exploreForm([]string{"events.page_url", "events.event", "events.events", "events.users"}, []string{"events.event"}), new(string))
 	pivotTable := `[...document.querySelectorAll('#explore-table.pivot tr')].map(r => [...r.cells].map(c => c.textContent).join('|')).join('\n')`
 	wait("pivot run", `document.querySelectorAll('#explore-table.pivot tbody tr').length === 3`)
 	wantPivot := pivotFromSQL(t, client, "page_url <> '/live'")
@@ -624,4 +606,25 @@ func waitForWith(t *testing.T, c *server.Client, q, want string) {
 		}
 	}
 	t.Fatalf("%s: got %s, want %s", q, got, want)
+}
+
+// exploreForm is the JavaScript that fills the Explore page's form as a
+// person would: the fields and pivots ticked, pages other than /live,
+// sorted by page, and runs it.
+func exploreForm(fields, pivots []string) string {
+	list := func(xs []string) string {
+		b, _ := json.Marshal(append([]string{}, xs...))
+		return string(b)
+	}
+	return `(() => {
+		for (const f of ` + list(fields) + `) document.querySelector('#explore-fields input[value="' + f + '"]').click();
+		for (const f of ` + list(pivots) + `) document.querySelector('#explore-pivots input[value="' + f + '"]').click();
+		document.querySelector('#explore-add-filter').click();
+		const r = document.querySelector('#explore-filters .filter-row');
+		r.querySelector('.filter-field').value = 'events.page_url';
+		r.querySelector('.filter-op').value = '!=';
+		r.querySelector('.filter-value').value = '/live';
+		document.querySelector('#explore-sort').value = 'events.page_url';
+		document.querySelector('#explore-run').click();
+	})()`
 }

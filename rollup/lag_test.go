@@ -9,7 +9,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/sluice-data/sluice/bus"
 	"github.com/sluice-data/sluice/config"
 )
 
@@ -18,12 +17,7 @@ import (
 // say how many events it read and how many it could not count.
 func TestLagAndCounters(t *testing.T) {
 	ctx := t.Context()
-	b, err := bus.Open(ctx, bus.Options{Dir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Streams: map[string]bus.StreamConfig{"events": {Retention: time.Hour}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	b := eventsBus(t)
 	publish := func(lines ...string) {
 		for _, l := range lines {
 			if _, err := b.Publish(ctx, "events", []byte(l), ""); err != nil {

@@ -17,12 +17,7 @@ import (
 // every event once, with the definition as it is now.
 func TestRebuildLakeAndStream(t *testing.T) {
 	ctx := t.Context()
-	b, err := bus.Open(ctx, bus.Options{Dir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Streams: map[string]bus.StreamConfig{"events": {Retention: time.Hour}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	b := eventsBus(t)
 	base := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
 	var all []map[string]any
 	for msg := range 10 {
@@ -103,4 +98,15 @@ func TestRebuildLakeAndStream(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
+}
+
+// eventsBus is an embedded bus with an events stream, closed when the test ends.
+func eventsBus(t *testing.T) *bus.Bus {
+	b, err := bus.Open(t.Context(), bus.Options{Dir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Streams: map[string]bus.StreamConfig{"events": {Retention: time.Hour}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return b
 }
