@@ -63,9 +63,9 @@ const DefaultMaxPayload = 8 << 20
 // messages (collector frames are up to MaxPayload/2) can't flood it.
 const pullBytes = 16 << 20
 
-// duplicateWindow is how long JetStream remembers message ids, so a stage that
+// DuplicateWindow is how long JetStream remembers message ids, so a stage that
 // republishes after a crash does not store the same output twice.
-const duplicateWindow = 5 * time.Minute
+const DuplicateWindow = 5 * time.Minute
 
 // Bus is an open connection to the bus (and the embedded server, if any).
 type Bus struct {
@@ -238,7 +238,7 @@ func (b *Bus) ensureStream(ctx context.Context, name string, sc StreamConfig) er
 		Discard:     jetstream.DiscardOld,
 		MaxAge:      sc.Retention,
 		MaxBytes:    sc.MaxBytes,
-		Duplicates:  duplicateWindow,
+		Duplicates:  DuplicateWindow,
 	}
 	if cfg.MaxBytes == 0 {
 		cfg.MaxBytes = -1

@@ -19,6 +19,8 @@ package enrich
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -67,12 +69,16 @@ type Options struct {
 
 // Enricher is the raw -> events/bad stage.
 type Enricher struct {
-	bus    *bus.Bus
-	log    *slog.Logger
-	seen   *dedupe
-	schema sluice.Schema
-	rev    uint64
-	now    func() time.Time
+	bus  *bus.Bus
+	log  *slog.Logger
+	seen *dedupe
+	// byEventIDs names messages of events by the events they hold
+	// (appendChunks): only when the dedupe window is at least the bus's
+	// duplicate window, which then drops nothing the window would keep.
+	byEventIDs bool
+	schema     sluice.Schema
+	rev        uint64
+	now        func() time.Time
 
 	syslog        syslog.Machine // made on first use
 	colIdx        map[string]int // schema column positions by exact name
@@ -115,7 +121,7 @@ func New(o Options) *Enricher {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	return &Enricher{inflight: map[string]struct{}{}, bus: o.Bus, log: o.Logger, seen: newDedupe(o.DedupeWindow), now: time.Now, enrichments: o.Enrichments,
+	return &Enricher{inflight: map[string]struct{}{}, bus: o.Bus, log: o.Logger, seen: newDedupe(o.DedupeWindow), byEventIDs: o.DedupeWindow >= bus.DuplicateWindow, now: time.Now, enrichments: o.Enrichments,
 		iglu: o.Iglu, rejectUnknown: o.RejectUnknownSchemas, fingerprint: o.Fingerprint, widenToString: o.WidenToString, streams: o.Streams}
 }
 
@@ -204,11 +210,15 @@ func (e *Enricher) handle(ctx context.Context, batch []bus.Msg) (bus.Finish, err
 		res := e.enrichMessage(m, ids)
 		stats.add(res.counts)
 		schemaChanged = schemaChanged || res.schemaChanged
-		out = appendChunks(out, sluice.StreamEvents, fmt.Sprintf("e-%d", m.Seq), res.events, maxMsg)
-		out = appendChunks(out, sluice.StreamBad, fmt.Sprintf("b-%d", m.Seq), res.bad, maxMsg)
-		out = appendChunks(out, sluice.StreamLogs, fmt.Sprintf("l-%d", m.Seq), res.logs, maxMsg)
+		var eventIDs []string
+		if e.byEventIDs {
+			eventIDs = res.eventIDs
+		}
+		out = appendChunks(out, sluice.StreamEvents, fmt.Sprintf("e-%d", m.Seq), res.events, eventIDs, maxMsg)
+		out = appendChunks(out, sluice.StreamBad, fmt.Sprintf("b-%d", m.Seq), res.bad, nil, maxMsg)
+		out = appendChunks(out, sluice.StreamLogs, fmt.Sprintf("l-%d", m.Seq), res.logs, nil, maxMsg)
 		for _, s := range slices.Sorted(maps.Keys(res.streams)) {
-			out = appendChunks(out, s, fmt.Sprintf("s-%s-%d", s, m.Seq), res.streams[s], maxMsg)
+			out = appendChunks(out, s, fmt.Sprintf("s-%s-%d", s, m.Seq), res.streams[s], nil, maxMsg)
 		}
 	}
 	if schemaChanged {
@@ -249,23 +259,37 @@ func (e *Enricher) handle(ctx context.Context, batch []bus.Msg) (bus.Finish, err
 	}, nil
 }
 
-// appendChunks cuts NDJSON lines into messages below max bytes.
-func appendChunks(out []bus.Outgoing, stream, id string, lines [][]byte, max int) []bus.Outgoing {
+// appendChunks cuts NDJSON lines into messages below max bytes, with the
+// message ids id-0, id-1, … or, when eventIDs (the lines' event ids) are
+// given, ids made of the event ids each message holds: the same events
+// sent again (a client retrying a request whose answer it lost, taken in
+// by another process whose dedupe window has not seen them) make the same
+// message, which the bus drops within its duplicate window.
+func appendChunks(out []bus.Outgoing, stream, id string, lines [][]byte, eventIDs []string, max int) []bus.Outgoing {
 	total := 0
 	for _, l := range lines {
 		total += len(l)
 	}
 	var buf []byte
-	k := 0
-	emit := func() {
-		out = append(out, bus.Outgoing{Stream: stream, Data: buf, MsgID: id + "-" + strconv.Itoa(k)})
-		k++
+	k, first := 0, 0
+	emit := func(end int) {
+		msgID := id + "-" + strconv.Itoa(k)
+		if eventIDs != nil {
+			h := sha256.New()
+			for _, e := range eventIDs[first:end] {
+				h.Write([]byte(e))
+				h.Write([]byte{0})
+			}
+			msgID = "ev-" + hex.EncodeToString(h.Sum(nil)[:16])
+		}
+		out = append(out, bus.Outgoing{Stream: stream, Data: buf, MsgID: msgID})
+		k, first = k+1, end
 		total -= len(buf)
 		buf = nil
 	}
-	for _, l := range lines {
+	for i, l := range lines {
 		if len(buf) > 0 && len(buf)+len(l) > max {
-			emit()
+			emit(i)
 		}
 		if buf == nil {
 			buf = make([]byte, 0, min(total, max))
@@ -273,7 +297,7 @@ func appendChunks(out []bus.Outgoing, stream, id string, lines [][]byte, max int
 		buf = append(buf, l...)
 	}
 	if len(buf) > 0 {
-		emit()
+		emit(len(lines))
 	}
 	return out
 }
@@ -281,6 +305,7 @@ func appendChunks(out []bus.Outgoing, stream, id string, lines [][]byte, max int
 // result is what one raw message became.
 type result struct {
 	events, bad   [][]byte
+	eventIDs      []string // of events, line by line
 	logs          [][]byte
 	streams       map[string][][]byte // records for streams of sources' own
 	schemaChanged bool
@@ -374,6 +399,7 @@ func (e *Enricher) keep(res *result, ev *built, ids map[string]struct{}) {
 	}
 	ids[ev.id] = struct{}{}
 	res.events = append(res.events, ev.line)
+	res.eventIDs = append(res.eventIDs, ev.id)
 	res.enriched++
 }
 

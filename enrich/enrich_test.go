@@ -1008,3 +1008,43 @@ func TestAppendTime(t *testing.T) {
 		}
 	}
 }
+
+// A client that lost an answer sends its events again, and another process
+// (whose dedupe window has not seen them) enriches the second copy while
+// the first is being published: the bus drops the copy, because messages
+// of events are named by the events they hold.
+func TestSameEventsFromTwoProcessesAreStoredOnce(t *testing.T) {
+	b := openBus(t, t.TempDir())
+	ctx := context.Background()
+	body := `[{"event_id":"r-1","event":"a"},{"event_id":"r-2","event":"b"},{"event_id":"r-3","event":"c"}]`
+	for _, bd := range []string{body, body, `[{"event_id":"r-4","event":"d"}]`} {
+		publishRaw(t, b, bd)
+	}
+	raw := readRaw(t, b)
+	if len(raw) != 3 {
+		t.Fatalf("%d raw messages, want 3", len(raw))
+	}
+	for i, m := range raw {
+		// A process each, neither knowing what the other published.
+		e := New(Options{Bus: b, Logger: quiet})
+		var err error
+		if e.schema, e.rev, err = b.Schema(ctx, sluice.StreamEvents); err != nil {
+			t.Fatal(err)
+		}
+		finish, err := e.handle(ctx, []bus.Msg{m})
+		if err != nil {
+			t.Fatalf("raw %d: %v", i, err)
+		}
+		if err := finish(ctx); err != nil {
+			t.Fatalf("raw %d: %v", i, err)
+		}
+	}
+	var ids []string
+	for _, l := range readLines(t, b, sluice.StreamEvents) {
+		id, _ := leadingEventID(l)
+		ids = append(ids, id)
+	}
+	if got := strings.Join(ids, " "); got != "r-1 r-2 r-3 r-4" {
+		t.Errorf("events hold %s, want r-1 r-2 r-3 r-4 once each", got)
+	}
+}
