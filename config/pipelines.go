@@ -218,7 +218,7 @@ type WindowStep struct {
 
 // Output is one place results go: exactly one field is set.
 type Output struct {
-	Stream string `yaml:"stream" json:"stream,omitempty" jsonschema:"description=A stream on the bus (created when new\\, with a lake table of the same name)"`
+	Stream string `yaml:"stream" json:"stream,omitempty" jsonschema:"description=A stream on the bus (created when new\\, kept 7 days\\, not archived: use lake for a lake table)"`
 	Table  string `yaml:"table" json:"table,omitempty" jsonschema:"description=A warehouse table; window results replace the rows of their window and group\\, so a result written twice is one row"`
 	Kafka  string `yaml:"kafka" json:"kafka,omitempty" jsonschema:"description=A Kafka topic: kafka://host:port[\\,host:port]/topic (the topic must exist)"`
 	// Key is the event field whose value is the Kafka record key; empty:

@@ -511,7 +511,16 @@ type outputs struct {
 	lines map[config.Output][]byte
 	count map[config.Output]int
 	msgs  []bus.Outgoing // stream outputs of single messages (ids per message)
-	bad   [][]byte
+	bad   []badRow
+}
+
+// badRow is a bad row and what names it on the bus: the pipeline, the
+// input message (stream and sequence, a file's chunk by its start), the step
+// and the payload. The row itself holds the time it failed, so read again
+// after a crash it would differ; its id does not, and the bus drops it.
+type badRow struct {
+	key  [12]byte
+	line []byte
 }
 
 func newOutputs() *outputs {
@@ -568,7 +577,7 @@ func (p *Pipeline) process(ctx context.Context, it item, out *outputs) error {
 		err := sluice.ReadRecords(m.Data, func(rec []byte, truncated bool) error {
 			p.in.Inc()
 			if truncated {
-				out.bad = append(out.bad, p.badLine(where(), m.Seq, "read", fmt.Errorf("a record longer than %d bytes; the payload holds its start", len(rec)), rec))
+				out.bad = append(out.bad, p.badLine(where(), stream, m.Seq, "read", fmt.Errorf("a record longer than %d bytes; the payload holds its start", len(rec)), rec))
 				return nil
 			}
 			if plain {
@@ -580,13 +589,13 @@ func (p *Pipeline) process(ctx context.Context, it item, out *outputs) error {
 			}
 			from := 0
 			if p.pf != nil {
-				if from = p.prefilter(rec, m.Seq, where, out); from < 0 {
+				if from = p.prefilter(rec, stream, m.Seq, where, out); from < 0 {
 					return nil
 				}
 			}
 			ev, err := decode(rec)
 			if err != nil {
-				out.bad = append(out.bad, p.badLine(where(), m.Seq, "decode", err, rec))
+				out.bad = append(out.bad, p.badLine(where(), stream, m.Seq, "decode", err, rec))
 				return nil
 			}
 			p.event(it, ev, from, rec, where, per, out)
@@ -603,12 +612,12 @@ func (p *Pipeline) process(ctx context.Context, it item, out *outputs) error {
 			from := 0
 			if p.pf != nil && it.rec == nil {
 				p.in.Inc()
-				if from = p.prefilter(line, m.Seq, where, out); from < 0 {
+				if from = p.prefilter(line, stream, m.Seq, where, out); from < 0 {
 					continue
 				}
 				ev, err := decode(line)
 				if err != nil {
-					out.bad = append(out.bad, p.badLine(where(), m.Seq, "decode", err, line))
+					out.bad = append(out.bad, p.badLine(where(), stream, m.Seq, "decode", err, line))
 					continue
 				}
 				p.event(it, ev, from, line, where, per, out)
@@ -618,7 +627,7 @@ func (p *Pipeline) process(ctx context.Context, it item, out *outputs) error {
 			if err != nil {
 				if p.mine(nil, m.Seq) {
 					p.in.Inc()
-					out.bad = append(out.bad, p.badLine(where(), m.Seq, "decode", err, line))
+					out.bad = append(out.bad, p.badLine(where(), stream, m.Seq, "decode", err, line))
 				}
 				continue
 			}
@@ -671,13 +680,13 @@ func (p *Pipeline) event(it item, ev Event, from int, line []byte, where func() 
 	res, to, label, err := p.apply(p.pre[from:], ev, from)
 	switch {
 	case err != nil:
-		out.bad = append(out.bad, p.badLine(where(), seq, label, err, line))
+		out.bad = append(out.bad, p.badLine(where(), it.stream, seq, label, err, line))
 		return
 	case res == nil:
 		return
 	case to == nil && p.win != nil:
 		if err := p.win.add(res, it.stream, seq); err != nil {
-			out.bad = append(out.bad, p.badLine(where(), seq, "window", err, line))
+			out.bad = append(out.bad, p.badLine(where(), it.stream, seq, "window", err, line))
 		}
 		return
 	}
@@ -689,13 +698,13 @@ func (p *Pipeline) event(it item, ev Event, from int, line []byte, where func() 
 			row := res
 			if o.Lake != "" {
 				if row, err = p.lakes[o.Lake].conform(res); err != nil {
-					out.bad = append(out.bad, p.badLine(where(), seq, "to lake "+o.Lake, err, line))
+					out.bad = append(out.bad, p.badLine(where(), it.stream, seq, "to lake "+o.Lake, err, line))
 					continue
 				}
 			}
 			b, err := encode(per[o], row)
 			if err != nil {
-				out.bad = append(out.bad, p.badLine(where(), seq, "output", err, line))
+				out.bad = append(out.bad, p.badLine(where(), it.stream, seq, "output", err, line))
 				continue
 			}
 			per[o] = b
@@ -703,7 +712,7 @@ func (p *Pipeline) event(it item, ev Event, from int, line []byte, where func() 
 		}
 		if ndjson(o) {
 			if err := out.addLine(o, res); err != nil {
-				out.bad = append(out.bad, p.badLine(where(), seq, "output", err, line))
+				out.bad = append(out.bad, p.badLine(where(), it.stream, seq, "output", err, line))
 			}
 			continue
 		}
@@ -776,7 +785,7 @@ func (p *Pipeline) through(steps []step, row Event, stream string, seq uint64, o
 	res, to, label, err := p.apply(steps, row, len(p.pre))
 	if err != nil {
 		line, _ := encode(nil, row)
-		out.bad = append(out.bad, p.badLine(fmt.Sprintf("%s message %d", stream, seq), seq, label, err, line))
+		out.bad = append(out.bad, p.badLine(fmt.Sprintf("%s message %d", stream, seq), stream, seq, label, err, line))
 		return
 	}
 	if res == nil {
@@ -791,14 +800,14 @@ func (p *Pipeline) through(steps []step, row Event, stream string, seq uint64, o
 			var err error
 			if row, err = p.lakes[o.Lake].conform(res); err != nil {
 				line, _ := encode(nil, res)
-				out.bad = append(out.bad, p.badLine(fmt.Sprintf("%s message %d", stream, seq), seq, "to lake "+o.Lake, err, line))
+				out.bad = append(out.bad, p.badLine(fmt.Sprintf("%s message %d", stream, seq), stream, seq, "to lake "+o.Lake, err, line))
 				continue
 			}
 		}
 		if ndjson(o) {
 			if err := out.addLine(o, row); err != nil {
 				line, _ := encode(nil, res)
-				out.bad = append(out.bad, p.badLine(fmt.Sprintf("%s message %d", stream, seq), seq, "output", err, line))
+				out.bad = append(out.bad, p.badLine(fmt.Sprintf("%s message %d", stream, seq), stream, seq, "output", err, line))
 			}
 			continue
 		}
@@ -807,18 +816,38 @@ func (p *Pipeline) through(steps []step, row Event, stream string, seq uint64, o
 	}
 }
 
-// badLine is the bad row of an event that failed at step; where names the
-// message it came from (e.g. "events message 12").
-func (p *Pipeline) badLine(where string, seq uint64, step string, err error, payload []byte) []byte {
+// badLine is the bad row of an event of message seq of src that failed at
+// step; where names the message for people (e.g. "events message 12").
+func (p *Pipeline) badLine(where, src string, seq uint64, step string, err error, payload []byte) badRow {
 	badEvents.WithLabelValues(p.o.Name).Inc()
 	now := time.Now().UTC()
+	payload = bytes.TrimRight(payload, "\n")
 	line, _ := json.Marshal(sluice.BadRow{
 		FailedAt: now, ReceivedAt: now, Type: BadPipelineFailure, Collector: "pipeline",
 		Path:    fmt.Sprintf("pipeline %s %s", p.o.Name, step),
 		Message: fmt.Sprintf("pipeline %s, %s, on %s: %v", p.o.Name, step, where, err),
-		RawSeq:  seq, Payload: string(bytes.TrimRight(payload, "\n")),
+		RawSeq:  seq, Payload: string(payload),
 	})
-	return append(line, '\n')
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00%d\x00%s\x00", src, seq, step)
+	h.Write(payload)
+	var key [12]byte
+	copy(key[:], h.Sum(nil))
+	return badRow{key: key, line: append(line, '\n')}
+}
+
+// badMessages are the bad rows as messages, one each, with ids: the same
+// event failing twice in one message (a repeated line) is counted apart.
+func (p *Pipeline) badMessages(rows []badRow) []bus.Outgoing {
+	seen := make(map[[12]byte]int, len(rows))
+	msgs := make([]bus.Outgoing, 0, len(rows))
+	for _, r := range rows {
+		n := seen[r.key]
+		seen[r.key] = n + 1
+		msgs = append(msgs, bus.Outgoing{Stream: sluice.StreamBad, Data: r.line,
+			MsgID: fmt.Sprintf("pipeline:%s:bad:%x:%d", p.o.Name, r.key, n)})
+	}
+	return msgs
 }
 
 // write stores a batch's outputs, retrying until it works (consumption
@@ -849,9 +878,7 @@ func (p *Pipeline) write(ctx context.Context, out *outputs) error {
 
 func (p *Pipeline) writeOnce(ctx context.Context, out *outputs) error {
 	msgs := slices.Clone(out.msgs)
-	if len(out.bad) > 0 {
-		msgs = append(msgs, bus.Outgoing{Stream: sluice.StreamBad, Data: bytes.Join(out.bad, nil)})
-	}
+	msgs = append(msgs, p.badMessages(out.bad)...)
 	for o, rows := range out.rows {
 		if o.BusStream() == "" {
 			continue

@@ -54,7 +54,7 @@ func newPrefilter(steps []config.Step) *prefilter {
 // the step the whole event goes on from: -1 when a filter dropped it or
 // failed on it (then it is a bad row), 0 when the line is not an object
 // DecodeFields reads (decode then says what is wrong with it).
-func (p *Pipeline) prefilter(line []byte, seq uint64, where func() string, out *outputs) int {
+func (p *Pipeline) prefilter(line []byte, src string, seq uint64, where func() string, out *outputs) int {
 	pf := p.pf
 	if err := DecodeFields(line, pf.index, pf.vals); err != nil {
 		return 0
@@ -70,7 +70,7 @@ func (p *Pipeline) prefilter(line []byte, seq uint64, where func() string, out *
 	clear(pf.vals)
 	switch {
 	case err != nil:
-		out.bad = append(out.bad, p.badLine(where(), seq, label, err, line))
+		out.bad = append(out.bad, p.badLine(where(), src, seq, label, err, line))
 		return -1
 	case res == nil:
 		return -1
