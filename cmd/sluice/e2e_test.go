@@ -74,6 +74,13 @@ func startSluice(t *testing.T, data, collector, api string, extra ...string) *pr
 		t.Fatal(err)
 	}
 	p := &proc{cmd: cmd, collector: "http://" + collector, api: "http://" + api, data: data, log: &log}
+	// A test that failed before stopping it must not leave it running.
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+	})
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
 		if r, err := http.Get(p.api + "/healthz"); err == nil {
