@@ -72,6 +72,7 @@ func main() {
 }
 
 func run(n int, sluiceBin, benthosBin, dir, profile string, profileFor time.Duration, only string) error {
+	runs := func(name string) bool { return only == "" || slices.Contains(strings.Split(only, ","), name) }
 	if dir == "" {
 		d, err := os.MkdirTemp("", "sluice-vs-benthos-")
 		if err != nil {
@@ -79,6 +80,17 @@ func run(n int, sluiceBin, benthosBin, dir, profile string, profileFor time.Dura
 		}
 		defer os.RemoveAll(d)
 		dir = d
+	}
+	// The floor: each binary printing its help and exiting, before this
+	// runner holds anything (see startPeak).
+	for _, b := range []struct{ name, bin, arg string }{{"benthos", benthosBin, "-h"}, {"sluice", sluiceBin, "--help"}} {
+		if runs(b.name) || (b.name == "sluice" && runs("sluice-bus")) {
+			kib, err := startPeak(b.bin, b.arg)
+			if err != nil {
+				return fmt.Errorf("%s %s: %w", b.bin, b.arg, err)
+			}
+			fmt.Fprintf(os.Stderr, "%s %s: peak RSS %.1f MiB (the binary's start-up alone)\n", b.bin, b.arg, float64(kib)/1024)
+		}
 	}
 	in := filepath.Join(dir, "in", "events.ndjson")
 	fmt.Fprintf(os.Stderr, "generating %d events into %s\n", n, in)
@@ -89,7 +101,6 @@ func run(n int, sluiceBin, benthosBin, dir, profile string, profileFor time.Dura
 	fmt.Fprintf(os.Stderr, "%d bytes, %d events pass the filter\n", size, len(want))
 
 	var results []result
-	runs := func(name string) bool { return only == "" || slices.Contains(strings.Split(only, ","), name) }
 	if runs("benthos") {
 		out := filepath.Join(dir, "benthos-out.ndjson")
 		r, err := runBenthos(benthosBin, in, out)
@@ -162,6 +173,29 @@ func watchMemory(pid int, stop <-chan struct{}) <-chan peaks {
 		}
 	}()
 	return out
+}
+
+// startPeak is the peak RSS (KiB) of bin run with arg (its help: it starts
+// and exits), from the page cache's cold state. It is wait4's ru_maxrss,
+// which counts this runner's RSS while the child shares it (vfork, until
+// exec): taken before the events are generated, that is ~10 MiB, below
+// either binary's figure.
+func startPeak(bin, arg string) (int64, error) {
+	if err := dropCached(bin); err != nil {
+		return 0, err
+	}
+	cmd := exec.Command(bin, arg)
+	if err := cmd.Run(); err != nil {
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) { // Go's flag package exits 0 on -h, some 2
+			return 0, err
+		}
+	}
+	ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+	if !ok {
+		return 0, errors.New("no rusage")
+	}
+	return ru.Maxrss, nil
 }
 
 // dropCached asks the kernel to drop a binary's pages from the page cache,
