@@ -103,10 +103,18 @@ type Enricher struct {
 		canon  []string
 		own    []ownField
 		seen   [][]byte
+		event  Event // what enrichments see
 		params []param
 		pairs  []param // what the event fingerprint covers
 		// slab holds the encoded values of the event's own fields (see raw).
 		slab []byte
+		// line is where an event is encoded before it is copied to lines.
+		line []byte
+		// lines holds encoded events, one after the other; it is only
+		// ever appended to (the lines of a batch are referenced until the
+		// batch is stored, while the next one is enriched), and replaced
+		// by a new one when full.
+		lines []byte
 	}
 }
 
@@ -387,7 +395,7 @@ func (e *Enricher) published(id string) bool {
 }
 
 // keep adds a built event to the batch unless it is a duplicate.
-func (e *Enricher) keep(res *result, ev *built, ids map[string]struct{}) {
+func (e *Enricher) keep(res *result, ev built, ids map[string]struct{}) {
 	// Even a duplicate has extended e.schema: save it, or a later event
 	// with that column would publish it without a schema record.
 	if ev.schemaChanged {
@@ -483,6 +491,11 @@ func (e *Enricher) startEvent() (canon []string, own []ownField) {
 	clear(sc.canon)
 	sc.pairs = sc.pairs[:0]
 	sc.slab = sc.slab[:0]
+	if cap(sc.own) < 64 {
+		// Room for an event's fields and what enrichments add: the
+		// callers give back own as they left it, not as finish grew it.
+		sc.own = make([]ownField, 0, 64)
+	}
 	return sc.canon, sc.own[:0]
 }
 
@@ -501,9 +514,9 @@ func (e *Enricher) raw(grown []byte) []byte {
 
 // toEvent builds one canonical event from a JSON value that jsonseq.Split
 // returned (so it is valid JSON).
-func (e *Enricher) toEvent(v []byte, p *sluice.Payload, seq uint64, pi, vi int) (*built, *failure) {
+func (e *Enricher) toEvent(v []byte, p *sluice.Payload, seq uint64, pi, vi int) (built, *failure) {
 	if len(v) == 0 || v[0] != '{' {
-		return nil, &failure{typ: sluice.BadCollectorPayloadFormat, msg: fmt.Sprintf("expected a JSON object for an event, got %s", jsonKind(v))}
+		return built{}, &failure{typ: sluice.BadCollectorPayloadFormat, msg: fmt.Sprintf("expected a JSON object for an event, got %s", jsonKind(v))}
 	}
 	sc := &e.scratch
 	canon, own := e.startEvent()
@@ -569,15 +582,15 @@ func (e *Enricher) toEvent(v []byte, p *sluice.Payload, seq uint64, pi, vi int) 
 		return nil
 	})
 	if err != nil && f == nil {
-		return nil, &failure{typ: sluice.BadCollectorPayloadFormat, msg: "event is not a JSON object: " + err.Error()}
+		return built{}, &failure{typ: sluice.BadCollectorPayloadFormat, msg: "event is not a JSON object: " + err.Error()}
 	}
 	if f != nil {
 		// The walk stopped at the failure; event_id may come after it.
 		f.eventID = findEventID(v)
-		return nil, f
+		return built{}, f
 	}
 	if canon[colEvent] == "" {
-		return nil, &failure{typ: sluice.BadTrackerProtocol, msg: `event has no name: set "event" to a non-empty string such as "page_view"`, eventID: canon[colEventID]}
+		return built{}, &failure{typ: sluice.BadTrackerProtocol, msg: `event has no name: set "event" to a non-empty string such as "page_view"`, eventID: canon[colEventID]}
 	}
 	if eventTime.IsZero() {
 		eventTime = p.ReceivedAt
@@ -593,7 +606,7 @@ func (e *Enricher) toEvent(v []byte, p *sluice.Payload, seq uint64, pi, vi int) 
 
 // finish completes an event whatever protocol it came in: its id, the
 // enrichments, its columns checked against the table schema, the encoded line.
-func (e *Enricher) finish(canon []string, own []ownField, eventTime time.Time, fingerprint string, p *sluice.Payload, seq uint64, pi, vi int) (*built, *failure) {
+func (e *Enricher) finish(canon []string, own []ownField, eventTime time.Time, fingerprint string, p *sluice.Payload, seq uint64, pi, vi int) (built, *failure) {
 	if fingerprint != "" {
 		own = append(own, ownField{name: "event_fingerprint", typ: sluice.TypeVarchar, raw: e.raw(jsonseq.AppendString(e.slab(), fingerprint))})
 	}
@@ -606,17 +619,22 @@ func (e *Enricher) finish(canon []string, own []ownField, eventTime time.Time, f
 	}
 	canon[colCollector] = p.Collector
 	if len(e.enrichments) > 0 {
-		ev := Event{canon: canon, own: &own, e: e}
+		// The Event lives in the Enricher, so that handing it to the
+		// enrichments costs no allocation.
+		ev := &e.scratch.event
+		*ev = Event{canon: canon, own: own, e: e}
 		for _, en := range e.enrichments {
-			en.Enrich(&ev)
+			en.Enrich(ev)
 		}
+		own = ev.own
+		*ev = Event{}
 	}
 	changed, f := e.checkSchema(own)
 	if f != nil {
 		f.eventID = canon[colEventID]
-		return nil, f
+		return built{}, f
 	}
-	return &built{id: canon[colEventID], line: encodeEvent(canon, eventTime, p.ReceivedAt, own), schemaChanged: changed}, nil
+	return built{id: canon[colEventID], line: e.encodeEvent(canon, eventTime, p.ReceivedAt, own), schemaChanged: changed}, nil
 }
 
 // generatedID is the event_id of an event that came without one: derived from
@@ -952,10 +970,41 @@ func appendTime(buf []byte, t time.Time) []byte {
 	return append(buf, 'Z')
 }
 
+// canonicalKeys are the canonical columns' names as encodeEvent writes
+// them before their values: `,"app_id":`.
+var canonicalKeys = func() []string {
+	keys := make([]string, len(sluice.EventColumns))
+	for i, c := range sluice.EventColumns {
+		keys[i] = string(append(jsonseq.AppendString([]byte{','}, c.Name), ':'))
+	}
+	return keys
+}()
+
+// linesChunk is the size of the blocks encoded events are copied into: one
+// allocation for some fifty events rather than one each.
+const linesChunk = 64 << 10
+
 // encodeEvent writes one NDJSON line: event_id first (the dedupe rebuild
 // reads it without decoding the line), canonical columns, then own fields.
-func encodeEvent(canon []string, eventTime, receivedAt time.Time, own []ownField) []byte {
-	buf := make([]byte, 0, 512)
+// The line stays valid (it is never written again) for as long as it is
+// referenced.
+func (e *Enricher) encodeEvent(canon []string, eventTime, receivedAt time.Time, own []ownField) []byte {
+	buf := appendEvent(e.scratch.line[:0], canon, eventTime, receivedAt, own)
+	e.scratch.line = buf
+	lines := e.scratch.lines
+	if cap(lines)-len(lines) < len(buf) {
+		if len(buf) > linesChunk/4 {
+			return bytes.Clone(buf)
+		}
+		lines = make([]byte, 0, linesChunk)
+	}
+	start := len(lines)
+	lines = append(lines, buf...)
+	e.scratch.lines = lines
+	return lines[start:len(lines):len(lines)]
+}
+
+func appendEvent(buf []byte, canon []string, eventTime, receivedAt time.Time, own []ownField) []byte {
 	buf = append(buf, `{"event_id":`...)
 	buf = jsonseq.AppendString(buf, canon[colEventID])
 	buf = append(buf, `,"event_time":"`...)
@@ -963,13 +1012,11 @@ func encodeEvent(canon []string, eventTime, receivedAt time.Time, own []ownField
 	buf = append(buf, `","received_at":"`...)
 	buf = appendTime(buf, receivedAt)
 	buf = append(buf, '"')
-	for i, c := range sluice.EventColumns {
+	for i := range sluice.EventColumns {
 		if i == colEventID || i == colEventTime || i == colReceivedAt || canon[i] == "" {
 			continue
 		}
-		buf = append(buf, ',')
-		buf = jsonseq.AppendString(buf, c.Name)
-		buf = append(buf, ':')
+		buf = append(buf, canonicalKeys[i]...)
 		buf = jsonseq.AppendString(buf, canon[i])
 	}
 	for _, f := range own {
@@ -991,8 +1038,7 @@ func encodeEvent(canon []string, eventTime, receivedAt time.Time, own []ownField
 		}
 		buf = append(buf, f.raw...)
 	}
-	buf = append(buf, "}\n"...)
-	return buf
+	return append(buf, "}\n"...)
 }
 
 // compact reports whether valid JSON has no whitespace outside its strings.

@@ -26,7 +26,7 @@ type Enrichment interface {
 // columns by name, and the event's own fields.
 type Event struct {
 	canon []string
-	own   *[]ownField
+	own   []ownField
 	e     *Enricher // for its scratch space
 }
 
@@ -48,7 +48,7 @@ func (ev *Event) Set(col, value string) {
 // SetField adds a string field of the event's own (a column of its own),
 // unless the event already has one of that name.
 func (ev *Event) SetField(name, value string) {
-	for _, f := range *ev.own {
+	for _, f := range ev.own {
 		if strings.EqualFold(f.name, name) {
 			return
 		}
@@ -59,7 +59,7 @@ func (ev *Event) SetField(name, value string) {
 	} else {
 		raw = jsonseq.AppendString(nil, value)
 	}
-	*ev.own = append(*ev.own, ownField{name: name, typ: sluice.TypeVarchar, raw: raw})
+	ev.own = append(ev.own, ownField{name: name, typ: sluice.TypeVarchar, raw: raw})
 }
 
 // UserAgent fills browser, os and device_class from useragent. Parsing a

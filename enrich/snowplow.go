@@ -177,14 +177,14 @@ var spEventTypes = map[string]string{
 }
 
 // snowplowEvent builds one canonical event from tracker protocol fields.
-func (e *Enricher) snowplowEvent(params []param, p *sluice.Payload, seq uint64, pi, vi int) (*built, *failure) {
+func (e *Enricher) snowplowEvent(params []param, p *sluice.Payload, seq uint64, pi, vi int) (built, *failure) {
 	sc := &e.scratch
 	canon, own := e.startEvent()
 	defer func() { sc.own = own[:0] }()
 	var kind, uePr, uePx, co, cx, tnuid, duid string
 	var dtm, stm, ttm time.Time
-	fail := func(format string, a ...any) (*built, *failure) {
-		return nil, &failure{typ: sluice.BadTrackerProtocol, msg: fmt.Sprintf(format, a...), eventID: canon[colEventID]}
+	fail := func(format string, a ...any) (built, *failure) {
+		return built{}, &failure{typ: sluice.BadTrackerProtocol, msg: fmt.Sprintf(format, a...), eventID: canon[colEventID]}
 	}
 	// The event id first, so that every failure names it.
 	for _, kv := range params {
@@ -296,7 +296,7 @@ func (e *Enricher) snowplowEvent(params []param, p *sluice.Payload, seq uint64, 
 		inner, f := e.selfDescribing(sdj, "unstruct_event")
 		if f != nil {
 			f.eventID = canon[colEventID]
-			return nil, f
+			return built{}, f
 		}
 		k := inner.key
 		canon[colEvent] = k.Name
@@ -313,7 +313,7 @@ func (e *Enricher) snowplowEvent(params []param, p *sluice.Payload, seq uint64, 
 		cols, f := e.contexts(cxt)
 		if f != nil {
 			f.eventID = canon[colEventID]
-			return nil, f
+			return built{}, f
 		}
 		own = append(own, cols...)
 	}
