@@ -2,9 +2,10 @@ package jsonseq
 
 import (
 	"bytes"
-	"encoding/json"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/bits"
 	"unicode/utf8"
 )
 
@@ -34,11 +35,11 @@ func Fields(obj []byte, fn func(key, val []byte) error) error {
 		key := obj[i+1 : end]
 		// Decode as encoding/json does: escapes, and invalid UTF-8 to U+FFFD.
 		if esc || !utf8.Valid(key) {
-			var k string
-			if err := json.Unmarshal(obj[i:end+1], &k); err != nil {
+			k, err := AppendUnquoted(nil, obj[i:end+1])
+			if err != nil {
 				return fmt.Errorf("key: %w", err)
 			}
-			key = []byte(k)
+			key = k
 		}
 		i = skipSpace(obj, end+1)
 		if i >= len(obj) || obj[i] != ':' {
@@ -69,23 +70,80 @@ func Fields(obj []byte, fn func(key, val []byte) error) error {
 // b[i], and whether it contains escapes.
 func stringEnd(b []byte, i int) (int, bool) {
 	esc := false
-	j, q := i+1, -1 // q: the next '"' at or after j
-	for j < len(b) {
-		if q < j {
-			k := bytes.IndexByte(b[j:], '"')
-			if k < 0 {
-				return -1, esc
-			}
-			q = j + k
+	for j := i + 1; ; j += 2 { // past a backslash and the byte it escapes, which may be '"'
+		j = quoteOrBackslash(b, j)
+		if j >= len(b) {
+			return -1, esc
 		}
-		k := bytes.IndexByte(b[j:q], '\\')
-		if k < 0 {
-			return q, esc
+		if b[j] == '"' {
+			return j, esc
 		}
 		esc = true
-		j += k + 2 // past the escaped byte, which may be that '"'
 	}
-	return -1, esc
+}
+
+// quoteOrBackslash returns the index of the first '"' or '\\' at or after j,
+// or len(b). Most strings of an event are short: they are tested eight bytes
+// at a time in line; past 32 bytes, bytes.IndexByte's vector search pays for
+// its two calls.
+func quoteOrBackslash(b []byte, j int) int {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	for end := j + 32; j+8 <= len(b); j += 8 {
+		if j == end {
+			q := bytes.IndexByte(b[j:], '"')
+			if q < 0 {
+				q = len(b) - j
+			}
+			if k := bytes.IndexByte(b[j:j+q], '\\'); k >= 0 {
+				return j + k
+			}
+			return j + q
+		}
+		w := binary.LittleEndian.Uint64(b[j:])
+		q := w ^ ('"' * ones)
+		bs := w ^ ('\\' * ones)
+		// As in skipPlain, the lowest flagged byte is exact.
+		if m := ((q-ones)&^q | (bs-ones)&^bs) & highs; m != 0 {
+			return j + bits.TrailingZeros64(m)/8
+		}
+	}
+	for j < len(b) && b[j] != '"' && b[j] != '\\' {
+		j++
+	}
+	return j
+}
+
+// Elements calls fn with each element of the array arr, in order. Like
+// Fields, it needs arr to be valid JSON, and hands out sub-slices of it
+// without surrounding whitespace. It stops at the first error fn returns.
+func Elements(arr []byte, fn func(v []byte) error) error {
+	i := skipSpace(arr, 0)
+	if i >= len(arr) || arr[i] != '[' {
+		return errors.New("not a JSON array")
+	}
+	i = skipSpace(arr, i+1)
+	if i < len(arr) && arr[i] == ']' {
+		return nil
+	}
+	for i < len(arr) {
+		end, err := valueEnd(arr, i)
+		if err != nil {
+			return err
+		}
+		if err := fn(arr[i:end:end]); err != nil {
+			return err
+		}
+		i = skipSpace(arr, end)
+		if i < len(arr) && arr[i] == ',' {
+			i = skipSpace(arr, i+1)
+			continue
+		}
+		if i < len(arr) && arr[i] == ']' {
+			return nil
+		}
+		return errors.New("expected ',' or ']'")
+	}
+	return errors.New("unexpected end")
 }
 
 // valueEnd returns the index just past the value starting at b[i].
@@ -122,7 +180,7 @@ func valueEnd(b []byte, i int) (int, error) {
 		return 0, errors.New("unterminated value")
 	default:
 		j := i
-		for j < len(b) && b[j] != ',' && b[j] != '}' && b[j] != ' ' && b[j] != '\n' && b[j] != '\r' && b[j] != '\t' {
+		for j < len(b) && b[j] != ',' && b[j] != '}' && b[j] != ']' && b[j] != ' ' && b[j] != '\n' && b[j] != '\r' && b[j] != '\t' {
 			j++
 		}
 		if j == i {

@@ -245,3 +245,51 @@ func FuzzAppendString(f *testing.F) {
 		}
 	})
 }
+
+// AppendUnquoted decodes what json.Unmarshal decodes into a string, to the
+// same text, and refuses what it refuses.
+func FuzzAppendUnquoted(f *testing.F) {
+	for _, s := range []string{`""`, `"plain"`, `"a\"b\\c\/d\b\f\n\r\t"`, `"\u00e9\u00E9 é"`, `"\ud83d\ude00"`, `"\ud83d"`, `"\ud83d\u0041"`,
+		`"\udc00\ud800"`, `"\ud800\ud800\udc00"`, "\"bad \xff\xfe\"", "\"\xed\xa0\x80\"", `"\x"`, `"\u12"`, `"\'"`, "\"ctl\x01\"", `"a"b"`, `"a`, `"\`, `"\ud800\u"`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, lit []byte) {
+		var want string
+		werr := json.Unmarshal(lit, &want)
+		if len(lit) == 0 || lit[0] != '"' || len(bytes.TrimRight(lit, " \t\r\n")) != len(lit) {
+			return // not a string literal alone, which is all AppendUnquoted reads
+		}
+		got, err := AppendUnquoted([]byte("x"), lit)
+		if (err == nil) != (werr == nil) {
+			t.Fatalf("AppendUnquoted(%q): %v; json.Unmarshal: %v", lit, err, werr)
+		}
+		if err == nil && string(got) != "x"+want {
+			t.Fatalf("AppendUnquoted(%q) = %q, want %q", lit, got[1:], want)
+		}
+	})
+}
+
+// Elements hands out what a JSON array holds, as encoding/json reads it.
+func FuzzElements(f *testing.F) {
+	for _, s := range []string{`[]`, ` [ ] `, `[1]`, `[1,2 , 3 ]`, `[{"a":[1,"]"]},"x",null,true,-1.5e3,[[]]]`, `[ "a\"]" ,{}]`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, arr []byte) {
+		var want []json.RawMessage
+		if json.Unmarshal(arr, &want) != nil || want == nil {
+			return
+		}
+		var got []string
+		if err := Elements(arr, func(v []byte) error { got = append(got, string(v)); return nil }); err != nil {
+			t.Fatalf("Elements(%q): %v", arr, err)
+		}
+		if len(got) != len(want) {
+			t.Fatalf("Elements(%q): %d elements, want %d", arr, len(got), len(want))
+		}
+		for i := range got {
+			if got[i] != strings.TrimSpace(string(want[i])) {
+				t.Fatalf("Elements(%q)[%d] = %q, want %q", arr, i, got[i], want[i])
+			}
+		}
+	})
+}
