@@ -105,16 +105,19 @@ type Enricher struct {
 		seen   [][]byte
 		event  Event // what enrichments see
 		params []param
-		pairs  []param // what the event fingerprint covers
+		fields []*spField // of params
+		// contexts are the contexts of the event being built.
+		contexts []sdj
+		pairs    []param // what the event fingerprint covers
 		// slab holds the encoded values of the event's own fields (see raw).
 		slab []byte
-		// line is where an event is encoded before it is copied to lines.
-		line []byte
 		// lines holds encoded events, one after the other; it is only
 		// ever appended to (the lines of a batch are referenced until the
 		// batch is stored, while the next one is enriched), and replaced
 		// by a new one when full.
 		lines []byte
+		// text holds what events' strings are decoded to.
+		text textBlocks
 	}
 }
 
@@ -447,6 +450,17 @@ var (
 	colUserAgent  = canonicalIndex["useragent"]
 )
 
+// Positions of the canonical columns the built-in enrichments read and
+// write, which they use rather than look the names up for every event.
+var (
+	colAnonymousID = canonicalIndex["anonymous_id"]
+	colPageURL     = canonicalIndex["page_url"]
+	colReferrer    = canonicalIndex["referrer"]
+	colBrowser     = canonicalIndex["browser"]
+	colOS          = canonicalIndex["os"]
+	colDeviceClass = canonicalIndex["device_class"]
+)
+
 var idNamespace = uuid.MustParse("6f1c2a52-5b7e-4e39-9c55-6a0f3e0d5b11")
 
 // findEventID returns the event_id of a JSON object, if it has a string one,
@@ -459,7 +473,7 @@ func findString(v []byte, key string) string {
 	var out string
 	_ = jsonseq.Fields(v, func(k, raw []byte) error {
 		if strings.EqualFold(string(k), key) {
-			out, _ = canonicalString(k, raw)
+			out, _ = canonicalString(k, raw, nil)
 			out = strings.Clone(out)
 			return errStop
 		}
@@ -548,7 +562,7 @@ func (e *Enricher) toEvent(v []byte, p *sluice.Payload, seq uint64, pi, vi int) 
 			case colReceivedAt, colCollector:
 				// Set by sluice, never by the client.
 			default:
-				canon[i], f = canonicalString(key, raw)
+				canon[i], f = canonicalString(key, raw, &e.scratch.text)
 			}
 			if f != nil {
 				return errStop
@@ -858,14 +872,18 @@ func validUTF8(raw []byte) []byte {
 }
 
 // canonicalString reads a canonical string column: numbers and booleans are
-// kept as their text, objects and arrays are refused.
-func canonicalString(name []byte, raw []byte) (string, *failure) {
+// kept as their text, objects and arrays are refused. A string that has to
+// be decoded is kept in t (nil: a new allocation).
+func canonicalString(name []byte, raw []byte, t *textBlocks) (string, *failure) {
 	switch raw[0] {
 	case 'n':
 		return "", nil
 	case '"':
 		if bytes.IndexByte(raw, '\\') < 0 && utf8.Valid(raw) {
 			return bodyString(raw[1 : len(raw)-1]), nil
+		}
+		if s, ok := t.unquote(raw); ok {
+			return s, nil
 		}
 		var s string
 		if err := json.Unmarshal(raw, &s); err != nil {
@@ -877,6 +895,52 @@ func canonicalString(name []byte, raw []byte) (string, *failure) {
 	default:
 		return string(raw), nil
 	}
+}
+
+// textBlocks hands out decoded text (strings, base64 payloads) from shared
+// blocks, instead of an allocation each. A block is only ever appended to, so
+// what it handed out stays valid, like a payload body, for as long as it is
+// referenced: an event id may outlive the event in the batch's id sets.
+type textBlocks struct{ block []byte }
+
+// textBlock is the size of a block: the decoded text of some hundred events.
+const textBlock = 64 << 10
+
+// grow returns the free part of the current block, with room for n bytes
+// (not more than a quarter of a block: larger text is allocated on its own).
+// Append to it, and hand the result to take.
+func (t *textBlocks) grow(n int) []byte {
+	if n > textBlock/4 {
+		return make([]byte, 0, n)
+	}
+	if cap(t.block)-len(t.block) < n {
+		t.block = make([]byte, 0, textBlock)
+	}
+	return t.block[len(t.block):]
+}
+
+// take keeps what was appended to the slice grow returned.
+func (t *textBlocks) take(b []byte) []byte {
+	if len(t.block) < cap(t.block) && len(b) > 0 && &t.block[:len(t.block)+1][len(t.block)] == &b[0] {
+		t.block = t.block[:len(t.block)+len(b)]
+	}
+	return b[:len(b):len(b)]
+}
+
+// unquote decodes a JSON string literal, as encoding/json does; ok is false
+// if it is not one. A nil t allocates.
+func (t *textBlocks) unquote(lit []byte) (string, bool) {
+	if t == nil {
+		b, err := jsonseq.AppendUnquoted(nil, lit)
+		return bodyString(b), err == nil
+	}
+	// Decoding never makes a string longer than its literal, but for each
+	// invalid UTF-8 byte, which becomes three.
+	b, err := jsonseq.AppendUnquoted(t.grow(len(lit)), lit)
+	if err != nil {
+		return "", false
+	}
+	return bodyString(t.take(b)), true
 }
 
 // bodyString views b as a string without copying. b must be part of a
@@ -980,7 +1044,7 @@ var canonicalKeys = func() []string {
 	return keys
 }()
 
-// linesChunk is the size of the blocks encoded events are copied into: one
+// linesChunk is the size of the blocks events are encoded into: one
 // allocation for some fifty events rather than one each.
 const linesChunk = 64 << 10
 
@@ -989,19 +1053,20 @@ const linesChunk = 64 << 10
 // The line stays valid (it is never written again) for as long as it is
 // referenced.
 func (e *Enricher) encodeEvent(canon []string, eventTime, receivedAt time.Time, own []ownField) []byte {
-	buf := appendEvent(e.scratch.line[:0], canon, eventTime, receivedAt, own)
-	e.scratch.line = buf
 	lines := e.scratch.lines
-	if cap(lines)-len(lines) < len(buf) {
-		if len(buf) > linesChunk/4 {
-			return bytes.Clone(buf)
-		}
+	if cap(lines)-len(lines) < 2<<10 {
 		lines = make([]byte, 0, linesChunk)
 	}
-	start := len(lines)
-	lines = append(lines, buf...)
-	e.scratch.lines = lines
-	return lines[start:len(lines):len(lines)]
+	free := lines[len(lines):]
+	line := appendEvent(free, canon, eventTime, receivedAt, own)
+	if cap(line) == cap(free) {
+		// It fit.
+		e.scratch.lines = lines[:len(lines)+len(line)]
+	} else {
+		// It did not, and append moved it: the next line starts a block.
+		e.scratch.lines = nil
+	}
+	return line[:len(line):len(line)]
 }
 
 func appendEvent(buf []byte, canon []string, eventTime, receivedAt time.Time, own []ownField) []byte {

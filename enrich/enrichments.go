@@ -83,7 +83,7 @@ func (*UserAgent) Name() string { return "useragent" }
 
 // Enrich implements Enrichment.
 func (u *UserAgent) Enrich(ev *Event) {
-	s := ev.Get("useragent")
+	s := ev.canon[colUserAgent]
 	if s == "" {
 		return
 	}
@@ -99,14 +99,14 @@ func (u *UserAgent) Enrich(ev *Event) {
 		u.cache[strings.Clone(s)] = a
 		u.mu.Unlock()
 	}
-	if ev.Get("browser") == "" && a.browser != "" {
-		ev.Set("browser", a.browser)
+	if ev.canon[colBrowser] == "" && a.browser != "" {
+		ev.canon[colBrowser] = a.browser
 	}
-	if ev.Get("os") == "" && a.os != "" {
-		ev.Set("os", a.os)
+	if ev.canon[colOS] == "" && a.os != "" {
+		ev.canon[colOS] = a.os
 	}
-	if ev.Get("device_class") == "" {
-		ev.Set("device_class", a.class)
+	if ev.canon[colDeviceClass] == "" {
+		ev.canon[colDeviceClass] = a.class
 	}
 }
 
@@ -146,7 +146,7 @@ func (Campaign) Name() string { return "campaign" }
 
 // Enrich implements Enrichment.
 func (Campaign) Enrich(ev *Event) {
-	page := ev.Get("page_url")
+	page := ev.canon[colPageURL]
 	if !strings.Contains(page, "utm_") {
 		return
 	}
@@ -183,11 +183,11 @@ var referrers = []struct{ host, medium, source string }{
 
 // Enrich implements Enrichment.
 func (Referrer) Enrich(ev *Event) {
-	host := hostOf(ev.Get("referrer"))
+	host := hostOf(ev.canon[colReferrer])
 	if host == "" {
 		return
 	}
-	if hostOf(ev.Get("page_url")) == host {
+	if hostOf(ev.canon[colPageURL]) == host {
 		ev.SetField("refr_medium", "internal")
 		return
 	}
