@@ -105,6 +105,7 @@ type Enricher struct {
 		seen   [][]byte
 		event  Event // what enrichments see
 		params []param
+		tp2    []tp2Event // of a tp2 body, their fields in params
 		fields []*spField // of params
 		// contexts are the contexts of the event being built.
 		contexts []sdj

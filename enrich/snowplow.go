@@ -53,55 +53,89 @@ func (e *Enricher) enrichSnowplow(res *result, seq uint64, pi int, p *sluice.Pay
 			return
 		}
 	}
-	var data []byte
-	_ = jsonseq.Fields(body, func(k, v []byte) error {
-		if string(k) == "data" {
-			data = v
+	// One pass reads the envelope and its events; the body is valid JSON
+	// (checked above or by the collector), so nothing is checked again.
+	sc := &e.scratch
+	sc.params, sc.tp2 = sc.params[:0], sc.tp2[:0]
+	found, isArray := false, false
+	_, _ = jsonseq.Members(body, 0, func(k []byte, at int) (int, error) {
+		if string(k) != "data" {
+			return jsonseq.Skip(body, at)
 		}
-		return nil
+		// The last "data" counts, as it does for encoding/json.
+		found, isArray = true, body[at] == '['
+		sc.params, sc.tp2 = sc.params[:0], sc.tp2[:0]
+		if !isArray {
+			return jsonseq.Skip(body, at)
+		}
+		return e.readTP2(body, at)
 	})
-	if data == nil {
+	if !found {
 		// One event on its own: what `sluice bad replay` sends back.
-		data = append(append([]byte{'['}, body...), ']')
+		isArray = true
+		_, _ = e.readTP2(append(append([]byte{'['}, body...), ']'), 0)
 	}
-	// The body is valid JSON (checked above or by the collector), so the
-	// elements need no second check.
-	if data[0] != '[' {
+	if !isArray {
 		bad(sluice.BadTrackerProtocol, `tp2 body: "data" must be an array of events`, string(p.Body), "")
 		return
 	}
-	params := e.scratch.params[:0]
-	vi := -1
-	_ = jsonseq.Elements(data, func(v []byte) error {
-		vi++
-		params = params[:0]
-		if v[0] != '{' {
-			bad(sluice.BadTrackerProtocol, fmt.Sprintf("tp2 event must be an object of string values, got %s", jsonKind(v)), string(v), "")
-			return nil
+	for vi, ev := range sc.tp2 {
+		switch {
+		case ev.v[0] != '{':
+			bad(sluice.BadTrackerProtocol, fmt.Sprintf("tp2 event must be an object of string values, got %s", jsonKind(ev.v)), string(ev.v), "")
+		case ev.f != nil:
+			bad(ev.f.typ, ev.f.msg, string(ev.v), findString(ev.v, "eid"))
+		default:
+			e.addSnowplow(res, sc.params[ev.lo:ev.hi], ev.v, p, seq, pi, vi, ids, bad)
 		}
-		var f *failure
-		_ = jsonseq.Fields(v, func(k, raw []byte) error {
-			key := keyString(k)
-			if raw[0] == '{' || raw[0] == '[' {
-				f = &failure{typ: sluice.BadTrackerProtocol, msg: fmt.Sprintf("tp2 field %q must be a string, got %s", key, jsonKind(raw))}
-				return errStop
-			}
-			val, vf := canonicalString(k, raw, &e.scratch.text)
-			if vf != nil {
-				f = vf
-				return errStop
-			}
-			params = append(params, param{key, val})
-			return nil
-		})
-		if f != nil {
-			bad(f.typ, f.msg, string(v), findString(v, "eid"))
-			return nil
+	}
+}
+
+// tp2Event is one element of a tp2 body's "data", as readTP2 read it.
+type tp2Event struct {
+	v      []byte   // the element
+	lo, hi int      // its fields, if it is an object: e.scratch.params[lo:hi]
+	f      *failure // why its fields cannot make an event
+}
+
+// readTP2 reads the array of tp2 events that starts at b[at] into
+// e.scratch.tp2 and e.scratch.params, and returns the index just past it.
+func (e *Enricher) readTP2(b []byte, at int) (int, error) {
+	sc := &e.scratch
+	return jsonseq.Items(b, at, func(el int) (int, error) {
+		ev := tp2Event{lo: len(sc.params)}
+		var end int
+		var err error
+		if b[el] == '{' {
+			end, err = jsonseq.Members(b, el, func(k []byte, at int) (int, error) {
+				end, err := jsonseq.Skip(b, at)
+				if err != nil || ev.f != nil {
+					return end, err
+				}
+				raw := b[at:end]
+				key := keyString(k)
+				if raw[0] == '{' || raw[0] == '[' {
+					ev.f = &failure{typ: sluice.BadTrackerProtocol, msg: fmt.Sprintf("tp2 field %q must be a string, got %s", key, jsonKind(raw))}
+					return end, nil
+				}
+				val, f := canonicalString(k, raw, &sc.text)
+				if f != nil {
+					ev.f = f
+					return end, nil
+				}
+				sc.params = append(sc.params, param{key, val})
+				return end, nil
+			})
+		} else {
+			end, err = jsonseq.Skip(b, el)
 		}
-		e.addSnowplow(res, params, v, p, seq, pi, vi, ids, bad)
-		return nil
+		if err != nil {
+			return 0, err
+		}
+		ev.v, ev.hi = b[el:end:end], len(sc.params)
+		sc.tp2 = append(sc.tp2, ev)
+		return end, nil
 	})
-	e.scratch.params = params[:0]
 }
 
 // queryParams reads a GET event. Only the first value of a repeated name

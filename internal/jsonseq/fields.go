@@ -3,6 +3,7 @@ package jsonseq
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/bits"
@@ -16,54 +17,111 @@ import (
 // (keys too, unless they contain escapes or invalid UTF-8: those are decoded
 // as encoding/json decodes them).
 func Fields(obj []byte, fn func(key, val []byte) error) error {
-	i := skipSpace(obj, 0)
-	if i >= len(obj) || obj[i] != '{' {
-		return errors.New("not a JSON object")
-	}
-	i = skipSpace(obj, i+1)
-	if i < len(obj) && obj[i] == '}' {
-		return nil
-	}
-	for i < len(obj) {
-		if obj[i] != '"' {
-			return fmt.Errorf("expected a key at byte %d", i)
+	_, err := Members(obj, 0, func(key []byte, at int) (int, error) {
+		end, err := valueEnd(obj, at)
+		if err != nil {
+			return 0, err
 		}
-		end, esc := stringEnd(obj, i)
+		return end, fn(key, obj[at:end])
+	})
+	return err
+}
+
+// Members is Fields for reading a document in one pass: it calls fn with
+// the key of each member of the object that starts at b[i] (after
+// whitespace) and the index where the member's value starts; fn reads the
+// value, or skips it with Skip, and returns the index just past it. Members
+// returns the index just past the object; b may go on after it. Like
+// Fields, it needs b to be valid JSON, and stops at fn's first error.
+func Members(b []byte, i int, fn func(key []byte, at int) (int, error)) (int, error) {
+	i = skipSpace(b, i)
+	if i >= len(b) || b[i] != '{' {
+		return 0, errors.New("not a JSON object")
+	}
+	i = skipSpace(b, i+1)
+	if i < len(b) && b[i] == '}' {
+		return i + 1, nil
+	}
+	for i < len(b) {
+		if b[i] != '"' {
+			return 0, fmt.Errorf("expected a key at byte %d", i)
+		}
+		end, esc := stringEnd(b, i)
 		if end < 0 {
-			return errors.New("unterminated key")
+			return 0, errors.New("unterminated key")
 		}
-		key := obj[i+1 : end]
+		key := b[i+1 : end]
 		// Decode as encoding/json does: escapes, and invalid UTF-8 to U+FFFD.
-		if esc || !utf8.Valid(key) {
-			k, err := AppendUnquoted(nil, obj[i:end+1])
+		if esc || !ascii(key) && !utf8.Valid(key) {
+			k, err := AppendUnquoted(nil, b[i:end+1])
 			if err != nil {
-				return fmt.Errorf("key: %w", err)
+				var s string
+				return 0, fmt.Errorf("key: %w", json.Unmarshal(b[i:end+1], &s))
 			}
 			key = k
 		}
-		i = skipSpace(obj, end+1)
-		if i >= len(obj) || obj[i] != ':' {
-			return errors.New("expected ':'")
+		i = skipSpace(b, end+1)
+		if i >= len(b) || b[i] != ':' {
+			return 0, errors.New("expected ':'")
 		}
-		i = skipSpace(obj, i+1)
-		vend, err := valueEnd(obj, i)
+		vend, err := fn(key, skipSpace(b, i+1))
 		if err != nil {
-			return err
+			return 0, err
 		}
-		if err := fn(key, obj[i:vend]); err != nil {
-			return err
-		}
-		i = skipSpace(obj, vend)
-		if i < len(obj) && obj[i] == ',' {
-			i = skipSpace(obj, i+1)
+		i = skipSpace(b, vend)
+		if i < len(b) && b[i] == ',' {
+			i = skipSpace(b, i+1)
 			continue
 		}
-		if i < len(obj) && obj[i] == '}' {
-			return nil
+		if i < len(b) && b[i] == '}' {
+			return i + 1, nil
 		}
-		return errors.New("expected ',' or '}'")
+		return 0, errors.New("expected ',' or '}'")
 	}
-	return errors.New("unexpected end")
+	return 0, errors.New("unexpected end")
+}
+
+// Items is Members for the elements of the array that starts at b[i]: fn
+// gets the index where each element starts and returns the index just past
+// it.
+func Items(b []byte, i int, fn func(at int) (int, error)) (int, error) {
+	i = skipSpace(b, i)
+	if i >= len(b) || b[i] != '[' {
+		return 0, errors.New("not a JSON array")
+	}
+	i = skipSpace(b, i+1)
+	if i < len(b) && b[i] == ']' {
+		return i + 1, nil
+	}
+	for i < len(b) {
+		end, err := fn(i)
+		if err != nil {
+			return 0, err
+		}
+		i = skipSpace(b, end)
+		if i < len(b) && b[i] == ',' {
+			i = skipSpace(b, i+1)
+			continue
+		}
+		if i < len(b) && b[i] == ']' {
+			return i + 1, nil
+		}
+		return 0, errors.New("expected ',' or ']'")
+	}
+	return 0, errors.New("unexpected end")
+}
+
+// Skip returns the index just past the value that starts at b[i], which
+// must be valid JSON.
+func Skip(b []byte, i int) (int, error) { return valueEnd(b, i) }
+
+func ascii(b []byte) bool {
+	for _, c := range b {
+		if c >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
 }
 
 // stringEnd returns the index of the closing quote of the string starting at
@@ -117,33 +175,14 @@ func quoteOrBackslash(b []byte, j int) int {
 // Fields, it needs arr to be valid JSON, and hands out sub-slices of it
 // without surrounding whitespace. It stops at the first error fn returns.
 func Elements(arr []byte, fn func(v []byte) error) error {
-	i := skipSpace(arr, 0)
-	if i >= len(arr) || arr[i] != '[' {
-		return errors.New("not a JSON array")
-	}
-	i = skipSpace(arr, i+1)
-	if i < len(arr) && arr[i] == ']' {
-		return nil
-	}
-	for i < len(arr) {
-		end, err := valueEnd(arr, i)
+	_, err := Items(arr, 0, func(at int) (int, error) {
+		end, err := valueEnd(arr, at)
 		if err != nil {
-			return err
+			return 0, err
 		}
-		if err := fn(arr[i:end:end]); err != nil {
-			return err
-		}
-		i = skipSpace(arr, end)
-		if i < len(arr) && arr[i] == ',' {
-			i = skipSpace(arr, i+1)
-			continue
-		}
-		if i < len(arr) && arr[i] == ']' {
-			return nil
-		}
-		return errors.New("expected ',' or ']'")
-	}
-	return errors.New("unexpected end")
+		return end, fn(arr[at:end:end])
+	})
+	return err
 }
 
 // valueEnd returns the index just past the value starting at b[i].
