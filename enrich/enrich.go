@@ -80,8 +80,16 @@ type Enricher struct {
 	rev        uint64
 	now        func() time.Time
 
-	syslog        syslog.Machine // made on first use
-	colIdx        map[string]int // schema column positions by exact name
+	syslog  syslog.Machine // made on first use
+	colIdx  map[string]int // schema column positions by exact name
+	colKeys []string       // of schema columns, as encodeEvent writes them: `,"name":`
+	// colCache remembers the columns of the names columnIndex was asked
+	// for by their address: most come from fixed tables, the same strings
+	// from event to event, and are found without hashing them.
+	colCache [256]struct {
+		name string
+		i    int
+	}
 	enrichments   []Enrichment
 	iglu          *iglu.Registry
 	rejectUnknown bool
@@ -240,7 +248,8 @@ func (e *Enricher) handle(ctx context.Context, batch []bus.Msg) (bus.Finish, err
 		if err != nil {
 			// Another node changed the schema: start over with its version.
 			e.schema, e.rev, _ = e.bus.Schema(ctx, sluice.StreamEvents)
-			e.colIdx = nil
+			e.colIdx, e.colKeys = nil, nil
+			clear(e.colCache[:])
 			return nil, fmt.Errorf("save schema: %w", err)
 		}
 		e.rev = rev
@@ -667,6 +676,7 @@ type ownField struct {
 	name string
 	typ  sluice.ColumnType
 	raw  []byte
+	key  string // name as encodeEvent writes it, if checkSchema knows it
 }
 
 // checkSchema fits the event's own fields into the table schema, adding new
@@ -688,7 +698,7 @@ func (e *Enricher) checkSchema(own []ownField) (bool, *failure) {
 			continue
 		}
 		col := e.schema.Columns[i]
-		f.name = col.Name
+		f.name, f.key = col.Name, e.columnKey(i)
 		switch {
 		case col.Type == f.typ:
 		case col.Type == sluice.TypeDouble && f.typ == sluice.TypeBigint:
@@ -736,7 +746,18 @@ func (e *Enricher) columnIndex(name string) int {
 		for i, c := range e.schema.Columns {
 			e.colIdx[c.Name] = i
 		}
+		clear(e.colCache[:])
 	}
+	c := &e.colCache[(uintptr(unsafe.Pointer(unsafe.StringData(name)))>>3^uintptr(len(name)))%uintptr(len(e.colCache))]
+	if c.name == name && name != "" {
+		return c.i
+	}
+	i := e.lookupColumn(name)
+	c.name, c.i = name, i
+	return i
+}
+
+func (e *Enricher) lookupColumn(name string) int {
 	if i, ok := e.colIdx[name]; ok {
 		return i
 	}
@@ -746,6 +767,18 @@ func (e *Enricher) columnIndex(name string) int {
 		}
 	}
 	return -1
+}
+
+// columnKey returns the name of column i as encodeEvent writes it before
+// the column's value: `,"name":`.
+func (e *Enricher) columnKey(i int) string {
+	if len(e.colKeys) != len(e.schema.Columns) {
+		e.colKeys = append(e.colKeys[:0], make([]string, len(e.schema.Columns))...)
+	}
+	if e.colKeys[i] == "" {
+		e.colKeys[i] = string(append(jsonseq.AppendString([]byte{','}, e.schema.Columns[i].Name), ':'))
+	}
+	return e.colKeys[i]
 }
 
 func article(t sluice.ColumnType) string {
@@ -1086,9 +1119,13 @@ func appendEvent(buf []byte, canon []string, eventTime, receivedAt time.Time, ow
 		buf = jsonseq.AppendString(buf, canon[i])
 	}
 	for _, f := range own {
-		buf = append(buf, ',')
-		buf = jsonseq.AppendString(buf, f.name)
-		buf = append(buf, ':')
+		if f.key != "" {
+			buf = append(buf, f.key...)
+		} else {
+			buf = append(buf, ',')
+			buf = jsonseq.AppendString(buf, f.name)
+			buf = append(buf, ':')
+		}
 		if f.typ == sluice.TypeDouble && !bytes.ContainsAny(f.raw, ".eE") {
 			buf = append(buf, f.raw...)
 			buf = append(buf, ".0"...)

@@ -171,14 +171,28 @@ type Referrer struct{}
 func (Referrer) Name() string { return "referrer" }
 
 // referrers maps a registrable part of a host to its medium and name.
-var referrers = []struct{ host, medium, source string }{
-	{"google.", "search", "Google"}, {"bing.com", "search", "Bing"}, {"duckduckgo.com", "search", "DuckDuckGo"},
-	{"search.yahoo.", "search", "Yahoo!"}, {"yandex.", "search", "Yandex"}, {"baidu.com", "search", "Baidu"},
-	{"ecosia.org", "search", "Ecosia"}, {"search.brave.com", "search", "Brave"},
-	{"facebook.com", "social", "Facebook"}, {"instagram.com", "social", "Instagram"}, {"t.co", "social", "Twitter"},
-	{"twitter.com", "social", "Twitter"}, {"x.com", "social", "Twitter"}, {"linkedin.com", "social", "LinkedIn"},
-	{"reddit.com", "social", "Reddit"}, {"pinterest.", "social", "Pinterest"}, {"youtube.com", "social", "YouTube"},
-	{"tiktok.com", "social", "TikTok"}, {"news.ycombinator.com", "social", "Hacker News"},
+var referrers = func() []referrer {
+	rs := []referrer{
+		{host: "google.", medium: "search", source: "Google"}, {host: "bing.com", medium: "search", source: "Bing"},
+		{host: "duckduckgo.com", medium: "search", source: "DuckDuckGo"}, {host: "search.yahoo.", medium: "search", source: "Yahoo!"},
+		{host: "yandex.", medium: "search", source: "Yandex"}, {host: "baidu.com", medium: "search", source: "Baidu"},
+		{host: "ecosia.org", medium: "search", source: "Ecosia"}, {host: "search.brave.com", medium: "search", source: "Brave"},
+		{host: "facebook.com", medium: "social", source: "Facebook"}, {host: "instagram.com", medium: "social", source: "Instagram"},
+		{host: "t.co", medium: "social", source: "Twitter"}, {host: "twitter.com", medium: "social", source: "Twitter"},
+		{host: "x.com", medium: "social", source: "Twitter"}, {host: "linkedin.com", medium: "social", source: "LinkedIn"},
+		{host: "reddit.com", medium: "social", source: "Reddit"}, {host: "pinterest.", medium: "social", source: "Pinterest"},
+		{host: "youtube.com", medium: "social", source: "YouTube"}, {host: "tiktok.com", medium: "social", source: "TikTok"},
+		{host: "news.ycombinator.com", medium: "social", source: "Hacker News"},
+	}
+	for i := range rs {
+		rs[i].bare, rs[i].dotted = strings.TrimSuffix(rs[i].host, "."), "."+rs[i].host
+	}
+	return rs
+}()
+
+type referrer struct {
+	host, medium, source string
+	bare, dotted         string // host without its trailing dot; after a dot
 }
 
 // Enrich implements Enrichment.
@@ -192,7 +206,7 @@ func (Referrer) Enrich(ev *Event) {
 		return
 	}
 	for _, r := range referrers {
-		if host == strings.TrimSuffix(r.host, ".") || strings.HasPrefix(host, r.host) || strings.Contains(host, "."+r.host) || strings.HasSuffix(host, "."+r.host) {
+		if host == r.bare || strings.HasPrefix(host, r.host) || strings.Contains(host, r.dotted) || strings.HasSuffix(host, r.dotted) {
 			ev.SetField("refr_medium", r.medium)
 			ev.SetField("refr_source", r.source)
 			return
