@@ -127,6 +127,9 @@ type Enricher struct {
 		lines []byte
 		// text holds what events' strings are decoded to.
 		text textBlocks
+		// receivedAtText is receivedAt as appendTime writes it.
+		receivedAt     time.Time
+		receivedAtText []byte
 	}
 }
 
@@ -550,7 +553,7 @@ func (e *Enricher) toEvent(v []byte, p *sluice.Payload, seq uint64, pi, vi int) 
 	var f *failure
 	err := jsonseq.Fields(v, func(key, raw []byte) error {
 		if e.fingerprint && !bytes.EqualFold(key, []byte("event_id")) {
-			sc.pairs = append(sc.pairs, param{keyString(key), bodyString(raw)})
+			sc.pairs = append(sc.pairs, param{k: keyString(key), v: bodyString(raw)})
 		}
 		lower := key
 		if hasUpper(key) {
@@ -1092,7 +1095,12 @@ func (e *Enricher) encodeEvent(canon []string, eventTime, receivedAt time.Time, 
 		lines = make([]byte, 0, linesChunk)
 	}
 	free := lines[len(lines):]
-	line := appendEvent(free, canon, eventTime, receivedAt, own)
+	// The events of a payload share when it was received.
+	sc := &e.scratch
+	if !receivedAt.Equal(sc.receivedAt) || sc.receivedAtText == nil {
+		sc.receivedAt, sc.receivedAtText = receivedAt, appendTime(sc.receivedAtText[:0], receivedAt)
+	}
+	line := appendEvent(free, canon, eventTime, sc.receivedAtText, own)
 	if cap(line) == cap(free) {
 		// It fit.
 		e.scratch.lines = lines[:len(lines)+len(line)]
@@ -1103,13 +1111,13 @@ func (e *Enricher) encodeEvent(canon []string, eventTime, receivedAt time.Time, 
 	return line[:len(line):len(line)]
 }
 
-func appendEvent(buf []byte, canon []string, eventTime, receivedAt time.Time, own []ownField) []byte {
+func appendEvent(buf []byte, canon []string, eventTime time.Time, receivedAt []byte, own []ownField) []byte {
 	buf = append(buf, `{"event_id":`...)
 	buf = jsonseq.AppendString(buf, canon[colEventID])
 	buf = append(buf, `,"event_time":"`...)
 	buf = appendTime(buf, eventTime)
 	buf = append(buf, `","received_at":"`...)
-	buf = appendTime(buf, receivedAt)
+	buf = append(buf, receivedAt...)
 	buf = append(buf, '"')
 	for i := range sluice.EventColumns {
 		if i == colEventID || i == colEventTime || i == colReceivedAt || canon[i] == "" {

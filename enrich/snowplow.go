@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -30,7 +31,12 @@ func isSnowplow(path string) bool {
 }
 
 // param is one name=value of a tracker protocol event. Values are strings.
-type param struct{ k, v string }
+type param struct {
+	k, v string
+	// plain says that v is printable ASCII that AppendString writes as it
+	// is, between quotes; false when not known.
+	plain bool
+}
 
 // enrichSnowplow turns a tracker protocol payload into events: a tp2
 // payload_data envelope holds many, a GET query string one.
@@ -108,6 +114,14 @@ func (e *Enricher) readTP2(b []byte, at int) (int, error) {
 		var err error
 		if b[el] == '{' {
 			end, err = jsonseq.Members(b, el, func(k []byte, at int) (int, error) {
+				if b[at] == '"' {
+					// A string, as nearly all are: read once.
+					end, plain := jsonseq.String(b, at)
+					if ev.f == nil && plain {
+						sc.params = append(sc.params, param{k: keyString(k), v: bodyString(b[at+1 : end-1]), plain: true})
+						return end, nil
+					}
+				}
 				end, err := jsonseq.Skip(b, at)
 				if err != nil || ev.f != nil {
 					return end, err
@@ -123,7 +137,7 @@ func (e *Enricher) readTP2(b []byte, at int) (int, error) {
 					ev.f = f
 					return end, nil
 				}
-				sc.params = append(sc.params, param{key, val})
+				sc.params = append(sc.params, param{k: key, v: val})
 				return end, nil
 			})
 		} else {
@@ -148,7 +162,7 @@ func queryParams(q string) ([]param, error) {
 	out := make([]param, 0, len(vals))
 	for k, v := range vals {
 		if len(v) > 0 {
-			out = append(out, param{k, v[0]})
+			out = append(out, param{k: k, v: v[0]})
 		}
 	}
 	return out, nil
@@ -255,23 +269,42 @@ func spLookup(name string) *spField {
 	if !ok {
 		return spUnknown
 	}
-	if i := spSlots[(w*spMultiplier)>>(64-spSlotBits)]; i != 0 && spFields[i-1].param == name {
+	if i := spSlots[(w*spMultiplier)>>(64-spSlotBits)]; i != 0 && spWords[i-1] == w {
 		return &spFields[i-1]
 	}
 	return spUnknown
 }
 
-// spPack packs a name of up to seven bytes, and its length, into a word.
+// spPack packs a name of up to seven bytes, and its length, into a word
+// (the name's bytes from the lowest, its length in the highest byte). Two
+// loads that may overlap cover every length; an overlapping byte is the
+// same in both.
 func spPack(name string) (uint64, bool) {
-	if len(name) > 7 {
+	n := len(name)
+	var w uint64
+	switch {
+	case n > 7:
 		return 0, false
+	case n >= 4:
+		lo := uint64(name[0]) | uint64(name[1])<<8 | uint64(name[2])<<16 | uint64(name[3])<<24
+		hi := uint64(name[n-4]) | uint64(name[n-3])<<8 | uint64(name[n-2])<<16 | uint64(name[n-1])<<24
+		w = lo | hi<<(8*(n-4))
+	case n >= 2:
+		w = uint64(name[0]) | uint64(name[1])<<8 | (uint64(name[n-2])|uint64(name[n-1])<<8)<<(8*(n-2))
+	case n == 1:
+		w = uint64(name[0])
 	}
-	w := uint64(len(name)) << 56
-	for i := 0; i < len(name); i++ {
-		w |= uint64(name[i]) << (8 * i)
-	}
-	return w, true
+	return w | uint64(n)<<56, true
 }
+
+// spWords are the packed names of spFields.
+var spWords = func() []uint64 {
+	ws := make([]uint64, len(spFields))
+	for i, f := range spFields {
+		ws[i], _ = spPack(f.param)
+	}
+	return ws
+}()
 
 const spSlotBits = 10
 
@@ -372,7 +405,11 @@ func (e *Enricher) snowplowEvent(params []param, p *sluice.Payload, seq uint64, 
 		var raw []byte
 		switch col.typ {
 		case sluice.TypeVarchar:
-			raw = e.raw(jsonseq.AppendString(e.slab(), kv.v))
+			if kv.plain {
+				raw = e.raw(append(append(append(e.slab(), '"'), kv.v...), '"'))
+			} else {
+				raw = e.raw(jsonseq.AppendString(e.slab(), kv.v))
+			}
 		case sluice.TypeDouble:
 			f, err := strconv.ParseFloat(kv.v, 64)
 			if err != nil || f != f || f > 1.7976931348623157e308 || f < -1.7976931348623157e308 {
@@ -543,7 +580,9 @@ func epochMillis(s string) (time.Time, bool) {
 // decodeSDJ returns the self-describing JSON of a field pair: plain (ue_pr,
 // co) or base64url (ue_px, cx). Trackers leave out the padding; some use the
 // standard alphabet; both are read. nil when neither is set. The JSON is
-// read, never written: it may be the field's own bytes.
+// read, never written: it is the field's own bytes, or decoded into the
+// event's slab, so it is valid until the event is built (what the event
+// keeps of it is copied).
 func (e *Enricher) decodeSDJ(plain, b64, plainName, b64Name string) ([]byte, error) {
 	var out []byte
 	switch {
@@ -551,16 +590,18 @@ func (e *Enricher) decodeSDJ(plain, b64, plainName, b64Name string) ([]byte, err
 		out = unsafe.Slice(unsafe.StringData(plain), len(plain))
 	case b64 != "":
 		src := strings.TrimRight(b64, "=")
-		t := &e.scratch.text
-		buf := t.grow(base64.RawURLEncoding.DecodedLen(len(src)))
-		buf = buf[:cap(buf)]
-		n, err := base64.RawURLEncoding.Decode(buf, unsafe.Slice(unsafe.StringData(src), len(src)))
+		in := unsafe.Slice(unsafe.StringData(src), len(src))
+		slab := e.slab()
+		n := base64.RawURLEncoding.DecodedLen(len(src))
+		grown := slices.Grow(slab, n)
+		buf := grown[len(slab) : len(slab)+n]
+		n, err := base64.RawURLEncoding.Decode(buf, in)
 		if err != nil {
-			if n, err = base64.RawStdEncoding.Decode(buf, unsafe.Slice(unsafe.StringData(src), len(src))); err != nil {
+			if n, err = base64.RawStdEncoding.Decode(buf, in); err != nil {
 				return nil, fmt.Errorf("field %s is not base64url: %v", b64Name, err)
 			}
 		}
-		out = t.take(buf[:n])
+		out = e.raw(grown[:len(slab)+n])
 		plainName = b64Name
 	default:
 		return nil, nil
@@ -644,11 +685,13 @@ func (e *Enricher) checkSDJ(v []byte, what sdjName) (sdj, *failure) {
 }
 
 // schemaKey parses an Iglu URI, with its column suffix; both are cached, as
-// a site sends few distinct schemas.
+// a site sends few distinct schemas. uri may be a view of an event's slab:
+// what is kept is a copy (the parsed key's strings are parts of it).
 func (e *Enricher) schemaKey(uri string) (schemaKey, error) {
 	if k, ok := e.keys[uri]; ok {
 		return k, nil
 	}
+	uri = strings.Clone(uri)
 	key, err := iglu.ParseKey(uri)
 	if err != nil {
 		return schemaKey{}, err
@@ -658,7 +701,7 @@ func (e *Enricher) schemaKey(uri string) (schemaKey, error) {
 	if e.keys == nil || len(e.keys) > 10000 {
 		e.keys = map[string]schemaKey{}
 	}
-	e.keys[strings.Clone(uri)] = k
+	e.keys[uri] = k
 	return k, nil
 }
 

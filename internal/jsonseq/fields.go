@@ -115,6 +115,36 @@ func Items(b []byte, i int, fn func(at int) (int, error)) (int, error) {
 // must be valid JSON.
 func Skip(b []byte, i int) (int, error) { return valueEnd(b, i) }
 
+// String returns the index just past the string literal that starts at
+// b[i], which must be valid JSON, and whether its text is plain: ASCII
+// without escapes, so that the bytes between the quotes are the text, and
+// AppendString writes it back as it is. Most strings of an event are plain,
+// and are then read in one pass.
+func String(b []byte, i int) (end int, plain bool) {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	j := i + 1
+	for ; j+8 <= len(b); j += 8 {
+		w := binary.LittleEndian.Uint64(b[j:])
+		q := w ^ ('"' * ones)
+		bs := w ^ ('\\' * ones)
+		// As in skipPlain, the lowest flagged byte is exact.
+		if m := ((q-ones)&^q | (bs-ones)&^bs | w) & highs; m != 0 {
+			j += bits.TrailingZeros64(m) / 8
+			break
+		}
+	}
+	for ; j < len(b) && b[j] != '"' && b[j] != '\\' && b[j] < utf8.RuneSelf; j++ {
+	}
+	if j < len(b) && b[j] == '"' {
+		return j + 1, true
+	}
+	end, _ = stringEnd(b, j-1) // from the byte that is not plain, as if it opened the string
+	if end < 0 {
+		return len(b), false
+	}
+	return end + 1, false
+}
+
 func ascii(b []byte) bool {
 	for _, c := range b {
 		if c >= utf8.RuneSelf {

@@ -293,3 +293,33 @@ func FuzzElements(f *testing.F) {
 		}
 	})
 }
+
+// String finds the end of a string literal as encoding/json does, and calls
+// it plain only when AppendString writes its text back byte for byte.
+func FuzzString(f *testing.F) {
+	for _, s := range []string{`""`, `"plain"`, `"a longer plain string, past eight bytes"`, `"esc\"aped"`, `"\\"`, `"café"`, `"12345678é"`,
+		`"1234567\\8"`, `"x\u00e9"`, `"ab" , "cd"`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if len(b) == 0 || b[0] != '"' {
+			return
+		}
+		d := json.NewDecoder(bytes.NewReader(b))
+		var text string
+		if d.Decode(&text) != nil {
+			return
+		}
+		end, plain := String(b, 0)
+		if want := int(d.InputOffset()); end != want {
+			t.Fatalf("String(%q) ends at %d, want %d", b, end, want)
+		}
+		lit := b[:end]
+		if plain != (bytes.IndexByte(lit, '\\') < 0 && ascii(lit)) {
+			t.Fatalf("String(%q): plain %v", lit, plain)
+		}
+		if plain && string(AppendString(nil, text)) != string(lit) {
+			t.Fatalf("String(%q) is plain, but AppendString writes %q", lit, AppendString(nil, text))
+		}
+	})
+}
