@@ -114,7 +114,7 @@ type Enricher struct {
 		event  Event // what enrichments see
 		params []param
 		tp2    []tp2Event // of a tp2 body, their fields in params
-		fields []*spField // of params
+		fields []uint8    // of params: where in spFields
 		// contexts are the contexts of the event being built.
 		contexts []sdj
 		pairs    []param // what the event fingerprint covers

@@ -214,7 +214,7 @@ const (
 // those of Snowplow's atomic.events, so existing queries and habits carry
 // over.
 var spFields = func() []spField {
-	var fs []spField
+	fs := []spField{{kind: spIgnored}} // what spLookup finds for a name it does not know
 	for _, kc := range [][2]string{{"eid", "event_id"}, {"aid", "app_id"}, {"p", "platform"}, {"uid", "user_id"},
 		{"sid", "session_id"}, {"url", "page_url"}, {"page", "page_title"}, {"refr", "referrer"}, {"ua", "useragent"}, {"ip", "ip"}} {
 		fs = append(fs, spField{param: kc[0], kind: spCanonical, canon: canonicalIndex[kc[1]]})
@@ -257,22 +257,22 @@ var spFields = func() []spField {
 	return fs
 }()
 
-// spUnknown is what spLookup finds for a field that is not in spFields.
-var spUnknown = &spField{kind: spIgnored}
-
 // spLookup finds a tracker protocol field by name. It runs for every field
 // of every event, so rather than hash the name as a map would, it packs the
 // name (all are shorter than eight bytes) into a word and finds its slot by
 // one multiplication: a perfect hash of the names in spFields.
-func spLookup(name string) *spField {
+// It returns an index into spFields (0 for a name it does not know): the
+// fields of an event are kept as indexes, which the garbage collector need
+// not follow.
+func spLookup(name string) uint8 {
 	w, ok := spPack(name)
 	if !ok {
-		return spUnknown
+		return 0
 	}
-	if i := spSlots[(w*spMultiplier)>>(64-spSlotBits)]; i != 0 && spWords[i-1] == w {
-		return &spFields[i-1]
+	if i := spSlots[(w*spMultiplier)>>(64-spSlotBits)]; spWords[i] == w {
+		return i
 	}
-	return spUnknown
+	return 0
 }
 
 // spPack packs a name of up to seven bytes, and its length, into a word
@@ -300,24 +300,28 @@ func spPack(name string) (uint64, bool) {
 // spWords are the packed names of spFields.
 var spWords = func() []uint64 {
 	ws := make([]uint64, len(spFields))
-	for i, f := range spFields {
-		ws[i], _ = spPack(f.param)
+	for i, f := range spFields[1:] {
+		ws[i+1], _ = spPack(f.param)
 	}
+	ws[0] = ^uint64(0) // no name packs to it
 	return ws
 }()
 
 const spSlotBits = 10
 
-// spSlots holds the index+1 in spFields of the field in each slot; the
-// multiplier is the first odd one, from a fixed sequence, that puts no two
-// fields in one slot.
+// spSlots holds the index in spFields of the field in each slot (0: none);
+// the multiplier is the first odd one, from a fixed sequence, that puts no
+// two fields in one slot.
 var spSlots, spMultiplier = func() ([1 << spSlotBits]uint8, uint64) {
+	if len(spFields) > 255 {
+		panic("too many tracker protocol fields for a uint8 index")
+	}
 	m := uint64(0x9e3779b97f4a7c15)
 search:
 	for ; ; m += 0x2545f4914f6cdd1e {
 		m |= 1
 		var slots [1 << spSlotBits]uint8
-		for i, f := range spFields {
+		for i, f := range spFields[1:] {
 			w, ok := spPack(f.param)
 			if !ok {
 				panic("tracker protocol field name longer than 7 bytes: " + f.param)
@@ -356,7 +360,7 @@ func (e *Enricher) snowplowEvent(params []param, p *sluice.Payload, seq uint64, 
 	}
 	// The event id first, so that every failure names it.
 	for i, kv := range params {
-		if fields[i].canon == colEventID && fields[i].kind == spCanonical {
+		if f := &spFields[fields[i]]; f.canon == colEventID && f.kind == spCanonical {
 			canon[colEventID] = kv.v
 		}
 	}
@@ -364,7 +368,7 @@ func (e *Enricher) snowplowEvent(params []param, p *sluice.Payload, seq uint64, 
 		if kv.v == "" {
 			continue
 		}
-		col := fields[i]
+		col := &spFields[fields[i]]
 		switch col.kind {
 		case spIgnored:
 			continue
@@ -529,7 +533,7 @@ func (e *Enricher) snowplowEvent(params []param, p *sluice.Payload, seq uint64, 
 	fp := ""
 	if e.fingerprint {
 		for i, kv := range params {
-			if !fields[i].unfingerprinted {
+			if !spFields[fields[i]].unfingerprinted {
 				sc.pairs = append(sc.pairs, kv)
 			}
 		}
