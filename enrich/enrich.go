@@ -125,7 +125,7 @@ type Enricher struct {
 		// batch is stored, while the next one is enriched), and replaced
 		// by a new one when full.
 		lines []byte
-		// text holds what events' strings are decoded to.
+		// text holds the strings of events that had to be decoded.
 		text textBlocks
 		// receivedAtText is receivedAt as appendTime writes it.
 		receivedAt     time.Time
@@ -934,50 +934,34 @@ func canonicalString(name []byte, raw []byte, t *textBlocks) (string, *failure) 
 	}
 }
 
-// textBlocks hands out decoded text (strings, base64 payloads) from shared
-// blocks, instead of an allocation each. A block is only ever appended to, so
-// what it handed out stays valid, like a payload body, for as long as it is
-// referenced: an event id may outlive the event in the batch's id sets.
+// textBlocks hands out decoded strings from shared blocks, instead of an
+// allocation each. A block is only ever appended to, so what it handed out
+// stays valid, like a payload body, for as long as it is referenced: an
+// event id may outlive the event in the batch's id sets.
 type textBlocks struct{ block []byte }
 
-// textBlock is the size of a block: the decoded text of some hundred events.
+// textBlock is the size of a block: the decoded strings of some hundred
+// events.
 const textBlock = 64 << 10
-
-// grow returns the free part of the current block, with room for n bytes
-// (not more than a quarter of a block: larger text is allocated on its own).
-// Append to it, and hand the result to take.
-func (t *textBlocks) grow(n int) []byte {
-	if n > textBlock/4 {
-		return make([]byte, 0, n)
-	}
-	if cap(t.block)-len(t.block) < n {
-		t.block = make([]byte, 0, textBlock)
-	}
-	return t.block[len(t.block):]
-}
-
-// take keeps what was appended to the slice grow returned.
-func (t *textBlocks) take(b []byte) []byte {
-	if len(t.block) < cap(t.block) && len(b) > 0 && &t.block[:len(t.block)+1][len(t.block)] == &b[0] {
-		t.block = t.block[:len(t.block)+len(b)]
-	}
-	return b[:len(b):len(b)]
-}
 
 // unquote decodes a JSON string literal, as encoding/json does; ok is false
 // if it is not one. A nil t allocates.
 func (t *textBlocks) unquote(lit []byte) (string, bool) {
-	if t == nil {
-		b, err := jsonseq.AppendUnquoted(nil, lit)
+	// The most the text can take: an invalid UTF-8 byte becomes three.
+	n := 3 * len(lit)
+	if t == nil || n > textBlock/4 {
+		b, err := jsonseq.AppendUnquoted(make([]byte, 0, n), lit)
 		return bodyString(b), err == nil
 	}
-	// Decoding never makes a string longer than its literal, but for each
-	// invalid UTF-8 byte, which becomes three.
-	b, err := jsonseq.AppendUnquoted(t.grow(len(lit)), lit)
+	if cap(t.block)-len(t.block) < n {
+		t.block = make([]byte, 0, textBlock)
+	}
+	b, err := jsonseq.AppendUnquoted(t.block[len(t.block):], lit)
 	if err != nil {
 		return "", false
 	}
-	return bodyString(t.take(b)), true
+	t.block = t.block[:len(t.block)+len(b)]
+	return bodyString(b), true
 }
 
 // bodyString views b as a string without copying. b must be part of a

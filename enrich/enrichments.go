@@ -23,7 +23,8 @@ type Enrichment interface {
 }
 
 // Event is what an Enrichment sees of an event being built: the canonical
-// columns by name, and the event's own fields.
+// columns by name, and the event's own fields. It is valid only during the
+// call to Enrich it is handed to (enrich reuses it for the next event).
 type Event struct {
 	canon []string
 	own   []ownField

@@ -33,8 +33,9 @@ func isSnowplow(path string) bool {
 // param is one name=value of a tracker protocol event. Values are strings.
 type param struct {
 	k, v string
-	// plain says that v is printable ASCII that AppendString writes as it
-	// is, between quotes; false when not known.
+	// plain says that v is ASCII that came without escapes (jsonseq.String),
+	// which AppendString writes as it is, between quotes; false when not
+	// known.
 	plain bool
 }
 
