@@ -32,24 +32,27 @@ var updateGolden = flag.Bool("update-golden", false, "rewrite testdata/*.golden 
 // rewrite the file with -update-golden only when that is the intent.
 func TestGoldenOutput(t *testing.T) {
 	reg := goldenRegistry(t)
+	// The first configurations see the whole corpus, the others enough of
+	// it to meet each kind of event (which keeps the file near 1 MB).
 	configs := []struct {
 		name   string
+		events int // generated tracker events, before the odd ones
 		opts   Options
 		schema []sluice.Column // the events table before the corpus
 	}{
-		{name: "default", opts: Options{Enrichments: []Enrichment{NewUserAgent(), Campaign{}, Referrer{}}}},
-		{name: "fingerprint-iglu-anonymize", opts: Options{Enrichments: []Enrichment{NewUserAgent(), Campaign{}, Referrer{}, AnonymizeIP{}},
+		{name: "default", events: 150, opts: Options{Enrichments: []Enrichment{NewUserAgent(), Campaign{}, Referrer{}}}},
+		{name: "fingerprint-iglu-anonymize", events: 150, opts: Options{Enrichments: []Enrichment{NewUserAgent(), Campaign{}, Referrer{}, AnonymizeIP{}},
 			Fingerprint: true, Iglu: reg, RejectUnknownSchemas: true}},
-		{name: "iglu-accept", opts: Options{Iglu: reg}},
-		{name: "conflicts", schema: goldenSchema(), opts: Options{Enrichments: []Enrichment{Referrer{}}}},
-		{name: "widen", schema: goldenSchema(), opts: Options{WidenToString: true, Enrichments: []Enrichment{Campaign{}}}},
+		{name: "iglu-accept", events: 50, opts: Options{Iglu: reg}},
+		{name: "conflicts", events: 25, schema: goldenSchema(), opts: Options{Enrichments: []Enrichment{Referrer{}}}},
+		{name: "widen", events: 50, schema: goldenSchema(), opts: Options{WidenToString: true, Enrichments: []Enrichment{Campaign{}}}},
 	}
 	var out bytes.Buffer
 	for _, c := range configs {
 		// POST bodies: field order is the body's, so lines are compared
 		// byte for byte, and so is the schema.
 		e := goldenEnricher(c.opts, c.schema)
-		for mi, frame := range goldenFrames() {
+		for mi, frame := range goldenFrames(c.events) {
 			fmt.Fprintf(&out, "=== %s: message %d\n", c.name, mi)
 			writeResult(&out, e.enrichMessage(bus.Msg{Seq: uint64(100 + mi), Time: receivedAt, Data: frame}, map[string]struct{}{}), false)
 		}
@@ -186,17 +189,17 @@ const (
 
 // goldenEvents turns demo traffic into tracker events as trackers write
 // them, each varied in a way enrich has to get right.
-func goldenEvents() []string {
+func goldenEvents(n int) []string {
 	g := demo.NewGenerator(7)
 	r := rand.New(rand.NewPCG(7, 11))
 	at := time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC)
 	var evs []map[string]any
-	for len(evs) < 240 {
+	for len(evs) < n {
 		evs = append(evs, g.Next(at)...)
 		at = at.Add(750 * time.Millisecond)
 	}
 	var out []string
-	for i, ev := range evs {
+	for i, ev := range evs[:n] {
 		s := func(k string) string { v, _ := ev[k].(string); return v }
 		ms := strconv.FormatInt(at.Add(time.Duration(i)*time.Second).UnixMilli(), 10)
 		enc := str
@@ -365,10 +368,11 @@ func envelope(evs []string) string {
 	return `{"schema":"iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-4","data":[` + strings.Join(evs, ",") + `]}`
 }
 
-// goldenFrames are the raw messages of the corpus: tp2 POSTs of up to 50
-// events, envelopes gone wrong, replays, and JSON and Segment payloads.
-func goldenFrames() [][]byte {
-	evs := goldenEvents()
+// goldenFrames are the raw messages of the corpus, with n generated events:
+// tp2 POSTs of up to 50 events, envelopes gone wrong, replays, and JSON and
+// Segment payloads.
+func goldenFrames(n int) [][]byte {
+	evs := goldenEvents(n)
 	var ps []sluice.Payload
 	for i := 0; i < len(evs); i += 50 {
 		ps = append(ps, tp2Payload(envelope(evs[i:min(i+50, len(evs))]), nil))
