@@ -80,8 +80,16 @@ type Enricher struct {
 	rev        uint64
 	now        func() time.Time
 
-	syslog        syslog.Machine // made on first use
-	colIdx        map[string]int // schema column positions by exact name
+	syslog  syslog.Machine // made on first use
+	colIdx  map[string]int // schema column positions by exact name
+	colKeys []string       // of schema columns, as encodeEvent writes them: `,"name":`
+	// colCache remembers the columns of the names columnIndex was asked
+	// for by their address: most come from fixed tables, the same strings
+	// from event to event, and are found without hashing them.
+	colCache [256]struct {
+		name string
+		i    int
+	}
 	enrichments   []Enrichment
 	iglu          *iglu.Registry
 	rejectUnknown bool
@@ -103,10 +111,25 @@ type Enricher struct {
 		canon  []string
 		own    []ownField
 		seen   [][]byte
+		event  Event // what enrichments see
 		params []param
-		pairs  []param // what the event fingerprint covers
+		tp2    []tp2Event // of a tp2 body, their fields in params
+		fields []uint8    // of params: where in spFields
+		// contexts are the contexts of the event being built.
+		contexts []sdj
+		pairs    []param // what the event fingerprint covers
 		// slab holds the encoded values of the event's own fields (see raw).
 		slab []byte
+		// lines holds encoded events, one after the other; it is only
+		// ever appended to (the lines of a batch are referenced until the
+		// batch is stored, while the next one is enriched), and replaced
+		// by a new one when full.
+		lines []byte
+		// text holds the strings of events that had to be decoded.
+		text textBlocks
+		// receivedAtText is receivedAt as appendTime writes it.
+		receivedAt     time.Time
+		receivedAtText []byte
 	}
 }
 
@@ -228,7 +251,8 @@ func (e *Enricher) handle(ctx context.Context, batch []bus.Msg) (bus.Finish, err
 		if err != nil {
 			// Another node changed the schema: start over with its version.
 			e.schema, e.rev, _ = e.bus.Schema(ctx, sluice.StreamEvents)
-			e.colIdx = nil
+			e.colIdx, e.colKeys = nil, nil
+			clear(e.colCache[:])
 			return nil, fmt.Errorf("save schema: %w", err)
 		}
 		e.rev = rev
@@ -387,7 +411,7 @@ func (e *Enricher) published(id string) bool {
 }
 
 // keep adds a built event to the batch unless it is a duplicate.
-func (e *Enricher) keep(res *result, ev *built, ids map[string]struct{}) {
+func (e *Enricher) keep(res *result, ev built, ids map[string]struct{}) {
 	// Even a duplicate has extended e.schema: save it, or a later event
 	// with that column would publish it without a schema record.
 	if ev.schemaChanged {
@@ -439,6 +463,17 @@ var (
 	colUserAgent  = canonicalIndex["useragent"]
 )
 
+// Positions of the canonical columns the built-in enrichments read and
+// write, which they use rather than look the names up for every event.
+var (
+	colAnonymousID = canonicalIndex["anonymous_id"]
+	colPageURL     = canonicalIndex["page_url"]
+	colReferrer    = canonicalIndex["referrer"]
+	colBrowser     = canonicalIndex["browser"]
+	colOS          = canonicalIndex["os"]
+	colDeviceClass = canonicalIndex["device_class"]
+)
+
 var idNamespace = uuid.MustParse("6f1c2a52-5b7e-4e39-9c55-6a0f3e0d5b11")
 
 // findEventID returns the event_id of a JSON object, if it has a string one,
@@ -451,7 +486,7 @@ func findString(v []byte, key string) string {
 	var out string
 	_ = jsonseq.Fields(v, func(k, raw []byte) error {
 		if strings.EqualFold(string(k), key) {
-			out, _ = canonicalString(k, raw)
+			out, _ = canonicalString(k, raw, nil)
 			out = strings.Clone(out)
 			return errStop
 		}
@@ -483,6 +518,11 @@ func (e *Enricher) startEvent() (canon []string, own []ownField) {
 	clear(sc.canon)
 	sc.pairs = sc.pairs[:0]
 	sc.slab = sc.slab[:0]
+	if cap(sc.own) < 64 {
+		// Room for an event's fields and what enrichments add: the
+		// callers give back own as they left it, not as finish grew it.
+		sc.own = make([]ownField, 0, 64)
+	}
 	return sc.canon, sc.own[:0]
 }
 
@@ -501,9 +541,9 @@ func (e *Enricher) raw(grown []byte) []byte {
 
 // toEvent builds one canonical event from a JSON value that jsonseq.Split
 // returned (so it is valid JSON).
-func (e *Enricher) toEvent(v []byte, p *sluice.Payload, seq uint64, pi, vi int) (*built, *failure) {
+func (e *Enricher) toEvent(v []byte, p *sluice.Payload, seq uint64, pi, vi int) (built, *failure) {
 	if len(v) == 0 || v[0] != '{' {
-		return nil, &failure{typ: sluice.BadCollectorPayloadFormat, msg: fmt.Sprintf("expected a JSON object for an event, got %s", jsonKind(v))}
+		return built{}, &failure{typ: sluice.BadCollectorPayloadFormat, msg: fmt.Sprintf("expected a JSON object for an event, got %s", jsonKind(v))}
 	}
 	sc := &e.scratch
 	canon, own := e.startEvent()
@@ -513,7 +553,7 @@ func (e *Enricher) toEvent(v []byte, p *sluice.Payload, seq uint64, pi, vi int) 
 	var f *failure
 	err := jsonseq.Fields(v, func(key, raw []byte) error {
 		if e.fingerprint && !bytes.EqualFold(key, []byte("event_id")) {
-			sc.pairs = append(sc.pairs, param{keyString(key), bodyString(raw)})
+			sc.pairs = append(sc.pairs, param{k: keyString(key), v: bodyString(raw)})
 		}
 		lower := key
 		if hasUpper(key) {
@@ -535,7 +575,7 @@ func (e *Enricher) toEvent(v []byte, p *sluice.Payload, seq uint64, pi, vi int) 
 			case colReceivedAt, colCollector:
 				// Set by sluice, never by the client.
 			default:
-				canon[i], f = canonicalString(key, raw)
+				canon[i], f = canonicalString(key, raw, &e.scratch.text)
 			}
 			if f != nil {
 				return errStop
@@ -569,15 +609,15 @@ func (e *Enricher) toEvent(v []byte, p *sluice.Payload, seq uint64, pi, vi int) 
 		return nil
 	})
 	if err != nil && f == nil {
-		return nil, &failure{typ: sluice.BadCollectorPayloadFormat, msg: "event is not a JSON object: " + err.Error()}
+		return built{}, &failure{typ: sluice.BadCollectorPayloadFormat, msg: "event is not a JSON object: " + err.Error()}
 	}
 	if f != nil {
 		// The walk stopped at the failure; event_id may come after it.
 		f.eventID = findEventID(v)
-		return nil, f
+		return built{}, f
 	}
 	if canon[colEvent] == "" {
-		return nil, &failure{typ: sluice.BadTrackerProtocol, msg: `event has no name: set "event" to a non-empty string such as "page_view"`, eventID: canon[colEventID]}
+		return built{}, &failure{typ: sluice.BadTrackerProtocol, msg: `event has no name: set "event" to a non-empty string such as "page_view"`, eventID: canon[colEventID]}
 	}
 	if eventTime.IsZero() {
 		eventTime = p.ReceivedAt
@@ -593,7 +633,7 @@ func (e *Enricher) toEvent(v []byte, p *sluice.Payload, seq uint64, pi, vi int) 
 
 // finish completes an event whatever protocol it came in: its id, the
 // enrichments, its columns checked against the table schema, the encoded line.
-func (e *Enricher) finish(canon []string, own []ownField, eventTime time.Time, fingerprint string, p *sluice.Payload, seq uint64, pi, vi int) (*built, *failure) {
+func (e *Enricher) finish(canon []string, own []ownField, eventTime time.Time, fingerprint string, p *sluice.Payload, seq uint64, pi, vi int) (built, *failure) {
 	if fingerprint != "" {
 		own = append(own, ownField{name: "event_fingerprint", typ: sluice.TypeVarchar, raw: e.raw(jsonseq.AppendString(e.slab(), fingerprint))})
 	}
@@ -606,17 +646,22 @@ func (e *Enricher) finish(canon []string, own []ownField, eventTime time.Time, f
 	}
 	canon[colCollector] = p.Collector
 	if len(e.enrichments) > 0 {
-		ev := Event{canon: canon, own: &own, e: e}
+		// The Event lives in the Enricher, so that handing it to the
+		// enrichments costs no allocation.
+		ev := &e.scratch.event
+		*ev = Event{canon: canon, own: own, e: e}
 		for _, en := range e.enrichments {
-			en.Enrich(&ev)
+			en.Enrich(ev)
 		}
+		own = ev.own
+		*ev = Event{}
 	}
 	changed, f := e.checkSchema(own)
 	if f != nil {
 		f.eventID = canon[colEventID]
-		return nil, f
+		return built{}, f
 	}
-	return &built{id: canon[colEventID], line: encodeEvent(canon, eventTime, p.ReceivedAt, own), schemaChanged: changed}, nil
+	return built{id: canon[colEventID], line: e.encodeEvent(canon, eventTime, p.ReceivedAt, own), schemaChanged: changed}, nil
 }
 
 // generatedID is the event_id of an event that came without one: derived from
@@ -634,6 +679,7 @@ type ownField struct {
 	name string
 	typ  sluice.ColumnType
 	raw  []byte
+	key  string // name as encodeEvent writes it, if checkSchema knows it
 }
 
 // checkSchema fits the event's own fields into the table schema, adding new
@@ -655,7 +701,7 @@ func (e *Enricher) checkSchema(own []ownField) (bool, *failure) {
 			continue
 		}
 		col := e.schema.Columns[i]
-		f.name = col.Name
+		f.name, f.key = col.Name, e.columnKey(i)
 		switch {
 		case col.Type == f.typ:
 		case col.Type == sluice.TypeDouble && f.typ == sluice.TypeBigint:
@@ -703,7 +749,18 @@ func (e *Enricher) columnIndex(name string) int {
 		for i, c := range e.schema.Columns {
 			e.colIdx[c.Name] = i
 		}
+		clear(e.colCache[:])
 	}
+	c := &e.colCache[(uintptr(unsafe.Pointer(unsafe.StringData(name)))>>3^uintptr(len(name)))%uintptr(len(e.colCache))]
+	if c.name == name && name != "" {
+		return c.i
+	}
+	i := e.lookupColumn(name)
+	c.name, c.i = name, i
+	return i
+}
+
+func (e *Enricher) lookupColumn(name string) int {
 	if i, ok := e.colIdx[name]; ok {
 		return i
 	}
@@ -713,6 +770,18 @@ func (e *Enricher) columnIndex(name string) int {
 		}
 	}
 	return -1
+}
+
+// columnKey returns the name of column i as encodeEvent writes it before
+// the column's value: `,"name":`.
+func (e *Enricher) columnKey(i int) string {
+	if len(e.colKeys) != len(e.schema.Columns) {
+		e.colKeys = append(e.colKeys[:0], make([]string, len(e.schema.Columns))...)
+	}
+	if e.colKeys[i] == "" {
+		e.colKeys[i] = string(append(jsonseq.AppendString([]byte{','}, e.schema.Columns[i].Name), ':'))
+	}
+	return e.colKeys[i]
 }
 
 func article(t sluice.ColumnType) string {
@@ -840,14 +909,18 @@ func validUTF8(raw []byte) []byte {
 }
 
 // canonicalString reads a canonical string column: numbers and booleans are
-// kept as their text, objects and arrays are refused.
-func canonicalString(name []byte, raw []byte) (string, *failure) {
+// kept as their text, objects and arrays are refused. A string that has to
+// be decoded is kept in t (nil: a new allocation).
+func canonicalString(name []byte, raw []byte, t *textBlocks) (string, *failure) {
 	switch raw[0] {
 	case 'n':
 		return "", nil
 	case '"':
 		if bytes.IndexByte(raw, '\\') < 0 && utf8.Valid(raw) {
 			return bodyString(raw[1 : len(raw)-1]), nil
+		}
+		if s, ok := t.unquote(raw); ok {
+			return s, nil
 		}
 		var s string
 		if err := json.Unmarshal(raw, &s); err != nil {
@@ -859,6 +932,36 @@ func canonicalString(name []byte, raw []byte) (string, *failure) {
 	default:
 		return string(raw), nil
 	}
+}
+
+// textBlocks hands out decoded strings from shared blocks, instead of an
+// allocation each. A block is only ever appended to, so what it handed out
+// stays valid, like a payload body, for as long as it is referenced: an
+// event id may outlive the event in the batch's id sets.
+type textBlocks struct{ block []byte }
+
+// textBlock is the size of a block: the decoded strings of some hundred
+// events.
+const textBlock = 64 << 10
+
+// unquote decodes a JSON string literal, as encoding/json does; ok is false
+// if it is not one. A nil t allocates.
+func (t *textBlocks) unquote(lit []byte) (string, bool) {
+	// The most the text can take: an invalid UTF-8 byte becomes three.
+	n := 3 * len(lit)
+	if t == nil || n > textBlock/4 {
+		b, err := jsonseq.AppendUnquoted(make([]byte, 0, n), lit)
+		return bodyString(b), err == nil
+	}
+	if cap(t.block)-len(t.block) < n {
+		t.block = make([]byte, 0, textBlock)
+	}
+	b, err := jsonseq.AppendUnquoted(t.block[len(t.block):], lit)
+	if err != nil {
+		return "", false
+	}
+	t.block = t.block[:len(t.block)+len(b)]
+	return bodyString(b), true
 }
 
 // bodyString views b as a string without copying. b must be part of a
@@ -952,30 +1055,69 @@ func appendTime(buf []byte, t time.Time) []byte {
 	return append(buf, 'Z')
 }
 
+// canonicalKeys are the canonical columns' names as encodeEvent writes
+// them before their values: `,"app_id":`.
+var canonicalKeys = func() []string {
+	keys := make([]string, len(sluice.EventColumns))
+	for i, c := range sluice.EventColumns {
+		keys[i] = string(append(jsonseq.AppendString([]byte{','}, c.Name), ':'))
+	}
+	return keys
+}()
+
+// linesChunk is the size of the blocks events are encoded into: one
+// allocation for some fifty events rather than one each.
+const linesChunk = 64 << 10
+
 // encodeEvent writes one NDJSON line: event_id first (the dedupe rebuild
 // reads it without decoding the line), canonical columns, then own fields.
-func encodeEvent(canon []string, eventTime, receivedAt time.Time, own []ownField) []byte {
-	buf := make([]byte, 0, 512)
+// The line stays valid (it is never written again) for as long as it is
+// referenced.
+func (e *Enricher) encodeEvent(canon []string, eventTime, receivedAt time.Time, own []ownField) []byte {
+	lines := e.scratch.lines
+	if cap(lines)-len(lines) < 2<<10 {
+		lines = make([]byte, 0, linesChunk)
+	}
+	free := lines[len(lines):]
+	// The events of a payload share when it was received.
+	sc := &e.scratch
+	if !receivedAt.Equal(sc.receivedAt) || sc.receivedAtText == nil {
+		sc.receivedAt, sc.receivedAtText = receivedAt, appendTime(sc.receivedAtText[:0], receivedAt)
+	}
+	line := appendEvent(free, canon, eventTime, sc.receivedAtText, own)
+	if cap(line) == cap(free) {
+		// It fit.
+		e.scratch.lines = lines[:len(lines)+len(line)]
+	} else {
+		// It did not, and append moved it: the next line starts a block.
+		e.scratch.lines = nil
+	}
+	return line[:len(line):len(line)]
+}
+
+func appendEvent(buf []byte, canon []string, eventTime time.Time, receivedAt []byte, own []ownField) []byte {
 	buf = append(buf, `{"event_id":`...)
 	buf = jsonseq.AppendString(buf, canon[colEventID])
 	buf = append(buf, `,"event_time":"`...)
 	buf = appendTime(buf, eventTime)
 	buf = append(buf, `","received_at":"`...)
-	buf = appendTime(buf, receivedAt)
+	buf = append(buf, receivedAt...)
 	buf = append(buf, '"')
-	for i, c := range sluice.EventColumns {
+	for i := range sluice.EventColumns {
 		if i == colEventID || i == colEventTime || i == colReceivedAt || canon[i] == "" {
 			continue
 		}
-		buf = append(buf, ',')
-		buf = jsonseq.AppendString(buf, c.Name)
-		buf = append(buf, ':')
+		buf = append(buf, canonicalKeys[i]...)
 		buf = jsonseq.AppendString(buf, canon[i])
 	}
 	for _, f := range own {
-		buf = append(buf, ',')
-		buf = jsonseq.AppendString(buf, f.name)
-		buf = append(buf, ':')
+		if f.key != "" {
+			buf = append(buf, f.key...)
+		} else {
+			buf = append(buf, ',')
+			buf = jsonseq.AppendString(buf, f.name)
+			buf = append(buf, ':')
+		}
 		if f.typ == sluice.TypeDouble && !bytes.ContainsAny(f.raw, ".eE") {
 			buf = append(buf, f.raw...)
 			buf = append(buf, ".0"...)
@@ -991,8 +1133,7 @@ func encodeEvent(canon []string, eventTime, receivedAt time.Time, own []ownField
 		}
 		buf = append(buf, f.raw...)
 	}
-	buf = append(buf, "}\n"...)
-	return buf
+	return append(buf, "}\n"...)
 }
 
 // compact reports whether valid JSON has no whitespace outside its strings.

@@ -23,10 +23,11 @@ type Enrichment interface {
 }
 
 // Event is what an Enrichment sees of an event being built: the canonical
-// columns by name, and the event's own fields.
+// columns by name, and the event's own fields. It is valid only during the
+// call to Enrich it is handed to (enrich reuses it for the next event).
 type Event struct {
 	canon []string
-	own   *[]ownField
+	own   []ownField
 	e     *Enricher // for its scratch space
 }
 
@@ -48,7 +49,7 @@ func (ev *Event) Set(col, value string) {
 // SetField adds a string field of the event's own (a column of its own),
 // unless the event already has one of that name.
 func (ev *Event) SetField(name, value string) {
-	for _, f := range *ev.own {
+	for _, f := range ev.own {
 		if strings.EqualFold(f.name, name) {
 			return
 		}
@@ -59,7 +60,7 @@ func (ev *Event) SetField(name, value string) {
 	} else {
 		raw = jsonseq.AppendString(nil, value)
 	}
-	*ev.own = append(*ev.own, ownField{name: name, typ: sluice.TypeVarchar, raw: raw})
+	ev.own = append(ev.own, ownField{name: name, typ: sluice.TypeVarchar, raw: raw})
 }
 
 // UserAgent fills browser, os and device_class from useragent. Parsing a
@@ -83,7 +84,7 @@ func (*UserAgent) Name() string { return "useragent" }
 
 // Enrich implements Enrichment.
 func (u *UserAgent) Enrich(ev *Event) {
-	s := ev.Get("useragent")
+	s := ev.canon[colUserAgent]
 	if s == "" {
 		return
 	}
@@ -99,14 +100,14 @@ func (u *UserAgent) Enrich(ev *Event) {
 		u.cache[strings.Clone(s)] = a
 		u.mu.Unlock()
 	}
-	if ev.Get("browser") == "" && a.browser != "" {
-		ev.Set("browser", a.browser)
+	if ev.canon[colBrowser] == "" && a.browser != "" {
+		ev.canon[colBrowser] = a.browser
 	}
-	if ev.Get("os") == "" && a.os != "" {
-		ev.Set("os", a.os)
+	if ev.canon[colOS] == "" && a.os != "" {
+		ev.canon[colOS] = a.os
 	}
-	if ev.Get("device_class") == "" {
-		ev.Set("device_class", a.class)
+	if ev.canon[colDeviceClass] == "" {
+		ev.canon[colDeviceClass] = a.class
 	}
 }
 
@@ -146,7 +147,7 @@ func (Campaign) Name() string { return "campaign" }
 
 // Enrich implements Enrichment.
 func (Campaign) Enrich(ev *Event) {
-	page := ev.Get("page_url")
+	page := ev.canon[colPageURL]
 	if !strings.Contains(page, "utm_") {
 		return
 	}
@@ -171,28 +172,42 @@ type Referrer struct{}
 func (Referrer) Name() string { return "referrer" }
 
 // referrers maps a registrable part of a host to its medium and name.
-var referrers = []struct{ host, medium, source string }{
-	{"google.", "search", "Google"}, {"bing.com", "search", "Bing"}, {"duckduckgo.com", "search", "DuckDuckGo"},
-	{"search.yahoo.", "search", "Yahoo!"}, {"yandex.", "search", "Yandex"}, {"baidu.com", "search", "Baidu"},
-	{"ecosia.org", "search", "Ecosia"}, {"search.brave.com", "search", "Brave"},
-	{"facebook.com", "social", "Facebook"}, {"instagram.com", "social", "Instagram"}, {"t.co", "social", "Twitter"},
-	{"twitter.com", "social", "Twitter"}, {"x.com", "social", "Twitter"}, {"linkedin.com", "social", "LinkedIn"},
-	{"reddit.com", "social", "Reddit"}, {"pinterest.", "social", "Pinterest"}, {"youtube.com", "social", "YouTube"},
-	{"tiktok.com", "social", "TikTok"}, {"news.ycombinator.com", "social", "Hacker News"},
+var referrers = func() []referrer {
+	rs := []referrer{
+		{host: "google.", medium: "search", source: "Google"}, {host: "bing.com", medium: "search", source: "Bing"},
+		{host: "duckduckgo.com", medium: "search", source: "DuckDuckGo"}, {host: "search.yahoo.", medium: "search", source: "Yahoo!"},
+		{host: "yandex.", medium: "search", source: "Yandex"}, {host: "baidu.com", medium: "search", source: "Baidu"},
+		{host: "ecosia.org", medium: "search", source: "Ecosia"}, {host: "search.brave.com", medium: "search", source: "Brave"},
+		{host: "facebook.com", medium: "social", source: "Facebook"}, {host: "instagram.com", medium: "social", source: "Instagram"},
+		{host: "t.co", medium: "social", source: "Twitter"}, {host: "twitter.com", medium: "social", source: "Twitter"},
+		{host: "x.com", medium: "social", source: "Twitter"}, {host: "linkedin.com", medium: "social", source: "LinkedIn"},
+		{host: "reddit.com", medium: "social", source: "Reddit"}, {host: "pinterest.", medium: "social", source: "Pinterest"},
+		{host: "youtube.com", medium: "social", source: "YouTube"}, {host: "tiktok.com", medium: "social", source: "TikTok"},
+		{host: "news.ycombinator.com", medium: "social", source: "Hacker News"},
+	}
+	for i := range rs {
+		rs[i].bare, rs[i].dotted = strings.TrimSuffix(rs[i].host, "."), "."+rs[i].host
+	}
+	return rs
+}()
+
+type referrer struct {
+	host, medium, source string
+	bare, dotted         string // host without its trailing dot; after a dot
 }
 
 // Enrich implements Enrichment.
 func (Referrer) Enrich(ev *Event) {
-	host := hostOf(ev.Get("referrer"))
+	host := hostOf(ev.canon[colReferrer])
 	if host == "" {
 		return
 	}
-	if hostOf(ev.Get("page_url")) == host {
+	if hostOf(ev.canon[colPageURL]) == host {
 		ev.SetField("refr_medium", "internal")
 		return
 	}
 	for _, r := range referrers {
-		if host == strings.TrimSuffix(r.host, ".") || strings.HasPrefix(host, r.host) || strings.Contains(host, "."+r.host) || strings.HasSuffix(host, "."+r.host) {
+		if host == r.bare || strings.HasPrefix(host, r.host) || strings.Contains(host, r.dotted) || strings.HasSuffix(host, r.dotted) {
 			ev.SetField("refr_medium", r.medium)
 			ev.SetField("refr_source", r.source)
 			return

@@ -7,10 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 	"unicode"
+	"unsafe"
 
 	"github.com/sluice-data/sluice"
 	"github.com/sluice-data/sluice/enrich/iglu"
@@ -29,7 +31,13 @@ func isSnowplow(path string) bool {
 }
 
 // param is one name=value of a tracker protocol event. Values are strings.
-type param struct{ k, v string }
+type param struct {
+	k, v string
+	// plain says that v is ASCII that came without escapes (jsonseq.String),
+	// which AppendString writes as it is, between quotes; false when not
+	// known.
+	plain bool
+}
 
 // enrichSnowplow turns a tracker protocol payload into events: a tp2
 // payload_data envelope holds many, a GET query string one.
@@ -52,51 +60,97 @@ func (e *Enricher) enrichSnowplow(res *result, seq uint64, pi int, p *sluice.Pay
 			return
 		}
 	}
-	var data []byte
-	_ = jsonseq.Fields(body, func(k, v []byte) error {
-		if string(k) == "data" {
-			data = v
+	// One pass reads the envelope and its events; the body is valid JSON
+	// (checked above or by the collector), so nothing is checked again.
+	sc := &e.scratch
+	sc.params, sc.tp2 = sc.params[:0], sc.tp2[:0]
+	found, isArray := false, false
+	_, _ = jsonseq.Members(body, 0, func(k []byte, at int) (int, error) {
+		if string(k) != "data" {
+			return jsonseq.Skip(body, at)
 		}
-		return nil
+		// The last "data" counts, as it does for encoding/json.
+		found, isArray = true, body[at] == '['
+		sc.params, sc.tp2 = sc.params[:0], sc.tp2[:0]
+		if !isArray {
+			return jsonseq.Skip(body, at)
+		}
+		return e.readTP2(body, at)
 	})
-	if data == nil {
+	if !found {
 		// One event on its own: what `sluice bad replay` sends back.
-		data = append(append([]byte{'['}, body...), ']')
+		isArray = true
+		_, _ = e.readTP2(append(append([]byte{'['}, body...), ']'), 0)
 	}
-	vals, err := jsonseq.Split(data)
-	if err != nil || data[0] != '[' {
+	if !isArray {
 		bad(sluice.BadTrackerProtocol, `tp2 body: "data" must be an array of events`, string(p.Body), "")
 		return
 	}
-	params := e.scratch.params[:0]
-	for vi, v := range vals {
-		params = params[:0]
-		if len(v) == 0 || v[0] != '{' {
-			bad(sluice.BadTrackerProtocol, fmt.Sprintf("tp2 event must be an object of string values, got %s", jsonKind(v)), string(v), "")
-			continue
+	for vi, ev := range sc.tp2 {
+		switch {
+		case ev.v[0] != '{':
+			bad(sluice.BadTrackerProtocol, fmt.Sprintf("tp2 event must be an object of string values, got %s", jsonKind(ev.v)), string(ev.v), "")
+		case ev.f != nil:
+			bad(ev.f.typ, ev.f.msg, string(ev.v), findString(ev.v, "eid"))
+		default:
+			e.addSnowplow(res, sc.params[ev.lo:ev.hi], ev.v, p, seq, pi, vi, ids, bad)
 		}
-		var f *failure
-		_ = jsonseq.Fields(v, func(k, raw []byte) error {
-			key := keyString(k)
-			if raw[0] == '{' || raw[0] == '[' {
-				f = &failure{typ: sluice.BadTrackerProtocol, msg: fmt.Sprintf("tp2 field %q must be a string, got %s", key, jsonKind(raw))}
-				return errStop
-			}
-			val, vf := canonicalString(k, raw)
-			if vf != nil {
-				f = vf
-				return errStop
-			}
-			params = append(params, param{key, val})
-			return nil
-		})
-		if f != nil {
-			bad(f.typ, f.msg, string(v), findString(v, "eid"))
-			continue
-		}
-		e.addSnowplow(res, params, v, p, seq, pi, vi, ids, bad)
 	}
-	e.scratch.params = params[:0]
+}
+
+// tp2Event is one element of a tp2 body's "data", as readTP2 read it.
+type tp2Event struct {
+	v      []byte   // the element
+	lo, hi int      // its fields, if it is an object: e.scratch.params[lo:hi]
+	f      *failure // why its fields cannot make an event
+}
+
+// readTP2 reads the array of tp2 events that starts at b[at] into
+// e.scratch.tp2 and e.scratch.params, and returns the index just past it.
+func (e *Enricher) readTP2(b []byte, at int) (int, error) {
+	sc := &e.scratch
+	return jsonseq.Items(b, at, func(el int) (int, error) {
+		ev := tp2Event{lo: len(sc.params)}
+		var end int
+		var err error
+		if b[el] == '{' {
+			end, err = jsonseq.Members(b, el, func(k []byte, at int) (int, error) {
+				if b[at] == '"' {
+					// A string, as nearly all are: read once.
+					end, plain := jsonseq.String(b, at)
+					if ev.f == nil && plain {
+						sc.params = append(sc.params, param{k: keyString(k), v: bodyString(b[at+1 : end-1]), plain: true})
+						return end, nil
+					}
+				}
+				end, err := jsonseq.Skip(b, at)
+				if err != nil || ev.f != nil {
+					return end, err
+				}
+				raw := b[at:end]
+				key := keyString(k)
+				if raw[0] == '{' || raw[0] == '[' {
+					ev.f = &failure{typ: sluice.BadTrackerProtocol, msg: fmt.Sprintf("tp2 field %q must be a string, got %s", key, jsonKind(raw))}
+					return end, nil
+				}
+				val, f := canonicalString(k, raw, &sc.text)
+				if f != nil {
+					ev.f = f
+					return end, nil
+				}
+				sc.params = append(sc.params, param{k: key, v: val})
+				return end, nil
+			})
+		} else {
+			end, err = jsonseq.Skip(b, el)
+		}
+		if err != nil {
+			return 0, err
+		}
+		ev.v, ev.hi = b[el:end:end], len(sc.params)
+		sc.tp2 = append(sc.tp2, ev)
+		return end, nil
+	})
 }
 
 // queryParams reads a GET event. Only the first value of a repeated name
@@ -109,7 +163,7 @@ func queryParams(q string) ([]param, error) {
 	out := make([]param, 0, len(vals))
 	for k, v := range vals {
 		if len(v) > 0 {
-			out = append(out, param{k, v[0]})
+			out = append(out, param{k: k, v: v[0]})
 		}
 	}
 	return out, nil
@@ -124,29 +178,55 @@ func (e *Enricher) addSnowplow(res *result, params []param, input []byte, p *slu
 	e.keep(res, ev, ids)
 }
 
-// spColumn is where a tracker protocol field lands.
-type spColumn struct {
-	canon int // canonical column, or -1
-	name  string
-	typ   sluice.ColumnType
+// spField is a tracker protocol field and what becomes of it.
+type spField struct {
+	param string // its name in the tracker protocol
+	kind  spKind
+	// Where it lands: a canonical column (canon), or a column of its own
+	// (column, typ), or two (dims, for "WxH").
+	canon  int
+	column string
+	typ    sluice.ColumnType
+	dims   [2]string
+	// unfingerprinted fields are left out of the event fingerprint, as
+	// Snowplow's fingerprint enrichment does: ids and when it was sent
+	// differ between a request and its retry.
+	unfingerprinted bool
 }
 
-// spFields maps the tracker protocol's field names to columns. The names of
-// own columns are those of Snowplow's atomic.events, so existing queries and
-// habits carry over.
-var spFields = func() map[string]spColumn {
-	m := map[string]spColumn{}
-	for k, col := range map[string]string{"eid": "event_id", "aid": "app_id", "p": "platform", "uid": "user_id",
-		"sid": "session_id", "url": "page_url", "page": "page_title", "refr": "referrer", "ua": "useragent", "ip": "ip"} {
-		m[k] = spColumn{canon: canonicalIndex[col]}
+// spKind says what snowplowEvent does with a field.
+type spKind uint8
+
+const (
+	spIgnored        spKind = iota // Snowplow's enrich ignores fields it doesn't know, too
+	spCanonical                    // a canonical column
+	spOwn                          // a column of its own
+	spDomainUserID                 // a column of its own that is also the anonymous_id
+	spDimensions                   // "WxH": two columns
+	spEventType                    // e
+	spUEPlain                      // ue_pr
+	spUEBase64                     // ue_px
+	spContexts                     // co
+	spContextsBase64               // cx
+	spNetworkUserID                // tnuid
+)
+
+// spFields are the tracker protocol's fields. The names of own columns are
+// those of Snowplow's atomic.events, so existing queries and habits carry
+// over.
+var spFields = func() []spField {
+	fs := []spField{{kind: spIgnored}} // what spLookup finds for a name it does not know
+	for _, kc := range [][2]string{{"eid", "event_id"}, {"aid", "app_id"}, {"p", "platform"}, {"uid", "user_id"},
+		{"sid", "session_id"}, {"url", "page_url"}, {"page", "page_title"}, {"refr", "referrer"}, {"ua", "useragent"}, {"ip", "ip"}} {
+		fs = append(fs, spField{param: kc[0], kind: spCanonical, canon: canonicalIndex[kc[1]]})
 	}
 	own := func(typ sluice.ColumnType, pairs ...string) {
 		for i := 0; i < len(pairs); i += 2 {
-			m[pairs[i]] = spColumn{canon: -1, name: pairs[i+1], typ: typ}
+			fs = append(fs, spField{param: pairs[i], kind: spOwn, column: pairs[i+1], typ: typ})
 		}
 	}
 	own(sluice.TypeVarchar, "tv", "v_tracker", "tna", "name_tracker", "lang", "br_lang", "tz", "os_timezone",
-		"cs", "doc_charset", "duid", "domain_userid", "fp", "user_fingerprint",
+		"cs", "doc_charset", "fp", "user_fingerprint",
 		"se_ca", "se_category", "se_ac", "se_action", "se_la", "se_label", "se_pr", "se_property",
 		"tr_id", "tr_orderid", "tr_af", "tr_affiliation", "tr_ci", "tr_city", "tr_st", "tr_state",
 		"tr_co", "tr_country", "tr_cu", "tr_currency",
@@ -155,20 +235,107 @@ var spFields = func() map[string]spColumn {
 	own(sluice.TypeBigint, "vid", "domain_sessionidx", "ti_qu", "ti_quantity", "cd", "br_colordepth",
 		"pp_mix", "pp_xoffset_min", "pp_max", "pp_xoffset_max", "pp_miy", "pp_yoffset_min", "pp_may", "pp_yoffset_max")
 	own(sluice.TypeTimestamp, "dtm", "dvce_created_tstamp", "stm", "dvce_sent_tstamp", "ttm", "true_tstamp")
-	return m
+	fs = append(fs,
+		spField{param: "duid", kind: spDomainUserID, column: "domain_userid", typ: sluice.TypeVarchar},
+		spField{param: "res", kind: spDimensions, dims: [2]string{"dvce_screenwidth", "dvce_screenheight"}},
+		spField{param: "vp", kind: spDimensions, dims: [2]string{"br_viewwidth", "br_viewheight"}},
+		spField{param: "ds", kind: spDimensions, dims: [2]string{"doc_width", "doc_height"}},
+		spField{param: "e", kind: spEventType},
+		spField{param: "ue_pr", kind: spUEPlain},
+		spField{param: "ue_px", kind: spUEBase64},
+		spField{param: "co", kind: spContexts},
+		spField{param: "cx", kind: spContextsBase64},
+		spField{param: "tnuid", kind: spNetworkUserID},
+		spField{param: "nuid", kind: spIgnored},
+		spField{param: "cv", kind: spIgnored},
+	)
+	for i := range fs {
+		switch fs[i].param {
+		case "eid", "stm", "nuid", "cv":
+			fs[i].unfingerprinted = true
+		}
+	}
+	return fs
 }()
 
-// spUnfingerprinted are the fields the event fingerprint leaves out, as
-// Snowplow's fingerprint enrichment does: ids and when it was sent differ
-// between a request and its retry.
-var spUnfingerprinted = map[string]bool{"eid": true, "stm": true, "nuid": true, "cv": true}
-
-// spDimensions are the "WxH" fields and their two columns.
-var spDimensions = map[string][2]string{
-	"res": {"dvce_screenwidth", "dvce_screenheight"},
-	"vp":  {"br_viewwidth", "br_viewheight"},
-	"ds":  {"doc_width", "doc_height"},
+// spLookup finds a tracker protocol field by name. It runs for every field
+// of every event, so rather than hash the name as a map would, it packs the
+// name (all are shorter than eight bytes) into a word and finds its slot by
+// one multiplication: a perfect hash of the names in spFields.
+// It returns an index into spFields (0 for a name it does not know): the
+// fields of an event are kept as indexes, which the garbage collector need
+// not follow.
+func spLookup(name string) uint8 {
+	w, ok := spPack(name)
+	if !ok {
+		return 0
+	}
+	if i := spSlots[(w*spMultiplier)>>(64-spSlotBits)]; spWords[i] == w {
+		return i
+	}
+	return 0
 }
+
+// spPack packs a name of up to seven bytes, and its length, into a word
+// (the name's bytes from the lowest, its length in the highest byte). Two
+// loads that may overlap cover every length; an overlapping byte is the
+// same in both.
+func spPack(name string) (uint64, bool) {
+	n := len(name)
+	var w uint64
+	switch {
+	case n > 7:
+		return 0, false
+	case n >= 4:
+		lo := uint64(name[0]) | uint64(name[1])<<8 | uint64(name[2])<<16 | uint64(name[3])<<24
+		hi := uint64(name[n-4]) | uint64(name[n-3])<<8 | uint64(name[n-2])<<16 | uint64(name[n-1])<<24
+		w = lo | hi<<(8*(n-4))
+	case n >= 2:
+		w = uint64(name[0]) | uint64(name[1])<<8 | (uint64(name[n-2])|uint64(name[n-1])<<8)<<(8*(n-2))
+	case n == 1:
+		w = uint64(name[0])
+	}
+	return w | uint64(n)<<56, true
+}
+
+// spWords are the packed names of spFields.
+var spWords = func() []uint64 {
+	ws := make([]uint64, len(spFields))
+	for i, f := range spFields[1:] {
+		ws[i+1], _ = spPack(f.param)
+	}
+	ws[0] = ^uint64(0) // no name packs to it
+	return ws
+}()
+
+const spSlotBits = 10
+
+// spSlots holds the index in spFields of the field in each slot (0: none);
+// the multiplier is the first odd one, from a fixed sequence, that puts no
+// two fields in one slot.
+var spSlots, spMultiplier = func() ([1 << spSlotBits]uint8, uint64) {
+	if len(spFields) > 255 {
+		panic("too many tracker protocol fields for a uint8 index")
+	}
+	m := uint64(0x9e3779b97f4a7c15)
+search:
+	for ; ; m += 0x2545f4914f6cdd1e {
+		m |= 1
+		var slots [1 << spSlotBits]uint8
+		for i, f := range spFields[1:] {
+			w, ok := spPack(f.param)
+			if !ok {
+				panic("tracker protocol field name longer than 7 bytes: " + f.param)
+			}
+			h := (w * m) >> (64 - spSlotBits)
+			if slots[h] != 0 {
+				continue search
+			}
+			slots[h] = uint8(i + 1)
+		}
+		return slots, m
+	}
+}()
 
 // spEventTypes are the values of e and the event_type they stand for.
 var spEventTypes = map[string]string{
@@ -177,86 +344,93 @@ var spEventTypes = map[string]string{
 }
 
 // snowplowEvent builds one canonical event from tracker protocol fields.
-func (e *Enricher) snowplowEvent(params []param, p *sluice.Payload, seq uint64, pi, vi int) (*built, *failure) {
+func (e *Enricher) snowplowEvent(params []param, p *sluice.Payload, seq uint64, pi, vi int) (built, *failure) {
 	sc := &e.scratch
 	canon, own := e.startEvent()
 	defer func() { sc.own = own[:0] }()
 	var kind, uePr, uePx, co, cx, tnuid, duid string
 	var dtm, stm, ttm time.Time
-	fail := func(format string, a ...any) (*built, *failure) {
-		return nil, &failure{typ: sluice.BadTrackerProtocol, msg: fmt.Sprintf(format, a...), eventID: canon[colEventID]}
+	fail := func(format string, a ...any) (built, *failure) {
+		return built{}, &failure{typ: sluice.BadTrackerProtocol, msg: fmt.Sprintf(format, a...), eventID: canon[colEventID]}
+	}
+	// The fields of each param, looked up once.
+	fields := sc.fields[:0]
+	defer func() { sc.fields = fields[:0] }()
+	for _, kv := range params {
+		fields = append(fields, spLookup(kv.k))
 	}
 	// The event id first, so that every failure names it.
-	for _, kv := range params {
-		if kv.k == "eid" {
+	for i, kv := range params {
+		if f := &spFields[fields[i]]; f.canon == colEventID && f.kind == spCanonical {
 			canon[colEventID] = kv.v
 		}
 	}
-	for _, kv := range params {
+	for i, kv := range params {
 		if kv.v == "" {
 			continue
 		}
-		switch kv.k {
-		case "e":
+		col := &spFields[fields[i]]
+		switch col.kind {
+		case spIgnored:
+			continue
+		case spEventType:
 			kind = kv.v
 			continue
-		case "ue_pr":
+		case spUEPlain:
 			uePr = kv.v
 			continue
-		case "ue_px":
+		case spUEBase64:
 			uePx = kv.v
 			continue
-		case "co":
+		case spContexts:
 			co = kv.v
 			continue
-		case "cx":
+		case spContextsBase64:
 			cx = kv.v
 			continue
-		case "tnuid":
+		case spNetworkUserID:
 			tnuid = kv.v
 			continue
-		case "duid":
+		case spDomainUserID:
 			duid = kv.v
-		}
-		if dims, ok := spDimensions[kv.k]; ok {
+		case spDimensions:
 			w, h, ok := strings.Cut(kv.v, "x")
 			wn, err1 := strconv.ParseInt(w, 10, 64)
 			hn, err2 := strconv.ParseInt(h, 10, 64)
 			if !ok || err1 != nil || err2 != nil || wn < 0 || hn < 0 {
 				return fail("field %s: %q is not WIDTHxHEIGHT", kv.k, kv.v)
 			}
-			own = append(own, ownField{name: dims[0], typ: sluice.TypeBigint, raw: e.raw(strconv.AppendInt(e.slab(), wn, 10))},
-				ownField{name: dims[1], typ: sluice.TypeBigint, raw: e.raw(strconv.AppendInt(e.slab(), hn, 10))})
+			own = append(own, ownField{name: col.dims[0], typ: sluice.TypeBigint, raw: e.raw(strconv.AppendInt(e.slab(), wn, 10))},
+				ownField{name: col.dims[1], typ: sluice.TypeBigint, raw: e.raw(strconv.AppendInt(e.slab(), hn, 10))})
 			continue
-		}
-		col, ok := spFields[kv.k]
-		if !ok {
-			continue // Snowplow's enrich ignores fields it doesn't know, too
-		}
-		if col.canon >= 0 {
+		case spCanonical:
 			canon[col.canon] = kv.v
 			continue
 		}
 		var raw []byte
 		switch col.typ {
 		case sluice.TypeVarchar:
-			raw = e.raw(jsonseq.AppendString(e.slab(), kv.v))
+			if kv.plain {
+				raw = e.raw(append(append(append(e.slab(), '"'), kv.v...), '"'))
+			} else {
+				raw = e.raw(jsonseq.AppendString(e.slab(), kv.v))
+			}
 		case sluice.TypeDouble:
 			f, err := strconv.ParseFloat(kv.v, 64)
 			if err != nil || f != f || f > 1.7976931348623157e308 || f < -1.7976931348623157e308 {
-				return fail("field %s (%s): %q is not a number", kv.k, col.name, kv.v)
+				return fail("field %s (%s): %q is not a number", kv.k, col.column, kv.v)
 			}
 			raw = e.raw(strconv.AppendFloat(e.slab(), f, 'g', -1, 64))
 		case sluice.TypeBigint:
 			n, err := strconv.ParseInt(kv.v, 10, 64)
 			if err != nil {
-				return fail("field %s (%s): %q is not an integer", kv.k, col.name, kv.v)
+				return fail("field %s (%s): %q is not an integer", kv.k, col.column, kv.v)
 			}
 			raw = e.raw(strconv.AppendInt(e.slab(), n, 10))
 		case sluice.TypeTimestamp:
 			t, ok := epochMillis(kv.v)
 			if !ok {
-				return fail("field %s (%s): %q is not a time in epoch milliseconds", kv.k, col.name, kv.v)
+				return fail("field %s (%s): %q is not a time in epoch milliseconds", kv.k, col.column, kv.v)
 			}
 			switch kv.k {
 			case "dtm":
@@ -268,7 +442,7 @@ func (e *Enricher) snowplowEvent(params []param, p *sluice.Payload, seq uint64, 
 			}
 			raw = e.raw(append(appendTime(append(e.slab(), '"'), t), '"'))
 		}
-		own = append(own, ownField{name: col.name, typ: col.typ, raw: raw})
+		own = append(own, ownField{name: col.column, typ: col.typ, raw: raw})
 	}
 
 	typ, ok := spEventTypes[kind]
@@ -286,7 +460,7 @@ func (e *Enricher) snowplowEvent(params []param, p *sluice.Payload, seq uint64, 
 	}
 
 	if kind == "ue" {
-		sdj, err := decodeSDJ(uePr, uePx, "ue_pr", "ue_px")
+		sdj, err := e.decodeSDJ(uePr, uePx, "ue_pr", "ue_px")
 		if err != nil {
 			return fail("%v", err)
 		}
@@ -296,7 +470,7 @@ func (e *Enricher) snowplowEvent(params []param, p *sluice.Payload, seq uint64, 
 		inner, f := e.selfDescribing(sdj, "unstruct_event")
 		if f != nil {
 			f.eventID = canon[colEventID]
-			return nil, f
+			return built{}, f
 		}
 		k := inner.key
 		canon[colEvent] = k.Name
@@ -305,17 +479,16 @@ func (e *Enricher) snowplowEvent(params []param, p *sluice.Payload, seq uint64, 
 			ownField{name: "event_name", typ: sluice.TypeVarchar, raw: e.raw(jsonseq.AppendString(e.slab(), k.Name))},
 			ownField{name: "event_format", typ: sluice.TypeVarchar, raw: e.raw(jsonseq.AppendString(e.slab(), k.Format))},
 			ownField{name: "event_version", typ: sluice.TypeVarchar, raw: e.raw(jsonseq.AppendString(e.slab(), k.Version()))},
-			ownField{name: "unstruct_event_" + k.column, typ: sluice.TypeJSON, raw: inner.data})
+			ownField{name: k.unstructColumn, typ: sluice.TypeJSON, raw: inner.data})
 	}
-	if cxt, err := decodeSDJ(co, cx, "co", "cx"); err != nil {
+	if cxt, err := e.decodeSDJ(co, cx, "co", "cx"); err != nil {
 		return fail("%v", err)
 	} else if cxt != nil {
-		cols, f := e.contexts(cxt)
-		if f != nil {
+		var f *failure
+		if own, f = e.contexts(cxt, own); f != nil {
 			f.eventID = canon[colEventID]
-			return nil, f
+			return built{}, f
 		}
-		own = append(own, cols...)
 	}
 
 	nuid := p.Headers[sluice.HeaderNetworkUserID]
@@ -327,9 +500,9 @@ func (e *Enricher) snowplowEvent(params []param, p *sluice.Payload, seq uint64, 
 		own = append(own, ownField{name: "network_userid", typ: sluice.TypeVarchar, raw: e.raw(jsonseq.AppendString(e.slab(), nuid))})
 	}
 	if duid != "" {
-		canon[canonicalIndex["anonymous_id"]] = duid
+		canon[colAnonymousID] = duid
 	} else {
-		canon[canonicalIndex["anonymous_id"]] = nuid
+		canon[colAnonymousID] = nuid
 	}
 	if anonymous {
 		canon[colIP] = ""
@@ -360,8 +533,8 @@ func (e *Enricher) snowplowEvent(params []param, p *sluice.Payload, seq uint64, 
 	}
 	fp := ""
 	if e.fingerprint {
-		for _, kv := range params {
-			if !spUnfingerprinted[kv.k] {
+		for i, kv := range params {
+			if !spFields[fields[i]].unfingerprinted {
 				sc.pairs = append(sc.pairs, kv)
 			}
 		}
@@ -411,21 +584,29 @@ func epochMillis(s string) (time.Time, bool) {
 
 // decodeSDJ returns the self-describing JSON of a field pair: plain (ue_pr,
 // co) or base64url (ue_px, cx). Trackers leave out the padding; some use the
-// standard alphabet; both are read. nil when neither is set.
-func decodeSDJ(plain, b64, plainName, b64Name string) ([]byte, error) {
+// standard alphabet; both are read. nil when neither is set. The JSON is
+// read, never written: it is the field's own bytes, or decoded into the
+// event's slab, so it is valid until the event is built (what the event
+// keeps of it is copied).
+func (e *Enricher) decodeSDJ(plain, b64, plainName, b64Name string) ([]byte, error) {
 	var out []byte
 	switch {
 	case plain != "":
-		out = []byte(plain)
+		out = unsafe.Slice(unsafe.StringData(plain), len(plain))
 	case b64 != "":
-		s := strings.TrimRight(b64, "=")
-		var err error
-		out, err = base64.RawURLEncoding.DecodeString(s)
+		src := strings.TrimRight(b64, "=")
+		in := unsafe.Slice(unsafe.StringData(src), len(src))
+		slab := e.slab()
+		n := base64.RawURLEncoding.DecodedLen(len(src))
+		grown := slices.Grow(slab, n)
+		buf := grown[len(slab) : len(slab)+n]
+		n, err := base64.RawURLEncoding.Decode(buf, in)
 		if err != nil {
-			if out, err = base64.RawStdEncoding.DecodeString(s); err != nil {
+			if n, err = base64.RawStdEncoding.Decode(buf, in); err != nil {
 				return nil, fmt.Errorf("field %s is not base64url: %v", b64Name, err)
 			}
 		}
+		out = e.raw(grown[:len(slab)+n])
 		plainName = b64Name
 	default:
 		return nil, nil
@@ -442,8 +623,9 @@ type sdj struct {
 	data []byte
 }
 
-// splitSDJ reads {"schema": "iglu:…", "data": …}.
-func splitSDJ(v []byte) (schema string, data []byte, err error) {
+// splitSDJ reads {"schema": "iglu:…", "data": …}. v is what decodeSDJ
+// returned, or part of it: the schema may be a view of it.
+func (e *Enricher) splitSDJ(v []byte) (schema string, data []byte, err error) {
 	if len(v) == 0 || v[0] != '{' {
 		return "", nil, fmt.Errorf("expected a self-describing JSON object, got %s", jsonKind(v))
 	}
@@ -451,8 +633,7 @@ func splitSDJ(v []byte) (schema string, data []byte, err error) {
 		switch string(k) {
 		case "schema":
 			if raw[0] == '"' {
-				s, _ := canonicalString(k, raw)
-				schema = strings.Clone(s)
+				schema, _ = canonicalString(k, raw, &e.scratch.text)
 			}
 		case "data":
 			data = raw
@@ -471,23 +652,36 @@ func splitSDJ(v []byte) (schema string, data []byte, err error) {
 // selfDescribing unwraps the envelope of ue_pr/ue_px and checks the event
 // inside it.
 func (e *Enricher) selfDescribing(v []byte, what string) (sdj, *failure) {
-	_, data, err := splitSDJ(v)
+	_, data, err := e.splitSDJ(v)
 	if err != nil {
 		return sdj{}, &failure{typ: sluice.BadTrackerProtocol, msg: what + ": " + err.Error()}
 	}
-	return e.checkSDJ(data, func() string { return what })
+	return e.checkSDJ(data, sdjName{what, -1})
+}
+
+// sdjName names a self-describing value in failure messages:
+// "unstruct_event", or "contexts[2]" (index >= 0).
+type sdjName struct {
+	what  string
+	index int
+}
+
+func (n sdjName) String() string {
+	if n.index < 0 {
+		return n.what
+	}
+	return fmt.Sprintf("%s[%d]", n.what, n.index)
 }
 
 // checkSDJ reads one {"schema", "data"} and validates it.
-// what names the value in a failure message; it is called only on failure.
-func (e *Enricher) checkSDJ(v []byte, what func() string) (sdj, *failure) {
-	schema, data, err := splitSDJ(v)
+func (e *Enricher) checkSDJ(v []byte, what sdjName) (sdj, *failure) {
+	schema, data, err := e.splitSDJ(v)
 	if err != nil {
-		return sdj{}, &failure{typ: sluice.BadTrackerProtocol, msg: what() + ": " + err.Error()}
+		return sdj{}, &failure{typ: sluice.BadTrackerProtocol, msg: what.String() + ": " + err.Error()}
 	}
 	k, err := e.schemaKey(schema)
 	if err != nil {
-		return sdj{}, &failure{typ: sluice.BadSchemaViolation, msg: what() + ": " + err.Error()}
+		return sdj{}, &failure{typ: sluice.BadSchemaViolation, msg: what.String() + ": " + err.Error()}
 	}
 	if f := e.validate(k.Key, data, what); f != nil {
 		return sdj{}, f
@@ -496,38 +690,43 @@ func (e *Enricher) checkSDJ(v []byte, what func() string) (sdj, *failure) {
 }
 
 // schemaKey parses an Iglu URI, with its column suffix; both are cached, as
-// a site sends few distinct schemas.
+// a site sends few distinct schemas. uri may be a view of an event's slab:
+// what is kept is a copy (the parsed key's strings are parts of it).
 func (e *Enricher) schemaKey(uri string) (schemaKey, error) {
 	if k, ok := e.keys[uri]; ok {
 		return k, nil
 	}
+	uri = strings.Clone(uri)
 	key, err := iglu.ParseKey(uri)
 	if err != nil {
 		return schemaKey{}, err
 	}
-	k := schemaKey{Key: key, column: columnSuffix(key)}
+	column := columnSuffix(key)
+	k := schemaKey{Key: key, column: column, unstructColumn: "unstruct_event_" + column, contextsColumn: "contexts_" + column}
 	if e.keys == nil || len(e.keys) > 10000 {
 		e.keys = map[string]schemaKey{}
 	}
-	e.keys[strings.Clone(uri)] = k
+	e.keys[uri] = k
 	return k, nil
 }
 
-// schemaKey is a parsed Iglu URI and the column suffix of its schema.
+// schemaKey is a parsed Iglu URI and the column suffix of its schema, with
+// the names of the columns a self-describing event and a context of it go to.
 type schemaKey struct {
 	iglu.Key
-	column string
+	column                         string
+	unstructColumn, contextsColumn string
 }
 
 // validate checks data against its schema, following enrich.iglu.unknown
 // for schemas no registry holds.
-func (e *Enricher) validate(k iglu.Key, data []byte, what func() string) *failure {
+func (e *Enricher) validate(k iglu.Key, data []byte, what sdjName) *failure {
 	if e.iglu == nil && !e.rejectUnknown {
 		return nil
 	}
 	v, err := iglu.UnmarshalJSON(data)
 	if err != nil {
-		return &failure{typ: sluice.BadTrackerProtocol, msg: fmt.Sprintf("%s: data is not JSON: %v", what(), err)}
+		return &failure{typ: sluice.BadTrackerProtocol, msg: fmt.Sprintf("%s: data is not JSON: %v", what, err)}
 	}
 	err = e.iglu.Validate(k, v)
 	switch {
@@ -535,47 +734,59 @@ func (e *Enricher) validate(k iglu.Key, data []byte, what func() string) *failur
 		return nil
 	case isNotFound(err):
 		if e.rejectUnknown {
-			return &failure{typ: sluice.BadSchemaViolation, msg: fmt.Sprintf("%s: %v (enrich.iglu.unknown is bad: add the schema to a registry, then replay)", what(), err)}
+			return &failure{typ: sluice.BadSchemaViolation, msg: fmt.Sprintf("%s: %v (enrich.iglu.unknown is bad: add the schema to a registry, then replay)", what, err)}
 		}
 		return nil
 	case isInvalid(err):
-		return &failure{typ: sluice.BadSchemaViolation, msg: fmt.Sprintf("%s %v", what(), err)}
+		return &failure{typ: sluice.BadSchemaViolation, msg: fmt.Sprintf("%s %v", what, err)}
 	default:
 		// The registry could not be used (an unreadable or broken schema
 		// file): not the data's fault; replay once the schema is fixed.
-		return &failure{typ: sluice.BadEnrichmentFailure, msg: fmt.Sprintf("%s: schema registry: %v", what(), err)}
+		return &failure{typ: sluice.BadEnrichmentFailure, msg: fmt.Sprintf("%s: schema registry: %v", what, err)}
 	}
 }
 
 // contexts reads a contexts envelope into one JSON column per context
-// schema, each an array of that schema's data objects.
-func (e *Enricher) contexts(v []byte) ([]ownField, *failure) {
-	_, data, err := splitSDJ(v)
+// schema, each an array of that schema's data objects, and appends them to
+// own.
+func (e *Enricher) contexts(v []byte, own []ownField) ([]ownField, *failure) {
+	_, data, err := e.splitSDJ(v)
 	if err != nil {
-		return nil, &failure{typ: sluice.BadTrackerProtocol, msg: "contexts: " + err.Error()}
+		return own, &failure{typ: sluice.BadTrackerProtocol, msg: "contexts: " + err.Error()}
 	}
-	items, err := jsonseq.Split(data)
-	if err != nil || len(data) == 0 || data[0] != '[' {
-		return nil, &failure{typ: sluice.BadTrackerProtocol, msg: `contexts: "data" must be an array of self-describing JSON`}
+	// v is valid JSON (decodeSDJ), so data needs no second check.
+	if data[0] != '[' {
+		return own, &failure{typ: sluice.BadTrackerProtocol, msg: `contexts: "data" must be an array of self-describing JSON`}
 	}
-	var cols []ownField
-	for i, it := range items {
-		c, f := e.checkSDJ(it, func() string { return fmt.Sprintf("contexts[%d]", i) })
-		if f != nil {
-			return nil, f
+	items := e.scratch.contexts[:0]
+	var f *failure
+	_ = jsonseq.Elements(data, func(it []byte) error {
+		var c sdj
+		if c, f = e.checkSDJ(it, sdjName{"contexts", len(items)}); f != nil {
+			return errStop
 		}
-		name := "contexts_" + c.key.column
-		j := fieldIndex(cols, name)
-		if j < 0 {
-			cols = append(cols, ownField{name: name, typ: sluice.TypeJSON, raw: append([]byte{'['}, c.data...)})
-			continue
+		items = append(items, c)
+		return nil
+	})
+	e.scratch.contexts = items[:0]
+	if f != nil {
+		return own, f
+	}
+	first := len(own)
+	for i, c := range items {
+		name := c.key.contextsColumn
+		if fieldIndex(own[first:], name) >= 0 {
+			continue // with the first context of its schema
 		}
-		cols[j].raw = append(append(cols[j].raw, ','), c.data...)
+		buf := append(append(e.slab(), '['), c.data...)
+		for _, d := range items[i+1:] {
+			if d.key.contextsColumn == name {
+				buf = append(append(buf, ','), d.data...)
+			}
+		}
+		own = append(own, ownField{name: name, typ: sluice.TypeJSON, raw: e.raw(append(buf, ']'))})
 	}
-	for i := range cols {
-		cols[i].raw = append(cols[i].raw, ']')
-	}
-	return cols, nil
+	return own, nil
 }
 
 // columnSuffix names the column of a schema as Snowplow's warehouse loaders

@@ -1,6 +1,11 @@
 package jsonseq
 
-import "unicode/utf8"
+import (
+	"encoding/binary"
+	"math/bits"
+	"unicode/utf8"
+	"unsafe"
+)
 
 const hexDigits = "0123456789abcdef"
 
@@ -10,21 +15,9 @@ const hexDigits = "0123456789abcdef"
 func AppendString(dst []byte, s string) []byte {
 	dst = append(dst, '"')
 	start := 0
-	for i := 0; i < len(s); {
-		// Eight plain bytes at a time: most strings need no escaping.
-		for i+8 <= len(s) && plain8(uint64(s[i])|uint64(s[i+1])<<8|uint64(s[i+2])<<16|uint64(s[i+3])<<24|
-			uint64(s[i+4])<<32|uint64(s[i+5])<<40|uint64(s[i+6])<<48|uint64(s[i+7])<<56) {
-			i += 8
-		}
-		if i >= len(s) {
-			break
-		}
+	for i := plainPrefix(s, 0); i < len(s); i = plainPrefix(s, i) {
 		c := s[i]
 		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
 			dst = append(dst, s[start:i]...)
 			switch c {
 			case '"', '\\':
@@ -56,14 +49,26 @@ func AppendString(dst []byte, s string) []byte {
 	return append(dst, '"')
 }
 
-// plain8 reports whether none of the eight bytes of w needs a look: none is
-// a control character, '"', '\\' or beyond ASCII.
-func plain8(w uint64) bool {
-	const lo, hi = 0x0101010101010101, 0x8080808080808080
-	ctrl := (w - lo*0x20) & ^w & hi // bytes < 0x20
-	quote := w ^ (lo * '"')
-	quote = (quote - lo) & ^quote & hi // bytes == '"'
-	bs := w ^ (lo * '\\')
-	bs = (bs - lo) & ^bs & hi // bytes == '\\'
-	return (ctrl | quote | bs | w&hi) == 0
+// plainPrefix returns the index of the first byte of s at or after i that
+// needs a look: a control character, '"', '\\' or a byte beyond ASCII; or
+// len(s). Most strings have none, and are then copied whole.
+func plainPrefix(s string, i int) int {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	b := unsafe.Slice(unsafe.StringData(s), len(s))
+	for ; i+8 <= len(b); i += 8 {
+		w := binary.LittleEndian.Uint64(b[i:])
+		// As in skipPlain, the lowest flagged byte is exact.
+		q := w ^ ('"' * ones)
+		bs := w ^ ('\\' * ones)
+		m := ((q-ones)&^q | (bs-ones)&^bs | (w-' '*ones)&^w | w) & highs
+		if m != 0 {
+			return i + bits.TrailingZeros64(m)/8
+		}
+	}
+	for ; i < len(b); i++ {
+		if c := b[i]; c < ' ' || c == '"' || c == '\\' || c >= utf8.RuneSelf {
+			return i
+		}
+	}
+	return i
 }

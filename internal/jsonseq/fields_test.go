@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 type field struct{ key, val string }
@@ -188,4 +189,137 @@ func BenchmarkAppendString(b *testing.B) {
 	for b.Loop() {
 		buf = AppendString(buf[:0], s)
 	}
+}
+
+// appendStringBefore is AppendString as it was before it copied plain runs
+// whole: the faster one must write the same bytes.
+func appendStringBefore(dst []byte, s string) []byte {
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			dst = append(dst, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				dst = append(dst, '\\', c)
+			case '\n':
+				dst = append(dst, '\\', 'n')
+			case '\r':
+				dst = append(dst, '\\', 'r')
+			case '\t':
+				dst = append(dst, '\\', 't')
+			default:
+				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, "\ufffd"...)
+			i++
+			start = i
+			continue
+		}
+		i += size
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
+}
+
+func FuzzAppendString(f *testing.F) {
+	for _, s := range []string{"", "plain ascii text, longer than eight bytes", `quo"te`, "tab\tnew\nline\r", "\x00\x01\x1f\x7f",
+		"héllo wörld ✓ 😀", "bad \xff\xfe utf8", "12345678\"2345678\\", "\xed\xa0\x80 surrogate", "abcdefg\xf0\x9f\x98"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if got, want := AppendString([]byte("x"), s), appendStringBefore([]byte("x"), s); !bytes.Equal(got, want) {
+			t.Fatalf("AppendString(%q) = %q, want %q", s, got, want)
+		}
+	})
+}
+
+// AppendUnquoted decodes what json.Unmarshal decodes into a string, to the
+// same text, and refuses what it refuses.
+func FuzzAppendUnquoted(f *testing.F) {
+	for _, s := range []string{`""`, `"plain"`, `"a\"b\\c\/d\b\f\n\r\t"`, `"\u00e9\u00E9 é"`, `"\ud83d\ude00"`, `"\ud83d"`, `"\ud83d\u0041"`,
+		`"\udc00\ud800"`, `"\ud800\ud800\udc00"`, "\"bad \xff\xfe\"", "\"\xed\xa0\x80\"", `"\x"`, `"\u12"`, `"\'"`, "\"ctl\x01\"", `"a"b"`, `"a`, `"\`, `"\ud800\u"`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, lit []byte) {
+		var want string
+		werr := json.Unmarshal(lit, &want)
+		if len(lit) == 0 || lit[0] != '"' || len(bytes.TrimRight(lit, " \t\r\n")) != len(lit) {
+			return // not a string literal alone, which is all AppendUnquoted reads
+		}
+		got, err := AppendUnquoted([]byte("x"), lit)
+		if (err == nil) != (werr == nil) {
+			t.Fatalf("AppendUnquoted(%q): %v; json.Unmarshal: %v", lit, err, werr)
+		}
+		if err == nil && string(got) != "x"+want {
+			t.Fatalf("AppendUnquoted(%q) = %q, want %q", lit, got[1:], want)
+		}
+	})
+}
+
+// Elements hands out what a JSON array holds, as encoding/json reads it.
+func FuzzElements(f *testing.F) {
+	for _, s := range []string{`[]`, ` [ ] `, `[1]`, `[1,2 , 3 ]`, `[{"a":[1,"]"]},"x",null,true,-1.5e3,[[]]]`, `[ "a\"]" ,{}]`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, arr []byte) {
+		var want []json.RawMessage
+		if json.Unmarshal(arr, &want) != nil || want == nil {
+			return
+		}
+		var got []string
+		if err := Elements(arr, func(v []byte) error { got = append(got, string(v)); return nil }); err != nil {
+			t.Fatalf("Elements(%q): %v", arr, err)
+		}
+		if len(got) != len(want) {
+			t.Fatalf("Elements(%q): %d elements, want %d", arr, len(got), len(want))
+		}
+		for i := range got {
+			if got[i] != strings.TrimSpace(string(want[i])) {
+				t.Fatalf("Elements(%q)[%d] = %q, want %q", arr, i, got[i], want[i])
+			}
+		}
+	})
+}
+
+// String finds the end of a string literal as encoding/json does, and calls
+// it plain only when AppendString writes its text back byte for byte.
+func FuzzString(f *testing.F) {
+	for _, s := range []string{`""`, `"plain"`, `"a longer plain string, past eight bytes"`, `"esc\"aped"`, `"\\"`, `"café"`, `"12345678é"`,
+		`"1234567\\8"`, `"x\u00e9"`, `"ab" , "cd"`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if len(b) == 0 || b[0] != '"' {
+			return
+		}
+		d := json.NewDecoder(bytes.NewReader(b))
+		var text string
+		if d.Decode(&text) != nil {
+			return
+		}
+		end, plain := String(b, 0)
+		if want := int(d.InputOffset()); end != want {
+			t.Fatalf("String(%q) ends at %d, want %d", b, end, want)
+		}
+		lit := b[:end]
+		if plain != (bytes.IndexByte(lit, '\\') < 0 && ascii(lit)) {
+			t.Fatalf("String(%q): plain %v", lit, plain)
+		}
+		if plain && string(AppendString(nil, text)) != string(lit) {
+			t.Fatalf("String(%q) is plain, but AppendString writes %q", lit, AppendString(nil, text))
+		}
+	})
 }
