@@ -419,40 +419,22 @@ func (a *Archiver) columns(lines [][]byte) ([]sluice.Column, error) {
 	if !a.o.Table.Dynamic {
 		return cols, nil
 	}
-	// Every field name seen, fixed columns included: rows mostly repeat the
-	// same names in the same order, which the lookup answers without the map.
-	var seen []string
-	look := newLookup(nil)
+	// The fixed columns are numbered first: every key numbered after them
+	// is the name of a field some row has.
+	var keys jsonseq.Keys
+	for _, c := range cols {
+		keys.Add(c.Name)
+	}
 	for _, l := range lines {
-		look.start()
-		err := jsonseq.Fields(l, func(k []byte, _ []byte) error {
-			if _, ok := look.index(k); !ok {
-				name := string(k)
-				look.byName[name] = len(look.names)
-				look.names = append(look.names, name)
-				seen = append(seen, name)
-			}
-			return nil
-		})
-		if err != nil {
+		if err := keys.Fields(l, func(int, []byte) error { return nil }); err != nil {
 			return nil, err
 		}
 	}
-	fixed := make(map[string]bool, len(cols))
-	for _, c := range cols {
-		fixed[c.Name] = true
+	names := make([]string, 0, keys.Len()-len(cols))
+	for k := len(cols); k < keys.Len(); k++ {
+		names = append(names, keys.Name(k))
 	}
-	used := map[string]bool{}
-	for _, name := range seen {
-		if !fixed[name] {
-			used[name] = true
-		}
-	}
-	names := make([]string, 0, len(used))
-	for k := range used {
-		names = append(names, k)
-	}
-	sort.Strings(names)
+	slices.Sort(names)
 	for _, n := range names {
 		c, ok := a.schema.Lookup(n)
 		if !ok {

@@ -46,16 +46,21 @@ func encodeParquet(table string, cols []sluice.Column, lines [][]byte) ([]byte, 
 		group[c.Name] = parquetNode(c.Type)
 	}
 	schema := parquet.NewSchema(table, group)
+	// Key k of a row is column k; keys numbered after the columns are
+	// fields without one.
+	var keys jsonseq.Keys
 	// parquet.Group orders columns by name; find each one's leaf index.
 	index := make([]int, len(cols))
 	for i, c := range cols {
+		if keys.Add(c.Name) != i {
+			return nil, fmt.Errorf("column %q twice", c.Name)
+		}
 		leaf, ok := schema.Lookup(c.Name)
 		if !ok {
 			return nil, fmt.Errorf("parquet schema lost column %q", c.Name)
 		}
 		index[i] = leaf.ColumnIndex
 	}
-	look := newLookup(cols)
 	var buf bytes.Buffer
 	w := parquet.NewWriter(&buf, schema, parquet.Compression(&snappy.Codec{}))
 	// Values are gathered by column, 1024 rows at a time, and handed to
@@ -69,97 +74,44 @@ func encodeParquet(table string, cols []sluice.Column, lines [][]byte) ([]byte, 
 		nulls[i] = parquet.NullValue().Level(0, 0, index[i])
 		values[i] = make([]parquet.Value, chunk)
 	}
-	r := 0 // rows gathered
-	flush := func() error {
+	for from := 0; from < len(lines); from += chunk {
+		rows := lines[from:min(from+chunk, len(lines))]
 		for i := range cols {
-			if _, err := writers[index[i]].WriteRowValues(values[i][:r]); err != nil {
-				return fmt.Errorf("column %s: %w", cols[i].Name, err)
+			vs := values[i][:len(rows)]
+			for r := range vs {
+				vs[r] = nulls[i]
 			}
 		}
-		r = 0
-		return nil
-	}
-	for n, line := range lines {
-		for i := range cols {
-			values[i][r] = nulls[i]
-		}
-		look.start()
-		err := jsonseq.Fields(line, func(name []byte, raw []byte) error {
-			i, ok := look.index(name)
-			if !ok {
-				// A fixed table's messages may carry fields for other
-				// readers of the stream (a bad row's headers, for replay).
+		for r, line := range rows {
+			err := keys.Fields(line, func(k int, raw []byte) error {
+				if k >= len(cols) {
+					// A fixed table's messages may carry fields for other
+					// readers of the stream (a bad row's headers, for replay).
+					return nil
+				}
+				v, null, err := toValue(cols[k].Type, raw)
+				if err != nil {
+					return fmt.Errorf("column %s: %w", cols[k].Name, err)
+				}
+				if !null {
+					values[k][r] = v.Level(0, 1, index[k])
+				}
 				return nil
-			}
-			v, null, err := toValue(cols[i].Type, raw)
+			})
 			if err != nil {
-				return fmt.Errorf("column %s: %w", name, err)
-			}
-			if !null {
-				values[i][r] = v.Level(0, 1, index[i])
-			}
-			return nil
-		})
-		if err != nil {
-			return nil, fmt.Errorf("row %d: %w", n, err)
-		}
-		if r++; r == chunk {
-			if err := flush(); err != nil {
-				return nil, err
+				return nil, fmt.Errorf("row %d: %w", from+r, err)
 			}
 		}
-	}
-	if err := flush(); err != nil {
-		return nil, err
+		for i := range cols {
+			if _, err := writers[index[i]].WriteRowValues(values[i][:len(rows)]); err != nil {
+				return nil, fmt.Errorf("column %s: %w", cols[i].Name, err)
+			}
+		}
 	}
 	if err := w.Close(); err != nil {
 		return nil, err
 	}
 	return buf.Bytes(), nil
-}
-
-// lookup finds the column of a field by name. Rows of a stream mostly list
-// their fields in the same order, so it first tries the column that the
-// field in the same place of the previous row had, and asks the map only
-// when that guess is wrong.
-type lookup struct {
-	byName map[string]int
-	names  []string
-	guess  []int // column of the k-th field of the previous row
-	k      int
-}
-
-func newLookup(cols []sluice.Column) *lookup {
-	l := &lookup{byName: make(map[string]int, len(cols))}
-	for i, c := range cols {
-		l.byName[c.Name] = i
-		l.names = append(l.names, c.Name)
-	}
-	return l
-}
-
-// start begins a row.
-func (l *lookup) start() { l.k = 0 }
-
-// index returns the column of the next field of the row.
-func (l *lookup) index(name []byte) (int, bool) {
-	k := l.k
-	l.k++
-	if k < len(l.guess) {
-		if g := l.guess[k]; g >= 0 && l.names[g] == string(name) {
-			return g, true
-		}
-	}
-	i, ok := l.byName[string(name)]
-	if !ok {
-		i = -1
-	}
-	if k < len(l.guess) {
-		l.guess[k] = i
-	} else {
-		l.guess = append(l.guess, i)
-	}
-	return i, ok
 }
 
 // toValue converts a JSON value to the Parquet value of a column type.
