@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -358,11 +359,7 @@ func (a *Archiver) flush(ctx context.Context) error {
 	rows := make(map[string]int64, len(dirs))
 	for _, d := range dirs {
 		p := a.parts[d]
-		cols, err := a.columns(p.lines)
-		if err != nil {
-			return err
-		}
-		data, err := encodeParquet(a.o.Table.Name, cols, p.lines)
+		data, err := a.encode(p.lines)
 		if err != nil {
 			return fmt.Errorf("encode %s/%s: %w", d, name, err)
 		}
@@ -412,22 +409,51 @@ func (a *Archiver) tableColumns() []sluice.Column {
 	return cols
 }
 
-// columns is the Parquet schema of a file: the fixed columns, then the
-// dynamic columns its rows use, typed by the table's schema record.
-func (a *Archiver) columns(lines [][]byte) ([]sluice.Column, error) {
-	cols := slices.Clone(a.o.Table.Fixed)
+// guessRows is how many rows the columns of a file are guessed from.
+const guessRows = 256
+
+// encode writes the rows of a file as Parquet. Its columns are the fixed
+// columns, then the dynamic columns its rows use, typed by the table's
+// schema record. To read the rows once, not once for the columns and again
+// for the values, the dynamic columns are guessed from the first rows; only
+// if a later row has another field are the rest read for their columns and
+// the file written again.
+func (a *Archiver) encode(lines [][]byte) ([]byte, error) {
 	if !a.o.Table.Dynamic {
-		return cols, nil
+		return encodeParquet(a.o.Table.Name, a.o.Table.Fixed, lines, false)
 	}
+	first := lines[:min(guessRows, len(lines))]
+	cols, err := a.columns(first)
+	if err != nil {
+		return nil, err
+	}
+	data, err := encodeParquet(a.o.Table.Name, cols, lines, true)
+	var more *moreColumnsError
+	if !errors.As(err, &more) {
+		return data, err
+	}
+	// The rows before more.row have no field beyond the guess.
+	if cols, err = a.columns(first, lines[more.row:]); err != nil {
+		return nil, err
+	}
+	return encodeParquet(a.o.Table.Name, cols, lines, true)
+}
+
+// columns are the columns of a dynamic table's rows: the fixed columns,
+// then the dynamic columns the rows use, sorted by name.
+func (a *Archiver) columns(rows ...[][]byte) ([]sluice.Column, error) {
+	cols := slices.Clone(a.o.Table.Fixed)
 	// The fixed columns are numbered first: every key numbered after them
 	// is the name of a field some row has.
 	var keys jsonseq.Keys
 	for _, c := range cols {
 		keys.Add(c.Name)
 	}
-	for _, l := range lines {
-		if err := keys.Fields(l, func(int, []byte) error { return nil }); err != nil {
-			return nil, err
+	for _, lines := range rows {
+		for _, l := range lines {
+			if err := keys.Fields(l, func(int, []byte) error { return nil }); err != nil {
+				return nil, err
+			}
 		}
 	}
 	names := make([]string, 0, keys.Len()-len(cols))

@@ -3,6 +3,7 @@ package lake
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -39,8 +40,9 @@ func parquetNode(t sluice.ColumnType) parquet.Node {
 // encodeParquet writes NDJSON rows as one Parquet file with the given
 // columns. A value that does not fit its column's type is an error: the
 // stage before the lake guarantees types, so a mismatch is a bug to surface,
-// not a row to bend.
-func encodeParquet(table string, cols []sluice.Column, lines [][]byte) ([]byte, error) {
+// not a row to bend. A field without a column is left out, unless strict:
+// then it is a *moreColumnsError (the columns were guessed from some rows).
+func encodeParquet(table string, cols []sluice.Column, lines [][]byte, strict bool) ([]byte, error) {
 	group := parquet.Group{}
 	for _, c := range cols {
 		group[c.Name] = parquetNode(c.Type)
@@ -63,16 +65,19 @@ func encodeParquet(table string, cols []sluice.Column, lines [][]byte) ([]byte, 
 	}
 	var buf bytes.Buffer
 	w := parquet.NewWriter(&buf, schema, parquet.Compression(&snappy.Codec{}))
-	// Values are gathered by column, 1024 rows at a time, and handed to
-	// each column's writer (cheaper than assembling rows): every value
-	// starts as the column's null and is replaced when the row has one.
-	const chunk = 1024
+	// Values are gathered by column, a chunk of rows at a time, and handed
+	// to each column's writer (cheaper than assembling rows): every value
+	// starts as the column's null and is replaced when the row has one. A
+	// chunk's values and rows stay in the CPU's cache until written.
+	const chunk = 256
 	writers := w.ColumnWriters()
 	nulls := make([]parquet.Value, len(cols))
 	values := make([][]parquet.Value, len(cols))
-	for i := range cols {
+	convert := make([]func([]byte) (parquet.Value, error), len(cols))
+	for i, c := range cols {
 		nulls[i] = parquet.NullValue().Level(0, 0, index[i])
 		values[i] = make([]parquet.Value, chunk)
+		convert[i] = toValue(c.Type)
 	}
 	for from := 0; from < len(lines); from += chunk {
 		rows := lines[from:min(from+chunk, len(lines))]
@@ -85,20 +90,27 @@ func encodeParquet(table string, cols []sluice.Column, lines [][]byte) ([]byte, 
 		for r, line := range rows {
 			err := keys.Fields(line, func(k int, raw []byte) error {
 				if k >= len(cols) {
+					if strict {
+						return &moreColumnsError{row: from + r}
+					}
 					// A fixed table's messages may carry fields for other
 					// readers of the stream (a bad row's headers, for replay).
 					return nil
 				}
-				v, null, err := toValue(cols[k].Type, raw)
+				if raw[0] == 'n' { // null
+					return nil
+				}
+				v, err := convert[k](raw)
 				if err != nil {
 					return fmt.Errorf("column %s: %w", cols[k].Name, err)
 				}
-				if !null {
-					values[k][r] = v.Level(0, 1, index[k])
-				}
+				values[k][r] = v.Level(0, 1, index[k])
 				return nil
 			})
 			if err != nil {
+				if more := (*moreColumnsError)(nil); errors.As(err, &more) {
+					return nil, more
+				}
 				return nil, fmt.Errorf("row %d: %w", from+r, err)
 			}
 		}
@@ -114,61 +126,90 @@ func encodeParquet(table string, cols []sluice.Column, lines [][]byte) ([]byte, 
 	return buf.Bytes(), nil
 }
 
-// toValue converts a JSON value to the Parquet value of a column type.
-func toValue(t sluice.ColumnType, raw []byte) (parquet.Value, bool, error) {
-	if len(raw) == 0 || raw[0] == 'n' {
-		return parquet.Value{}, true, nil
-	}
+// moreColumnsError says that a row has a field that is not a column.
+type moreColumnsError struct {
+	row int // the first such row
+}
+
+func (e *moreColumnsError) Error() string {
+	return fmt.Sprintf("row %d has a field that is not a column", e.row)
+}
+
+// toValue returns the function that converts a JSON value other than null
+// to the Parquet value of a column type (chosen once per column of a file).
+func toValue(t sluice.ColumnType) func(raw []byte) (parquet.Value, error) {
 	switch t {
 	case sluice.TypeBigint:
-		n, err := strconv.ParseInt(string(raw), 10, 64)
-		if err != nil {
-			return parquet.Value{}, false, fmt.Errorf("%s is not a BIGINT", raw)
-		}
-		return parquet.Int64Value(n), false, nil
+		return bigintValue
 	case sluice.TypeDouble:
-		f, err := strconv.ParseFloat(string(raw), 64)
-		if err != nil {
-			return parquet.Value{}, false, fmt.Errorf("%s is not a DOUBLE", raw)
-		}
-		return parquet.DoubleValue(f), false, nil
+		return doubleValue
 	case sluice.TypeBoolean:
-		switch string(raw) {
-		case "true":
-			return parquet.BooleanValue(true), false, nil
-		case "false":
-			return parquet.BooleanValue(false), false, nil
-		}
-		return parquet.Value{}, false, fmt.Errorf("%s is not a BOOLEAN", raw)
+		return booleanValue
 	case sluice.TypeTimestamp:
-		s, err := unquote(raw)
-		if err != nil {
-			return parquet.Value{}, false, fmt.Errorf("%s is not a timestamp string", raw)
-		}
-		us, ok := parseMicros(s)
-		if !ok {
-			ts, err := time.Parse(time.RFC3339Nano, string(s))
-			if err != nil {
-				return parquet.Value{}, false, err
-			}
-			us = ts.UnixMicro()
-		}
-		return parquet.Int64Value(us), false, nil
+		return timestampValue
 	case sluice.TypeJSON:
-		return parquet.ByteArrayValue(raw), false, nil
+		return jsonValue
 	default:
-		if raw[0] != '"' {
-			// A number, boolean, object or array in a column that was
-			// widened to VARCHAR (enrich.widen_to_string) while this row
-			// waited: its JSON text, as enrich now writes such values.
-			return parquet.ByteArrayValue(raw), false, nil
-		}
-		s, err := unquote(raw)
-		if err != nil {
-			return parquet.Value{}, false, err
-		}
-		return parquet.ByteArrayValue(s), false, nil
+		return stringValue
 	}
+}
+
+func bigintValue(raw []byte) (parquet.Value, error) {
+	n, err := strconv.ParseInt(string(raw), 10, 64)
+	if err != nil {
+		return parquet.Value{}, fmt.Errorf("%s is not a BIGINT", raw)
+	}
+	return parquet.Int64Value(n), nil
+}
+
+func doubleValue(raw []byte) (parquet.Value, error) {
+	f, err := strconv.ParseFloat(string(raw), 64)
+	if err != nil {
+		return parquet.Value{}, fmt.Errorf("%s is not a DOUBLE", raw)
+	}
+	return parquet.DoubleValue(f), nil
+}
+
+func booleanValue(raw []byte) (parquet.Value, error) {
+	switch string(raw) {
+	case "true":
+		return parquet.BooleanValue(true), nil
+	case "false":
+		return parquet.BooleanValue(false), nil
+	}
+	return parquet.Value{}, fmt.Errorf("%s is not a BOOLEAN", raw)
+}
+
+func timestampValue(raw []byte) (parquet.Value, error) {
+	s, err := unquote(raw)
+	if err != nil {
+		return parquet.Value{}, fmt.Errorf("%s is not a timestamp string", raw)
+	}
+	us, ok := parseMicros(s)
+	if !ok {
+		ts, err := time.Parse(time.RFC3339Nano, string(s))
+		if err != nil {
+			return parquet.Value{}, err
+		}
+		us = ts.UnixMicro()
+	}
+	return parquet.Int64Value(us), nil
+}
+
+func jsonValue(raw []byte) (parquet.Value, error) { return parquet.ByteArrayValue(raw), nil }
+
+func stringValue(raw []byte) (parquet.Value, error) {
+	if raw[0] != '"' {
+		// A number, boolean, object or array in a column that was
+		// widened to VARCHAR (enrich.widen_to_string) while this row
+		// waited: its JSON text, as enrich now writes such values.
+		return parquet.ByteArrayValue(raw), nil
+	}
+	s, err := unquote(raw)
+	if err != nil {
+		return parquet.Value{}, err
+	}
+	return parquet.ByteArrayValue(s), nil
 }
 
 // parseMicros reads the layout enrich writes, 2006-01-02T15:04:05.000000Z,
