@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -358,11 +359,7 @@ func (a *Archiver) flush(ctx context.Context) error {
 	rows := make(map[string]int64, len(dirs))
 	for _, d := range dirs {
 		p := a.parts[d]
-		cols, err := a.columns(p.lines)
-		if err != nil {
-			return err
-		}
-		data, err := encodeParquet(a.o.Table.Name, cols, p.lines)
+		data, err := a.encode(p.lines)
 		if err != nil {
 			return fmt.Errorf("encode %s/%s: %w", d, name, err)
 		}
@@ -412,47 +409,58 @@ func (a *Archiver) tableColumns() []sluice.Column {
 	return cols
 }
 
-// columns is the Parquet schema of a file: the fixed columns, then the
-// dynamic columns its rows use, typed by the table's schema record.
-func (a *Archiver) columns(lines [][]byte) ([]sluice.Column, error) {
-	cols := slices.Clone(a.o.Table.Fixed)
+// guessRows is how many rows the columns of a file are guessed from.
+const guessRows = 256
+
+// encode writes the rows of a file as Parquet. Its columns are the fixed
+// columns, then the dynamic columns its rows use, typed by the table's
+// schema record. To read the rows once, not once for the columns and again
+// for the values, the dynamic columns are guessed from the first rows; only
+// if a later row has another field are the rest read for their columns and
+// the file written again.
+func (a *Archiver) encode(lines [][]byte) ([]byte, error) {
 	if !a.o.Table.Dynamic {
-		return cols, nil
+		return encodeParquet(a.o.Table.Name, a.o.Table.Fixed, lines, false)
 	}
-	// Every field name seen, fixed columns included: rows mostly repeat the
-	// same names in the same order, which the lookup answers without the map.
-	var seen []string
-	look := newLookup(nil)
-	for _, l := range lines {
-		look.start()
-		err := jsonseq.Fields(l, func(k []byte, _ []byte) error {
-			if _, ok := look.index(k); !ok {
-				name := string(k)
-				look.byName[name] = len(look.names)
-				look.names = append(look.names, name)
-				seen = append(seen, name)
-			}
-			return nil
-		})
-		if err != nil {
-			return nil, err
-		}
+	first := lines[:min(guessRows, len(lines))]
+	cols, err := a.columns(first)
+	if err != nil {
+		return nil, err
 	}
-	fixed := make(map[string]bool, len(cols))
+	data, err := encodeParquet(a.o.Table.Name, cols, lines, true)
+	var more *moreColumnsError
+	if !errors.As(err, &more) {
+		return data, err
+	}
+	// The rows before more.row have no field beyond the guess.
+	if cols, err = a.columns(first, lines[more.row:]); err != nil {
+		return nil, err
+	}
+	return encodeParquet(a.o.Table.Name, cols, lines, true)
+}
+
+// columns are the columns of a dynamic table's rows: the fixed columns,
+// then the dynamic columns the rows use, sorted by name.
+func (a *Archiver) columns(rows ...[][]byte) ([]sluice.Column, error) {
+	cols := slices.Clone(a.o.Table.Fixed)
+	// The fixed columns are numbered first: every key numbered after them
+	// is the name of a field some row has.
+	var keys jsonseq.Keys
 	for _, c := range cols {
-		fixed[c.Name] = true
+		keys.Add(c.Name)
 	}
-	used := map[string]bool{}
-	for _, name := range seen {
-		if !fixed[name] {
-			used[name] = true
+	for _, lines := range rows {
+		for _, l := range lines {
+			if err := keys.Fields(l, func(int, []byte) error { return nil }); err != nil {
+				return nil, err
+			}
 		}
 	}
-	names := make([]string, 0, len(used))
-	for k := range used {
-		names = append(names, k)
+	names := make([]string, 0, keys.Len()-len(cols))
+	for k := len(cols); k < keys.Len(); k++ {
+		names = append(names, keys.Name(k))
 	}
-	sort.Strings(names)
+	slices.Sort(names)
 	for _, n := range names {
 		c, ok := a.schema.Lookup(n)
 		if !ok {

@@ -424,7 +424,7 @@ func TestArchiverReplaysAnOrphanFile(t *testing.T) {
 		lines = append(lines, []byte(event(fmt.Sprintf("m%d-a", i), fmt.Sprintf("2026-11-25T10:%02d:00.000000Z", i), fmt.Sprintf(`,"qty":%d`, i))))
 	}
 	cols := append(slices.Clone(sluice.EventColumns), sluice.Column{Name: "qty", Type: sluice.TypeBigint})
-	data, err := encodeParquet("events", cols, lines)
+	data, err := encodeParquet("events", cols, lines, false)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -32,7 +32,7 @@ func BenchmarkEncodeParquet(b *testing.B) {
 	b.SetBytes(int64(size))
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := encodeParquet("events", cols, lines); err != nil {
+		if _, err := encodeParquet("events", cols, lines, false); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -2,15 +2,21 @@ package lake
 
 import (
 	"database/sql"
+	"encoding/json"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	_ "github.com/duckdb/duckdb-go/v2"
+	"github.com/parquet-go/parquet-go"
 	"github.com/sluice-data/sluice"
 )
 
@@ -97,7 +103,7 @@ func TestParquetIsReadByDuckDB(t *testing.T) {
 	for _, l := range lines {
 		in = append(in, []byte(l))
 	}
-	data, err := encodeParquet("events", cols, in)
+	data, err := encodeParquet("events", cols, in, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -212,11 +218,11 @@ func TestParquetBadTable(t *testing.T) {
 	lines := [][]byte{
 		[]byte(`{"failed_at":"2026-11-25T10:00:00.5Z","type":"schema_violation","message":"field \"x\" is BIGINT","received_at":"2026-11-25T09:59:59Z","collector":"http","path":"/v1/events","ip":"203.0.113.7","raw_seq":18446744073709551615,"payload":"{\"x\":\"y\"}"}`),
 	}
-	if _, err := encodeParquet("bad", sluice.BadColumns, lines); err == nil {
+	if _, err := encodeParquet("bad", sluice.BadColumns, lines, false); err == nil {
 		t.Error("a raw_seq beyond BIGINT was written")
 	}
 	lines[0] = []byte(strings.Replace(string(lines[0]), "18446744073709551615", "42", 1))
-	data, err := encodeParquet("bad", sluice.BadColumns, lines)
+	data, err := encodeParquet("bad", sluice.BadColumns, lines, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -255,24 +261,24 @@ func TestParquetRefusesMismatches(t *testing.T) {
 		`[1]`,
 		`{"n":1`,
 	} {
-		if _, err := encodeParquet("t", cols, [][]byte{[]byte(line)}); err == nil {
+		if _, err := encodeParquet("t", cols, [][]byte{[]byte(line)}, false); err == nil {
 			t.Errorf("%s was written", line)
 		}
 	}
 	// A field without a column is left out: a fixed table's messages carry
 	// fields for other readers of the stream (a bad row's headers).
-	if _, err := encodeParquet("t", cols, [][]byte{[]byte(`{"unknown":1,"n":2}`)}); err != nil {
+	if _, err := encodeParquet("t", cols, [][]byte{[]byte(`{"unknown":1,"n":2}`)}, false); err != nil {
 		t.Errorf("a field without a column: %v", err)
 	}
 	// Any value is fine in a VARCHAR column, as its JSON text (a column
 	// widened to VARCHAR after the row was written: enrich.widen_to_string).
 	for _, line := range []string{`{"s":1}`, `{"s":{"a":1}}`, `{"s":true}`} {
-		if _, err := encodeParquet("t", cols, [][]byte{[]byte(line)}); err != nil {
+		if _, err := encodeParquet("t", cols, [][]byte{[]byte(line)}, false); err != nil {
 			t.Errorf("%s in a VARCHAR column: %v", line, err)
 		}
 	}
 	// Integers are fine in a DOUBLE column (a column widened after the row was written).
-	if _, err := encodeParquet("t", cols, [][]byte{[]byte(`{"d":12}`)}); err != nil {
+	if _, err := encodeParquet("t", cols, [][]byte{[]byte(`{"d":12}`)}, false); err != nil {
 		t.Errorf("an integer in a DOUBLE column: %v", err)
 	}
 }
@@ -280,7 +286,7 @@ func TestParquetRefusesMismatches(t *testing.T) {
 // Many rows cross the writer's internal batches; all come back.
 func TestParquetManyRows(t *testing.T) {
 	const n = 5000
-	data, err := encodeParquet("events", benchCols(), benchLines(n))
+	data, err := encodeParquet("events", benchCols(), benchLines(n), false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -311,6 +317,206 @@ func TestParseMicros(t *testing.T) {
 	for _, s := range []string{"2026-11-25T10:00:00Z", "2026-02-30T10:00:00.000000Z", "2026-11-25T24:00:00.000000Z", "2026-11-25T10:00:00.00000aZ", "2026-11-25 10:00:00.000000Z", "2026-13-01T00:00:00.000000Z"} {
 		if _, ok := parseMicros([]byte(s)); ok {
 			t.Errorf("%s parsed", s)
+		}
+	}
+}
+
+// Every cell of a file comes back from DuckDB as the row had it: values of
+// every type, JSON nulls and absent fields as NULL, empty and hostile
+// strings, extremes; over several chunks of rows, through the archiver's
+// encode (a dynamic table, one column first used late) and for a fixed
+// table whose rows carry other fields.
+func TestParquetRoundTripsEveryCell(t *testing.T) {
+	own := []sluice.Column{
+		{Name: "s", Type: sluice.TypeVarchar},
+		{Name: "n", Type: sluice.TypeBigint},
+		{Name: "d", Type: sluice.TypeDouble},
+		{Name: "b", Type: sluice.TypeBoolean},
+		{Name: "t", Type: sluice.TypeTimestamp},
+		{Name: "j", Type: sluice.TypeJSON},
+		{Name: "w", Type: sluice.TypeVarchar}, // widened: holds other JSON too
+		{Name: "late", Type: sluice.TypeVarchar},
+	}
+	values := map[string][]string{
+		"s": {`""`, `"plain"`, `"quo\"te"`, `"back\\slash"`, `"\u00e9\u2028\ud83c\udf89"`, `"ctl \u0000\u001f\t\n\r"`, `"東京 🎉"`,
+			`"` + strings.Repeat(`abcdefg\"`, 40) + `"`, `"\/"`, `"ends with backslash \\"`},
+		"n": {"0", "-0", "1", "-1", "9223372036854775807", "-9223372036854775808", "4294967296"},
+		"d": {"0", "-0", "1.5", "-2.25e-300", "1.7976931348623157e308", "5e-324", "12", "1E3", "0.1"},
+		"b": {"true", "false"},
+		"t": {`"2026-11-25T10:00:00.123456Z"`, `"1970-01-01T00:00:00.000000Z"`, `"9999-12-31T23:59:59.999999Z"`, `"1969-12-31T23:59:59.999999Z"`,
+			`"2024-02-29T12:00:00Z"`, `"2026-11-25T12:00:00.5+02:00"`},
+		"j": {`{}`, `[]`, `{"a":[1,{"b":"c\"}"}],"d":null}`, `"str"`, `0`, `true`, `[{"k":"\u00e9"}]`},
+		"w": {`"text"`, `12`, `-1.5`, `true`, `{"a":1}`, `[1,"x"]`, `""`},
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	const n = 3*guessRows + 17
+	var lines [][]byte
+	want := make([]map[string]any, n) // what each column should read back as; nil: NULL
+	for r := range n {
+		want[r] = map[string]any{}
+		line := fmt.Sprintf(`{"event_id":"r%04d","event_time":"2026-11-25T10:00:00.000000Z"`, r)
+		cols := []string{"s", "n", "d", "b", "t", "j", "w"}
+		if r >= guessRows+5 && r%50 == 0 {
+			cols = append(cols, "late")
+		}
+		rng.Shuffle(len(cols), func(i, j int) { cols[i], cols[j] = cols[j], cols[i] })
+		for _, c := range cols {
+			switch rng.IntN(5) {
+			case 0: // absent
+				continue
+			case 1:
+				line += `,"` + c + `":null`
+				continue
+			}
+			vs := values[c]
+			if c == "late" {
+				vs = values["s"]
+			}
+			raw := vs[rng.IntN(len(vs))]
+			line += `,"` + c + `":` + raw
+			want[r][c] = expected(t, c, raw)
+		}
+		// Fields of other readers: left out of a fixed table.
+		line += `,"other":{"x":1}}`
+		lines = append(lines, []byte(line))
+	}
+
+	a := &Archiver{o: ArchiverOptions{Table: Table{Name: "t", Fixed: []sluice.Column{{Name: "event_id", Type: sluice.TypeVarchar}, {Name: "event_time", Type: sluice.TypeTimestamp}}, Dynamic: true}},
+		schema: sluice.Schema{Table: "t", Columns: append(slices.Clone(own), sluice.Column{Name: "other", Type: sluice.TypeJSON})}}
+	dynamic, err := a.encode(lines)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fixed, err := encodeParquet("t", append([]sluice.Column{{Name: "event_id", Type: sluice.TypeVarchar}, {Name: "event_time", Type: sluice.TypeTimestamp}}, own...), lines, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := openDuckDB(t)
+	for name, data := range map[string][]byte{"dynamic": dynamic, "fixed": fixed} {
+		from := "FROM read_parquet(" + sqlString(writeFile(t, data)) + ")"
+		types := columnTypes(t, db, "SELECT * "+from)
+		for _, c := range own {
+			if types[c.Name] != string(c.Type) {
+				t.Errorf("%s: column %s is %q, want %s", name, c.Name, types[c.Name], c.Type)
+			}
+		}
+		if name == "dynamic" && types["other"] != "JSON" {
+			t.Errorf("dynamic: column other is %q, want JSON", types["other"])
+		}
+		if name == "fixed" && types["other"] != "" {
+			t.Errorf("fixed: a column for the field other: %v", types)
+		}
+		rows, err := db.Query(`SELECT event_id, s, n, d, b, epoch_us(t), j::VARCHAR, w, late ` + from + ` ORDER BY event_id`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := 0
+		for rows.Next() {
+			var id string
+			var s, j, w, late sql.NullString
+			var nn, ts sql.NullInt64
+			var d sql.NullFloat64
+			var b sql.NullBool
+			if err := rows.Scan(&id, &s, &nn, &d, &b, &ts, &j, &w, &late); err != nil {
+				t.Fatal(err)
+			}
+			if id != fmt.Sprintf("r%04d", r) {
+				t.Fatalf("%s: row %d is %s", name, r, id)
+			}
+			got := map[string]any{}
+			for c, v := range map[string]any{"s": s, "n": nn, "d": d, "b": b, "t": ts, "j": j, "w": w, "late": late} {
+				if g := cell(v); g != nil {
+					got[c] = g
+				}
+			}
+			if fmt.Sprintf("%q", got) != fmt.Sprintf("%q", want[r]) {
+				t.Errorf("%s: row %d (%s) read back as\n%q\nwant\n%q", name, r, lines[r], got, want[r])
+			}
+			r++
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
+		}
+		rows.Close()
+		if r != n {
+			t.Errorf("%s: %d rows read back, want %d", name, r, n)
+		}
+	}
+}
+
+// expected is what DuckDB should read for the JSON value raw of column c.
+func expected(t *testing.T, c, raw string) any {
+	t.Helper()
+	switch c {
+	case "n":
+		v, err := strconv.ParseInt(raw, 10, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	case "d":
+		v, err := strconv.ParseFloat(raw, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return math.Float64bits(v)
+	case "b":
+		return raw == "true"
+	case "t":
+		var ts time.Time
+		if err := json.Unmarshal([]byte(raw), &ts); err != nil {
+			t.Fatal(err)
+		}
+		return ts.UnixMicro()
+	case "j":
+		return raw
+	}
+	var s string
+	if err := json.Unmarshal([]byte(raw), &s); err != nil {
+		return raw // a widened column's other JSON: its text
+	}
+	return s
+}
+
+// cell is a scanned value as expected returns it; nil for NULL.
+func cell(v any) any {
+	switch v := v.(type) {
+	case sql.NullString:
+		if v.Valid {
+			return v.String
+		}
+	case sql.NullInt64:
+		if v.Valid {
+			return v.Int64
+		}
+	case sql.NullFloat64:
+		if v.Valid {
+			return math.Float64bits(v.Float64)
+		}
+	case sql.NullBool:
+		if v.Valid {
+			return v.Bool
+		}
+	}
+	return nil
+}
+
+// present sets what Level sets, for values of every kind the lake writes
+// (it relies on parquet.Value's layout, which a new parquet-go may change).
+func TestPresentIsLevel(t *testing.T) {
+	if unsafe.Sizeof(parquet.Value{}) != unsafe.Sizeof(valueLayout{}) {
+		t.Fatalf("parquet.Value is %d bytes, valueLayout %d", unsafe.Sizeof(parquet.Value{}), unsafe.Sizeof(valueLayout{}))
+	}
+	for _, v := range []parquet.Value{
+		parquet.ByteArrayValue([]byte("text")), parquet.ByteArrayValue(nil), parquet.ByteArrayValue([]byte{}),
+		parquet.Int64Value(math.MinInt64), parquet.Int64Value(-1), parquet.DoubleValue(math.Inf(-1)),
+		parquet.BooleanValue(true), parquet.BooleanValue(false),
+	} {
+		for _, col := range []int{0, 1, 17, 255, 256, parquet.MaxColumnIndex} {
+			got, want := present(v, col), v.Level(0, 1, col)
+			if got != want || got.DefinitionLevel() != 1 || got.RepetitionLevel() != 0 || got.Column() != col || got.IsNull() {
+				t.Errorf("present(%v, %d) = %#v, Level makes %#v", v, col, got, want)
+			}
 		}
 	}
 }
