@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"strconv"
 	"time"
-	"unsafe"
 
 	"github.com/klauspost/compress/s2"
 	"github.com/parquet-go/parquet-go"
@@ -117,7 +116,7 @@ func encodeParquet(table string, cols []sluice.Column, lines [][]byte, strict bo
 				if err != nil {
 					return fmt.Errorf("column %s: %w", cols[k].Name, err)
 				}
-				values[k][r] = present(v, index[k])
+				values[k][r] = v.Level(0, 1, index[k])
 				return nil
 			})
 			if err != nil {
@@ -137,28 +136,6 @@ func encodeParquet(table string, cols []sluice.Column, lines [][]byte, strict bo
 		return nil, err
 	}
 	return buf.Bytes(), nil
-}
-
-// present is v.Level(0, 1, column): the value of an optional column that a
-// row has. Level is not inlined, and the copies of the 24-byte value it
-// makes stall the CPU (bytes stored, then loaded as words): it took about a
-// tenth of the encoding's CPU. present sets the two fields in place, through
-// a copy of parquet.Value's layout that TestPresentIsLevel checks.
-func present(v parquet.Value, column int) parquet.Value {
-	l := (*valueLayout)(unsafe.Pointer(&v))
-	l.definitionLevel = 1
-	l.columnIndex = ^uint16(column)
-	return v
-}
-
-// valueLayout is the layout of parquet.Value (v0.32.0, value.go).
-type valueLayout struct {
-	ptr             *byte
-	u64             uint64
-	kind            int8
-	definitionLevel byte
-	repetitionLevel byte
-	columnIndex     uint16 // complemented: the zero value is -1
 }
 
 // moreColumnsError says that a row has a field that is not a column.

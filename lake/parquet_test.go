@@ -13,10 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
-	"unsafe"
 
 	_ "github.com/duckdb/duckdb-go/v2"
-	"github.com/parquet-go/parquet-go"
 	"github.com/sluice-data/sluice"
 )
 
@@ -499,24 +497,4 @@ func cell(v any) any {
 		}
 	}
 	return nil
-}
-
-// present sets what Level sets, for values of every kind the lake writes
-// (it relies on parquet.Value's layout, which a new parquet-go may change).
-func TestPresentIsLevel(t *testing.T) {
-	if unsafe.Sizeof(parquet.Value{}) != unsafe.Sizeof(valueLayout{}) {
-		t.Fatalf("parquet.Value is %d bytes, valueLayout %d", unsafe.Sizeof(parquet.Value{}), unsafe.Sizeof(valueLayout{}))
-	}
-	for _, v := range []parquet.Value{
-		parquet.ByteArrayValue([]byte("text")), parquet.ByteArrayValue(nil), parquet.ByteArrayValue([]byte{}),
-		parquet.Int64Value(math.MinInt64), parquet.Int64Value(-1), parquet.DoubleValue(math.Inf(-1)),
-		parquet.BooleanValue(true), parquet.BooleanValue(false),
-	} {
-		for _, col := range []int{0, 1, 17, 255, 256, parquet.MaxColumnIndex} {
-			got, want := present(v, col), v.Level(0, 1, col)
-			if got != want || got.DefinitionLevel() != 1 || got.RepetitionLevel() != 0 || got.Column() != col || got.IsNull() {
-				t.Errorf("present(%v, %d) = %#v, Level makes %#v", v, col, got, want)
-			}
-		}
-	}
 }
