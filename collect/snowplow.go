@@ -107,17 +107,27 @@ func countTP2(body []byte) (int, error) {
 	if n != 1 || len(trimmed) == 0 || trimmed[0] != '{' {
 		return 0, errors.New(`a tp2 body is one JSON object: {"schema": "iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-4", "data": [events]}`)
 	}
-	var data []byte
-	_ = jsonseq.Fields(trimmed, func(k, v []byte) error {
-		if string(k) == "data" {
-			data = v
+	// Valid JSON from here on: "data" is found and its elements counted
+	// by skipping values, not by checking them again. The last "data"
+	// counts, as for encoding/json and enrich.
+	n = -1
+	_, err = jsonseq.Members(trimmed, 0, func(k []byte, at int) (int, error) {
+		if string(k) != "data" {
+			return jsonseq.Skip(trimmed, at)
 		}
-		return nil
+		if n = -1; trimmed[at] != '[' {
+			return jsonseq.Skip(trimmed, at)
+		}
+		n = 0
+		return jsonseq.Items(trimmed, at, func(at int) (int, error) {
+			n++
+			return jsonseq.Skip(trimmed, at)
+		})
 	})
-	if len(data) == 0 || data[0] != '[' {
+	if err != nil || n < 0 {
 		return 0, errors.New(`a tp2 body needs "data": an array of events (objects of string values)`)
 	}
-	return jsonseq.Count(data)
+	return n, nil
 }
 
 // handlePreflight answers CORS preflight requests: any origin, with
