@@ -1,11 +1,9 @@
 package jsonseq
 
 import (
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/bits"
 	"unicode/utf8"
 )
 
@@ -82,7 +80,7 @@ func (ks *Keys) Fields(obj []byte, fn func(key int, val []byte) error) error {
 		i = skipSpace(obj, i+1)
 		var vend int
 		if i < len(obj) && obj[i] == '"' {
-			if vend = quoteEnd(obj, i+1); vend < 0 {
+			if vend, _ = stringEnd(obj, i); vend < 0 {
 				return errors.New("unterminated string")
 			}
 			vend++
@@ -143,39 +141,6 @@ func (ks *Keys) key(obj []byte, i int) (int, int, error) {
 		return k, end, nil
 	}
 	return ks.Add(string(key)), end, nil
-}
-
-// quoteEnd returns the index of the quote that ends the string whose
-// content starts at b[j], or -1. It looks at eight bytes at a time for a
-// quote or a backslash: values are short, and one call costs less than the
-// two IndexByte calls of stringEnd.
-func quoteEnd(b []byte, j int) int {
-	const lo, hi = 0x0101010101010101, 0x8080808080808080
-	for j < len(b) {
-		for j+8 <= len(b) {
-			w := binary.LittleEndian.Uint64(b[j:])
-			q := w ^ (lo * '"')
-			bs := w ^ (lo * '\\')
-			// The lowest byte flagged is the first quote or backslash
-			// (a borrow may flag bytes above it, never below).
-			if m := ((q - lo) &^ q & hi) | ((bs - lo) &^ bs & hi); m != 0 {
-				j += bits.TrailingZeros64(m) / 8
-				break
-			}
-			j += 8
-		}
-		for j < len(b) && b[j] != '"' && b[j] != '\\' {
-			j++
-		}
-		if j >= len(b) {
-			return -1
-		}
-		if b[j] == '"' {
-			return j
-		}
-		j += 2 // past the escaped byte, which may be a quote
-	}
-	return -1
 }
 
 // isPlain reports whether name, between quotes, is its JSON text.

@@ -96,17 +96,28 @@ func FuzzKeys(f *testing.F) {
 	})
 }
 
-// quoteEnd finds the end stringEnd finds, wherever the quotes and
-// backslashes fall in its eight-byte words.
-func TestQuoteEnd(t *testing.T) {
-	for n := range 20 {
-		for at := range n {
+// stringEnd finds the closing quote a byte-by-byte scan finds, wherever the
+// quotes and backslashes fall in its eight-byte words and past its first 32
+// bytes (where it changes method).
+func TestStringEndAtEveryOffset(t *testing.T) {
+	naive := func(b []byte) int {
+		for j := 1; j < len(b); j++ {
+			switch b[j] {
+			case '\\':
+				j++
+			case '"':
+				return j
+			}
+		}
+		return -1
+	}
+	for _, n := range []int{0, 1, 7, 8, 9, 15, 16, 31, 32, 33, 40, 47, 70} {
+		for at := range n + 1 {
 			for _, c := range []string{`"`, `\\`, `\"`, "é", `\`} {
 				s := []byte(`"` + strings.Repeat("a", at) + c + strings.Repeat("b", n-at) + `"`)
 				for _, b := range [][]byte{s, s[:len(s)-1]} {
-					want, _ := stringEnd(b, 0)
-					if got := quoteEnd(b, 1); got != want {
-						t.Errorf("quoteEnd(%q) = %d, stringEnd %d", b, got, want)
+					if got, _ := stringEnd(b, 0); got != naive(b) {
+						t.Errorf("stringEnd(%q) = %d, want %d", b, got, naive(b))
 					}
 				}
 			}
