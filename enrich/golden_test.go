@@ -60,9 +60,10 @@ func TestGoldenOutput(t *testing.T) {
 		for _, col := range e.schema.Columns {
 			fmt.Fprintf(&out, "%s %s %s\n", col.Name, col.Type, col.Added.Format(time.RFC3339Nano))
 		}
-		// GET events come through a map (url.ParseQuery), so the order of
-		// their own fields, and of the columns they add, is not defined:
-		// their lines are compared member by member.
+		// GET events' fields came through a map (url.ParseQuery) in a random
+		// order when this file was made (they are sorted by name now, see
+		// TestGETEventsAreTheSameEveryTime): their lines are compared member
+		// by member.
 		e = goldenEnricher(c.opts, c.schema)
 		fmt.Fprintf(&out, "=== %s: GET\n", c.name)
 		writeResult(&out, e.enrichMessage(bus.Msg{Seq: 99, Time: receivedAt, Data: goldenGETFrame()}, map[string]struct{}{}), true)
@@ -433,4 +434,23 @@ func goldenGETFrame() []byte {
 		panic(err)
 	}
 	return f
+}
+
+// The same pixel requests make the same bytes every time: fields in the
+// order of their names, and the columns they add in that order.
+func TestGETEventsAreTheSameEveryTime(t *testing.T) {
+	var first []byte
+	for range 5 {
+		e := goldenEnricher(Options{}, nil)
+		var out bytes.Buffer
+		writeResult(&out, e.enrichMessage(bus.Msg{Seq: 99, Time: time.Date(2026, 11, 26, 0, 0, 0, 0, time.UTC), Data: goldenGETFrame()}, map[string]struct{}{}), false)
+		for _, col := range e.schema.Columns {
+			fmt.Fprintf(&out, "%s %s\n", col.Name, col.Type)
+		}
+		if first == nil {
+			first = out.Bytes()
+		} else if !bytes.Equal(out.Bytes(), first) {
+			t.Fatalf("the same GET requests made different events or columns:\n%s\nthen\n%s", first, out.Bytes())
+		}
+	}
 }

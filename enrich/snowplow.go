@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
 	"slices"
 	"strconv"
@@ -160,9 +161,11 @@ func queryParams(q string) ([]param, error) {
 	if err != nil {
 		return nil, err
 	}
+	// In the order of their names: the same request makes the same event,
+	// and new columns it brings are added in the same order.
 	out := make([]param, 0, len(vals))
-	for k, v := range vals {
-		if len(v) > 0 {
+	for _, k := range slices.Sorted(maps.Keys(vals)) {
+		if v := vals[k]; len(v) > 0 {
 			out = append(out, param{k: k, v: v[0]})
 		}
 	}
