@@ -1,9 +1,7 @@
 package main
 
 import (
-	"context"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"testing"
@@ -31,19 +29,7 @@ func TestPipelineBadRowsOnceAfterKillNine(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := startSluice(t, data, collector, api, "-c", cfg)
-	ctx, stop := context.WithCancel(context.Background())
-	type result struct {
-		s   demo.Stats
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		s, err := demo.Run(ctx, demo.Options{
-			CollectorURL: "http://" + collector, History: 2 * time.Hour, HistoryEventsPerHour: 100000,
-			Rate: 500, Seed: 7, Client: &http.Client{Timeout: 5 * time.Second},
-		})
-		done <- result{s, err}
-	}()
+	finish := startDemo(t, collector, demo.Options{History: 2 * time.Hour, HistoryEventsPerHour: 100000, Rate: 500, Seed: 7})
 	began := time.Now()
 	for _, at := range []time.Duration{2 * time.Second, 6 * time.Second, 11 * time.Second} {
 		time.Sleep(time.Until(began.Add(at)))
@@ -52,15 +38,11 @@ func TestPipelineBadRowsOnceAfterKillNine(t *testing.T) {
 		p = startSluice(t, data, collector, api, "-c", cfg)
 	}
 	time.Sleep(time.Until(began.Add(20 * time.Second)))
-	stop()
-	r := <-done
-	if r.err != nil {
-		t.Fatal(r.err)
-	}
-	waitSQL(t, data, "SELECT count(*), count(DISTINCT event_id) FROM events", fmt.Sprintf("[[%d %d]]", r.s.Sent, r.s.Sent))
+	r := finish()
+	waitSQL(t, data, "SELECT count(*), count(DISTINCT event_id) FROM events", fmt.Sprintf("[[%d %d]]", r.Sent, r.Sent))
 	purchases := sql(t, data, "SELECT count(*) FROM events WHERE event = 'purchase'")[0][0]
 	others := sql(t, data, "SELECT count(*) FROM events WHERE event <> 'purchase'")[0][0]
-	t.Logf("demo sent %d events: %v purchases, %v others", r.s.Sent, purchases, others)
+	t.Logf("demo sent %d events: %v purchases, %v others", r.Sent, purchases, others)
 	if n, _ := purchases.(float64); n < 100 {
 		t.Fatalf("only %v purchases: the test covers too little", purchases)
 	}

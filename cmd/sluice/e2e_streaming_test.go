@@ -21,19 +21,7 @@ func TestStreamingExampleSurvivesKillNine(t *testing.T) {
 	const example = "../../examples/streaming/sluice.yaml"
 	p := startSluice(t, data, collector, api, "-c", example)
 
-	ctx, stop := context.WithCancel(context.Background())
-	type result struct {
-		s   demo.Stats
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		s, err := demo.Run(ctx, demo.Options{
-			CollectorURL: "http://" + collector, History: 30 * time.Minute, HistoryEventsPerHour: 60000,
-			Rate: 400, Seed: 42, Client: &http.Client{Timeout: 5 * time.Second},
-		})
-		done <- result{s, err}
-	}()
+	finish := startDemo(t, collector, demo.Options{History: 30 * time.Minute, HistoryEventsPerHour: 60000, Rate: 400, Seed: 42})
 	// Live traffic for 72 s, killed at 3, 20 and 40 s: at least one minute
 	// (a window) that was open at a kill closes before the end and is
 	// compared.
@@ -51,15 +39,11 @@ func TestStreamingExampleSurvivesKillNine(t *testing.T) {
 		p = startSluice(t, data, collector, api, "-c", example)
 	}
 	time.Sleep(time.Until(began.Add(72 * time.Second)))
-	stop()
-	r := <-done
-	if r.err != nil {
-		t.Fatal(r.err)
-	}
-	t.Logf("demo sent %d events (%d retries), event times %s to %s", r.s.Sent, r.s.Retries, r.s.FirstEventTime, r.s.LastEventTime)
+	r := finish()
+	t.Logf("demo sent %d events (%d retries), event times %s to %s", r.Sent, r.Retries, r.FirstEventTime, r.LastEventTime)
 
 	// Every acknowledged event in the lake, then the closed windows.
-	waitSQL(t, data, "SELECT count(*), count(DISTINCT event_id) FROM events", fmt.Sprintf("[[%d %d]]", r.s.Sent, r.s.Sent))
+	waitSQL(t, data, "SELECT count(*), count(DISTINCT event_id) FROM events", fmt.Sprintf("[[%d %d]]", r.Sent, r.Sent))
 	got := `SELECT strftime(window_start, '%H:%M'), country, purchases, round(revenue, 2) FROM revenue_per_minute
 		WHERE window_start + INTERVAL 65 second <= (SELECT max(event_time) FROM events) ORDER BY 1, 2`
 	want := `SELECT strftime(time_bucket(INTERVAL 1 minute, event_time), '%H:%M') AS w, country, count(*), round(sum(revenue), 2)
@@ -85,6 +69,33 @@ func TestStreamingExampleSurvivesKillNine(t *testing.T) {
 		t.Errorf("only %v windows: the test did not cover the history", n)
 	}
 	p.stop(t)
+}
+
+// startDemo sends demo traffic (opts, to collector) until the returned
+// finish is called, which stops it and returns what was sent.
+func startDemo(t *testing.T, collector string, opts demo.Options) (finish func() demo.Stats) {
+	t.Helper()
+	ctx, stop := context.WithCancel(context.Background())
+	type result struct {
+		s   demo.Stats
+		err error
+	}
+	done := make(chan result, 1)
+	opts.CollectorURL = "http://" + collector
+	opts.Client = &http.Client{Timeout: 5 * time.Second}
+	go func() {
+		s, err := demo.Run(ctx, opts)
+		done <- result{s, err}
+	}()
+	return func() demo.Stats {
+		t.Helper()
+		stop()
+		r := <-done
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		return r.s
+	}
 }
 
 // waitSQL polls `sluice sql` until it answers want.
