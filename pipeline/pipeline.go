@@ -514,11 +514,13 @@ type outputs struct {
 	bad   []badRow
 }
 
-// badRow is a bad row and what names it on the bus: the pipeline, the
-// input message (stream and sequence, a file's chunk by its start), the step
-// and the payload. The row itself holds the time it failed, so read again
-// after a crash it would differ; its id does not, and the bus drops it.
+// badRow is a bad row, the input message it came from (stream and
+// sequence; a file's chunk by its start) and a key naming it: the step and
+// the payload that failed there. The row itself holds the time it failed,
+// so read again after a crash it would differ; its key does not.
 type badRow struct {
+	src  string
+	seq  uint64
 	key  [12]byte
 	line []byte
 }
@@ -829,23 +831,56 @@ func (p *Pipeline) badLine(where, src string, seq uint64, step string, err error
 		RawSeq:  seq, Payload: string(payload),
 	})
 	h := sha256.New()
-	fmt.Fprintf(h, "%s\x00%d\x00%s\x00", src, seq, step)
+	fmt.Fprintf(h, "%s\x00", step)
 	h.Write(payload)
 	var key [12]byte
 	copy(key[:], h.Sum(nil))
-	return badRow{key: key, line: append(line, '\n')}
+	return badRow{src: src, seq: seq, key: key, line: append(line, '\n')}
 }
 
-// badMessages are the bad rows as messages, one each, with ids: the same
-// event failing twice in one message (a repeated line) is counted apart.
+// maxBadMessage bounds a message of bad rows; more rows of one input
+// message go on in further messages.
+const maxBadMessage = 1 << 20
+
+// badMessages are the bad rows as messages: those of one input message
+// together (a message or more, in order), named by the pipeline, the input
+// message and the keys of its rows. A batch processed again after a crash
+// fails on the same events of each message, and the bus drops the copies.
 func (p *Pipeline) badMessages(rows []badRow) []bus.Outgoing {
-	seen := make(map[[12]byte]int, len(rows))
-	msgs := make([]bus.Outgoing, 0, len(rows))
+	type origin struct {
+		src string
+		seq uint64
+	}
+	var order []origin
+	groups := map[origin][]badRow{}
 	for _, r := range rows {
-		n := seen[r.key]
-		seen[r.key] = n + 1
-		msgs = append(msgs, bus.Outgoing{Stream: sluice.StreamBad, Data: r.line,
-			MsgID: fmt.Sprintf("pipeline:%s:bad:%x:%d", p.o.Name, r.key, n)})
+		o := origin{r.src, r.seq}
+		if _, ok := groups[o]; !ok {
+			order = append(order, o)
+		}
+		groups[o] = append(groups[o], r)
+	}
+	var msgs []bus.Outgoing
+	for _, o := range order {
+		h := sha256.New()
+		fmt.Fprintf(h, "%s\x00%d\x00", o.src, o.seq)
+		for _, r := range groups[o] {
+			h.Write(r.key[:])
+		}
+		id := fmt.Sprintf("pipeline:%s:bad:%x", p.o.Name, h.Sum(nil)[:16])
+		var data []byte
+		part := 0
+		emit := func() {
+			msgs = append(msgs, bus.Outgoing{Stream: sluice.StreamBad, Data: data, MsgID: fmt.Sprintf("%s:%d", id, part)})
+			data, part = nil, part+1
+		}
+		for _, r := range groups[o] {
+			if len(data) > 0 && len(data)+len(r.line) > maxBadMessage {
+				emit()
+			}
+			data = append(data, r.line...)
+		}
+		emit()
 	}
 	return msgs
 }
