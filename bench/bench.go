@@ -129,8 +129,12 @@ func (c *Corpus) Path() string {
 
 // Body builds a request body of n events with fresh event ids: a JSON array,
 // or a tp2 payload_data envelope.
-func (c *Corpus) Body(n int) []byte {
-	b := make([]byte, 0, n*600+128)
+func (c *Corpus) Body(n int) []byte { return c.AppendBody(make([]byte, 0, n*600+128), n) }
+
+// AppendBody is Body appended to b: a client that sends one body at a time
+// reuses its buffer, so that the load generator, in the server's process,
+// does not make the server's garbage collector work for it.
+func (c *Corpus) AppendBody(b []byte, n int) []byte {
 	idKey := "event_id"
 	if c.protocol == "tp2" {
 		b = append(b, `{"schema":"iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-4","data":`...)
@@ -305,6 +309,7 @@ func Lake(ctx context.Context, collectorURL string, c *Corpus, clients, batch in
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			var body []byte
 			for {
 				k := sent.Add(int64(batch))
 				if k > total {
@@ -317,7 +322,9 @@ func Lake(ctx context.Context, collectorURL string, c *Corpus, clients, batch in
 						time.Sleep(d)
 					}
 				}
-				body := c.Body(batch)
+				// The collector reads a body whole before it answers, so
+				// the buffer is free again once the answer is read.
+				body = c.AppendBody(body[:0], batch)
 				resp, err := hc.Post(collectorURL+c.Path(), "application/json", bytes.NewReader(body))
 				if err != nil {
 					errc <- err
