@@ -271,8 +271,15 @@ func TestRollupCoarsen(t *testing.T) {
 	n = startNode(t, data, withConfigFile(t, cfgFile))
 	defer n.Stop()
 	api = n.APIURL()
-	if after := describe(); fmt.Sprint(after) != fmt.Sprint(ivs) {
-		t.Fatalf("intervals after a restart:\n%+v\nwant\n%+v", after, ivs)
+	// The rollup loads its saved segments after the node is up: poll.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		after := describe()
+		if fmt.Sprint(after) == fmt.Sprint(ivs) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("intervals after a restart:\n%+v\nwant\n%+v", after, ivs)
+		}
 	}
 	waitFor(t, api, got, want)
 }
