@@ -191,57 +191,43 @@ func BenchmarkAppendString(b *testing.B) {
 	}
 }
 
-// appendStringBefore is AppendString as it was before it copied plain runs
-// whole: the faster one must write the same bytes.
-func appendStringBefore(dst []byte, s string) []byte {
-	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			dst = append(dst, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				dst = append(dst, '\\', c)
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, "\ufffd"...)
-			i++
-			start = i
-			continue
-		}
-		i += size
-	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
-}
-
+// AppendString writes the one text that is valid UTF-8 JSON, decodes to
+// what encoding/json makes of s (each invalid byte becomes U+FFFD), and
+// escapes only what must be: '"', '\\', control bytes (\n, \r and \t
+// short, the others as \u00xx, lower-case hex).
 func FuzzAppendString(f *testing.F) {
 	for _, s := range []string{"", "plain ascii text, longer than eight bytes", `quo"te`, "tab\tnew\nline\r", "\x00\x01\x1f\x7f",
-		"héllo wörld ✓ 😀", "bad \xff\xfe utf8", "12345678\"2345678\\", "\xed\xa0\x80 surrogate", "abcdefg\xf0\x9f\x98"} {
+		"héllo wörld ✓ 😀", "bad \xff\xfe utf8", "12345678\"2345678\\", "\xed\xa0\x80 surrogate", "abcdefg\xf0\x9f\x98", "<&> \u2028"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		if got, want := AppendString([]byte("x"), s), appendStringBefore([]byte("x"), s); !bytes.Equal(got, want) {
-			t.Fatalf("AppendString(%q) = %q, want %q", s, got, want)
+		got := AppendString([]byte("x"), s)
+		if got[0] != 'x' {
+			t.Fatalf("AppendString(%q) overwrote dst: %q", s, got)
+		}
+		got = got[1:]
+		var dec, want string
+		marshaled, _ := json.Marshal(s)
+		if err := json.Unmarshal(got, &dec); err != nil || json.Unmarshal(marshaled, &want) != nil || dec != want {
+			t.Fatalf("AppendString(%q) = %q: decodes to %q (%v), want %q", s, got, dec, err, want)
+		}
+		if !utf8.Valid(got) {
+			t.Fatalf("AppendString(%q) = %q: not UTF-8", s, got)
+		}
+		in := got[1 : len(got)-1]
+		for i := 0; i < len(in); i++ {
+			switch c := in[i]; {
+			case c < 0x20:
+				t.Fatalf("AppendString(%q) = %q: raw control byte", s, got)
+			case c != '\\':
+			case i+1 < len(in) && strings.IndexByte(`"\nrt`, in[i+1]) >= 0:
+				i++
+			case i+5 < len(in) && string(in[i+1:i+4]) == "u00" && strings.IndexByte("01", in[i+4]) >= 0 && strings.IndexByte(hexDigits, in[i+5]) >= 0 &&
+				!strings.Contains(`\u000a\u000d\u0009`, string(in[i:i+6])):
+				i += 5
+			default:
+				t.Fatalf("AppendString(%q) = %q: an escape at byte %d that is not needed", s, got, i)
+			}
 		}
 	})
 }
