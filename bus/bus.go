@@ -261,11 +261,7 @@ func (b *Bus) MaxPayload() int64 { return b.nc.MaxPayload() }
 // non-empty msgID makes a repeated publish (within the duplicate window) a
 // no-op that returns the first copy's sequence.
 func (b *Bus) Publish(ctx context.Context, stream string, data []byte, msgID string) (uint64, error) {
-	var opts []jetstream.PublishOpt
-	if msgID != "" {
-		opts = append(opts, jetstream.WithMsgID(msgID))
-	}
-	ack, err := b.js.Publish(ctx, subject(stream), data, opts...)
+	ack, err := b.js.PublishMsg(ctx, newMsg(subject(stream), data, msgID))
 	if err != nil {
 		return 0, fmt.Errorf("publish to %s: %w", stream, err)
 	}
@@ -280,11 +276,7 @@ func (b *Bus) PublishTo(ctx context.Context, stream, sub string, data []byte, ms
 	if err != nil {
 		return 0, fmt.Errorf("publish: %w", err)
 	}
-	var opts []jetstream.PublishOpt
-	if msgID != "" {
-		opts = append(opts, jetstream.WithMsgID(msgID))
-	}
-	ack, err := b.js.Publish(ctx, subj, data, opts...)
+	ack, err := b.js.PublishMsg(ctx, newMsg(subj, data, msgID))
 	if err != nil {
 		return 0, fmt.Errorf("publish to %s: %w", subj, err)
 	}
@@ -309,7 +301,7 @@ func (b *Bus) LastMsg(ctx context.Context, stream, sub string) (m Msg, ok bool, 
 	if err != nil {
 		return Msg{}, false, fmt.Errorf("last message on %s: %w", subj, err)
 	}
-	return Msg{Seq: raw.Sequence, Time: raw.Time, Data: raw.Data}, true, nil
+	return Msg{Seq: raw.Sequence, Time: raw.Time, Data: b.decoded(stream, raw.Sequence, raw.Header, raw.Data)}, true, nil
 }
 
 // Outgoing is one message for PublishAll.
@@ -324,11 +316,7 @@ type Outgoing struct {
 func (b *Bus) PublishAll(ctx context.Context, msgs []Outgoing) error {
 	futures := make([]jetstream.PubAckFuture, 0, len(msgs))
 	for _, m := range msgs {
-		nm := &nats.Msg{Subject: subject(m.Stream), Data: m.Data, Header: nats.Header{}}
-		if m.MsgID != "" {
-			nm.Header.Set(jetstream.MsgIDHeader, m.MsgID)
-		}
-		f, err := b.js.PublishMsgAsync(nm)
+		f, err := b.js.PublishMsgAsync(newMsg(subject(m.Stream), m.Data, m.MsgID))
 		if err != nil {
 			return fmt.Errorf("publish to %s: %w", m.Stream, err)
 		}
@@ -409,7 +397,7 @@ func (b *Bus) ConsumePipelined(ctx context.Context, stream, name string, maxBatc
 	if err != nil {
 		return fmt.Errorf("consume %s: %w", stream, err)
 	}
-	msgs := pump(ctx, it)
+	msgs := b.pump(ctx, stream, it)
 	backoff := 100 * time.Millisecond
 	fail := func(batch []Msg, err error) {
 		b.log.Error("stage failed; batch will be redelivered", "consumer", name, "stream", stream,
@@ -494,7 +482,7 @@ func (b *Bus) ConsumePipelined(ctx context.Context, stream, name string, maxBatc
 
 // pump moves messages from a JetStream iterator onto a channel so callers can
 // select on it together with timers and ctx.
-func pump(ctx context.Context, it jetstream.MessagesContext) <-chan Msg {
+func (b *Bus) pump(ctx context.Context, stream string, it jetstream.MessagesContext) <-chan Msg {
 	ch := make(chan Msg, 256)
 	go func() {
 		<-ctx.Done()
@@ -514,8 +502,9 @@ func pump(ctx context.Context, it jetstream.MessagesContext) <-chan Msg {
 			if err != nil {
 				continue
 			}
+			data := b.decoded(stream, md.Sequence.Stream, m.Headers(), m.Data())
 			select {
-			case ch <- Msg{Seq: md.Sequence.Stream, Time: md.Timestamp, Data: m.Data(), raw: m}:
+			case ch <- Msg{Seq: md.Sequence.Stream, Time: md.Timestamp, Data: data, raw: m}:
 			case <-ctx.Done():
 				return
 			}
@@ -719,12 +708,13 @@ func (b *Bus) read(ctx context.Context, stream string, start func(*jetstream.Con
 					}
 					delivered = md.Sequence.Consumer
 					last = md.Sequence.Stream
-					largest = max(largest, int64(len(m.Data())))
-					if !r.acquire(int64(len(m.Data()))) {
+					data := b.decoded(stream, last, m.Headers(), m.Data())
+					largest = max(largest, int64(len(data)))
+					if !r.acquire(int64(len(data))) {
 						return
 					}
 					select {
-					case ch <- Msg{Seq: last, Time: md.Timestamp, Data: m.Data()}:
+					case ch <- Msg{Seq: last, Time: md.Timestamp, Data: data}:
 					case <-ctx.Done():
 						return
 					}
