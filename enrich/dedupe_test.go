@@ -76,3 +76,63 @@ func TestDedupeRebuiltFromPastTimes(t *testing.T) {
 		t.Error("ids published 12.5 to 15 minutes ago are remembered in a 10 minute window")
 	}
 }
+
+// Many ids, added again at random, through many rebuilds of the table and
+// expiries of its generations: every id is remembered within the window and
+// forgotten once it is 5/4 of the window old, as a plain map of last-seen
+// times says.
+func TestDedupeAgainstAModel(t *testing.T) {
+	const window = time.Second
+	d := newDedupe(window)
+	lastSeen := map[string]time.Time{}
+	r := uint64(7)
+	rnd := func(n int) int {
+		r = r*6364136223846793005 + 1442695040888963407
+		return int(r>>33) % n
+	}
+	now := t0
+	for i := range 300_000 {
+		now = now.Add(time.Duration(rnd(40)) * time.Microsecond)
+		id := fmt.Sprint("id-", i)
+		if i > 0 && rnd(4) == 0 {
+			// An id seen before, maybe long ago.
+			id = fmt.Sprint("id-", i-1-rnd(min(i, 100_000)))
+		}
+		age, seen := now.Sub(lastSeen[id]), lastSeen[id] != (time.Time{})
+		got := d.contains(id, now)
+		switch {
+		case seen && age <= window && !got:
+			t.Fatalf("event %d: %s seen %v ago was forgotten (window %v)", i, id, age, window)
+		case (!seen || age > window+window/4+time.Millisecond) && got:
+			t.Fatalf("event %d: %s (seen %v, %v ago) is remembered", i, id, seen, age)
+		}
+		d.add(id, now)
+		lastSeen[id] = now
+	}
+	// About 4 ms of ids a millisecond... the window holds ~50,000 ids at
+	// ~20 µs apart; the table must not hold every id ever added.
+	if live := len(d.slots); live > 1<<18 {
+		t.Errorf("table of %d slots for a window of ~50,000 ids: expired ids are not dropped", live)
+	}
+}
+
+// BenchmarkDedupe is enrich's use: every id new, looked up, then added,
+// 100,000 a second into a 5-minute window (8M ids; the table grows to hold
+// them all).
+func BenchmarkDedupe(b *testing.B) {
+	d := newDedupe(5 * time.Minute)
+	ids := make([]string, 1<<23)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("bench-%019d-%d", i*7919, i)
+	}
+	now := t0
+	i := 0
+	for b.Loop() {
+		id := ids[i&(len(ids)-1)]
+		if !d.contains(id, now) {
+			d.add(id, now)
+		}
+		i++
+		now = now.Add(10 * time.Microsecond)
+	}
+}
