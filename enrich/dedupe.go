@@ -51,12 +51,15 @@ func newDedupe(window time.Duration) *dedupe {
 	}
 }
 
-func (d *dedupe) key(id string) (uint64, uint64) {
-	k0, k1 := maphash.String(d.seeds[0], id), maphash.String(d.seeds[1], id)
-	if k0 == 0 && k1 == 0 {
-		k1 = 1 // (0, 0) marks an empty slot
+// idKey is an event id as the table keeps it.
+type idKey struct{ k0, k1 uint64 }
+
+func (d *dedupe) key(id string) idKey {
+	k := idKey{maphash.String(d.seeds[0], id), maphash.String(d.seeds[1], id)}
+	if k == (idKey{}) {
+		k.k1 = 1 // (0, 0) marks an empty slot
 	}
-	return k0, k1
+	return k
 }
 
 // live is the lowest generation number not yet expired.
@@ -75,24 +78,57 @@ func (d *dedupe) contains(id string, now time.Time) bool {
 	if len(d.gens) == 0 {
 		return false
 	}
-	k0, k1 := d.key(id)
-	live := d.live()
-	mask := len(d.slots) - 1
-	for i := int(k0) & mask; ; i = (i + 1) & mask {
-		s := &d.slots[i]
-		if s.k0 == k0 && s.k1 == k1 {
-			return s.gen >= live
-		}
-		if s.k0 == 0 && s.k1 == 0 {
-			return false
-		}
-	}
+	i := d.find(d.key(id))
+	return i >= 0 && d.slots[i].gen >= d.live()
 }
 
 // add remembers id as seen at t.
 func (d *dedupe) add(id string, t time.Time) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.put(d.key(id), t)
+}
+
+// addNew remembers k as seen at t unless it was seen within the window
+// already; it reports whether k is new.
+func (d *dedupe) addNew(k idKey, t time.Time) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.put(k, t)
+}
+
+// forget drops keys, as if they had never been added (their events were
+// not stored after all). A key seen again meanwhile is forgotten too.
+func (d *dedupe) forget(keys []idKey) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, k := range keys {
+		if i := d.find(k); i >= 0 {
+			d.slots[i].gen = 0 // below every live generation: a tombstone
+		}
+	}
+}
+
+// find returns the slot holding k (live or not), or -1.
+func (d *dedupe) find(k idKey) int {
+	if len(d.slots) == 0 {
+		return -1
+	}
+	mask := len(d.slots) - 1
+	for i := int(k.k0) & mask; ; i = (i + 1) & mask {
+		s := &d.slots[i]
+		if s.k0 == k.k0 && s.k1 == k.k1 {
+			return i
+		}
+		if s.k0 == 0 && s.k1 == 0 {
+			return -1
+		}
+	}
+}
+
+// put tags k with the generation of t (starting one if due); it reports
+// whether k was not live before.
+func (d *dedupe) put(k idKey, t time.Time) bool {
 	d.expire(t)
 	if n := len(d.gens); n == 0 || t.Sub(d.gens[n-1].start) >= d.span {
 		d.gens = append(d.gens, generation{start: t, n: d.next})
@@ -105,23 +141,23 @@ func (d *dedupe) add(id string, t time.Time) {
 	if d.used+1 > len(d.slots)/4*3 {
 		d.rebuild()
 	}
-	k0, k1 := d.key(id)
 	live := d.live()
 	mask := len(d.slots) - 1
-	free := -1 // the first expired slot on the way: reused if id is not there
-	for i := int(k0) & mask; ; i = (i + 1) & mask {
+	free := -1 // the first expired slot on the way: reused if k is not there
+	for i := int(k.k0) & mask; ; i = (i + 1) & mask {
 		s := &d.slots[i]
-		if s.k0 == k0 && s.k1 == k1 {
+		if s.k0 == k.k0 && s.k1 == k.k1 {
+			was := s.gen >= live
 			s.gen = g.n
-			return
+			return !was
 		}
 		if s.k0 == 0 && s.k1 == 0 {
 			if free < 0 {
 				free = i
 				d.used++
 			}
-			d.slots[free] = slot{k0: k0, k1: k1, gen: g.n}
-			return
+			d.slots[free] = slot{k0: k.k0, k1: k.k1, gen: g.n}
+			return true
 		}
 		if free < 0 && s.gen < live {
 			free = i

@@ -97,10 +97,12 @@ type Enricher struct {
 	widenToString bool
 	keys          map[string]schemaKey // parsed Iglu URIs
 
-	// The ids of the batch being stored while the next one is enriched;
-	// storeFailed says that storing failed and both batches come again.
+	// The event ids each raw message (by sequence) added to the dedupe
+	// window, until its output is stored: if it is not, they are forgotten
+	// (storeFailed says storing failed, and every unstored message comes
+	// again), and so are those of a message that comes again.
 	mu          sync.Mutex
-	inflight    map[string]struct{}
+	unconfirmed map[uint64][]idKey
 	storeFailed bool
 	streams     []string
 	parsers     map[string]parserEntry // by format and pattern
@@ -144,7 +146,7 @@ func New(o Options) *Enricher {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	return &Enricher{inflight: map[string]struct{}{}, bus: o.Bus, log: o.Logger, seen: newDedupe(o.DedupeWindow), byEventIDs: o.DedupeWindow >= bus.DuplicateWindow, now: time.Now, enrichments: o.Enrichments,
+	return &Enricher{unconfirmed: map[uint64][]idKey{}, bus: o.Bus, log: o.Logger, seen: newDedupe(o.DedupeWindow), byEventIDs: o.DedupeWindow >= bus.DuplicateWindow, now: time.Now, enrichments: o.Enrichments,
 		iglu: o.Iglu, rejectUnknown: o.RejectUnknownSchemas, fingerprint: o.Fingerprint, widenToString: o.WidenToString, streams: o.Streams}
 }
 
@@ -220,17 +222,29 @@ func (e *Enricher) handle(ctx context.Context, batch []bus.Msg) (bus.Finish, err
 	if e.storeFailed {
 		// That batch and the one enriched meanwhile come again: forget
 		// their ids.
-		clear(e.inflight)
+		for _, keys := range e.unconfirmed {
+			e.seen.forget(keys)
+		}
+		clear(e.unconfirmed)
 		e.storeFailed = false
+	}
+	// A message whose output was not stored comes again (the bus failed
+	// the batch after its predecessor's store failed): its ids were never
+	// published.
+	for _, m := range batch {
+		if keys, ok := e.unconfirmed[m.Seq]; ok {
+			e.seen.forget(keys)
+			delete(e.unconfirmed, m.Seq)
+		}
 	}
 	e.mu.Unlock()
 	var out []bus.Outgoing
 	schemaChanged := false
 	var stats counts
 	maxMsg := int(e.bus.MaxPayload() / 2)
-	ids := make(map[string]struct{})
-	for _, m := range batch {
-		res := e.enrichMessage(m, ids)
+	keys := make([][]idKey, len(batch))
+	for i, m := range batch {
+		res := e.enrichMessage(m, &keys[i])
 		stats.add(res.counts)
 		schemaChanged = schemaChanged || res.schemaChanged
 		var eventIDs []string
@@ -244,6 +258,13 @@ func (e *Enricher) handle(ctx context.Context, batch []bus.Msg) (bus.Finish, err
 			out = appendChunks(out, s, fmt.Sprintf("s-%s-%d", s, m.Seq), res.streams[s], nil, maxMsg)
 		}
 	}
+	// The ids count as seen from now on, so that the next batch, enriched
+	// while this one is stored, drops their duplicates.
+	e.mu.Lock()
+	for i, m := range batch {
+		e.unconfirmed[m.Seq] = keys[i]
+	}
+	e.mu.Unlock()
 	if schemaChanged {
 		// Saved before the rows that need it are published: the archiver
 		// types rows by the schema record.
@@ -253,15 +274,11 @@ func (e *Enricher) handle(ctx context.Context, batch []bus.Msg) (bus.Finish, err
 			e.schema, e.rev, _ = e.bus.Schema(ctx, sluice.StreamEvents)
 			e.colIdx, e.colKeys = nil, nil
 			clear(e.colCache[:])
+			e.forgetBatch(batch)
 			return nil, fmt.Errorf("save schema: %w", err)
 		}
 		e.rev = rev
 	}
-	e.mu.Lock()
-	for id := range ids {
-		e.inflight[id] = struct{}{}
-	}
-	e.mu.Unlock()
 	return func(ctx context.Context) error {
 		if err := e.bus.PublishAll(ctx, out); err != nil {
 			e.mu.Lock()
@@ -269,18 +286,24 @@ func (e *Enricher) handle(ctx context.Context, batch []bus.Msg) (bus.Finish, err
 			e.mu.Unlock()
 			return err
 		}
-		// Only now are the ids published: a failed batch is redelivered
-		// and must not find its own events already "seen".
-		now := e.now()
 		e.mu.Lock()
-		for id := range ids {
-			e.seen.add(id, now)
-			delete(e.inflight, id)
+		for _, m := range batch {
+			delete(e.unconfirmed, m.Seq)
 		}
 		e.mu.Unlock()
 		stats.publish()
 		return nil
 	}, nil
+}
+
+// forgetBatch forgets the ids a batch added: it will come again.
+func (e *Enricher) forgetBatch(batch []bus.Msg) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, m := range batch {
+		e.seen.forget(e.unconfirmed[m.Seq])
+		delete(e.unconfirmed, m.Seq)
+	}
 }
 
 // appendChunks cuts NDJSON lines into messages below max bytes, with the
@@ -336,9 +359,9 @@ type result struct {
 	counts
 }
 
-// enrichMessage enriches one raw message; ids collects the event ids of the
-// batch so far.
-func (e *Enricher) enrichMessage(m bus.Msg, ids map[string]struct{}) result {
+// enrichMessage enriches one raw message; ids collects the keys of the event
+// ids it adds to the dedupe window.
+func (e *Enricher) enrichMessage(m bus.Msg, ids *[]idKey) result {
 	var res result
 	payloads, err := sluice.DecodeFrame(m.Data)
 	if err != nil {
@@ -355,7 +378,7 @@ func (e *Enricher) enrichMessage(m bus.Msg, ids map[string]struct{}) result {
 	return res
 }
 
-func (e *Enricher) enrichPayload(res *result, seq uint64, pi int, p *sluice.Payload, ids map[string]struct{}) {
+func (e *Enricher) enrichPayload(res *result, seq uint64, pi int, p *sluice.Payload, ids *[]idKey) {
 	bad := func(typ, msg, payload, eventID string) {
 		res.bad = append(res.bad, e.badLine(sluice.BadRow{
 			Type: typ, Message: msg, ReceivedAt: p.ReceivedAt, Collector: p.Collector,
@@ -392,7 +415,7 @@ func (e *Enricher) enrichPayload(res *result, seq uint64, pi int, p *sluice.Payl
 
 // addEvent turns one JSON value into an event of the batch, a bad row or a
 // duplicate.
-func (e *Enricher) addEvent(res *result, v []byte, p *sluice.Payload, seq uint64, pi, vi int, ids map[string]struct{}, bad func(typ, msg, payload, eventID string)) {
+func (e *Enricher) addEvent(res *result, v []byte, p *sluice.Payload, seq uint64, pi, vi int, ids *[]idKey, bad func(typ, msg, payload, eventID string)) {
 	ev, ferr := e.toEvent(v, p, seq, pi, vi)
 	if ferr != nil {
 		bad(ferr.typ, ferr.msg, string(v), ferr.eventID)
@@ -401,27 +424,21 @@ func (e *Enricher) addEvent(res *result, v []byte, p *sluice.Payload, seq uint64
 	e.keep(res, ev, ids)
 }
 
-// published reports whether an event id was published within the dedupe
-// window, or is being published with the batch before this one.
-func (e *Enricher) published(id string) bool {
-	e.mu.Lock()
-	_, ok := e.inflight[id]
-	e.mu.Unlock()
-	return ok || e.seen.contains(id, e.now())
-}
-
 // keep adds a built event to the batch unless it is a duplicate.
-func (e *Enricher) keep(res *result, ev built, ids map[string]struct{}) {
+func (e *Enricher) keep(res *result, ev built, ids *[]idKey) {
 	// Even a duplicate has extended e.schema: save it, or a later event
 	// with that column would publish it without a schema record.
 	if ev.schemaChanged {
 		res.schemaChanged = true
 	}
-	if _, dup := ids[ev.id]; dup || e.published(ev.id) {
+	k := e.seen.key(ev.id)
+	if !e.seen.addNew(k, e.now()) {
+		// Published within the window, being published with the batch
+		// before this one, or earlier in this batch.
 		res.duplicates++
 		return
 	}
-	ids[ev.id] = struct{}{}
+	*ids = append(*ids, k)
 	res.events = append(res.events, ev.line)
 	res.eventIDs = append(res.eventIDs, ev.id)
 	res.enriched++

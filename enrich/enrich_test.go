@@ -345,12 +345,12 @@ func TestGeneratedIDsAreStableWhenRawIsReprocessed(t *testing.T) {
 	raw := readRaw(t, b)
 	var again [][]byte
 	for _, m := range raw {
-		if res := e.enrichMessage(m, map[string]struct{}{}); len(res.events) != 0 {
+		if res := e.enrichMessage(m, new([]idKey)); len(res.events) != 0 {
 			t.Errorf("raw %d: re-enriched %d events that are already on events", m.Seq, len(res.events))
 		}
 		fresh := New(Options{Bus: b, Logger: quiet})
 		fresh.schema = e.schema
-		again = append(again, fresh.enrichMessage(m, map[string]struct{}{}).events...)
+		again = append(again, fresh.enrichMessage(m, new([]idKey)).events...)
 	}
 	if len(again) != len(first) {
 		t.Fatalf("reprocessing gave %d events, want %d", len(again), len(first))
@@ -1046,5 +1046,54 @@ func TestSameEventsFromTwoProcessesAreStoredOnce(t *testing.T) {
 	}
 	if got := strings.Join(ids, " "); got != "r-1 r-2 r-3 r-4" {
 		t.Errorf("events hold %s, want r-1 r-2 r-3 r-4 once each", got)
+	}
+}
+
+// A batch whose store failed comes again and its events are enriched again,
+// not dropped as duplicates of themselves: both the batch that failed and
+// the one the bus fails after it (handled while, or just after, the store
+// failed, and redelivered without being stored).
+func TestEventsOfAnUnstoredBatchAreNotDuplicates(t *testing.T) {
+	dir := t.TempDir()
+	b := openBus(t, dir)
+	publishRaw(t, b, `[{"event":"a","event_id":"A"},{"event":"a2","event_id":"A"}]`)
+	publishRaw(t, b, `{"event":"b","event_id":"B"}`, `{"event":"c"}`)
+	raw := readRaw(t, b)
+	ctx := context.Background()
+	e := New(Options{Bus: b, Logger: quiet})
+	var err error
+	if e.schema, e.rev, err = b.Schema(ctx, sluice.StreamEvents); err != nil {
+		t.Fatal(err)
+	}
+	handle := func(batch []bus.Msg) bus.Finish {
+		t.Helper()
+		finish, err := e.handle(ctx, batch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return finish
+	}
+	first := handle(raw[:1])
+	// The bus goes away while the first batch is stored.
+	b.Close()
+	if err := first(ctx); err == nil {
+		t.Fatal("storing on a closed bus succeeded")
+	}
+	b = openBus(t, dir)
+	e.bus = b
+	// The next batch is handled, then failed by the bus (its predecessor
+	// failed) without being stored; then both come again.
+	handle(raw[1:2])
+	for _, batch := range [][]bus.Msg{raw[:1], raw[1:2]} {
+		if err := handle(batch)(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []string
+	for _, r := range events(t, b) {
+		got = append(got, r["event"].(string))
+	}
+	if s := strings.Join(got, " "); s != "a b c" {
+		t.Fatalf("events %q, want \"a b c\" (a2 is a duplicate of a)", s)
 	}
 }

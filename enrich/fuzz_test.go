@@ -49,7 +49,7 @@ func FuzzSnowplow(f *testing.F) {
 		}
 		e := New(Options{Enrichments: []Enrichment{NewUserAgent(), Campaign{}, Referrer{}, AnonymizeIP{}}, Fingerprint: true})
 		var res result
-		e.enrichPayload(&res, 1, 0, &p, map[string]struct{}{})
+		e.enrichPayload(&res, 1, 0, &p, new([]idKey))
 		checkOutput(t, &res)
 		if res.enriched+res.failed+res.duplicates == 0 {
 			var env struct {
@@ -76,7 +76,7 @@ func FuzzSegment(f *testing.F) {
 		}
 		e := New(Options{Enrichments: []Enrichment{NewUserAgent(), Campaign{}, Referrer{}}})
 		var res result
-		e.enrichPayload(&res, 1, 0, &p, map[string]struct{}{})
+		e.enrichPayload(&res, 1, 0, &p, new([]idKey))
 		checkOutput(t, &res)
 		if res.enriched+res.failed+res.duplicates == 0 && batch && len(body) > 0 {
 			var v struct {
@@ -98,7 +98,7 @@ func FuzzSyslog(f *testing.F) {
 		p := sluice.Payload{Collector: "syslog", Path: "udp://127.0.0.1:5514", ContentType: sluice.ContentTypeSyslog, Body: body}
 		e := New(Options{})
 		var res result
-		e.enrichPayload(&res, 1, 0, &p, map[string]struct{}{})
+		e.enrichPayload(&res, 1, 0, &p, new([]idKey))
 		checkOutput(t, &res)
 		if res.logged+res.failed != 1 {
 			t.Fatalf("one message gave %d rows and %d bad rows", res.logged, res.failed)
@@ -107,7 +107,7 @@ func FuzzSyslog(f *testing.F) {
 		p.ContentType, p.Headers = sluice.ContentTypeRecords, map[string]string{sluice.HeaderParse: sluice.ParseSyslog}
 		p.Body = sluice.AppendRecord(nil, body, false)
 		res = result{}
-		e.enrichPayload(&res, 1, 0, &p, map[string]struct{}{})
+		e.enrichPayload(&res, 1, 0, &p, new([]idKey))
 		checkOutput(t, &res)
 		if res.logged+res.failed != 1 {
 			t.Fatalf("one record gave %d rows and %d bad rows", res.logged, res.failed)

@@ -54,7 +54,7 @@ func TestGoldenOutput(t *testing.T) {
 		e := goldenEnricher(c.opts, c.schema)
 		for mi, frame := range goldenFrames(c.events) {
 			fmt.Fprintf(&out, "=== %s: message %d\n", c.name, mi)
-			writeResult(&out, e.enrichMessage(bus.Msg{Seq: uint64(100 + mi), Time: receivedAt, Data: frame}, map[string]struct{}{}), false)
+			writeResult(&out, e.enrichMessage(bus.Msg{Seq: uint64(100 + mi), Time: receivedAt, Data: frame}, new([]idKey)), false)
 		}
 		fmt.Fprintf(&out, "=== %s: schema\n", c.name)
 		for _, col := range e.schema.Columns {
@@ -66,7 +66,7 @@ func TestGoldenOutput(t *testing.T) {
 		// by member.
 		e = goldenEnricher(c.opts, c.schema)
 		fmt.Fprintf(&out, "=== %s: GET\n", c.name)
-		writeResult(&out, e.enrichMessage(bus.Msg{Seq: 99, Time: receivedAt, Data: goldenGETFrame()}, map[string]struct{}{}), true)
+		writeResult(&out, e.enrichMessage(bus.Msg{Seq: 99, Time: receivedAt, Data: goldenGETFrame()}, new([]idKey)), true)
 		names := make([]string, 0, len(e.schema.Columns))
 		for _, col := range e.schema.Columns {
 			names = append(names, fmt.Sprintf("%s %s", col.Name, col.Type))
@@ -443,7 +443,7 @@ func TestGETEventsAreTheSameEveryTime(t *testing.T) {
 	for range 5 {
 		e := goldenEnricher(Options{}, nil)
 		var out bytes.Buffer
-		writeResult(&out, e.enrichMessage(bus.Msg{Seq: 99, Time: time.Date(2026, 11, 26, 0, 0, 0, 0, time.UTC), Data: goldenGETFrame()}, map[string]struct{}{}), false)
+		writeResult(&out, e.enrichMessage(bus.Msg{Seq: 99, Time: time.Date(2026, 11, 26, 0, 0, 0, 0, time.UTC), Data: goldenGETFrame()}, new([]idKey)), false)
 		for _, col := range e.schema.Columns {
 			fmt.Fprintf(&out, "%s %s\n", col.Name, col.Type)
 		}

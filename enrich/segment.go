@@ -23,7 +23,7 @@ func isSegment(path string) bool {
 // messageId, timestamp, userId, anonymousId and context (page, ip, userAgent)
 // map to canonical columns; the properties of track, page and screen become
 // the event's own fields; traits and context are kept as JSON columns.
-func (e *Enricher) enrichSegment(res *result, seq uint64, pi int, p *sluice.Payload, ids map[string]struct{}, bad func(typ, msg, payload, eventID string)) {
+func (e *Enricher) enrichSegment(res *result, seq uint64, pi int, p *sluice.Payload, ids *[]idKey, bad func(typ, msg, payload, eventID string)) {
 	implied := strings.TrimPrefix(p.Path, "/v1/")
 	msgs := [][]byte{p.Body}
 	if p.Path == "/v1/batch" {

@@ -42,7 +42,7 @@ type param struct {
 
 // enrichSnowplow turns a tracker protocol payload into events: a tp2
 // payload_data envelope holds many, a GET query string one.
-func (e *Enricher) enrichSnowplow(res *result, seq uint64, pi int, p *sluice.Payload, ids map[string]struct{}, bad func(typ, msg, payload, eventID string)) {
+func (e *Enricher) enrichSnowplow(res *result, seq uint64, pi int, p *sluice.Payload, ids *[]idKey, bad func(typ, msg, payload, eventID string)) {
 	body := bytes.TrimLeft(p.Body, " \t\r\n\ufeff")
 	if len(body) == 0 || body[0] != '{' {
 		params, err := queryParams(bodyString(body))
@@ -172,7 +172,7 @@ func queryParams(q string) ([]param, error) {
 	return out, nil
 }
 
-func (e *Enricher) addSnowplow(res *result, params []param, input []byte, p *sluice.Payload, seq uint64, pi, vi int, ids map[string]struct{}, bad func(typ, msg, payload, eventID string)) {
+func (e *Enricher) addSnowplow(res *result, params []param, input []byte, p *sluice.Payload, seq uint64, pi, vi int, ids *[]idKey, bad func(typ, msg, payload, eventID string)) {
 	ev, f := e.snowplowEvent(params, p, seq, pi, vi)
 	if f != nil {
 		bad(f.typ, f.msg, string(input), f.eventID)

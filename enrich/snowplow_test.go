@@ -14,12 +14,14 @@ import (
 )
 
 // enrichPayloads runs enrich on payloads without a bus and returns the events
-// and bad rows, decoded.
+// and bad rows, decoded. Each payload is deduplicated on its own.
 func enrichPayloads(t *testing.T, e *Enricher, ps ...sluice.Payload) (events, bad []map[string]any) {
 	t.Helper()
 	var res result
 	for i := range ps {
-		e.enrichPayload(&res, 7, i, &ps[i], map[string]struct{}{})
+		var keys []idKey
+		e.enrichPayload(&res, 7, i, &ps[i], &keys)
+		e.seen.forget(keys)
 	}
 	dec := func(lines [][]byte) []map[string]any {
 		var out []map[string]any
