@@ -76,6 +76,9 @@ type Bus struct {
 	kv  jetstream.KeyValue
 
 	closing atomic.Bool // Close was called: disconnects are expected
+	// dropped counts deliveries to durable consumers that the NATS client
+	// dropped (see pump).
+	dropped atomic.Uint64
 }
 
 // Open starts the embedded server (or connects to an external one) and
@@ -374,7 +377,7 @@ func (b *Bus) ConsumePipelined(ctx context.Context, stream, name string, maxBatc
 		Durable:       name,
 		Description:   "sluice stage " + name,
 		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       30 * time.Second,
+		AckWait:       ackWait,
 		MaxDeliver:    -1,
 		MaxAckPending: 16 * maxBatch,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
@@ -480,6 +483,15 @@ func (b *Bus) ConsumePipelined(ctx context.Context, stream, name string, maxBatc
 	}
 }
 
+// ackWait is how long a durable consumer's delivery may stay unacknowledged
+// before the server delivers it again.
+const ackWait = 30 * time.Second
+
+// DroppedDeliveries counts the deliveries to this process's durable
+// consumers that the NATS client dropped; each comes again after the ack
+// wait.
+func (b *Bus) DroppedDeliveries() uint64 { return b.dropped.Load() }
+
 // pump moves messages from a JetStream iterator onto a channel so callers can
 // select on it together with timers and ctx.
 func (b *Bus) pump(ctx context.Context, stream string, it jetstream.MessagesContext) <-chan Msg {
@@ -490,6 +502,7 @@ func (b *Bus) pump(ctx context.Context, stream string, it jetstream.MessagesCont
 	}()
 	go func() {
 		defer close(ch)
+		var last uint64 // the consumer sequence of the last delivery
 		for {
 			m, err := it.Next()
 			if err != nil {
@@ -502,6 +515,17 @@ func (b *Bus) pump(ctx context.Context, stream string, it jetstream.MessagesCont
 			if err != nil {
 				continue
 			}
+			if n := md.Sequence.Consumer; last != 0 && n > last+1 {
+				// Deliveries in between never reached us: the client's
+				// iterator dropped them (its channel holds as many messages
+				// as it asks for, and a status message can take a place
+				// when this goroutine is starved of CPU). The server still
+				// holds them unacknowledged and redelivers them after the
+				// ack wait, out of order.
+				b.dropped.Add(n - last - 1)
+				b.log.Warn("bus: the NATS client dropped deliveries; they come again after the ack wait", "stream", stream, "deliveries", n-last-1, "ack_wait", ackWait)
+			}
+			last = md.Sequence.Consumer
 			data := b.decoded(stream, md.Sequence.Stream, m.Headers(), m.Data())
 			select {
 			case ch <- Msg{Seq: md.Sequence.Stream, Time: md.Timestamp, Data: data, raw: m}:

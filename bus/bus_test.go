@@ -269,7 +269,9 @@ func TestConsumeDeliversInOrderInBatches(t *testing.T) {
 		}
 		return nil
 	})
-	waitFor(t, 10*time.Second, "all messages handled and acknowledged", func() bool {
+	// A delivery the NATS client drops (it can when this process is
+	// starved of CPU, see pump) comes again after the 30 s ack wait.
+	waitFor(t, 45*time.Second, "all messages handled and acknowledged", func() bool {
 		mu.Lock()
 		got := len(seqs)
 		mu.Unlock()
@@ -285,9 +287,20 @@ func TestConsumeDeliversInOrderInBatches(t *testing.T) {
 	if err := stop(); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Consume returned %v after cancel, want context.Canceled", err)
 	}
-	for i, s := range seqs {
-		if s != uint64(i+1) {
-			t.Fatalf("delivery %d was seq %d: not in stream order (%v)", i, s, seqs)
+	if d := b.DroppedDeliveries(); d > 0 {
+		// Then the dropped ones came late, once each.
+		t.Logf("the NATS client dropped %d deliveries; they came again after the ack wait", d)
+		sorted := slices.Sorted(slices.Values(seqs))
+		for i, s := range sorted {
+			if s != uint64(i+1) {
+				t.Fatalf("messages handled: %v, want 1..%d once each", seqs, n+5)
+			}
+		}
+	} else {
+		for i, s := range seqs {
+			if s != uint64(i+1) {
+				t.Fatalf("delivery %d was seq %d: not in stream order (%v)", i, s, seqs)
+			}
 		}
 	}
 	if batches > n/2 {
